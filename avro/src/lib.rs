@@ -1,0 +1,6 @@
+//! Avro for vaxtrail's event topics (the bundled `.avsc` schemas and a registry client), and
+//! `vaxtrail-registry`, the Confluent-compatible schema registry the local stack runs.
+
+pub mod client;
+pub mod registry;
+pub mod schemas;

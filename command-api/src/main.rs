@@ -1,0 +1,14 @@
+//! Runs `command-api`.
+
+use clap::Parser;
+use command_api::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    platform::telemetry::init("command-api", &config.log);
+    let shutdown = platform::shutdown::on_signals();
+    let app = Application::build(&config, shutdown).await?;
+    tracing::info!(address = %app.local_addr(), "command-api listening");
+    app.run_until_stopped().await
+}

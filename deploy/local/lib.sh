@@ -1,0 +1,118 @@
+# Shared by the deploy/local scripts: where things live, which ports they use, and small helpers.
+# Every component's state lives under $STATE (git-ignored .vaxtrail/ in the clone); installed
+# tools and the cargo target dir live under $CACHE so a fresh clone reuses them.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STATE=${VAXTRAIL_STATE_DIR:-$REPO/.vaxtrail}
+CACHE=${VAXTRAIL_CACHE_DIR:-$HOME/.cache/vaxtrail}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+BIN=$CARGO_TARGET_DIR/debug
+
+TANSU_VERSION=0.6.0
+TANSU=$CACHE/tools/bin/tansu
+PG_BIN=${VAXTRAIL_PG_BIN:-/usr/lib/postgresql/15/bin}
+
+BROKER_PORT=${VAXTRAIL_BROKER_PORT:-9092}
+REGISTRY_PORT=${VAXTRAIL_REGISTRY_PORT:-8081}
+PG_PORT=${VAXTRAIL_PG_PORT:-5433}
+REDIS_PORT=${VAXTRAIL_REDIS_PORT:-6380}
+CH_HTTP_PORT=${VAXTRAIL_CLICKHOUSE_HTTP_PORT:-18123}
+CH_TCP_PORT=${VAXTRAIL_CLICKHOUSE_TCP_PORT:-19000}
+
+# A URL given by the caller means "use that server, start none of ours".
+EXTERNAL_PG=${VAXTRAIL_DATABASE_URL:+1}
+EXTERNAL_REDIS=${VAXTRAIL_REDIS_URL:+1}
+EXTERNAL_CH=${VAXTRAIL_CLICKHOUSE_URL:+1}
+export VAXTRAIL_KAFKA_BROKERS=${VAXTRAIL_KAFKA_BROKERS:-127.0.0.1:$BROKER_PORT}
+export VAXTRAIL_SCHEMA_REGISTRY_URL=${VAXTRAIL_SCHEMA_REGISTRY_URL:-http://127.0.0.1:$REGISTRY_PORT}
+export VAXTRAIL_DATABASE_URL=${VAXTRAIL_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/vaxtrail}
+export VAXTRAIL_REDIS_URL=${VAXTRAIL_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
+export VAXTRAIL_CLICKHOUSE_URL=${VAXTRAIL_CLICKHOUSE_URL:-http://127.0.0.1:$CH_HTTP_PORT}
+
+# The project's services: name, binary, listen address.
+SERVICES=(
+  "command-api command-api 127.0.0.1:8080"
+  "signer-worker signer-worker 127.0.0.1:9101"
+  "projectors projectors 127.0.0.1:9102"
+  "query-api query-api 127.0.0.1:8090"
+)
+
+say() { printf '\033[1m%s\033[0m %s\n' "vaxtrail:" "$*" >&2; }
+die() { printf '\033[31mvaxtrail: %s\033[0m\n' "$*" >&2; exit 1; }
+
+# as_root CMD...: runs a command as root, through sudo when we are not root.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# pid_alive PIDFILE: the pid file exists and names a live process.
+pid_alive() { [ -s "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_until SECONDS DESCRIPTION CMD...: polls CMD until it succeeds or the deadline passes.
+wait_until() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+
+# stop_pid NAME PIDFILE: SIGTERM, wait up to 30 s, then SIGKILL. Never by process name.
+stop_pid() {
+  local name=$1 pidfile=$2
+  if ! pid_alive "$pidfile"; then
+    rm -f "$pidfile"
+    return 0
+  fi
+  local pid; pid=$(head -n1 "$pidfile")
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_until 30 "$name to stop" bash -c "! kill -0 $pid"; then
+    say "$name ($pid) did not stop on SIGTERM; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  say "$name stopped"
+}
+
+# spawn NAME PIDFILE LOGFILE CMD...: starts CMD detached from this shell, recording its pid.
+spawn() {
+  local name=$1 pidfile=$2 logfile=$3; shift 3
+  mkdir -p "$(dirname "$pidfile")" "$(dirname "$logfile")"
+  setsid "$@" >>"$logfile" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+}
+
+# Postgres refuses to run as root: its cluster belongs to the postgres user, which must be able
+# to reach it. When the clone sits where that user cannot look (under /root, say), the cluster
+# lives under /var/lib/vaxtrail instead, named after the clone.
+pg_dir() {
+  if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+    echo "$STATE/postgres"
+  else
+    echo "/var/lib/vaxtrail/$(printf '%s' "$REPO" | sha256sum | cut -c1-12)/postgres"
+  fi
+}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# tail_log FILE: the end of a log, to explain a failure.
+tail_log() { [ -f "$1" ] && tail -n 20 "$1" >&2 || true; }
+
+# running_components: the names of the stack's components this clone has running now.
+running_components() {
+  [ -z "$EXTERNAL_PG" ] && [ -s "$(pg_dir)/data/postmaster.pid" ] && pid_alive "$(pg_dir)/data/postmaster.pid" && echo postgres
+  [ -z "$EXTERNAL_REDIS" ] && pid_alive "$STATE/redis/redis.pid" && echo redis
+  [ -z "$EXTERNAL_CH" ] && pid_alive "$STATE/clickhouse/clickhouse.pid" && echo clickhouse
+  pid_alive "$STATE/broker/tansu.pid" && echo broker
+  pid_alive "$STATE/registry/registry.pid" && echo registry
+  local entry name
+  for entry in "${SERVICES[@]}"; do
+    read -r name _ _ <<<"$entry"
+    pid_alive "$STATE/services/$name.pid" && echo "$name"
+  done
+  return 0
+}

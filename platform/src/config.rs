@@ -1,0 +1,186 @@
+//! Configuration pieces shared by the binaries. Each binary's config struct flattens the pieces it
+//! needs; every field is read from one `VAXTRAIL_*` environment variable (or the matching flag),
+//! and the defaults point at the local stack that `deploy/local/up` starts.
+
+use std::fmt;
+
+use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Args)]
+pub struct LogArgs {
+    /// Log format: `text` or `json`.
+    #[arg(long = "log-format", env = "VAXTRAIL_LOG_FORMAT", default_value = "text")]
+    pub format: LogFormat,
+    /// Log filter in `tracing` env-filter syntax (e.g. `info,rdkafka=warn`).
+    #[arg(long = "log-filter", env = "VAXTRAIL_LOG", default_value = "info")]
+    pub filter: String,
+}
+
+/// Kafka and schema-registry settings.
+#[derive(Clone, Debug, Args)]
+pub struct KafkaArgs {
+    /// Comma-separated Kafka bootstrap servers.
+    #[arg(long = "kafka-brokers", env = "VAXTRAIL_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Base URL of the Confluent-compatible schema registry.
+    #[arg(
+        long = "schema-registry-url",
+        env = "VAXTRAIL_SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub schema_registry_url: String,
+    /// Prefix put before every topic name, so several systems (or tests) can share one cluster.
+    #[arg(long = "topic-prefix", env = "VAXTRAIL_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// Partitions of each event topic (vaccination and certificate events must have the same count).
+    #[arg(long = "partitions", env = "VAXTRAIL_PARTITIONS", default_value_t = 6)]
+    pub partitions: i32,
+}
+
+impl KafkaArgs {
+    /// The topic names this configuration uses.
+    pub fn topics(&self) -> crate::TopicCatalog {
+        crate::TopicCatalog::new(&self.topic_prefix, self.partitions)
+    }
+}
+
+/// A connection URL that may carry a password: never printed.
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    /// The URL, for handing to a client library only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretUrl([redacted])")
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(SecretString::from(s.to_owned())))
+    }
+}
+
+/// PostgreSQL settings.
+#[derive(Clone, Debug, Args)]
+pub struct PostgresArgs {
+    /// PostgreSQL connection URL (may hold a password; never logged).
+    #[arg(
+        long = "database-url",
+        env = "VAXTRAIL_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5433/vaxtrail",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub url: SecretUrl,
+    /// Schema holding vaxtrail's tables.
+    #[arg(long = "database-schema", env = "VAXTRAIL_DATABASE_SCHEMA", default_value = "public")]
+    pub schema: String,
+    /// Largest number of pooled connections.
+    #[arg(long = "database-max-connections", env = "VAXTRAIL_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub max_connections: u32,
+}
+
+/// Redis settings.
+#[derive(Clone, Debug, Args)]
+pub struct RedisArgs {
+    /// Redis connection URL (may hold a password; never logged).
+    #[arg(
+        long = "redis-url",
+        env = "VAXTRAIL_REDIS_URL",
+        default_value = "redis://127.0.0.1:6380",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub url: SecretUrl,
+    /// Prefix put before every key vaxtrail writes.
+    #[arg(long = "redis-key-prefix", env = "VAXTRAIL_REDIS_KEY_PREFIX", default_value = "vaxtrail:")]
+    pub key_prefix: String,
+}
+
+/// ClickHouse settings.
+#[derive(Clone, Debug, Args)]
+pub struct ClickHouseArgs {
+    /// ClickHouse HTTP interface URL.
+    #[arg(long = "clickhouse-url", env = "VAXTRAIL_CLICKHOUSE_URL", default_value = "http://127.0.0.1:18123")]
+    pub url: String,
+    /// ClickHouse database holding vaxtrail's tables.
+    #[arg(long = "clickhouse-database", env = "VAXTRAIL_CLICKHOUSE_DATABASE", default_value = "vaxtrail")]
+    pub database: String,
+    /// ClickHouse user.
+    #[arg(long = "clickhouse-user", env = "VAXTRAIL_CLICKHOUSE_USER", default_value = "default")]
+    pub user: String,
+    /// ClickHouse password (never logged).
+    #[arg(
+        long = "clickhouse-password",
+        env = "VAXTRAIL_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub password: SecretUrl,
+}
+
+impl PostgresArgs {
+    /// A pool that connects on first use (so a service starts, not ready, while PostgreSQL is
+    /// down), with `search_path` set to the configured schema.
+    pub fn pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
+        let options: sqlx::postgres::PgConnectOptions = self.url.expose().parse()?;
+        let options = options.options([("search_path", self.schema.as_str())]);
+        Ok(sqlx::postgres::PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_lazy_with(options))
+    }
+}
+
+impl RedisArgs {
+    /// A client; connections are opened on use.
+    pub fn client(&self) -> Result<redis::Client, redis::RedisError> {
+        redis::Client::open(self.url.expose())
+    }
+}
+
+impl ClickHouseArgs {
+    /// A client bound to the configured database (`with_validation(false)` keeps it working
+    /// against the 18.16 server Debian ships as well as a current one).
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            .with_password(self.password.expose())
+            .with_database(&self.database)
+            .with_validation(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_urls_never_print_their_value() {
+        let url: SecretUrl = "postgres://u:hunter2@h/db".parse().unwrap();
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(url.expose(), "postgres://u:hunter2@h/db");
+    }
+}

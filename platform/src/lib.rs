@@ -1,0 +1,18 @@
+//! What every vaxtrail process shares: typed configuration pieces read from the environment,
+//! telemetry (tracing and Prometheus metrics), the ops endpoints (`/healthz`, `/readyz`,
+//! `/metrics`) with readiness checks against real dependencies, shutdown on SIGTERM, and the
+//! catalog of Kafka topics.
+
+pub mod checks;
+pub mod config;
+pub mod ops;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topics;
+
+pub use config::{ClickHouseArgs, KafkaArgs, LogArgs, PostgresArgs, RedisArgs};
+pub use ops::{Readiness, ops_router};
+pub use server::HttpService;
+pub use shutdown::Shutdown;
+pub use topics::TopicCatalog;

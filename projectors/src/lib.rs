@@ -1,0 +1,63 @@
+//! Projects the event log into Postgres read models, the Redis cache and ClickHouse analytics.
+//!
+//! `Application::build(config)` connects to the dependencies and binds the listener;
+//! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
+
+/// Configuration of `projectors`, read from the environment at start.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "projectors", version, about = "Projects the event log into Postgres read models, the Redis cache and ClickHouse analytics.")]
+pub struct Config {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub kafka: platform::KafkaArgs,
+    #[command(flatten)]
+    pub postgres: platform::PostgresArgs,
+    #[command(flatten)]
+    pub redis: platform::RedisArgs,
+    #[command(flatten)]
+    pub clickhouse: platform::ClickHouseArgs,
+    /// Address and port to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:9102")]
+    pub listen: SocketAddr,
+}
+
+/// The running service.
+pub struct Application {
+    http: HttpService,
+}
+
+impl Application {
+    /// Connects to the dependencies (lazily: a dependency that is down makes `/readyz` fail,
+    /// not the start) and binds the listener.
+    pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let readiness = Readiness::default();
+        let topics = config.kafka.topics();
+        let readiness = readiness
+            .with("kafka", checks::kafka(&config.kafka.brokers, topics.names())?)
+            .with("schema-registry", checks::http(format!("{}/subjects", config.kafka.schema_registry_url)));
+        let readiness = readiness.with("postgres", checks::postgres(config.postgres.pool()?));
+        let readiness = readiness.with("redis", checks::redis(config.redis.client()?));
+        let readiness = readiness.with("clickhouse", checks::clickhouse(config.clickhouse.client()));
+        let router = platform::ops_router("projectors", readiness);
+        let http = HttpService::bind(config.listen, router, shutdown).await?;
+        Ok(Self { http })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// Serves until the shutdown token is cancelled.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.http.run_until_stopped().await?;
+        tracing::info!("projectors stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! Runs `query-api`.
+
+use clap::Parser;
+use query_api::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    platform::telemetry::init("query-api", &config.log);
+    let shutdown = platform::shutdown::on_signals();
+    let app = Application::build(&config, shutdown).await?;
+    tracing::info!(address = %app.local_addr(), "query-api listening");
+    app.run_until_stopped().await
+}

@@ -1,0 +1,185 @@
+//! Helpers for tests that run against the real local stack (`deploy/local/up`). Each
+//! [`TestStack`] gets its own topics (a unique prefix), its own Postgres schema, its own Redis key
+//! prefix and its own ClickHouse database, so tests run in parallel against one shared stack; all
+//! of it is removed when the `TestStack` is dropped, also when the test fails.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+use platform::{ClickHouseArgs, KafkaArgs, PostgresArgs, RedisArgs};
+
+/// The stack's addresses, read from the same `VAXTRAIL_*` variables (and defaults) the services use.
+#[derive(Clone, Debug, Parser)]
+struct StackArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+}
+
+/// One test's isolated slice of the shared stack.
+pub struct TestStack {
+    /// Short unique id of this test's slice (lowercase hex).
+    pub id: String,
+    /// Kafka settings with this test's topic prefix.
+    pub kafka: KafkaArgs,
+    /// Postgres settings with this test's schema.
+    pub postgres: PostgresArgs,
+    /// Redis settings with this test's key prefix.
+    pub redis: RedisArgs,
+    /// ClickHouse settings with this test's database.
+    pub clickhouse: ClickHouseArgs,
+}
+
+impl TestStack {
+    /// Creates this test's Postgres schema and ClickHouse database (topics are created by whoever
+    /// uses them, under [`TestStack::topic`] names).
+    pub async fn new() -> Self {
+        let base = StackArgs::parse_from(["vaxtrail-tests"]);
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let mut stack = Self {
+            kafka: KafkaArgs { topic_prefix: format!("t-{id}-"), partitions: 3, ..base.kafka },
+            postgres: PostgresArgs { schema: format!("t_{id}"), ..base.postgres },
+            redis: RedisArgs { key_prefix: format!("t:{id}:"), ..base.redis },
+            clickhouse: ClickHouseArgs { database: format!("t_{id}"), ..base.clickhouse },
+            id,
+        };
+        let admin = sqlx::PgPool::connect(stack.postgres.url.expose()).await.expect("postgres is up (deploy/local/up)");
+        sqlx::query(&format!("CREATE SCHEMA \"{}\"", stack.postgres.schema))
+            .execute(&admin)
+            .await
+            .expect("creating the test schema");
+        let database = std::mem::take(&mut stack.clickhouse.database);
+        stack
+            .clickhouse
+            .client()
+            .with_database("default")
+            .query(&format!("CREATE DATABASE {database}"))
+            .execute()
+            .await
+            .expect("clickhouse is up (deploy/local/up)");
+        stack.clickhouse.database = database;
+        stack
+    }
+
+    /// A topic name private to this test.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.kafka.topic_prefix)
+    }
+
+    /// Creates this test's event topics (vaccination, certificate, dead letters).
+    pub async fn create_event_topics(&self) {
+        platform::topics::ensure_topics(&self.kafka.brokers, &self.kafka.topics().specs())
+            .await
+            .expect("creating the test's topics");
+    }
+
+}
+
+/// What a test's slice needs for cleaning up; no `Drop` of its own.
+struct Slice {
+    kafka: KafkaArgs,
+    postgres: PostgresArgs,
+    redis: RedisArgs,
+    clickhouse: ClickHouseArgs,
+}
+
+impl Slice {
+    async fn teardown(&self) -> anyhow::Result<()> {
+        let pool = sqlx::PgPool::connect(self.postgres.url.expose()).await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.postgres.schema)).execute(&pool).await?;
+        self.clickhouse
+            .client()
+            .with_database("default")
+            .query(&format!("DROP DATABASE IF EXISTS {}", self.clickhouse.database))
+            .execute()
+            .await?;
+        let mut redis = self.redis.client()?.get_multiplexed_async_connection().await?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.redis.key_prefix)).query_async(&mut redis).await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(&keys).query_async::<()>(&mut redis).await?;
+        }
+        delete_topics(&self.kafka.brokers, &self.kafka.topic_prefix).await
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        // Drop cannot await, and may run inside the test's runtime: clean up on a thread of its own.
+        let slice = Slice {
+            kafka: self.kafka.clone(),
+            postgres: self.postgres.clone(),
+            redis: self.redis.clone(),
+            clickhouse: self.clickhouse.clone(),
+        };
+        let outcome = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(slice.teardown())
+        })
+        .join();
+        if let Ok(Err(error)) = outcome {
+            eprintln!("test stack {}: cleanup failed: {error:#}", self.id);
+        }
+    }
+}
+
+/// Deletes every topic whose name starts with `prefix`.
+async fn delete_topics(brokers: &str, prefix: &str) -> anyhow::Result<()> {
+    use rdkafka::{
+        ClientConfig,
+        admin::{AdminClient, AdminOptions},
+        client::DefaultClientContext,
+        consumer::{BaseConsumer, Consumer},
+    };
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let prefix = prefix.to_owned();
+    let names: Vec<String> = tokio::task::spawn_blocking(move || {
+        consumer.fetch_metadata(None, Duration::from_secs(10)).map(|m| {
+            m.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(&prefix)).collect()
+        })
+    })
+    .await??;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    for result in admin.delete_topics(&refs, &AdminOptions::new()).await? {
+        if let Err((name, code)) = result {
+            anyhow::bail!("deleting topic {name}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// The repository root (where `deploy/` and `docker-compose.yml` are).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repo root").to_owned()
+}
+
+/// The directory holding the workspace's built binaries (beside this test executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent().and_then(|deps| deps.parent()).expect("tests run from target/<profile>/deps").to_owned()
+}
+
+/// Polls `check` until it returns `Some` or the deadline passes.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < until, "gave up waiting for {what} after {deadline:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

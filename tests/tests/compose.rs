@@ -1,0 +1,86 @@
+//! docker-compose.yml cannot run here (no Docker engine), so it is kept correct by construction:
+//! every vaxtrail container runs a binary the workspace builds, and every variable in its
+//! environment is one that binary's typed config reads, with a value its parser accepts.
+
+use std::collections::BTreeMap;
+
+use clap::{Args, Command, CommandFactory};
+use vaxtrail_tests::repo_root;
+
+/// The config each compose service's binary parses.
+fn config_of(binary: &str) -> Command {
+    match binary {
+        "command-api" => command_api::Config::command(),
+        "signer-worker" => signer_worker::Config::command(),
+        "projectors" => projectors::Config::command(),
+        "query-api" => query_api::Config::command(),
+        // vaxctl reads these for `topics ensure` and `schemas register`.
+        "vaxctl" => platform::KafkaArgs::augment_args(platform::LogArgs::augment_args(Command::new("vaxctl"))),
+        other => panic!("compose runs {other:?}, which the workspace does not build"),
+    }
+}
+
+fn compose() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
+    let mut value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    value.apply_merge().unwrap();
+    value
+}
+
+/// The services built from the workspace's Dockerfile, with the binary each runs.
+fn vaxtrail_services(compose: &serde_yaml::Value) -> BTreeMap<String, (String, serde_yaml::Mapping)> {
+    let services = compose["services"].as_mapping().unwrap();
+    services
+        .iter()
+        .filter(|(_, s)| s.get("build").is_some())
+        .map(|(name, service)| {
+            let binary = match (service.get("command"), service.get("entrypoint")) {
+                (Some(command), _) => command[0].as_str().unwrap().to_owned(),
+                (None, Some(entrypoint)) => {
+                    let script = entrypoint[2].as_str().unwrap();
+                    script.split_whitespace().next().unwrap().to_owned()
+                }
+                (None, None) => panic!("{name:?} says nothing to run"),
+            };
+            let env = service.get("environment").and_then(|e| e.as_mapping()).cloned().unwrap_or_default();
+            (name.as_str().unwrap().to_owned(), (binary, env))
+        })
+        .collect()
+}
+
+#[test]
+fn every_vaxtrail_container_runs_a_workspace_binary() {
+    let services = vaxtrail_services(&compose());
+    let binaries: Vec<&str> = services.values().map(|(b, _)| b.as_str()).collect();
+    for expected in ["command-api", "signer-worker", "projectors", "query-api", "vaxctl"] {
+        assert!(binaries.contains(&expected), "compose runs no {expected}: {binaries:?}");
+    }
+}
+
+#[test]
+fn every_environment_variable_is_read_by_the_config_and_parses() {
+    for (service, (binary, env)) in vaxtrail_services(&compose()) {
+        let command = config_of(&binary);
+        for (key, value) in env {
+            let key = key.as_str().unwrap();
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_env().and_then(|e| e.to_str()) == Some(key))
+                .unwrap_or_else(|| panic!("{service}: {binary} reads no {key}"));
+            let value = match value {
+                serde_yaml::Value::String(s) => s,
+                other => serde_yaml::to_string(&other).unwrap().trim().to_owned(),
+            };
+            arg.get_value_parser()
+                .parse_ref(&command, Some(arg), std::ffi::OsStr::new(&value))
+                .unwrap_or_else(|e| panic!("{service}: {key}={value:?} does not parse: {e}"));
+        }
+    }
+}
+
+#[test]
+fn the_check_would_catch_a_misspelt_variable() {
+    let command = config_of("query-api");
+    assert!(command.get_arguments().any(|a| a.get_env().and_then(|e| e.to_str()) == Some("VAXTRAIL_REDIS_URL")));
+    assert!(!command.get_arguments().any(|a| a.get_env().and_then(|e| e.to_str()) == Some("VAXTRAIL_REDIS_URI")));
+}

@@ -1,0 +1,121 @@
+//! Each service starts from its typed config, serves /healthz, /readyz (checking its real
+//! dependencies) and /metrics, and stops cleanly on SIGTERM.
+
+use std::{process::Stdio, time::Duration};
+
+use clap::Parser;
+use platform::Shutdown;
+use vaxtrail_tests::{TestStack, bin_dir, eventually};
+
+/// Parses a service config from no flags, so the defaults and the environment apply.
+fn config<C: Parser>() -> C {
+    C::parse_from(["service"])
+}
+
+async fn get(url: String) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("the service answers");
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn assert_ops_endpoints(address: std::net::SocketAddr) {
+    let (status, body) = get(format!("http://{address}/healthz")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(format!("http://{address}/readyz")).await;
+    assert_eq!(status, 200, "ready: {body}");
+    let (status, body) = get(format!("http://{address}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("vaxtrail_readiness_checks_total{"), "{body}");
+}
+
+#[tokio::test]
+async fn every_service_is_ready_when_its_dependencies_are_up() {
+    let stack = TestStack::new().await;
+    stack.create_event_topics().await;
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let shutdown = Shutdown::new();
+
+    let mut command = config::<command_api::Config>();
+    (command.kafka, command.listen) = (stack.kafka.clone(), listen);
+    let app = command_api::Application::build(&command, shutdown.clone()).await.unwrap();
+    let command_address = app.local_addr();
+    let command_task = tokio::spawn(app.run_until_stopped());
+
+    let mut signer = config::<signer_worker::Config>();
+    (signer.kafka, signer.listen) = (stack.kafka.clone(), listen);
+    let app = signer_worker::Application::build(&signer, shutdown.clone()).await.unwrap();
+    let signer_address = app.local_addr();
+    let signer_task = tokio::spawn(app.run_until_stopped());
+
+    let mut projectors = config::<projectors::Config>();
+    (projectors.kafka, projectors.postgres, projectors.redis, projectors.clickhouse, projectors.listen) =
+        (stack.kafka.clone(), stack.postgres.clone(), stack.redis.clone(), stack.clickhouse.clone(), listen);
+    let app = projectors::Application::build(&projectors, shutdown.clone()).await.unwrap();
+    let projectors_address = app.local_addr();
+    let projectors_task = tokio::spawn(app.run_until_stopped());
+
+    let mut query = config::<query_api::Config>();
+    (query.postgres, query.redis, query.clickhouse, query.listen) =
+        (stack.postgres.clone(), stack.redis.clone(), stack.clickhouse.clone(), listen);
+    let app = query_api::Application::build(&query, shutdown.clone()).await.unwrap();
+    let query_address = app.local_addr();
+    let query_task = tokio::spawn(app.run_until_stopped());
+
+    for address in [command_address, signer_address, projectors_address, query_address] {
+        assert_ops_endpoints(address).await;
+    }
+    shutdown.cancel();
+    for task in [command_task, signer_task, projectors_task, query_task] {
+        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn readiness_names_the_dependency_that_is_down() {
+    let stack = TestStack::new().await;
+    let mut query = config::<query_api::Config>();
+    (query.postgres, query.clickhouse, query.listen) = (stack.postgres.clone(), stack.clickhouse.clone(), "127.0.0.1:0".parse().unwrap());
+    // Nothing listens on port 1.
+    query.redis.url = "redis://127.0.0.1:1".parse().unwrap();
+    let shutdown = Shutdown::new();
+    let app = query_api::Application::build(&query, shutdown.clone()).await.unwrap();
+    let address = app.local_addr();
+    let task = tokio::spawn(app.run_until_stopped());
+
+    let (status, body) = get(format!("http://{address}/readyz")).await;
+    assert_eq!(status, 503);
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["checks"]["postgres"], "ok");
+    assert_ne!(report["checks"]["redis"], "ok", "{report}");
+    // Alive, though not ready.
+    assert_eq!(get(format!("http://{address}/healthz")).await.0, 200);
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_service_binary_stops_cleanly_on_sigterm() {
+    let stack = TestStack::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(bin_dir().join("query-api"))
+        .env("VAXTRAIL_LISTEN", format!("127.0.0.1:{port}"))
+        .env("VAXTRAIL_LOG_FORMAT", "json")
+        .env("VAXTRAIL_DATABASE_SCHEMA", &stack.postgres.schema)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("query-api was built (deploy/local/up builds every binary)");
+    eventually(Duration::from_secs(30), "query-api to answer /healthz", || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.ok().filter(|r| r.status().is_success())
+    })
+    .await;
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("stopped in time").unwrap();
+    assert!(status.success(), "exit status {status}");
+    let output = child.wait_with_output().await.unwrap();
+    let logs = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);
+    let last: serde_json::Value = serde_json::from_str(logs.lines().last().expect("it logged")).expect("JSON logs");
+    assert_eq!(last["message"], "query-api stopped", "{logs}");
+}

@@ -1,0 +1,3 @@
+//! vaxctl's library side: operations the CLI runs that tests also drive.
+
+pub mod smoke;

@@ -1,0 +1,45 @@
+//! vaxctl: the operator's CLI.
+
+use clap::{Parser, Subcommand};
+use platform::{KafkaArgs, LogArgs};
+
+mod schemas;
+mod topics;
+
+#[derive(Parser)]
+#[command(name = "vaxctl", version, about = "Operate a vaxtrail deployment")]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Topics: list them with partitions and high watermarks, or create what is missing.
+    Topics {
+        #[command(subcommand)]
+        action: Option<topics::Action>,
+    },
+    /// Avro schemas: register the event topics' schemas with BACKWARD_TRANSITIVE compatibility.
+    Schemas {
+        #[command(subcommand)]
+        action: schemas::Action,
+    },
+    /// Write and read a record through each server of the stack, and say which answered.
+    Smoke(vaxctl::smoke::SmokeArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    platform::telemetry::init("vaxctl", &cli.log);
+    match cli.command {
+        Command::Topics { action } => topics::run(&cli.kafka, action.unwrap_or_default()).await,
+        Command::Schemas { action } => schemas::run(&cli.kafka, action).await,
+        Command::Smoke(args) => vaxctl::smoke::run(&cli.kafka, &args).await,
+    }
+}
