@@ -1,11 +1,10 @@
 //! Runs `command-api`.
 
-use clap::Parser;
 use command_api::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = platform::config::from_env();
     platform::telemetry::init("command-api", &config.log);
     let shutdown = platform::shutdown::on_signals();
     let app = Application::build(&config, shutdown).await?;

@@ -7,6 +7,28 @@ use std::fmt;
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
+/// Parses a binary's config from flags and the environment. On a missing or malformed value it
+/// prints clap's message plus the environment variable that holds the value, and exits with 2.
+pub fn from_env<C: clap::Parser>() -> C {
+    C::try_parse().unwrap_or_else(|error| {
+        let variables = variables_named_in(&C::command(), &error.to_string());
+        let _ = error.print();
+        if !variables.is_empty() {
+            eprintln!("configuration comes from the environment: check {}", variables.join(", "));
+        }
+        std::process::exit(if error.use_stderr() { 2 } else { 0 });
+    })
+}
+
+/// The environment variables of the arguments whose flags a clap message mentions.
+fn variables_named_in(command: &clap::Command, message: &str) -> Vec<String> {
+    command
+        .get_arguments()
+        .filter(|arg| arg.get_long().is_some_and(|long| message.contains(&format!("--{long} "))))
+        .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+        .collect()
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -85,6 +107,7 @@ impl std::str::FromStr for SecretUrl {
 pub struct PostgresArgs {
     /// PostgreSQL connection URL (may hold a password; never logged).
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "VAXTRAIL_DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5433/vaxtrail",
@@ -105,6 +128,7 @@ pub struct PostgresArgs {
 pub struct RedisArgs {
     /// Redis connection URL (may hold a password; never logged).
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         env = "VAXTRAIL_REDIS_URL",
         default_value = "redis://127.0.0.1:6380",
@@ -121,7 +145,7 @@ pub struct RedisArgs {
 #[derive(Clone, Debug, Args)]
 pub struct ClickHouseArgs {
     /// ClickHouse HTTP interface URL.
-    #[arg(long = "clickhouse-url", env = "VAXTRAIL_CLICKHOUSE_URL", default_value = "http://127.0.0.1:18123")]
+    #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "VAXTRAIL_CLICKHOUSE_URL", default_value = "http://127.0.0.1:18123")]
     pub url: String,
     /// ClickHouse database holding vaxtrail's tables.
     #[arg(long = "clickhouse-database", env = "VAXTRAIL_CLICKHOUSE_DATABASE", default_value = "vaxtrail")]
@@ -176,6 +200,38 @@ impl ClickHouseArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Everything {
+        #[command(flatten)]
+        log: LogArgs,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+    }
+
+    #[test]
+    fn all_pieces_flatten_into_one_config_with_local_stack_defaults() {
+        use clap::CommandFactory;
+        Everything::command().debug_assert();
+        let parsed = <Everything as clap::Parser>::try_parse_from(["t", "--partitions", "12"]).unwrap();
+        assert_eq!(parsed.kafka.partitions, 12);
+        assert_eq!(parsed.redis.url.expose(), "redis://127.0.0.1:6380");
+        assert_eq!(parsed.clickhouse.database, "vaxtrail");
+    }
+
+    #[test]
+    fn a_malformed_value_is_refused_naming_the_flag() {
+        use clap::CommandFactory;
+        let error = <Everything as clap::Parser>::try_parse_from(["t", "--partitions", "many"]).err().unwrap();
+        let named = variables_named_in(&Everything::command(), &error.to_string());
+        assert_eq!(named, ["VAXTRAIL_PARTITIONS"], "{error}");
+    }
 
     #[test]
     fn secret_urls_never_print_their_value() {

@@ -1,11 +1,10 @@
 //! Runs `projectors`.
 
-use clap::Parser;
 use projectors::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = platform::config::from_env();
     platform::telemetry::init("projectors", &config.log);
     let shutdown = platform::shutdown::on_signals();
     let app = Application::build(&config, shutdown).await?;

@@ -1,11 +1,10 @@
 //! Runs `query-api`.
 
-use clap::Parser;
 use query_api::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = platform::config::from_env();
     platform::telemetry::init("query-api", &config.log);
     let shutdown = platform::shutdown::on_signals();
     let app = Application::build(&config, shutdown).await?;

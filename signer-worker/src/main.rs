@@ -1,11 +1,10 @@
 //! Runs `signer-worker`.
 
-use clap::Parser;
 use signer_worker::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let config: Config = platform::config::from_env();
     platform::telemetry::init("signer-worker", &config.log);
     let shutdown = platform::shutdown::on_signals();
     let app = Application::build(&config, shutdown).await?;

@@ -40,6 +40,7 @@ impl TestStack {
     /// uses them, under [`TestStack::topic`] names).
     pub async fn new() -> Self {
         let base = StackArgs::parse_from(["vaxtrail-tests"]);
+        // Lowercase hex: a plain identifier in Postgres and ClickHouse, so it can be spliced into DDL.
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mut stack = Self {
             kafka: KafkaArgs { topic_prefix: format!("t-{id}-"), partitions: 3, ..base.kafka },
@@ -49,7 +50,7 @@ impl TestStack {
             id,
         };
         let admin = sqlx::PgPool::connect(stack.postgres.url.expose()).await.expect("postgres is up (deploy/local/up)");
-        sqlx::query(&format!("CREATE SCHEMA \"{}\"", stack.postgres.schema))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {}", stack.postgres.schema)))
             .execute(&admin)
             .await
             .expect("creating the test schema");
@@ -91,7 +92,7 @@ struct Slice {
 impl Slice {
     async fn teardown(&self) -> anyhow::Result<()> {
         let pool = sqlx::PgPool::connect(self.postgres.url.expose()).await?;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.postgres.schema)).execute(&pool).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.postgres.schema))).execute(&pool).await?;
         self.clickhouse
             .client()
             .with_database("default")

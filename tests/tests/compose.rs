@@ -61,6 +61,9 @@ fn every_vaxtrail_container_runs_a_workspace_binary() {
 fn every_environment_variable_is_read_by_the_config_and_parses() {
     for (service, (binary, env)) in vaxtrail_services(&compose()) {
         let command = config_of(&binary);
+        // Each variable becomes the flag of the argument that reads it, so clap's own value
+        // parsers judge the compose value exactly as they would judge the environment's.
+        let mut argv = vec![binary.clone()];
         for (key, value) in env {
             let key = key.as_str().unwrap();
             let arg = command
@@ -71,9 +74,10 @@ fn every_environment_variable_is_read_by_the_config_and_parses() {
                 serde_yaml::Value::String(s) => s,
                 other => serde_yaml::to_string(&other).unwrap().trim().to_owned(),
             };
-            arg.get_value_parser()
-                .parse_ref(&command, Some(arg), std::ffi::OsStr::new(&value))
-                .unwrap_or_else(|e| panic!("{service}: {key}={value:?} does not parse: {e}"));
+            argv.push(format!("--{}={value}", arg.get_long().expect("every config argument has a flag")));
+        }
+        if let Err(error) = command.clone().try_get_matches_from(&argv) {
+            panic!("{service}: {argv:?} does not parse: {error}");
         }
     }
 }

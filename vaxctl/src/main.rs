@@ -35,7 +35,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = platform::config::from_env();
     platform::telemetry::init("vaxctl", &cli.log);
     match cli.command {
         Command::Topics { action } => topics::run(&cli.kafka, action.unwrap_or_default()).await,

@@ -39,6 +39,8 @@ pub enum SmokeError {
     Redis(#[from] redis::RedisError),
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
+    #[error("{0:?} is not a plain lowercase SQL identifier")]
+    Identifier(String),
     #[error("no answer within {DEADLINE:?}")]
     Timeout,
     #[error("wrote {wrote:?} but read back {read:?}")]
@@ -92,22 +94,27 @@ pub async fn registry(url: &str, subject: &str) -> Result<(), SmokeError> {
 
 /// Creates a table in `schema`, inserts a row and selects it back.
 pub async fn postgres(args: &PostgresArgs, schema: &str) -> Result<(), SmokeError> {
+    if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(SmokeError::Identifier(schema.to_owned()));
+    }
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(DEADLINE)
         .connect(args.url.expose())
         .await?;
-    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&pool).await?;
-    sqlx::query(&format!("CREATE TABLE IF NOT EXISTS \"{schema}\".smoke (id uuid PRIMARY KEY, note text NOT NULL)"))
+    // Safe: the schema name was checked above to be a plain lowercase identifier.
+    let sql = |text: String| sqlx::AssertSqlSafe(text);
+    sqlx::query(sql(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&pool).await?;
+    sqlx::query(sql(format!("CREATE TABLE IF NOT EXISTS {schema}.smoke (id uuid PRIMARY KEY, note text NOT NULL)")))
         .execute(&pool)
         .await?;
     let (id, value) = (uuid::Uuid::new_v4(), fresh_value());
-    sqlx::query(&format!("INSERT INTO \"{schema}\".smoke (id, note) VALUES ($1, $2)"))
+    sqlx::query(sql(format!("INSERT INTO {schema}.smoke (id, note) VALUES ($1, $2)")))
         .bind(id)
         .bind(&value)
         .execute(&pool)
         .await?;
-    let read: String = sqlx::query_scalar(&format!("SELECT note FROM \"{schema}\".smoke WHERE id = $1"))
+    let read: String = sqlx::query_scalar(sql(format!("SELECT note FROM {schema}.smoke WHERE id = $1")))
         .bind(id)
         .fetch_one(&pool)
         .await?;

@@ -1,11 +1,10 @@
 //! Runs the Confluent-compatible schema registry of the local stack.
 
-use clap::Parser;
 use avro::registry::{Registry, RegistryConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = RegistryConfig::parse();
+    let config: RegistryConfig = platform::config::from_env();
     platform::telemetry::init("vaxtrail-registry", &config.log);
     let shutdown = platform::shutdown::on_signals();
     let registry = Registry::build(&config, shutdown).await?;
