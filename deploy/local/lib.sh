@@ -22,15 +22,21 @@ REDIS_PORT=${VAXTRAIL_REDIS_PORT:-6380}
 CH_HTTP_PORT=${VAXTRAIL_CLICKHOUSE_HTTP_PORT:-18123}
 CH_TCP_PORT=${VAXTRAIL_CLICKHOUSE_TCP_PORT:-19000}
 
-# A URL given by the caller means "use that server, start none of ours".
-EXTERNAL_PG=${VAXTRAIL_DATABASE_URL:+1}
-EXTERNAL_REDIS=${VAXTRAIL_REDIS_URL:+1}
-EXTERNAL_CH=${VAXTRAIL_CLICKHOUSE_URL:+1}
+# Our own instances' URLs. A different URL given by the caller means "use that server, start none
+# of ours". (Comparing, rather than testing for "set", keeps nested scripts, which inherit the URLs
+# exported below, from taking our own servers for external ones.)
+OWN_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/vaxtrail
+OWN_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+OWN_CH_URL=http://127.0.0.1:$CH_HTTP_PORT
+external() { [ -n "$1" ] && [ "$1" != "$2" ] && echo 1 || true; }
+EXTERNAL_PG=$(external "${VAXTRAIL_DATABASE_URL:-}" "$OWN_PG_URL")
+EXTERNAL_REDIS=$(external "${VAXTRAIL_REDIS_URL:-}" "$OWN_REDIS_URL")
+EXTERNAL_CH=$(external "${VAXTRAIL_CLICKHOUSE_URL:-}" "$OWN_CH_URL")
 export VAXTRAIL_KAFKA_BROKERS=${VAXTRAIL_KAFKA_BROKERS:-127.0.0.1:$BROKER_PORT}
 export VAXTRAIL_SCHEMA_REGISTRY_URL=${VAXTRAIL_SCHEMA_REGISTRY_URL:-http://127.0.0.1:$REGISTRY_PORT}
-export VAXTRAIL_DATABASE_URL=${VAXTRAIL_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/vaxtrail}
-export VAXTRAIL_REDIS_URL=${VAXTRAIL_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT}
-export VAXTRAIL_CLICKHOUSE_URL=${VAXTRAIL_CLICKHOUSE_URL:-http://127.0.0.1:$CH_HTTP_PORT}
+export VAXTRAIL_DATABASE_URL=${VAXTRAIL_DATABASE_URL:-$OWN_PG_URL}
+export VAXTRAIL_REDIS_URL=${VAXTRAIL_REDIS_URL:-$OWN_REDIS_URL}
+export VAXTRAIL_CLICKHOUSE_URL=${VAXTRAIL_CLICKHOUSE_URL:-$OWN_CH_URL}
 
 # The project's services: name, binary, listen address.
 SERVICES=(

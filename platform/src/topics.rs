@@ -87,6 +87,9 @@ pub enum TopicError {
     /// The topic exists with another partition count.
     #[error("topic {name} has {actual} partitions, expected {expected}")]
     PartitionMismatch { name: String, expected: i32, actual: i32 },
+    /// The broker refused to delete the topic.
+    #[error("deleting topic {name}: {code}")]
+    Delete { name: String, code: RDKafkaErrorCode },
     /// The broker refused to create the topic.
     #[error("creating topic {name}: {code}")]
     Create { name: String, code: RDKafkaErrorCode },
@@ -134,6 +137,31 @@ pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<(St
         }
     }
     Ok(outcome)
+}
+
+/// Deletes every topic whose name starts with `prefix`; returns their names.
+pub async fn delete_with_prefix(brokers: &str, prefix: &str) -> Result<Vec<String>, TopicError> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let owned_prefix = prefix.to_owned();
+    let names: Vec<String> = tokio::task::spawn_blocking(move || {
+        consumer.fetch_metadata(None, Duration::from_secs(10)).map(|m| {
+            m.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(&owned_prefix)).collect()
+        })
+    })
+    .await
+    .expect("metadata task does not panic")?;
+    if names.is_empty() {
+        return Ok(names);
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.delete_topics(&refs, &options).await? {
+        if let Err((name, code)) = result {
+            return Err(TopicError::Delete { name, code });
+        }
+    }
+    Ok(names)
 }
 
 /// The partition count of each named topic that exists.

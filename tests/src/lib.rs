@@ -1,12 +1,18 @@
 //! Helpers for tests that run against the real local stack (`deploy/local/up`). Each
-//! [`TestStack`] gets its own topics (a unique prefix), its own Postgres schema, its own Redis key
-//! prefix and its own ClickHouse database, so tests run in parallel against one shared stack; all
-//! of it is removed when the `TestStack` is dropped, also when the test fails.
+//! [`TestStack`] gets its own topics (a unique prefix under [`TEST_TOPIC_PREFIX`]), its own
+//! Postgres schema, its own Redis key prefix and its own ClickHouse database, so tests run in
+//! parallel against one shared stack. The schema, keys and database are removed when the
+//! `TestStack` is dropped, also when the test fails. Topics are deleted once, after the whole suite,
+//! by `deploy/local/test` (`vaxctl topics delete --prefix t-`): Tansu 0.6 panics when an idempotent
+//! produce meets a topic deletion, so nothing deletes topics while tests may still produce.
 
 use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
 use platform::{ClickHouseArgs, KafkaArgs, PostgresArgs, RedisArgs};
+
+/// Every test topic's name starts with this.
+pub const TEST_TOPIC_PREFIX: &str = "t-";
 
 /// The stack's addresses, read from the same `VAXTRAIL_*` variables (and defaults) the services use.
 #[derive(Clone, Debug, Parser)]
@@ -43,7 +49,7 @@ impl TestStack {
         // Lowercase hex: a plain identifier in Postgres and ClickHouse, so it can be spliced into DDL.
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mut stack = Self {
-            kafka: KafkaArgs { topic_prefix: format!("t-{id}-"), partitions: 3, ..base.kafka },
+            kafka: KafkaArgs { topic_prefix: format!("{TEST_TOPIC_PREFIX}{id}-"), partitions: 3, ..base.kafka },
             postgres: PostgresArgs { schema: format!("t_{id}"), ..base.postgres },
             redis: RedisArgs { key_prefix: format!("t:{id}:"), ..base.redis },
             clickhouse: ClickHouseArgs { database: format!("t_{id}"), ..base.clickhouse },
@@ -83,7 +89,6 @@ impl TestStack {
 
 /// What a test's slice needs for cleaning up; no `Drop` of its own.
 struct Slice {
-    kafka: KafkaArgs,
     postgres: PostgresArgs,
     redis: RedisArgs,
     clickhouse: ClickHouseArgs,
@@ -104,7 +109,7 @@ impl Slice {
         if !keys.is_empty() {
             redis::cmd("DEL").arg(&keys).query_async::<()>(&mut redis).await?;
         }
-        delete_topics(&self.kafka.brokers, &self.kafka.topic_prefix).await
+        Ok(())
     }
 }
 
@@ -112,7 +117,6 @@ impl Drop for TestStack {
     fn drop(&mut self) {
         // Drop cannot await, and may run inside the test's runtime: clean up on a thread of its own.
         let slice = Slice {
-            kafka: self.kafka.clone(),
             postgres: self.postgres.clone(),
             redis: self.redis.clone(),
             clickhouse: self.clickhouse.clone(),
@@ -126,35 +130,6 @@ impl Drop for TestStack {
             eprintln!("test stack {}: cleanup failed: {error:#}", self.id);
         }
     }
-}
-
-/// Deletes every topic whose name starts with `prefix`.
-async fn delete_topics(brokers: &str, prefix: &str) -> anyhow::Result<()> {
-    use rdkafka::{
-        ClientConfig,
-        admin::{AdminClient, AdminOptions},
-        client::DefaultClientContext,
-        consumer::{BaseConsumer, Consumer},
-    };
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let prefix = prefix.to_owned();
-    let names: Vec<String> = tokio::task::spawn_blocking(move || {
-        consumer.fetch_metadata(None, Duration::from_secs(10)).map(|m| {
-            m.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(&prefix)).collect()
-        })
-    })
-    .await??;
-    if names.is_empty() {
-        return Ok(());
-    }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    for result in admin.delete_topics(&refs, &AdminOptions::new()).await? {
-        if let Err((name, code)) = result {
-            anyhow::bail!("deleting topic {name}: {code}");
-        }
-    }
-    Ok(())
 }
 
 /// The repository root (where `deploy/` and `docker-compose.yml` are).

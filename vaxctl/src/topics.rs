@@ -13,13 +13,20 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 
-#[derive(Clone, Copy, Default, Subcommand)]
+#[derive(Clone, Default, Subcommand)]
 pub enum Action {
     /// List the topics with partitions and high watermarks (the default).
     #[default]
     List,
     /// Create missing topics; fail when one exists with another partition count.
     Ensure,
+    /// Delete every topic whose name starts with a prefix (test topics, say). Stop whatever
+    /// produces to them first: Tansu 0.6 panics when an idempotent produce meets a deletion.
+    Delete {
+        /// Name prefix of the topics to delete (must not be empty).
+        #[arg(long)]
+        prefix: String,
+    },
 }
 
 pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
@@ -30,6 +37,11 @@ pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
                 let said = if outcome == Ensured::Created { "created" } else { "exists" };
                 println!("{said:>8}  {name}");
             }
+        }
+        Action::Delete { prefix } => {
+            anyhow::ensure!(!prefix.is_empty(), "--prefix must not be empty: it would delete every topic");
+            let deleted = platform::topics::delete_with_prefix(&kafka.brokers, &prefix).await?;
+            println!("deleted {} topics starting with {prefix:?}", deleted.len());
         }
         Action::List => {
             let brokers = kafka.brokers.clone();
