@@ -157,8 +157,10 @@ pub async fn delete_with_prefix(brokers: &str, prefix: &str) -> Result<Vec<Strin
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.delete_topics(&refs, &options).await? {
-        if let Err((name, code)) = result {
-            return Err(TopicError::Delete { name, code });
+        match result {
+            // Already gone is what we wanted.
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((name, code)) => return Err(TopicError::Delete { name, code }),
         }
     }
     Ok(names)
