@@ -24,7 +24,10 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// A client for the registry at `base` (e.g. `http://127.0.0.1:8081`).
     pub fn new(base: &str) -> Self {
-        Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
     }
 
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value, ClientError> {
@@ -47,20 +50,25 @@ impl RegistryClient {
     /// Sets a subject's compatibility level.
     pub async fn set_compatibility(&self, subject: &str, level: CompatibilityLevel) -> Result<(), ClientError> {
         let url = format!("{}/config/{subject}", self.base);
-        self.call(self.http.put(url).json(&json!({ "compatibility": level.to_string() }))).await?;
+        self.call(self.http.put(url).json(&json!({ "compatibility": level.to_string() })))
+            .await?;
         Ok(())
     }
 
     /// Registers a schema under a subject (a no-op answering the same id when already there).
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, ClientError> {
         let url = format!("{}/subjects/{subject}/versions", self.base);
-        let body = self.call(self.http.post(url).json(&json!({ "schema": schema }))).await?;
+        let body = self
+            .call(self.http.post(url).json(&json!({ "schema": schema })))
+            .await?;
         Ok(body["id"].as_u64().unwrap_or_default() as u32)
     }
 
     /// The schema text registered under an id.
     pub async fn schema_by_id(&self, id: u32) -> Result<String, ClientError> {
-        let body = self.call(self.http.get(format!("{}/schemas/ids/{id}", self.base))).await?;
+        let body = self
+            .call(self.http.get(format!("{}/schemas/ids/{id}", self.base)))
+            .await?;
         Ok(body["schema"].as_str().unwrap_or_default().to_owned())
     }
 
@@ -70,7 +78,8 @@ impl RegistryClient {
         let mut registered = Vec::new();
         for (topic, schema) in crate::schemas::by_topic() {
             let subject = crate::schemas::value_subject(&format!("{topic_prefix}{topic}"));
-            self.set_compatibility(&subject, CompatibilityLevel::BackwardTransitive).await?;
+            self.set_compatibility(&subject, CompatibilityLevel::BackwardTransitive)
+                .await?;
             registered.push((subject.clone(), self.register(&subject, schema).await?));
         }
         Ok(registered)

@@ -16,7 +16,10 @@ pub fn value_subject(topic: &str) -> String {
 
 /// Each event topic's base name (without prefix) and its value schema.
 pub fn by_topic() -> [(&'static str, &'static str); 2] {
-    [("vaccination-events", VACCINATION_EVENTS), ("certificate-events", CERTIFICATE_EVENTS)]
+    [
+        ("vaccination-events", VACCINATION_EVENTS),
+        ("certificate-events", CERTIFICATE_EVENTS),
+    ]
 }
 
 /// Parses a bundled schema; they are checked by the tests below, so this cannot fail in use.

@@ -10,7 +10,11 @@ use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
 
 /// Configuration of `command-api`, read from the environment at start.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "command-api", version, about = "HTTP API that vaccination systems post to; answers 202 only once Kafka acknowledged the event.")]
+#[command(
+    name = "command-api",
+    version,
+    about = "HTTP API that vaccination systems post to; answers 202 only once Kafka acknowledged the event."
+)]
 pub struct Config {
     #[command(flatten)]
     pub log: LogArgs,
@@ -33,8 +37,14 @@ impl Application {
         let readiness = Readiness::default();
         let topics = config.kafka.topics();
         let readiness = readiness
-            .with("kafka", checks::kafka(&config.kafka.brokers, vec![topics.vaccination_events.clone()])?)
-            .with("schema-registry", checks::http(format!("{}/subjects", config.kafka.schema_registry_url)));
+            .with(
+                "kafka",
+                checks::kafka(&config.kafka.brokers, vec![topics.vaccination_events.clone()])?,
+            )
+            .with(
+                "schema-registry",
+                checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
+            );
         let router = platform::ops_router("command-api", readiness);
         let http = HttpService::bind(config.listen, router, shutdown).await?;
         Ok(Self { http })

@@ -14,7 +14,10 @@ pub fn from_env<C: clap::Parser>() -> C {
         let variables = variables_named_in(&C::command(), &error.to_string());
         let _ = error.print();
         if !variables.is_empty() {
-            eprintln!("configuration comes from the environment: check {}", variables.join(", "));
+            eprintln!(
+                "configuration comes from the environment: check {}",
+                variables.join(", ")
+            );
         }
         std::process::exit(if error.use_stderr() { 2 } else { 0 });
     })
@@ -24,7 +27,10 @@ pub fn from_env<C: clap::Parser>() -> C {
 fn variables_named_in(command: &clap::Command, message: &str) -> Vec<String> {
     command
         .get_arguments()
-        .filter(|arg| arg.get_long().is_some_and(|long| message.contains(&format!("--{long} "))))
+        .filter(|arg| {
+            arg.get_long()
+                .is_some_and(|long| message.contains(&format!("--{long} ")))
+        })
         .filter_map(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
         .collect()
 }
@@ -54,7 +60,11 @@ pub struct LogArgs {
 #[derive(Clone, Debug, Args)]
 pub struct KafkaArgs {
     /// Comma-separated Kafka bootstrap servers.
-    #[arg(long = "kafka-brokers", env = "VAXTRAIL_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long = "kafka-brokers",
+        env = "VAXTRAIL_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     /// Base URL of the Confluent-compatible schema registry.
     #[arg(
@@ -119,7 +129,11 @@ pub struct PostgresArgs {
     #[arg(long = "database-schema", env = "VAXTRAIL_DATABASE_SCHEMA", default_value = "public")]
     pub schema: String,
     /// Largest number of pooled connections.
-    #[arg(long = "database-max-connections", env = "VAXTRAIL_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(
+        long = "database-max-connections",
+        env = "VAXTRAIL_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
     pub max_connections: u32,
 }
 
@@ -137,7 +151,11 @@ pub struct RedisArgs {
     )]
     pub url: SecretUrl,
     /// Prefix put before every key vaxtrail writes.
-    #[arg(long = "redis-key-prefix", env = "VAXTRAIL_REDIS_KEY_PREFIX", default_value = "vaxtrail:")]
+    #[arg(
+        long = "redis-key-prefix",
+        env = "VAXTRAIL_REDIS_KEY_PREFIX",
+        default_value = "vaxtrail:"
+    )]
     pub key_prefix: String,
 }
 
@@ -145,13 +163,26 @@ pub struct RedisArgs {
 #[derive(Clone, Debug, Args)]
 pub struct ClickHouseArgs {
     /// ClickHouse HTTP interface URL.
-    #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "VAXTRAIL_CLICKHOUSE_URL", default_value = "http://127.0.0.1:18123")]
+    #[arg(
+        id = "clickhouse_url",
+        long = "clickhouse-url",
+        env = "VAXTRAIL_CLICKHOUSE_URL",
+        default_value = "http://127.0.0.1:18123"
+    )]
     pub url: String,
     /// ClickHouse database holding vaxtrail's tables.
-    #[arg(long = "clickhouse-database", env = "VAXTRAIL_CLICKHOUSE_DATABASE", default_value = "vaxtrail")]
+    #[arg(
+        long = "clickhouse-database",
+        env = "VAXTRAIL_CLICKHOUSE_DATABASE",
+        default_value = "vaxtrail"
+    )]
     pub database: String,
     /// ClickHouse user.
-    #[arg(long = "clickhouse-user", env = "VAXTRAIL_CLICKHOUSE_USER", default_value = "default")]
+    #[arg(
+        long = "clickhouse-user",
+        env = "VAXTRAIL_CLICKHOUSE_USER",
+        default_value = "default"
+    )]
     pub user: String,
     /// ClickHouse password (never logged).
     #[arg(
@@ -228,7 +259,9 @@ mod tests {
     #[test]
     fn a_malformed_value_is_refused_naming_the_flag() {
         use clap::CommandFactory;
-        let error = <Everything as clap::Parser>::try_parse_from(["t", "--partitions", "many"]).err().unwrap();
+        let error = <Everything as clap::Parser>::try_parse_from(["t", "--partitions", "many"])
+            .err()
+            .unwrap();
         let named = variables_named_in(&Everything::command(), &error.to_string());
         assert_eq!(named, ["VAXTRAIL_PARTITIONS"], "{error}");
     }

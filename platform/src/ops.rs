@@ -95,7 +95,11 @@ async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     let (ready, checks) = state.1.run().await;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "service": state.0,
         "status": if ready { "ready" } else { "not ready" },

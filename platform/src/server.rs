@@ -18,7 +18,11 @@ impl HttpService {
     /// Binds `address` (`127.0.0.1:0` picks a free port).
     pub async fn bind(address: SocketAddr, router: Router, shutdown: Shutdown) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
-        Ok(Self { listener, router, shutdown })
+        Ok(Self {
+            listener,
+            router,
+            shutdown,
+        })
     }
 
     /// The bound address.

@@ -11,9 +11,17 @@ pub fn init(service: &'static str, args: &LogArgs) {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match args.format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_target(true).with_writer(std::io::stderr)).try_init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(true).with_writer(std::io::stderr))
+            .try_init(),
     };
     if installed.is_ok() {
         tracing::debug!(service, version = env!("CARGO_PKG_VERSION"), "telemetry ready");

@@ -97,8 +97,7 @@ pub enum TopicError {
 
 /// Creates each missing topic and checks the partition count of each existing one. Idempotent.
 pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<(String, Ensured)>, TopicError> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
     let existing = partition_counts(brokers, specs).await?;
     let mut outcome = Vec::new();
     let mut to_create = Vec::new();
@@ -145,7 +144,11 @@ pub async fn delete_with_prefix(brokers: &str, prefix: &str) -> Result<Vec<Strin
     let owned_prefix = prefix.to_owned();
     let names: Vec<String> = tokio::task::spawn_blocking(move || {
         consumer.fetch_metadata(None, Duration::from_secs(10)).map(|m| {
-            m.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(&owned_prefix)).collect()
+            m.topics()
+                .iter()
+                .map(|t| t.name().to_owned())
+                .filter(|n| n.starts_with(&owned_prefix))
+                .collect()
         })
     })
     .await

@@ -10,7 +10,11 @@ use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
 
 /// Configuration of `projectors`, read from the environment at start.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "projectors", version, about = "Projects the event log into Postgres read models, the Redis cache and ClickHouse analytics.")]
+#[command(
+    name = "projectors",
+    version,
+    about = "Projects the event log into Postgres read models, the Redis cache and ClickHouse analytics."
+)]
 pub struct Config {
     #[command(flatten)]
     pub log: LogArgs,
@@ -40,7 +44,10 @@ impl Application {
         let topics = config.kafka.topics();
         let readiness = readiness
             .with("kafka", checks::kafka(&config.kafka.brokers, topics.names())?)
-            .with("schema-registry", checks::http(format!("{}/subjects", config.kafka.schema_registry_url)));
+            .with(
+                "schema-registry",
+                checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
+            );
         let readiness = readiness.with("postgres", checks::postgres(config.postgres.pool()?));
         let readiness = readiness.with("redis", checks::redis(config.redis.client()?));
         let readiness = readiness.with("clickhouse", checks::clickhouse(config.clickhouse.client()));

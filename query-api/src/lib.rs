@@ -10,7 +10,11 @@ use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
 
 /// Configuration of `query-api`, read from the environment at start.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "query-api", version, about = "Serves certificates, verification, status lists, analytics and audit reads.")]
+#[command(
+    name = "query-api",
+    version,
+    about = "Serves certificates, verification, status lists, analytics and audit reads."
+)]
 pub struct Config {
     #[command(flatten)]
     pub log: LogArgs,

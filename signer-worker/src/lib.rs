@@ -10,7 +10,11 @@ use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
 
 /// Configuration of `signer-worker`, read from the environment at start.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "signer-worker", version, about = "Signs verifiable credentials for vaccination events and appends the hash-chained certificate log.")]
+#[command(
+    name = "signer-worker",
+    version,
+    about = "Signs verifiable credentials for vaccination events and appends the hash-chained certificate log."
+)]
 pub struct Config {
     #[command(flatten)]
     pub log: LogArgs,
@@ -33,8 +37,17 @@ impl Application {
         let readiness = Readiness::default();
         let topics = config.kafka.topics();
         let readiness = readiness
-            .with("kafka", checks::kafka(&config.kafka.brokers, vec![topics.vaccination_events.clone(), topics.certificate_events.clone()])?)
-            .with("schema-registry", checks::http(format!("{}/subjects", config.kafka.schema_registry_url)));
+            .with(
+                "kafka",
+                checks::kafka(
+                    &config.kafka.brokers,
+                    vec![topics.vaccination_events.clone(), topics.certificate_events.clone()],
+                )?,
+            )
+            .with(
+                "schema-registry",
+                checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
+            );
         let router = platform::ops_router("signer-worker", readiness);
         let http = HttpService::bind(config.listen, router, shutdown).await?;
         Ok(Self { http })

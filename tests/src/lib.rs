@@ -49,13 +49,28 @@ impl TestStack {
         // Lowercase hex: a plain identifier in Postgres and ClickHouse, so it can be spliced into DDL.
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mut stack = Self {
-            kafka: KafkaArgs { topic_prefix: format!("{TEST_TOPIC_PREFIX}{id}-"), partitions: 3, ..base.kafka },
-            postgres: PostgresArgs { schema: format!("t_{id}"), ..base.postgres },
-            redis: RedisArgs { key_prefix: format!("t:{id}:"), ..base.redis },
-            clickhouse: ClickHouseArgs { database: format!("t_{id}"), ..base.clickhouse },
+            kafka: KafkaArgs {
+                topic_prefix: format!("{TEST_TOPIC_PREFIX}{id}-"),
+                partitions: 3,
+                ..base.kafka
+            },
+            postgres: PostgresArgs {
+                schema: format!("t_{id}"),
+                ..base.postgres
+            },
+            redis: RedisArgs {
+                key_prefix: format!("t:{id}:"),
+                ..base.redis
+            },
+            clickhouse: ClickHouseArgs {
+                database: format!("t_{id}"),
+                ..base.clickhouse
+            },
             id,
         };
-        let admin = sqlx::PgPool::connect(stack.postgres.url.expose()).await.expect("postgres is up (deploy/local/up)");
+        let admin = sqlx::PgPool::connect(stack.postgres.url.expose())
+            .await
+            .expect("postgres is up (deploy/local/up)");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {}", stack.postgres.schema)))
             .execute(&admin)
             .await
@@ -84,7 +99,6 @@ impl TestStack {
             .await
             .expect("creating the test's topics");
     }
-
 }
 
 /// What a test's slice needs for cleaning up; no `Drop` of its own.
@@ -97,7 +111,12 @@ struct Slice {
 impl Slice {
     async fn teardown(&self) -> anyhow::Result<()> {
         let pool = sqlx::PgPool::connect(self.postgres.url.expose()).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.postgres.schema))).execute(&pool).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.postgres.schema
+        )))
+        .execute(&pool)
+        .await?;
         self.clickhouse
             .client()
             .with_database("default")
@@ -105,7 +124,10 @@ impl Slice {
             .execute()
             .await?;
         let mut redis = self.redis.client()?.get_multiplexed_async_connection().await?;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.redis.key_prefix)).query_async(&mut redis).await?;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.redis.key_prefix))
+            .query_async(&mut redis)
+            .await?;
         if !keys.is_empty() {
             redis::cmd("DEL").arg(&keys).query_async::<()>(&mut redis).await?;
         }
@@ -134,14 +156,20 @@ impl Drop for TestStack {
 
 /// The repository root (where `deploy/` and `docker-compose.yml` are).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repo root").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repo root")
+        .to_owned()
 }
 
 /// The directory holding the workspace's built binaries (beside this test executable).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     // target/debug/deps/<test> -> target/debug
-    exe.parent().and_then(|deps| deps.parent()).expect("tests run from target/<profile>/deps").to_owned()
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps")
+        .to_owned()
 }
 
 /// Polls `check` until it returns `Some` or the deadline passes.
@@ -155,7 +183,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < until, "gave up waiting for {what} after {deadline:?}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "gave up waiting for {what} after {deadline:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -39,7 +39,11 @@ fn read_all(brokers: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<(i
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.unwrap();
             let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-            seen.entry(message.partition()).or_default().push((message.offset(), text(message.key()), text(message.payload())));
+            seen.entry(message.partition()).or_default().push((
+                message.offset(),
+                text(message.key()),
+                text(message.payload()),
+            ));
         }
     }
     seen
@@ -56,7 +60,9 @@ fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Of
 }
 
 fn broker_pid_file() -> PathBuf {
-    let state = std::env::var_os("VAXTRAIL_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".vaxtrail"));
+    let state = std::env::var_os("VAXTRAIL_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".vaxtrail"));
     state.join("broker/tansu.pid")
 }
 
@@ -66,7 +72,11 @@ async fn topics_records_and_committed_offsets_survive_a_broker_restart() {
     let brokers = stack.kafka.brokers.clone();
     let topic = stack.topic("durable");
     let group = stack.topic("group");
-    let spec = TopicSpec { name: topic.clone(), partitions: 3, config: vec![("retention.ms", "-1")] };
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: 3,
+        config: vec![("retention.ms", "-1")],
+    };
     ensure_topics(&brokers, std::slice::from_ref(&spec)).await.unwrap();
 
     let producer: FutureProducer = ClientConfig::new()
@@ -77,23 +87,37 @@ async fn topics_records_and_committed_offsets_survive_a_broker_restart() {
         .unwrap();
     for i in 0..RECORDS {
         let (key, value) = (format!("recipient-{i}"), format!("event-{i}"));
-        producer.send(FutureRecord::to(&topic).key(&key).payload(&value), TIMEOUT).await.unwrap();
+        producer
+            .send(FutureRecord::to(&topic).key(&key).payload(&value), TIMEOUT)
+            .await
+            .unwrap();
     }
     let before = tokio::task::block_in_place(|| read_all(&brokers, &topic, 3));
     assert_eq!(before.values().map(Vec::len).sum::<usize>(), RECORDS);
 
     let mut commit = TopicPartitionList::new();
     for (partition, records) in &before {
-        commit.add_partition_offset(&topic, *partition, Offset::Offset(records.len() as i64 / 2)).unwrap();
+        commit
+            .add_partition_offset(&topic, *partition, Offset::Offset(records.len() as i64 / 2))
+            .unwrap();
     }
     tokio::task::block_in_place(|| consumer(&brokers, &group).commit(&commit, CommitMode::Sync)).unwrap();
     let committed_before = tokio::task::block_in_place(|| committed(&brokers, &group, &topic, 3));
-    assert!(committed_before.iter().all(|o| matches!(o, Offset::Offset(_))), "{committed_before:?}");
+    assert!(
+        committed_before.iter().all(|o| matches!(o, Offset::Offset(_))),
+        "{committed_before:?}"
+    );
 
     // Kill the broker outright (no chance to flush), wait until it is gone, then bring it back.
     let pid = std::fs::read_to_string(broker_pid_file()).expect("deploy/local/up started the broker");
     let pid = pid.trim();
-    assert!(std::process::Command::new("kill").args(["-KILL", pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     eventually(TIMEOUT, "the broker to exit", || async {
         (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
     })
@@ -106,7 +130,11 @@ async fn topics_records_and_committed_offsets_survive_a_broker_restart() {
     assert!(up.success(), "deploy/local/up brought the broker back");
 
     let counts = partition_counts(&brokers, &[spec]).await.unwrap();
-    assert_eq!(counts, vec![(topic.clone(), 3)], "the topic survived with its partitions");
+    assert_eq!(
+        counts,
+        vec![(topic.clone(), 3)],
+        "the topic survived with its partitions"
+    );
     let after = tokio::task::block_in_place(|| read_all(&brokers, &topic, 3));
     assert_eq!(after, before, "every record survived at its partition and offset");
     let committed_after = tokio::task::block_in_place(|| committed(&brokers, &group, &topic, 3));

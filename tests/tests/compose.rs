@@ -42,7 +42,11 @@ fn vaxtrail_services(compose: &serde_yaml::Value) -> BTreeMap<String, (String, s
                 }
                 (None, None) => panic!("{name:?} says nothing to run"),
             };
-            let env = service.get("environment").and_then(|e| e.as_mapping()).cloned().unwrap_or_default();
+            let env = service
+                .get("environment")
+                .and_then(|e| e.as_mapping())
+                .cloned()
+                .unwrap_or_default();
             (name.as_str().unwrap().to_owned(), (binary, env))
         })
         .collect()
@@ -74,7 +78,10 @@ fn every_environment_variable_is_read_by_the_config_and_parses() {
                 serde_yaml::Value::String(s) => s,
                 other => serde_yaml::to_string(&other).unwrap().trim().to_owned(),
             };
-            argv.push(format!("--{}={value}", arg.get_long().expect("every config argument has a flag")));
+            argv.push(format!(
+                "--{}={value}",
+                arg.get_long().expect("every config argument has a flag")
+            ));
         }
         if let Err(error) = command.clone().try_get_matches_from(&argv) {
             panic!("{service}: {argv:?} does not parse: {error}");
@@ -85,6 +92,14 @@ fn every_environment_variable_is_read_by_the_config_and_parses() {
 #[test]
 fn the_check_would_catch_a_misspelt_variable() {
     let command = config_of("query-api");
-    assert!(command.get_arguments().any(|a| a.get_env().and_then(|e| e.to_str()) == Some("VAXTRAIL_REDIS_URL")));
-    assert!(!command.get_arguments().any(|a| a.get_env().and_then(|e| e.to_str()) == Some("VAXTRAIL_REDIS_URI")));
+    assert!(
+        command
+            .get_arguments()
+            .any(|a| a.get_env().and_then(|e| e.to_str()) == Some("VAXTRAIL_REDIS_URL"))
+    );
+    assert!(
+        !command
+            .get_arguments()
+            .any(|a| a.get_env().and_then(|e| e.to_str()) == Some("VAXTRAIL_REDIS_URI"))
+    );
 }

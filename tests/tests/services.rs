@@ -36,26 +36,47 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
 
     let mut command = config::<command_api::Config>();
     (command.kafka, command.listen) = (stack.kafka.clone(), listen);
-    let app = command_api::Application::build(&command, shutdown.clone()).await.unwrap();
+    let app = command_api::Application::build(&command, shutdown.clone())
+        .await
+        .unwrap();
     let command_address = app.local_addr();
     let command_task = tokio::spawn(app.run_until_stopped());
 
     let mut signer = config::<signer_worker::Config>();
     (signer.kafka, signer.listen) = (stack.kafka.clone(), listen);
-    let app = signer_worker::Application::build(&signer, shutdown.clone()).await.unwrap();
+    let app = signer_worker::Application::build(&signer, shutdown.clone())
+        .await
+        .unwrap();
     let signer_address = app.local_addr();
     let signer_task = tokio::spawn(app.run_until_stopped());
 
     let mut projectors = config::<projectors::Config>();
-    (projectors.kafka, projectors.postgres, projectors.redis, projectors.clickhouse, projectors.listen) =
-        (stack.kafka.clone(), stack.postgres.clone(), stack.redis.clone(), stack.clickhouse.clone(), listen);
-    let app = projectors::Application::build(&projectors, shutdown.clone()).await.unwrap();
+    (
+        projectors.kafka,
+        projectors.postgres,
+        projectors.redis,
+        projectors.clickhouse,
+        projectors.listen,
+    ) = (
+        stack.kafka.clone(),
+        stack.postgres.clone(),
+        stack.redis.clone(),
+        stack.clickhouse.clone(),
+        listen,
+    );
+    let app = projectors::Application::build(&projectors, shutdown.clone())
+        .await
+        .unwrap();
     let projectors_address = app.local_addr();
     let projectors_task = tokio::spawn(app.run_until_stopped());
 
     let mut query = config::<query_api::Config>();
-    (query.postgres, query.redis, query.clickhouse, query.listen) =
-        (stack.postgres.clone(), stack.redis.clone(), stack.clickhouse.clone(), listen);
+    (query.postgres, query.redis, query.clickhouse, query.listen) = (
+        stack.postgres.clone(),
+        stack.redis.clone(),
+        stack.clickhouse.clone(),
+        listen,
+    );
     let app = query_api::Application::build(&query, shutdown.clone()).await.unwrap();
     let query_address = app.local_addr();
     let query_task = tokio::spawn(app.run_until_stopped());
@@ -65,7 +86,11 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
     }
     shutdown.cancel();
     for task in [command_task, signer_task, projectors_task, query_task] {
-        tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -73,7 +98,11 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
 async fn readiness_names_the_dependency_that_is_down() {
     let stack = TestStack::new().await;
     let mut query = config::<query_api::Config>();
-    (query.postgres, query.clickhouse, query.listen) = (stack.postgres.clone(), stack.clickhouse.clone(), "127.0.0.1:0".parse().unwrap());
+    (query.postgres, query.clickhouse, query.listen) = (
+        stack.postgres.clone(),
+        stack.clickhouse.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
     // Nothing listens on port 1.
     query.redis.url = "redis://127.0.0.1:1".parse().unwrap();
     let shutdown = Shutdown::new();
@@ -95,7 +124,11 @@ async fn readiness_names_the_dependency_that_is_down() {
 #[tokio::test]
 async fn a_service_binary_stops_cleanly_on_sigterm() {
     let stack = TestStack::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = tokio::process::Command::new(bin_dir().join("query-api"))
         .env("VAXTRAIL_LISTEN", format!("127.0.0.1:{port}"))
         .env("VAXTRAIL_LOG_FORMAT", "json")
@@ -105,14 +138,23 @@ async fn a_service_binary_stops_cleanly_on_sigterm() {
         .spawn()
         .expect("query-api was built (deploy/local/up builds every binary)");
     eventually(Duration::from_secs(30), "query-api to answer /healthz", || async {
-        reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.ok().filter(|r| r.status().is_success())
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
     })
     .await;
 
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("stopped in time").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("stopped in time")
+        .unwrap();
     assert!(status.success(), "exit status {status}");
     let output = child.wait_with_output().await.unwrap();
     let logs = String::from_utf8_lossy(&output.stdout).to_string() + &String::from_utf8_lossy(&output.stderr);

@@ -1,20 +1,24 @@
 //! Every server of the local stack stores a value and gives it back, through the same code paths
 //! vaxtrail uses, each test in its own isolated slice.
 
-use vaxtrail_tests::TestStack;
 use vaxctl::smoke;
+use vaxtrail_tests::TestStack;
 
 #[tokio::test]
 async fn the_broker_produces_and_consumes_with_rdkafka() {
     let stack = TestStack::new().await;
-    smoke::kafka(&stack.kafka.brokers, &stack.topic("roundtrip")).await.unwrap();
+    smoke::kafka(&stack.kafka.brokers, &stack.topic("roundtrip"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn the_registry_registers_and_fetches_a_schema() {
     let stack = TestStack::new().await;
     let subject = format!("{}-value", stack.topic("roundtrip"));
-    smoke::registry(&stack.kafka.schema_registry_url, &subject).await.unwrap();
+    smoke::registry(&stack.kafka.schema_registry_url, &subject)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -51,8 +55,17 @@ async fn a_test_slice_leaves_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(schemas, 0, "the Postgres schema was dropped");
-    let mut connection = redis.client().unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", redis.key_prefix)).query_async(&mut connection).await.unwrap();
+    let mut connection = redis
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", redis.key_prefix))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
     assert!(keys.is_empty(), "the Redis keys were deleted: {keys:?}");
     let databases: u64 = clickhouse
         .client()

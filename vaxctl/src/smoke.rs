@@ -51,7 +51,10 @@ fn same(wrote: &str, read: &str) -> Result<(), SmokeError> {
     if wrote == read {
         Ok(())
     } else {
-        Err(SmokeError::Mismatch { wrote: wrote.to_owned(), read: read.to_owned() })
+        Err(SmokeError::Mismatch {
+            wrote: wrote.to_owned(),
+            read: read.to_owned(),
+        })
     }
 }
 
@@ -61,7 +64,11 @@ fn fresh_value() -> String {
 
 /// Produces a record (idempotent, acks=all) to `topic` and consumes it back.
 pub async fn kafka(brokers: &str, topic: &str) -> Result<(), SmokeError> {
-    let spec = TopicSpec { name: topic.to_owned(), partitions: 1, config: vec![] };
+    let spec = TopicSpec {
+        name: topic.to_owned(),
+        partitions: 1,
+        config: vec![],
+    };
     platform::topics::ensure_topics(brokers, &[spec]).await?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -80,7 +87,9 @@ pub async fn kafka(brokers: &str, topic: &str) -> Result<(), SmokeError> {
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, delivered.partition, Offset::Offset(delivered.offset))?;
     consumer.assign(&assignment)?;
-    let message = tokio::time::timeout(DEADLINE, consumer.recv()).await.map_err(|_| SmokeError::Timeout)??;
+    let message = tokio::time::timeout(DEADLINE, consumer.recv())
+        .await
+        .map_err(|_| SmokeError::Timeout)??;
     same(&value, &String::from_utf8_lossy(message.payload().unwrap_or_default()))
 }
 
@@ -94,7 +103,11 @@ pub async fn registry(url: &str, subject: &str) -> Result<(), SmokeError> {
 
 /// Creates a table in `schema`, inserts a row and selects it back.
 pub async fn postgres(args: &PostgresArgs, schema: &str) -> Result<(), SmokeError> {
-    if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+    if schema.is_empty()
+        || !schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
         return Err(SmokeError::Identifier(schema.to_owned()));
     }
     let pool = sqlx::postgres::PgPoolOptions::new()
@@ -104,10 +117,14 @@ pub async fn postgres(args: &PostgresArgs, schema: &str) -> Result<(), SmokeErro
         .await?;
     // Safe: the schema name was checked above to be a plain lowercase identifier.
     let sql = |text: String| sqlx::AssertSqlSafe(text);
-    sqlx::query(sql(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&pool).await?;
-    sqlx::query(sql(format!("CREATE TABLE IF NOT EXISTS {schema}.smoke (id uuid PRIMARY KEY, note text NOT NULL)")))
+    sqlx::query(sql(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
         .execute(&pool)
         .await?;
+    sqlx::query(sql(format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.smoke (id uuid PRIMARY KEY, note text NOT NULL)"
+    )))
+    .execute(&pool)
+    .await?;
     let (id, value) = (uuid::Uuid::new_v4(), fresh_value());
     sqlx::query(sql(format!("INSERT INTO {schema}.smoke (id, note) VALUES ($1, $2)")))
         .bind(id)
@@ -129,7 +146,13 @@ pub async fn redis(args: &RedisArgs, key: &str) -> Result<(), SmokeError> {
         .map_err(|_| SmokeError::Timeout)??;
     let value = fresh_value();
     let key = format!("{}{key}", args.key_prefix);
-    redis::cmd("SET").arg(&key).arg(&value).arg("EX").arg(300).query_async::<()>(&mut connection).await?;
+    redis::cmd("SET")
+        .arg(&key)
+        .arg(&value)
+        .arg("EX")
+        .arg(300)
+        .query_async::<()>(&mut connection)
+        .await?;
     let read: String = redis::cmd("GET").arg(&key).query_async(&mut connection).await?;
     same(&value, &read)
 }
@@ -143,16 +166,35 @@ pub async fn clickhouse(args: &ClickHouseArgs) -> Result<(), SmokeError> {
         .execute()
         .await?;
     let (id, value) = (uuid::Uuid::new_v4().to_string(), fresh_value());
-    client.query("INSERT INTO smoke (id, note) VALUES (?, ?)").bind(&id).bind(&value).execute().await?;
-    let read: String = client.query("SELECT note FROM smoke WHERE id = ?").bind(&id).fetch_one().await?;
+    client
+        .query("INSERT INTO smoke (id, note) VALUES (?, ?)")
+        .bind(&id)
+        .bind(&value)
+        .execute()
+        .await?;
+    let read: String = client
+        .query("SELECT note FROM smoke WHERE id = ?")
+        .bind(&id)
+        .fetch_one()
+        .await?;
     same(&value, &read)
 }
 
 /// Runs every round trip and prints one line per server; fails when any failed.
 pub async fn run(kafka_args: &KafkaArgs, args: &SmokeArgs) -> anyhow::Result<()> {
     let checks = [
-        ("broker", kafka(&kafka_args.brokers, &format!("{}vaxtrail-smoke", kafka_args.topic_prefix)).await),
-        ("registry", registry(&kafka_args.schema_registry_url, "vaxtrail-smoke-value").await),
+        (
+            "broker",
+            kafka(
+                &kafka_args.brokers,
+                &format!("{}vaxtrail-smoke", kafka_args.topic_prefix),
+            )
+            .await,
+        ),
+        (
+            "registry",
+            registry(&kafka_args.schema_registry_url, "vaxtrail-smoke-value").await,
+        ),
         ("postgres", postgres(&args.postgres, "vaxtrail_smoke").await),
         ("redis", redis(&args.redis, "smoke").await),
         ("clickhouse", clickhouse(&args.clickhouse).await),
@@ -167,6 +209,10 @@ pub async fn run(kafka_args: &KafkaArgs, args: &SmokeArgs) -> anyhow::Result<()>
             }
         }
     }
-    anyhow::ensure!(failed == 0, "{failed} of {} servers failed the smoke check", checks.len());
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} servers failed the smoke check",
+        checks.len()
+    );
     Ok(())
 }

@@ -34,12 +34,19 @@ pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
     match action {
         Action::Ensure => {
             for (name, outcome) in ensure_topics(&kafka.brokers, &catalog.specs()).await? {
-                let said = if outcome == Ensured::Created { "created" } else { "exists" };
+                let said = if outcome == Ensured::Created {
+                    "created"
+                } else {
+                    "exists"
+                };
                 println!("{said:>8}  {name}");
             }
         }
         Action::Delete { prefix } => {
-            anyhow::ensure!(!prefix.is_empty(), "--prefix must not be empty: it would delete every topic");
+            anyhow::ensure!(
+                !prefix.is_empty(),
+                "--prefix must not be empty: it would delete every topic"
+            );
             let deleted = platform::topics::delete_with_prefix(&kafka.brokers, &prefix).await?;
             println!("deleted {} topics starting with {prefix:?}", deleted.len());
         }

@@ -40,8 +40,16 @@ pub fn router(log: Shared) -> Router {
         .route("/schemas/ids/{id}/schema", get(get_raw_by_id))
         .route("/schemas/ids/{id}/versions", get(get_id_usages))
         .route("/config", get(get_global_config).put(put_global_config))
-        .route("/config/{subject}", get(get_subject_config).put(put_subject_config).delete(delete_subject_config))
-        .route("/compatibility/subjects/{subject}/versions/{version}", post(test_against_version))
+        .route(
+            "/config/{subject}",
+            get(get_subject_config)
+                .put(put_subject_config)
+                .delete(delete_subject_config),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(test_against_version),
+        )
         .route("/compatibility/subjects/{subject}/versions", post(test_against_subject))
         .with_state(log)
 }
@@ -56,7 +64,11 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     fn subject_not_found(subject: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, 40401, format!("Subject '{subject}' not found."))
@@ -74,7 +86,10 @@ impl ApiError {
         Self::new(
             StatusCode::CONFLICT,
             409,
-            format!("Schema being registered is incompatible with an earlier schema: {}", problems.join("; ")),
+            format!(
+                "Schema being registered is incompatible with an earlier schema: {}",
+                problems.join("; ")
+            ),
         )
     }
 }
@@ -82,8 +97,16 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "schema store unavailable");
-        let code = if matches!(error, StoreError::CatchUpTimeout(_)) { 50002 } else { 50001 };
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, format!("Error in the backend data store: {error}"))
+        let code = if matches!(error, StoreError::CatchUpTimeout(_)) {
+            50002
+        } else {
+            50001
+        };
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            format!("Error in the backend data store: {error}"),
+        )
     }
 }
 
@@ -112,9 +135,18 @@ struct SchemaRequest {
 }
 
 fn parse_schema_request(body: &[u8]) -> Result<Normalized, ApiError> {
-    let request: SchemaRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, format!("Invalid request body: {e}")))?;
-    if request.schema_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("AVRO")) {
+    let request: SchemaRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42201,
+            format!("Invalid request body: {e}"),
+        )
+    })?;
+    if request
+        .schema_type
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("AVRO"))
+    {
         return Err(ApiError::invalid_schema("Only AVRO schemas are supported"));
     }
     if !request.references.is_empty() {
@@ -129,7 +161,9 @@ fn version_entry(subject: &str, v: &Version) -> Value {
 
 /// Resolves `latest` or a version number to a live version of the subject.
 fn resolve<'s>(state: &'s RegistryState, subject: &str, version: &str) -> Result<&'s Version, ApiError> {
-    let versions = state.versions(subject).ok_or_else(|| ApiError::subject_not_found(subject))?;
+    let versions = state
+        .versions(subject)
+        .ok_or_else(|| ApiError::subject_not_found(subject))?;
     if version == "latest" || version == "-1" {
         return Ok(versions.last().copied().expect("a listed subject has a live version"));
     }
@@ -140,7 +174,10 @@ fn resolve<'s>(state: &'s RegistryState, subject: &str, version: &str) -> Result
             format!("The specified version '{version}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\""),
         )
     })?;
-    versions.into_iter().find(|v| v.version == number).ok_or_else(|| ApiError::version_not_found(version))
+    versions
+        .into_iter()
+        .find(|v| v.version == number)
+        .ok_or_else(|| ApiError::version_not_found(version))
 }
 
 async fn list_subjects(State(log): State<Shared>) -> ApiResult {
@@ -151,7 +188,9 @@ async fn list_subjects(State(log): State<Shared>) -> ApiResult {
 async fn list_versions(State(log): State<Shared>, Path(subject): Path<String>) -> ApiResult {
     log.catch_up().await?;
     log.read(|s| {
-        let versions = s.versions(&subject).ok_or_else(|| ApiError::subject_not_found(&subject))?;
+        let versions = s
+            .versions(&subject)
+            .ok_or_else(|| ApiError::subject_not_found(&subject))?;
         Ok(reply(json!(versions.iter().map(|v| v.version).collect::<Vec<_>>())))
     })
 }
@@ -197,8 +236,11 @@ async fn lookup(State(log): State<Shared>, Path(subject): Path<String>, body: By
     let candidate = parse_schema_request(&body)?;
     log.catch_up().await?;
     log.read(|s| {
-        s.versions(&subject).ok_or_else(|| ApiError::subject_not_found(&subject))?;
-        let found = s.find(&subject, &candidate.text).ok_or_else(ApiError::schema_not_found)?;
+        s.versions(&subject)
+            .ok_or_else(|| ApiError::subject_not_found(&subject))?;
+        let found = s
+            .find(&subject, &candidate.text)
+            .ok_or_else(ApiError::schema_not_found)?;
         Ok(reply(version_entry(&subject, found)))
     })
 }
@@ -206,7 +248,9 @@ async fn lookup(State(log): State<Shared>, Path(subject): Path<String>, body: By
 async fn delete_subject(State(log): State<Shared>, Path(subject): Path<String>) -> ApiResult {
     let deleted = log
         .write(|state| {
-            let versions = state.versions(&subject).ok_or_else(|| ApiError::subject_not_found(&subject))?;
+            let versions = state
+                .versions(&subject)
+                .ok_or_else(|| ApiError::subject_not_found(&subject))?;
             let numbers: Vec<u32> = versions.iter().map(|v| v.version).collect();
             let records: Vec<Record> = versions
                 .iter()
@@ -248,8 +292,11 @@ async fn get_id_usages(State(log): State<Shared>, Path(id): Path<u32>) -> ApiRes
     log.catch_up().await?;
     log.read(|s| {
         s.schema(id).ok_or_else(ApiError::schema_not_found)?;
-        let usages: Vec<Value> =
-            s.usages(id).into_iter().map(|(subject, version)| json!({ "subject": subject, "version": version })).collect();
+        let usages: Vec<Value> = s
+            .usages(id)
+            .into_iter()
+            .map(|(subject, version)| json!({ "subject": subject, "version": version }))
+            .collect();
         Ok(reply(json!(usages)))
     })
 }
@@ -267,16 +314,26 @@ fn parse_level(body: &[u8]) -> Result<CompatibilityLevel, ApiError> {
     request.compatibility.parse().map_err(invalid)
 }
 
-async fn write_level(log: &SchemaLog, subject: Option<&str>, level: Option<CompatibilityLevel>) -> Result<(), ApiError> {
+async fn write_level(
+    log: &SchemaLog,
+    subject: Option<&str>,
+    level: Option<CompatibilityLevel>,
+) -> Result<(), ApiError> {
     let key = to_json(&RecordKey::config(subject));
-    let value = level.map(|l| to_json(&ConfigValue { compatibility_level: l.to_string() }));
+    let value = level.map(|l| {
+        to_json(&ConfigValue {
+            compatibility_level: l.to_string(),
+        })
+    });
     log.write(|_| Ok::<_, ApiError>(((), vec![(key, value)]))).await??;
     Ok(())
 }
 
 async fn get_global_config(State(log): State<Shared>) -> ApiResult {
     log.catch_up().await?;
-    Ok(reply(json!({ "compatibilityLevel": log.read(|s| s.global_level()).to_string() })))
+    Ok(reply(
+        json!({ "compatibilityLevel": log.read(|s| s.global_level()).to_string() }),
+    ))
 }
 
 async fn put_global_config(State(log): State<Shared>, body: Bytes) -> ApiResult {
@@ -304,7 +361,11 @@ async fn get_subject_config(
         None => None,
     });
     let level = level.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, 40408, format!("Subject '{subject}' does not have subject-level compatibility configured"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            40408,
+            format!("Subject '{subject}' does not have subject-level compatibility configured"),
+        )
     })?;
     Ok(reply(json!({ "compatibilityLevel": level.to_string() })))
 }
@@ -317,7 +378,9 @@ async fn put_subject_config(State(log): State<Shared>, Path(subject): Path<Strin
 
 async fn delete_subject_config(State(log): State<Shared>, Path(subject): Path<String>) -> ApiResult {
     log.catch_up().await?;
-    let level = log.read(|s| s.subject_level(&subject)).ok_or_else(|| ApiError::subject_not_found(&subject))?;
+    let level = log
+        .read(|s| s.subject_level(&subject))
+        .ok_or_else(|| ApiError::subject_not_found(&subject))?;
     write_level(&log, Some(&subject), None).await?;
     Ok(reply(json!({ "compatibilityLevel": level.to_string() })))
 }
@@ -346,7 +409,11 @@ async fn test_against_version(
     log.catch_up().await?;
     let problems = log.read(|s| {
         let target = resolve(s, &subject, &version)?;
-        let history: Vec<_> = s.parsed_history(&subject).into_iter().filter(|(v, _)| *v == target.version).collect();
+        let history: Vec<_> = s
+            .parsed_history(&subject)
+            .into_iter()
+            .filter(|(v, _)| *v == target.version)
+            .collect();
         Ok::<_, ApiError>(s.level(&subject).check(&candidate.schema, &history))
     })?;
     Ok(compatibility_answer(problems, query.verbose))

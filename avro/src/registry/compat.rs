@@ -35,15 +35,24 @@ impl CompatibilityLevel {
     ];
 
     fn transitive(self) -> bool {
-        matches!(self, Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive)
+        matches!(
+            self,
+            Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive
+        )
     }
 
     fn new_reads_old(self) -> bool {
-        matches!(self, Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive)
+        matches!(
+            self,
+            Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive
+        )
     }
 
     fn old_reads_new(self) -> bool {
-        matches!(self, Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive)
+        matches!(
+            self,
+            Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive
+        )
     }
 
     /// Checks `candidate` against a subject's existing schemas (oldest first). Returns why it is
@@ -56,15 +65,15 @@ impl CompatibilityLevel {
         };
         let mut problems = Vec::new();
         for (version, old) in against {
-            if self.new_reads_old() {
-                if let Some(why) = can_read(old, candidate) {
-                    problems.push(format!("the new schema cannot read data written with version {version}: {why}"));
-                }
+            if let Some(why) = self.new_reads_old().then(|| can_read(old, candidate)).flatten() {
+                problems.push(format!(
+                    "the new schema cannot read data written with version {version}: {why}"
+                ));
             }
-            if self.old_reads_new() {
-                if let Some(why) = can_read(candidate, old) {
-                    problems.push(format!("version {version} cannot read data written with the new schema: {why}"));
-                }
+            if let Some(why) = self.old_reads_new().then(|| can_read(candidate, old)).flatten() {
+                problems.push(format!(
+                    "version {version} cannot read data written with the new schema: {why}"
+                ));
             }
         }
         problems
@@ -76,7 +85,9 @@ impl CompatibilityLevel {
 fn can_read(writer: &Schema, reader: &Schema) -> Option<String> {
     match SchemaCompatibility::can_read(writer, reader) {
         Ok(Compatibility::Full) => None,
-        Ok(Compatibility::Partial) => Some("only some of the writer's values can be read (union or enum branch missing)".into()),
+        Ok(Compatibility::Partial) => {
+            Some("only some of the writer's values can be read (union or enum branch missing)".into())
+        }
         Err(e) => Some(e.to_string()),
     }
 }

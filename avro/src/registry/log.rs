@@ -155,7 +155,10 @@ async fn read_forever(
         match message {
             Ok(message) => {
                 let Some(key) = message.key() else { continue };
-                let outcome = state.write().expect("state lock is never poisoned").apply(key, message.payload());
+                let outcome = state
+                    .write()
+                    .expect("state lock is never poisoned")
+                    .apply(key, message.payload());
                 if let Err(reason) = outcome {
                     metrics::counter!("vaxtrail_registry_skipped_records_total").increment(1);
                     tracing::warn!(offset = message.offset(), %reason, "schema log record skipped");

@@ -18,12 +18,19 @@ pub use compat::CompatibilityLevel;
 
 /// The registry's configuration, read from the environment.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "vaxtrail-registry", about = "Confluent-compatible schema registry stored in Kafka")]
+#[command(
+    name = "vaxtrail-registry",
+    about = "Confluent-compatible schema registry stored in Kafka"
+)]
 pub struct RegistryConfig {
     #[command(flatten)]
     pub log: LogArgs,
     /// Comma-separated Kafka bootstrap servers.
-    #[arg(long = "kafka-brokers", env = "VAXTRAIL_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long = "kafka-brokers",
+        env = "VAXTRAIL_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     /// The topic holding the schemas (Confluent's `kafkastore.topic`).
     #[arg(long = "topic", env = "VAXTRAIL_REGISTRY_TOPIC", default_value = "_schemas")]
@@ -50,7 +57,9 @@ impl Registry {
             }
         });
         let router = api::router(log).merge(platform::ops_router("vaxtrail-registry", readiness));
-        Ok(Self { http: HttpService::bind(config.listen, router, shutdown).await? })
+        Ok(Self {
+            http: HttpService::bind(config.listen, router, shutdown).await?,
+        })
     }
 
     /// The bound address.

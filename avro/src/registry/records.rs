@@ -21,12 +21,19 @@ pub enum RecordKey {
 impl RecordKey {
     /// The key of a schema version.
     pub fn schema(subject: &str, version: u32) -> Self {
-        Self::Schema { subject: subject.to_owned(), version, magic: 1 }
+        Self::Schema {
+            subject: subject.to_owned(),
+            version,
+            magic: 1,
+        }
     }
 
     /// The key of a compatibility setting (`None` = global).
     pub fn config(subject: Option<&str>) -> Self {
-        Self::Config { subject: subject.map(str::to_owned), magic: 0 }
+        Self::Config {
+            subject: subject.map(str::to_owned),
+            magic: 0,
+        }
     }
 }
 

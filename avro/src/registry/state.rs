@@ -74,7 +74,12 @@ impl RegistryState {
                 self.ids_by_text.entry(text.clone()).or_insert(value.id);
                 self.subjects.entry(value.subject).or_default().insert(
                     value.version,
-                    Version { version: value.version, id: value.id, schema: text, deleted: value.deleted },
+                    Version {
+                        version: value.version,
+                        id: value.id,
+                        schema: text,
+                        deleted: value.deleted,
+                    },
                 );
             }
             (RecordKey::Config { subject, .. }, value) => {
@@ -228,21 +233,30 @@ mod tests {
     #[test]
     fn a_new_version_gets_the_next_id_and_version() {
         let state = state_with(&[schema_record("s", 1, 1, V1)]);
-        assert_eq!(state.plan("s", &normalize(V2).unwrap()), Ok(Plan::New { id: 2, version: 2 }));
+        assert_eq!(
+            state.plan("s", &normalize(V2).unwrap()),
+            Ok(Plan::New { id: 2, version: 2 })
+        );
     }
 
     #[test]
     fn the_same_schema_under_another_subject_reuses_its_id() {
         let state = state_with(&[schema_record("s", 1, 5, V1)]);
-        assert_eq!(state.plan("t", &normalize(V1).unwrap()), Ok(Plan::New { id: 5, version: 1 }));
+        assert_eq!(
+            state.plan("t", &normalize(V1).unwrap()),
+            Ok(Plan::New { id: 5, version: 1 })
+        );
     }
 
     #[test]
     fn an_incompatible_schema_is_refused_with_the_reason() {
         let mut state = state_with(&[schema_record("s", 1, 1, V1)]);
         let key = serde_json::to_vec(&RecordKey::config(Some("s"))).unwrap();
-        state.apply(&key, Some(br#"{"compatibilityLevel":"BACKWARD_TRANSITIVE"}"#)).unwrap();
-        let required = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"c","type":"int"}]}"#;
+        state
+            .apply(&key, Some(br#"{"compatibilityLevel":"BACKWARD_TRANSITIVE"}"#))
+            .unwrap();
+        let required =
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"c","type":"int"}]}"#;
         let refused = state.plan("s", &normalize(required).unwrap()).unwrap_err();
         assert!(refused[0].contains("version 1"), "{refused:?}");
         assert_eq!(state.level("s"), CompatibilityLevel::BackwardTransitive);
@@ -252,7 +266,12 @@ mod tests {
     #[test]
     fn a_deleted_subject_disappears_but_its_schema_ids_still_resolve() {
         let mut state = state_with(&[schema_record("s", 1, 1, V1)]);
-        state.apply(br#"{"keytype":"DELETE_SUBJECT","subject":"s","magic":0}"#, Some(br#"{"subject":"s","version":1}"#)).unwrap();
+        state
+            .apply(
+                br#"{"keytype":"DELETE_SUBJECT","subject":"s","magic":0}"#,
+                Some(br#"{"subject":"s","version":1}"#),
+            )
+            .unwrap();
         assert!(state.subjects().is_empty());
         assert!(state.schema(1).is_some());
     }
