@@ -1,0 +1,190 @@
+use serde_json::{Value, json};
+
+use super::*;
+
+/// DIVOC's master list plus the sample's "CoVax", as a programme would extend its list.
+fn catalog() -> VaccineCatalog {
+    let names = include_str!("../../master-lists/VACCINE_ICD.json")
+        .trim_end()
+        .trim_end_matches(']')
+        .to_owned()
+        + r#", {"vaccineName": "CoVax", "icd11Code": "XM1NL1"}]"#;
+    VaccineCatalog::from_divoc(&names, include_str!("../../master-lists/ICD.json")).unwrap()
+}
+
+fn context(catalog: &VaccineCatalog) -> ParseContext<'_> {
+    ParseContext {
+        catalog,
+        zone: chrono_tz::Asia::Kolkata,
+        default_country: CountryCode::parse("c", "IND").unwrap(),
+        today: NaiveDate::from_ymd_opt(2021, 6, 1).unwrap(),
+    }
+}
+
+/// DIVOC's sample certify request, as its API receives it (an array of one record).
+fn divoc_sample() -> Value {
+    let array: Value =
+        serde_json::from_str(include_str!("../../../tests/fixtures/divoc/certify-request.json")).unwrap();
+    array[0].clone()
+}
+
+fn fields(errors: &[FieldError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn divocs_sample_certify_record_is_accepted_as_is() {
+    let catalog = catalog();
+    let record = RecordVaccination::parse(&divoc_sample(), &context(&catalog)).unwrap();
+    assert_eq!(record.pre_enrollment_code.as_str(), "1112");
+    assert_eq!(
+        record.recipient.identity.as_str(),
+        "did:in.gov.uidai.aadhaar:2342343334"
+    );
+    assert_eq!(
+        record.recipient.birth,
+        Birth::Date(IsoDate::parse("d", "1994-11-30").unwrap())
+    );
+    assert_eq!(record.vaccination.vaccine.icd11_code, "XM1NL1");
+    // 2020-12-02T19:21:18.646Z is 3 December 00:51 in Kolkata, the programme's zone.
+    assert_eq!(record.vaccination.date.to_string(), "2020-12-03");
+    assert_eq!((record.vaccination.dose.number(), record.vaccination.dose.of()), (1, 2));
+    assert_eq!(
+        record.facility.address.country.as_str(),
+        "IND",
+        "the programme's country by default"
+    );
+    assert_eq!(record.vaccinator.as_str(), "Sooraj Singh");
+}
+
+#[test]
+fn every_problem_of_a_body_is_reported_with_its_field() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["recipient"]["gender"] = json!("M");
+    body["recipient"]["dob"] = json!("30/11/1994");
+    body["vaccination"]["name"] = json!("Unobtainium");
+    body["vaccination"]["dose"] = json!(3);
+    body["vaccination"]["batch"] = json!("MB\t3428");
+    body["facility"]["address"]["country"] = json!("India");
+    body.as_object_mut().unwrap().remove("vaccinator");
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert_eq!(
+        fields(&errors),
+        [
+            "recipient.gender",
+            "recipient.dob",
+            "vaccination.name",
+            "vaccination.dose",
+            "vaccination.batch",
+            "vaccinator",
+            "facility.address.country"
+        ]
+    );
+    assert!(errors[3].rule.contains("totalDoses (2)"), "{}", errors[3].rule);
+}
+
+#[test]
+fn wrong_types_are_named_not_swallowed() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["recipient"]["name"] = json!(42);
+    body["vaccination"]["dose"] = json!("first");
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert!(
+        errors.contains(&FieldError::new("recipient.name", "must be a string")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.contains(&FieldError::new("vaccination.dose", "must be a whole number")),
+        "{errors:?}"
+    );
+    let not_an_object = RecordVaccination::parse(&json!([1, 2]), &context(&catalog)).unwrap_err();
+    assert!(not_an_object[0].rule.contains("JSON object"));
+}
+
+#[test]
+fn doses_sent_as_strings_or_integral_numbers_are_read() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["vaccination"]["dose"] = json!("2");
+    body["vaccination"]["totalDoses"] = json!(2.0);
+    let record = RecordVaccination::parse(&body, &context(&catalog)).unwrap();
+    assert_eq!(record.vaccination.dose.number(), 2);
+}
+
+#[test]
+fn a_vaccination_or_birth_in_the_future_is_refused() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["vaccination"]["date"] = json!("2021-06-02");
+    body["recipient"]["dob"] = json!("2022-01-01");
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert_eq!(fields(&errors), ["recipient.dob", "vaccination.date"]);
+}
+
+#[test]
+fn an_age_may_stand_in_for_the_date_of_birth() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["recipient"].as_object_mut().unwrap().remove("dob");
+    body["recipient"]["age"] = json!("45");
+    assert_eq!(
+        RecordVaccination::parse(&body, &context(&catalog))
+            .unwrap()
+            .recipient
+            .birth,
+        Birth::Age(45)
+    );
+    body["recipient"].as_object_mut().unwrap().remove("age");
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert_eq!(fields(&errors), ["recipient.dob"]);
+}
+
+#[test]
+fn effective_dates_must_be_in_order() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["vaccination"]["effectiveUntil"] = json!("2020-01-01");
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert_eq!(fields(&errors), ["vaccination.effectiveUntil"]);
+}
+
+#[test]
+fn a_correction_targets_the_named_certificate_or_else_the_dose() {
+    let catalog = catalog();
+    let ctx = context(&catalog);
+    let by_dose = CorrectVaccination::parse(&divoc_sample(), &ctx).unwrap();
+    assert_eq!(
+        by_dose.target,
+        CorrectionTarget::Dose {
+            programme: Text::parse("p", "1234").unwrap(),
+            dose: 1
+        }
+    );
+
+    let certificate = CertificateId::for_event(crate::ids::EventId::derive("s", "r"));
+    let mut body = divoc_sample();
+    body["certificateId"] = json!(certificate.as_str());
+    assert_eq!(
+        CorrectVaccination::parse(&body, &ctx).unwrap().target,
+        CorrectionTarget::Certificate(certificate)
+    );
+
+    body["certificateId"] = json!("not-a-certificate");
+    assert_eq!(
+        fields(&CorrectVaccination::parse(&body, &ctx).unwrap_err()),
+        ["certificateId"]
+    );
+}
+
+#[test]
+fn a_revocation_needs_a_valid_certificate_id_and_a_reason() {
+    let certificate = CertificateId::for_event(crate::ids::EventId::derive("s", "r"));
+    let revoke =
+        RevokeCertificate::parse(&json!({ "certificateId": certificate.as_str(), "reason": "issued in error" }))
+            .unwrap();
+    assert_eq!(revoke.certificate_id, certificate);
+    let errors = RevokeCertificate::parse(&json!({ "certificateId": "ABC" })).unwrap_err();
+    assert_eq!(fields(&errors), ["certificateId", "reason"]);
+}
