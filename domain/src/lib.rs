@@ -2,7 +2,11 @@
 //! No I/O: everything it needs (the master list, the clock reading, the policy) is passed in.
 
 pub mod commands;
+pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod ids;
 mod json;
+pub mod lineage;
 pub mod vaccine;
 pub mod values;

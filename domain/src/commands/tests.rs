@@ -1,32 +1,7 @@
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::*;
-
-/// DIVOC's master list plus the sample's "CoVax", as a programme would extend its list.
-fn catalog() -> VaccineCatalog {
-    let names = include_str!("../../master-lists/VACCINE_ICD.json")
-        .trim_end()
-        .trim_end_matches(']')
-        .to_owned()
-        + r#", {"vaccineName": "CoVax", "icd11Code": "XM1NL1"}]"#;
-    VaccineCatalog::from_divoc(&names, include_str!("../../master-lists/ICD.json")).unwrap()
-}
-
-fn context(catalog: &VaccineCatalog) -> ParseContext<'_> {
-    ParseContext {
-        catalog,
-        zone: chrono_tz::Asia::Kolkata,
-        default_country: CountryCode::parse("c", "IND").unwrap(),
-        today: NaiveDate::from_ymd_opt(2021, 6, 1).unwrap(),
-    }
-}
-
-/// DIVOC's sample certify request, as its API receives it (an array of one record).
-fn divoc_sample() -> Value {
-    let array: Value =
-        serde_json::from_str(include_str!("../../../tests/fixtures/divoc/certify-request.json")).unwrap();
-    array[0].clone()
-}
+use crate::fixtures::{catalog, context, divoc_sample};
 
 fn fields(errors: &[FieldError]) -> Vec<&str> {
     errors.iter().map(|e| e.field.as_str()).collect()

@@ -1,0 +1,257 @@
+//! A recipient's lineage and the decider that keeps it: per programme and dose, the current
+//! certificate, whether it is revoked and how often it was corrected. `decide` says what a
+//! vaccination event becomes; `evolve` folds the outcome back in. The signer holds one lineage per
+//! recipient key, rebuilt on start from its own output log.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    commands::{CorrectionTarget, RecordVaccination},
+    events::{CertificateEvent, CertificateOutcome, Rejection, VaccinationEvent, VaccinationPayload},
+    ids::{CertificateId, EventId},
+    values::Text,
+};
+
+/// The programme's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Corrections allowed per dose (CoWIN allows one).
+    pub update_limit: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { update_limit: 1 }
+    }
+}
+
+/// One dose of one programme.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoseLineage {
+    /// The certificate that stands for the dose now.
+    pub current: CertificateId,
+    /// Why it was revoked, if it was.
+    pub revoked: Option<Text>,
+    /// Corrections so far.
+    pub update_count: u32,
+    /// The record the current certificate was issued for.
+    pub record: RecordVaccination,
+}
+
+type Slot = (Text, u8);
+
+/// Everything decided so far for one recipient.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    doses: BTreeMap<Slot, DoseLineage>,
+    certificates: BTreeMap<CertificateId, Slot>,
+    answered: BTreeSet<EventId>,
+}
+
+impl Lineage {
+    /// The dose's lineage, if it was ever certified.
+    pub fn dose(&self, programme: &Text, dose: u8) -> Option<&DoseLineage> {
+        self.doses.get(&(programme.clone(), dose))
+    }
+
+    /// Whether the event was already answered (a redelivery).
+    pub fn has_answered(&self, event: EventId) -> bool {
+        self.answered.contains(&event)
+    }
+
+    /// Every dose, by programme and dose number.
+    pub fn doses(&self) -> impl Iterator<Item = (&Slot, &DoseLineage)> {
+        self.doses.iter()
+    }
+
+    /// The slot of a certificate issued to this recipient, and its dose lineage.
+    fn certificate(&self, id: &CertificateId) -> Result<(&Slot, &DoseLineage), Rejection> {
+        let slot = self.certificates.get(id).ok_or_else(|| Rejection::UnknownCertificate {
+            certificate_id: id.clone(),
+        })?;
+        let dose = &self.doses[slot];
+        if &dose.current != id {
+            return Err(Rejection::NotCurrentCertificate {
+                certificate_id: id.clone(),
+                current: dose.current.clone(),
+            });
+        }
+        Ok((slot, dose))
+    }
+}
+
+/// What `event` becomes, given the recipient's lineage. A redelivered event gives nothing.
+pub fn decide(state: &Lineage, event: &VaccinationEvent, policy: &Policy) -> Result<Vec<CertificateEvent>, Rejection> {
+    if state.has_answered(event.event_id) {
+        return Ok(Vec::new());
+    }
+    let outcomes = match &event.payload {
+        VaccinationPayload::VaccinationRecorded(record) => record_dose(state, event.event_id, record)?,
+        VaccinationPayload::VaccinationCorrected { target, corrected } => {
+            correct(state, event.event_id, target, corrected, policy)?
+        }
+        VaccinationPayload::RevocationRequested { certificate_id, reason } => {
+            let (_, dose) = state.certificate(certificate_id)?;
+            if dose.revoked.is_some() {
+                return Err(Rejection::AlreadyRevoked {
+                    certificate_id: certificate_id.clone(),
+                });
+            }
+            vec![CertificateOutcome::CertificateRevoked {
+                certificate_id: certificate_id.clone(),
+                reason: reason.clone(),
+            }]
+        }
+    };
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| CertificateEvent {
+            answers: event.event_id,
+            outcome,
+        })
+        .collect())
+}
+
+/// `decide`, with a refusal turned into the `CertificateRejected` event the caller can look up.
+pub fn outcomes(state: &Lineage, event: &VaccinationEvent, policy: &Policy) -> Vec<CertificateEvent> {
+    decide(state, event, policy).unwrap_or_else(|rejection| {
+        vec![CertificateEvent {
+            answers: event.event_id,
+            outcome: CertificateOutcome::CertificateRejected { rejection },
+        }]
+    })
+}
+
+fn issue(event: EventId, record: &RecordVaccination, supersedes: Option<CertificateId>) -> CertificateOutcome {
+    CertificateOutcome::CertificateIssued {
+        certificate_id: CertificateId::for_event(event),
+        programme: record.programme.clone(),
+        dose: record.vaccination.dose,
+        supersedes,
+        record: Box::new(record.clone()),
+    }
+}
+
+fn record_dose(
+    state: &Lineage,
+    event: EventId,
+    record: &RecordVaccination,
+) -> Result<Vec<CertificateOutcome>, Rejection> {
+    match state.dose(&record.programme, record.vaccination.dose.number()) {
+        // A revoked dose can be certified again.
+        Some(dose) if dose.revoked.is_none() => Err(if &dose.record == record {
+            Rejection::DuplicateVaccination {
+                certificate_id: dose.current.clone(),
+            }
+        } else {
+            Rejection::DoseAlreadyCertified {
+                programme: record.programme.clone(),
+                dose: record.vaccination.dose.number(),
+                certificate_id: dose.current.clone(),
+            }
+        }),
+        _ => Ok(vec![issue(event, record, None)]),
+    }
+}
+
+fn correct(
+    state: &Lineage,
+    event: EventId,
+    target: &CorrectionTarget,
+    corrected: &RecordVaccination,
+    policy: &Policy,
+) -> Result<Vec<CertificateOutcome>, Rejection> {
+    let (slot, dose) = match target {
+        CorrectionTarget::Certificate(id) => state.certificate(id)?,
+        CorrectionTarget::Dose { programme, dose } => {
+            let slot = (programme.clone(), *dose);
+            state
+                .doses
+                .get_key_value(&slot)
+                .ok_or_else(|| Rejection::NothingToCorrect {
+                    programme: programme.clone(),
+                    dose: *dose,
+                })?
+        }
+    };
+    if dose.revoked.is_some() {
+        return Err(Rejection::CertificateRevoked {
+            certificate_id: dose.current.clone(),
+        });
+    }
+    if (&corrected.programme, corrected.vaccination.dose.number()) != (&slot.0, slot.1) {
+        return Err(Rejection::CorrectionChangesDose {
+            programme: slot.0.clone(),
+            dose: slot.1,
+        });
+    }
+    if dose.update_count >= policy.update_limit {
+        return Err(Rejection::UpdateLimitReached {
+            limit: policy.update_limit,
+        });
+    }
+    if &dose.record == corrected {
+        return Err(Rejection::DuplicateVaccination {
+            certificate_id: dose.current.clone(),
+        });
+    }
+    let replacement = CertificateId::for_event(event);
+    Ok(vec![
+        issue(event, corrected, Some(dose.current.clone())),
+        CertificateOutcome::CertificateSuperseded {
+            certificate_id: dose.current.clone(),
+            superseded_by: replacement,
+            update_count: dose.update_count + 1,
+        },
+    ])
+}
+
+/// Folds an outcome into the lineage.
+pub fn evolve(mut state: Lineage, event: &CertificateEvent) -> Lineage {
+    state.answered.insert(event.answers);
+    match &event.outcome {
+        CertificateOutcome::CertificateIssued {
+            certificate_id,
+            programme,
+            dose,
+            supersedes,
+            record,
+        } => {
+            let slot = (programme.clone(), dose.number());
+            // A correction keeps the count (its Superseded event raises it); a fresh issue starts at 0.
+            let update_count = supersedes
+                .as_ref()
+                .and(state.doses.get(&slot))
+                .map_or(0, |d| d.update_count);
+            let lineage = DoseLineage {
+                current: certificate_id.clone(),
+                revoked: None,
+                update_count,
+                record: (**record).clone(),
+            };
+            state.doses.insert(slot.clone(), lineage);
+            state.certificates.insert(certificate_id.clone(), slot);
+        }
+        CertificateOutcome::CertificateSuperseded {
+            superseded_by,
+            update_count,
+            ..
+        } => {
+            if let Some(slot) = state.certificates.get(superseded_by).cloned() {
+                state.doses.entry(slot).and_modify(|d| d.update_count = *update_count);
+            }
+        }
+        CertificateOutcome::CertificateRevoked { certificate_id, reason } => {
+            if let Some(slot) = state.certificates.get(certificate_id).cloned() {
+                state.doses.entry(slot).and_modify(|d| d.revoked = Some(reason.clone()));
+            }
+        }
+        CertificateOutcome::CertificateRejected { .. } => {}
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests;
