@@ -4,3 +4,5 @@
 pub mod client;
 pub mod registry;
 pub mod schemas;
+pub mod vaccination;
+pub mod value;
