@@ -2,6 +2,7 @@
 //! `vaxtrail-registry`, the Confluent-compatible schema registry the local stack runs.
 
 pub mod client;
+pub mod codec;
 pub mod registry;
 pub mod schemas;
 pub mod vaccination;

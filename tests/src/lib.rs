@@ -190,3 +190,31 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Domain values built from DIVOC's real sample, for tests across crates.
+pub mod fixtures {
+    use domain::{
+        commands::{ParseContext, RecordVaccination},
+        vaccine::VaccineCatalog,
+        values::CountryCode,
+    };
+
+    /// DIVOC's sample certify request (an array of one record), as its API receives it.
+    pub fn divoc_certify_request() -> serde_json::Value {
+        serde_json::from_str(include_str!("../fixtures/divoc/certify-request.json")).expect("valid fixture")
+    }
+
+    /// The sample's record with a vaccine from DIVOC's master list, parsed.
+    pub fn divoc_record() -> RecordVaccination {
+        let mut body = divoc_certify_request()[0].clone();
+        body["vaccination"]["name"] = "covaxin".into();
+        let catalog = VaccineCatalog::divoc_default();
+        let ctx = ParseContext {
+            catalog: &catalog,
+            zone: chrono_tz::UTC,
+            default_country: CountryCode::parse("c", "IND").expect("IND is assigned"),
+            today: chrono::Utc::now().date_naive(),
+        };
+        RecordVaccination::parse(&body, &ctx).expect("the sample parses")
+    }
+}
