@@ -1,28 +1,104 @@
-//! HTTP API that vaccination systems post to; answers 202 only once Kafka acknowledged the event.
+//! HTTP API that vaccination systems post to. Each accepted record becomes one event on
+//! `vaccination-events`, keyed by the recipient key; the answer (202 with the event id and a status
+//! URL) is sent only after the broker acknowledged it (`acks=all`, idempotent producer). A broker
+//! outage answers 503 with `Retry-After`, never a 202.
 //!
-//! `Application::build(config)` connects to the dependencies and binds the listener;
-//! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
+//! `Application::build(config)` connects and binds; `run_until_stopped` serves until SIGTERM.
 
-use std::net::SocketAddr;
+mod append;
+mod problem;
+mod routes;
 
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use axum::{Router, extract::DefaultBodyLimit, routing::post};
+use chrono_tz::Tz;
 use clap::Parser;
-use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
+use domain::{
+    vaccine::VaccineCatalog,
+    values::{CountryCode, RecipientKeySecret},
+};
+use platform::{HttpService, LogArgs, Readiness, Shutdown, checks, config::SecretUrl};
 
 /// Configuration of `command-api`, read from the environment at start.
 #[derive(Clone, Debug, Parser)]
-#[command(
-    name = "command-api",
-    version,
-    about = "HTTP API that vaccination systems post to; answers 202 only once Kafka acknowledged the event."
-)]
+#[command(name = "command-api", version, about = "HTTP API that vaccination systems post to")]
 pub struct Config {
     #[command(flatten)]
     pub log: LogArgs,
     #[command(flatten)]
     pub kafka: platform::KafkaArgs,
+    #[command(flatten)]
+    pub redis: platform::RedisArgs,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// IANA time zone of the programme: a vaccination timestamp is reduced to its date there.
+    #[arg(
+        long = "programme-timezone",
+        env = "VAXTRAIL_PROGRAMME_TIMEZONE",
+        default_value = "UTC"
+    )]
+    pub zone: Tz,
+    /// ISO 3166-1 alpha-3 country of addresses that name none.
+    #[arg(
+        long = "programme-country",
+        env = "VAXTRAIL_PROGRAMME_COUNTRY",
+        default_value = "IND"
+    )]
+    pub country: String,
+    /// Secret keying recipient hashes (the Kafka keys). The default is for local development only.
+    #[arg(
+        long = "recipient-key-secret",
+        env = "VAXTRAIL_RECIPIENT_KEY_SECRET",
+        default_value = "vaxtrail-local-development-only",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub recipient_secret: SecretUrl,
+    /// Vaccine master list in DIVOC's VACCINE_ICD.json format (default: DIVOC's, bundled).
+    #[arg(long = "vaccine-master-list", env = "VAXTRAIL_VACCINE_MASTER_LIST")]
+    pub vaccine_list: Option<PathBuf>,
+    /// ICD-11 descriptions in DIVOC's ICD.json format (default: DIVOC's, bundled).
+    #[arg(long = "icd-list", env = "VAXTRAIL_ICD_LIST")]
+    pub icd_list: Option<PathBuf>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long = "max-body-bytes", env = "VAXTRAIL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long to wait for the broker's acknowledgement before answering 503, in milliseconds.
+    #[arg(
+        long = "produce-timeout-ms",
+        env = "VAXTRAIL_PRODUCE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub produce_timeout_ms: u64,
+}
+
+/// What the handlers share.
+pub(crate) struct Intake {
+    catalog: VaccineCatalog,
+    zone: Tz,
+    default_country: CountryCode,
+    recipient_secret: RecipientKeySecret,
+    appender: append::Appender,
+}
+
+fn catalog(config: &Config) -> anyhow::Result<VaccineCatalog> {
+    let read =
+        |path: &PathBuf| std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()));
+    Ok(match (&config.vaccine_list, &config.icd_list) {
+        (None, None) => VaccineCatalog::divoc_default(),
+        (Some(names), None) => {
+            VaccineCatalog::from_divoc(&read(names)?, include_str!("../../domain/master-lists/ICD.json"))?
+        }
+        (names, Some(codes)) => {
+            let names = names.as_ref().map(read).transpose()?;
+            let names = names
+                .as_deref()
+                .unwrap_or(include_str!("../../domain/master-lists/VACCINE_ICD.json"));
+            VaccineCatalog::from_divoc(names, &read(codes)?)?
+        }
+    })
 }
 
 /// The running service.
@@ -31,12 +107,33 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the dependencies (lazily: a dependency that is down makes `/readyz` fail,
+    /// Loads the master list, connects (lazily: a dependency that is down makes `/readyz` fail,
     /// not the start) and binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
-        let readiness = Readiness::default();
         let topics = config.kafka.topics();
-        let readiness = readiness
+        let redis_client = config.redis.client()?;
+        let redis_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1);
+        let redis = redis::aio::ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config)?;
+        let appender = append::Appender::new(
+            &config.kafka.brokers,
+            &config.kafka.schema_registry_url,
+            &topics.vaccination_events,
+            Some(redis),
+            &config.redis.key_prefix,
+            Duration::from_millis(config.produce_timeout_ms),
+        )?;
+        let intake = Arc::new(Intake {
+            catalog: catalog(config)?,
+            zone: config.zone,
+            default_country: CountryCode::parse("VAXTRAIL_PROGRAMME_COUNTRY", &config.country)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            recipient_secret: RecipientKeySecret::new(config.recipient_secret.expose().as_bytes()),
+            appender,
+        });
+        let readiness = Readiness::default()
             .with(
                 "kafka",
                 checks::kafka(&config.kafka.brokers, vec![topics.vaccination_events.clone()])?,
@@ -45,7 +142,14 @@ impl Application {
                 "schema-registry",
                 checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
             );
-        let router = platform::ops_router("command-api", readiness);
+        let api = Router::new()
+            .route("/v1/certify", post(routes::certify))
+            .route("/v1/vaccinations", post(routes::vaccination))
+            .route("/v1/corrections", post(routes::correction))
+            .route("/v1/revocations", post(routes::revocation))
+            .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            .with_state(intake);
+        let router = api.merge(platform::ops_router("command-api", readiness));
         let http = HttpService::bind(config.listen, router, shutdown).await?;
         Ok(Self { http })
     }

@@ -204,6 +204,32 @@ pub mod fixtures {
         serde_json::from_str(include_str!("../fixtures/divoc/certify-request.json")).expect("valid fixture")
     }
 
+    /// DIVOC's master list (VACCINE_ICD.json format) plus the "CoVax" its sample request names,
+    /// as a programme extends its list.
+    pub fn master_list_with_covax() -> String {
+        include_str!("../../domain/master-lists/VACCINE_ICD.json")
+            .trim_end()
+            .trim_end_matches(']')
+            .to_owned()
+            + r#", {"vaccineName": "CoVax", "icd11Code": "XM1NL1"}]"#
+    }
+
+    /// The sample as the command API parses it with [`master_list_with_covax`] in `zone`.
+    pub fn divoc_sample_parsed(zone: chrono_tz::Tz) -> RecordVaccination {
+        let catalog = VaccineCatalog::from_divoc(
+            &master_list_with_covax(),
+            include_str!("../../domain/master-lists/ICD.json"),
+        )
+        .expect("the extended list is valid");
+        let ctx = ParseContext {
+            catalog: &catalog,
+            zone,
+            default_country: CountryCode::parse("c", "IND").expect("IND is assigned"),
+            today: chrono::Utc::now().date_naive(),
+        };
+        RecordVaccination::parse(&divoc_certify_request()[0], &ctx).expect("the sample parses")
+    }
+
     /// The sample's record with a vaccine from DIVOC's master list, parsed.
     pub fn divoc_record() -> RecordVaccination {
         let mut body = divoc_certify_request()[0].clone();
@@ -216,5 +242,53 @@ pub mod fixtures {
             today: chrono::Utc::now().date_naive(),
         };
         RecordVaccination::parse(&body, &ctx).expect("the sample parses")
+    }
+}
+
+/// Reading topics back in tests.
+pub mod kafka {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::{
+        ClientConfig, Message, Offset, TopicPartitionList,
+        consumer::{BaseConsumer, Consumer},
+        message::OwnedMessage,
+    };
+
+    /// Total records in a topic (sum of its partitions' high watermarks).
+    pub fn count(brokers: &str, topic: &str, partitions: i32) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+        (0..partitions)
+            .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)
+            .sum()
+    }
+
+    /// Reads `expected` records from the start of every partition, or panics after `deadline`.
+    pub fn read(brokers: &str, topic: &str, partitions: i32, expected: usize, deadline: Duration) -> Vec<OwnedMessage> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "vaxtrail-tests-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions {
+            assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let until = Instant::now() + deadline;
+        let mut messages = Vec::new();
+        while messages.len() < expected {
+            assert!(
+                Instant::now() < until,
+                "read {} of {expected} records of {topic}",
+                messages.len()
+            );
+            if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+                messages.push(message.unwrap().detach());
+            }
+        }
+        messages.sort_by_key(|m| (m.partition(), m.offset()));
+        messages
     }
 }

@@ -1,0 +1,133 @@
+//! Appending an event to `vaccination-events`: encode through the registry, produce with the
+//! idempotent producer (acks=all) keyed by the recipient key, and return only once the broker has
+//! acknowledged. A recently appended event id is remembered in Redis so a retried POST does not
+//! append again; if Redis is down the append still happens and the signer drops the duplicate.
+
+use std::time::{Duration, Instant};
+
+use avro::{codec::VaccinationCodec, vaccination::VaccinationEnvelope};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
+
+/// How long an appended event id is remembered for retries.
+const REMEMBER_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("encoding through the schema registry: {0}")]
+    Codec(#[from] avro::codec::CodecError),
+    #[error("the broker did not acknowledge: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Where an event landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Written now, at this partition and offset.
+    Written { partition: i32, offset: i64 },
+    /// Already written by an earlier request with the same event id.
+    AlreadyAppended,
+}
+
+/// The append path.
+pub struct Appender {
+    topic: String,
+    producer: FutureProducer,
+    codec: VaccinationCodec,
+    redis: Option<redis::aio::ConnectionManager>,
+    key_prefix: String,
+    timeout: Duration,
+}
+
+impl Appender {
+    /// An appender for `topic`.
+    pub fn new(
+        brokers: &str,
+        registry_url: &str,
+        topic: &str,
+        redis: Option<redis::aio::ConnectionManager>,
+        key_prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .create()?;
+        Ok(Self {
+            topic: topic.to_owned(),
+            producer,
+            codec: VaccinationCodec::new(registry_url, topic),
+            redis,
+            key_prefix: key_prefix.to_owned(),
+            timeout,
+        })
+    }
+
+    fn remembered_key(&self, envelope: &VaccinationEnvelope) -> String {
+        format!("{}appended:{}", self.key_prefix, envelope.event.event_id)
+    }
+
+    /// Appends the event unless it was appended recently; returns once the broker acknowledged.
+    pub async fn append(&self, envelope: &VaccinationEnvelope) -> Result<Appended, AppendError> {
+        let remembered = self.remembered_key(envelope);
+        if self.was_appended(&remembered).await {
+            metrics::counter!("vaxtrail_commands_duplicates_total").increment(1);
+            return Ok(Appended::AlreadyAppended);
+        }
+        let value = self.codec.encode(envelope).await?;
+        let key = envelope.event.recipient_key.as_str();
+        let event_id = envelope.event.event_id.to_string();
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header {
+                key: "event-id",
+                value: Some(event_id.as_str()),
+            })
+            .insert(rdkafka::message::Header {
+                key: "event-type",
+                value: Some(envelope.event.payload.event_type()),
+            });
+        let record = FutureRecord::to(&self.topic).key(key).payload(&value).headers(headers);
+        let started = Instant::now();
+        let delivery = self.producer.send(record, self.timeout).await.map_err(|(e, _)| e)?;
+        metrics::histogram!("vaxtrail_commands_produce_seconds").record(started.elapsed().as_secs_f64());
+        self.remember(&remembered).await;
+        Ok(Appended::Written {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        })
+    }
+
+    async fn was_appended(&self, key: &str) -> bool {
+        let Some(mut redis) = self.redis.clone() else {
+            return false;
+        };
+        match redis::cmd("EXISTS").arg(key).query_async::<bool>(&mut redis).await {
+            Ok(exists) => exists,
+            Err(error) => {
+                tracing::warn!(%error, "redis unavailable for the retry check; appending anyway");
+                false
+            }
+        }
+    }
+
+    async fn remember(&self, key: &str) {
+        let Some(mut redis) = self.redis.clone() else { return };
+        let outcome = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(REMEMBER_FOR.as_secs())
+            .query_async::<Option<String>>(&mut redis)
+            .await;
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "redis unavailable; a retry of this request will append a duplicate the signer drops");
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The command endpoints. Every record of a request is parsed first; if any is invalid, nothing is
+//! appended and the answer names each bad field. Otherwise each record is appended and the answer,
+//! 202 with the event ids, is sent only once the broker has acknowledged every one.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use chrono::Utc;
+use domain::{
+    commands::{CorrectVaccination, ParseContext, RecordVaccination, RevokeCertificate},
+    events::{VaccinationEvent, VaccinationPayload},
+    ids::EventId,
+    values::{FieldError, RecipientKey},
+};
+use serde_json::{Value, json};
+
+use crate::{Intake, append::Appended, problem::Problem};
+
+/// The header carrying the caller's own id for a record.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The header naming the calling vaccination system (until authentication names it).
+const SOURCE_SYSTEM: &str = "x-source-system";
+
+/// The request body, with a too-large body answered as problem+json.
+pub struct Body(axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = Problem;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Problem::too_large()),
+            Err(rejection) => Err(Problem::malformed(rejection.body_text())),
+        }
+    }
+}
+
+fn parse_json(body: &Body) -> Result<Value, Problem> {
+    serde_json::from_slice(&body.0).map_err(|e| Problem::malformed(format!("the body is not valid JSON: {e}")))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// One record ready to append: the event id is derived from the source system and the caller's
+/// record id (the Idempotency-Key, with the record's position for arrays), or else from the record.
+struct Pending {
+    envelope: avro::vaccination::VaccinationEnvelope,
+}
+
+fn record_id(headers: &HeaderMap, index: Option<usize>, fallback: impl FnOnce() -> String) -> String {
+    match (header(headers, IDEMPOTENCY_KEY), index) {
+        (Some(key), Some(i)) => format!("{key}#{i}"),
+        (Some(key), None) => key.to_owned(),
+        (None, _) => fallback(),
+    }
+}
+
+impl Intake {
+    fn context(&self) -> ParseContext<'_> {
+        ParseContext {
+            catalog: &self.catalog,
+            zone: self.zone,
+            default_country: self.default_country.clone(),
+            today: Utc::now().with_timezone(&self.zone).date_naive(),
+        }
+    }
+
+    fn pending(
+        &self,
+        headers: &HeaderMap,
+        record_id: String,
+        recipient: RecipientKey,
+        payload: VaccinationPayload,
+    ) -> Pending {
+        let source = header(headers, SOURCE_SYSTEM).unwrap_or("default").to_owned();
+        let now = Utc::now();
+        let envelope = avro::vaccination::VaccinationEnvelope {
+            event: VaccinationEvent {
+                event_id: EventId::derive(&source, &record_id),
+                recipient_key: recipient,
+                payload,
+            },
+            provenance: avro::vaccination::Provenance {
+                occurred_at: now,
+                recorded_at: now,
+                source_system: source,
+                source_record_id: record_id,
+                actor: "unauthenticated".into(),
+            },
+        };
+        Pending { envelope }
+    }
+
+    fn recorded(&self, headers: &HeaderMap, index: Option<usize>, record: RecordVaccination) -> Pending {
+        let id = record_id(headers, index, || {
+            format!(
+                "{}/{}/dose-{}",
+                record.pre_enrollment_code,
+                record.programme,
+                record.vaccination.dose.number()
+            )
+        });
+        let key = RecipientKey::derive(&self.recipient_secret, &record.recipient.identity);
+        self.pending(headers, id, key, VaccinationPayload::VaccinationRecorded(record))
+    }
+
+    /// Appends every pending record in order; 202 with their ids, or 503 at the first failure.
+    async fn append_all(&self, pending: Vec<Pending>) -> Result<Vec<Value>, Problem> {
+        let mut accepted = Vec::with_capacity(pending.len());
+        for Pending { envelope } in pending {
+            let outcome = self
+                .appender
+                .append(&envelope)
+                .await
+                .map_err(|e| Problem::unavailable(&e))?;
+            let kind = envelope.event.payload.event_type();
+            metrics::counter!("vaxtrail_commands_accepted_total", "event_type" => kind).increment(1);
+            let id = envelope.event.event_id;
+            accepted.push(json!({
+                "eventId": id,
+                "status": format!("/v1/events/{id}"),
+                "duplicate": outcome == Appended::AlreadyAppended,
+            }));
+        }
+        Ok(accepted)
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn rejected(errors: Vec<FieldError>) -> Problem {
+    for error in &errors {
+        let rule = error.field.clone();
+        metrics::counter!("vaxtrail_commands_rejected_total", "field" => rule).increment(1);
+    }
+    Problem::invalid(errors)
+}
+
+fn accepted(body: Value) -> Response {
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// `POST /v1/certify`: DIVOC's certify body, an array of records.
+pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    let body = parse_json(&body)?;
+    let records = body
+        .as_array()
+        .ok_or_else(|| Problem::malformed("DIVOC's certify body is an array of records"))?;
+    if records.is_empty() {
+        return Err(Problem::malformed("the array holds no record"));
+    }
+    let ctx = intake.context();
+    let mut errors = Vec::new();
+    let mut pending = Vec::new();
+    for (i, raw) in records.iter().enumerate() {
+        match RecordVaccination::parse(raw, &ctx) {
+            Ok(record) => pending.push(intake.recorded(&headers, (records.len() > 1).then_some(i), record)),
+            Err(problems) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|e| FieldError::new(format!("[{i}].{}", e.field), e.rule)),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(rejected(errors));
+    }
+    Ok(accepted(json!(intake.append_all(pending).await?)))
+}
+
+/// `POST /v1/vaccinations`: one record.
+pub async fn vaccination(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let record = RecordVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
+    let pending = intake.recorded(&headers, None, record);
+    Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
+}
+
+/// `POST /v1/corrections`: a whole corrected record, optionally naming the certificate.
+pub async fn correction(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let correction = CorrectVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
+    let record = &correction.corrected;
+    // Without a key, the correction's content names it: the same correction retried is one event.
+    let id = record_id(&headers, None, || {
+        let content = serde_json::to_vec(&correction).expect("commands serialize");
+        format!("correction/{}", hex_sha256(&content))
+    });
+    let key = RecipientKey::derive(&intake.recipient_secret, &record.recipient.identity);
+    let payload = VaccinationPayload::VaccinationCorrected {
+        target: correction.target,
+        corrected: correction.corrected,
+    };
+    let pending = intake.pending(&headers, id, key, payload);
+    Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
+}
+
+/// `POST /v1/revocations`: `{certificateId, reason, recipientKey}`.
+pub async fn revocation(
+    State(intake): State<Arc<Intake>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let body = parse_json(&body)?;
+    let revoke = RevokeCertificate::parse(&body);
+    // The certificate's owner keys the event so it lands beside the recipient's other events.
+    let key = json::recipient_key(&body);
+    let (revoke, key) = match (revoke, key) {
+        (Ok(revoke), Ok(key)) => (revoke, key),
+        (revoke, key) => {
+            let errors = revoke.err().unwrap_or_default().into_iter().chain(key.err()).collect();
+            return Err(rejected(errors));
+        }
+    };
+    let id = record_id(&headers, None, || format!("revocation/{}", revoke.certificate_id));
+    let payload = VaccinationPayload::RevocationRequested {
+        certificate_id: revoke.certificate_id,
+        reason: revoke.reason,
+    };
+    let pending = intake.pending(&headers, id, key, payload);
+    Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
+}
+
+mod json {
+    use domain::values::{FieldError, RecipientKey};
+    use serde_json::Value;
+
+    /// The `recipientKey` of a revocation body.
+    pub fn recipient_key(body: &Value) -> Result<RecipientKey, FieldError> {
+        let raw = body
+            .get("recipientKey")
+            .and_then(Value::as_str)
+            .ok_or_else(|| FieldError::new("recipientKey", "is required"))?;
+        RecipientKey::parse("recipientKey", raw)
+    }
+}
