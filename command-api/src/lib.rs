@@ -1,7 +1,8 @@
 //! HTTP API that vaccination systems post to. Each accepted record becomes one event on
 //! `vaccination-events`, keyed by the recipient key; the answer (202 with the event id and a status
 //! URL) is sent only after the broker acknowledged it (`acks=all`, idempotent producer). A broker
-//! outage answers 503 with `Retry-After`, never a 202.
+//! outage answers 503 with `Retry-After`, never a 202. Callers present a bearer JWT: facilities
+//! record and correct, controllers revoke; the token's subject is the event's source system.
 //!
 //! `Application::build(config)` connects and binds; `run_until_stopped` serves until SIGTERM.
 
@@ -30,6 +31,8 @@ pub struct Config {
     pub kafka: platform::KafkaArgs,
     #[command(flatten)]
     pub redis: platform::RedisArgs,
+    #[command(flatten)]
+    pub auth: platform::auth::AuthArgs,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -81,6 +84,7 @@ pub(crate) struct Intake {
     default_country: CountryCode,
     recipient_secret: RecipientKeySecret,
     appender: append::Appender,
+    verifier: platform::auth::Verifier,
 }
 
 fn catalog(config: &Config) -> anyhow::Result<VaccineCatalog> {
@@ -110,6 +114,7 @@ impl Application {
     /// Loads the master list, connects (lazily: a dependency that is down makes `/readyz` fail,
     /// not the start) and binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let verifier = platform::auth::Verifier::load(&config.auth).await?;
         let topics = config.kafka.topics();
         let redis_client = config.redis.client()?;
         let redis_config = redis::aio::ConnectionManagerConfig::new()
@@ -132,6 +137,7 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             recipient_secret: RecipientKeySecret::new(config.recipient_secret.expose().as_bytes()),
             appender,
+            verifier,
         });
         let readiness = Readiness::default()
             .with(

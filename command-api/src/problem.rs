@@ -61,6 +61,24 @@ impl Problem {
     }
 }
 
+impl From<platform::auth::AuthError> for Problem {
+    fn from(error: platform::auth::AuthError) -> Self {
+        let (status, kind) = if error.is_forbidden() {
+            (StatusCode::FORBIDDEN, "forbidden")
+        } else {
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        };
+        metrics::counter!("vaxtrail_commands_refused_total", "reason" => kind).increment(1);
+        Self {
+            status,
+            kind,
+            title: error.to_string(),
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = json!({
@@ -75,6 +93,9 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -19,12 +19,12 @@ use domain::{
 };
 use serde_json::{Value, json};
 
+use platform::auth::{Caller, Role};
+
 use crate::{Intake, append::Appended, problem::Problem};
 
 /// The header carrying the caller's own id for a record.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-/// The header naming the calling vaccination system (until authentication names it).
-const SOURCE_SYSTEM: &str = "x-source-system";
 
 /// The request body, with a too-large body answered as problem+json.
 pub struct Body(axum::body::Bytes);
@@ -77,14 +77,22 @@ impl Intake {
         }
     }
 
+    /// The caller, if its token is valid and holds one of `roles`.
+    fn authorize(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, Problem> {
+        let caller = self.verifier.authenticate(headers)?;
+        caller.require(roles)?;
+        Ok(caller)
+    }
+
     fn pending(
         &self,
-        headers: &HeaderMap,
+        caller: &Caller,
         record_id: String,
         recipient: RecipientKey,
         payload: VaccinationPayload,
     ) -> Pending {
-        let source = header(headers, SOURCE_SYSTEM).unwrap_or("default").to_owned();
+        // The authenticated subject is the source system: ids cannot collide across callers.
+        let source = caller.subject.clone();
         let now = Utc::now();
         let envelope = avro::vaccination::VaccinationEnvelope {
             event: VaccinationEvent {
@@ -97,13 +105,19 @@ impl Intake {
                 recorded_at: now,
                 source_system: source,
                 source_record_id: record_id,
-                actor: "unauthenticated".into(),
+                actor: caller.subject.clone(),
             },
         };
         Pending { envelope }
     }
 
-    fn recorded(&self, headers: &HeaderMap, index: Option<usize>, record: RecordVaccination) -> Pending {
+    fn recorded(
+        &self,
+        caller: &Caller,
+        headers: &HeaderMap,
+        index: Option<usize>,
+        record: RecordVaccination,
+    ) -> Pending {
         let id = record_id(headers, index, || {
             format!(
                 "{}/{}/dose-{}",
@@ -113,7 +127,7 @@ impl Intake {
             )
         });
         let key = RecipientKey::derive(&self.recipient_secret, &record.recipient.identity);
-        self.pending(headers, id, key, VaccinationPayload::VaccinationRecorded(record))
+        self.pending(caller, id, key, VaccinationPayload::VaccinationRecorded(record))
     }
 
     /// Appends every pending record in order; 202 with their ids, or 503 at the first failure.
@@ -157,6 +171,7 @@ fn accepted(body: Value) -> Response {
 
 /// `POST /v1/certify`: DIVOC's certify body, an array of records.
 pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    let caller = intake.authorize(&headers, &[Role::Facility])?;
     let body = parse_json(&body)?;
     let records = body
         .as_array()
@@ -169,7 +184,7 @@ pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
     let mut pending = Vec::new();
     for (i, raw) in records.iter().enumerate() {
         match RecordVaccination::parse(raw, &ctx) {
-            Ok(record) => pending.push(intake.recorded(&headers, (records.len() > 1).then_some(i), record)),
+            Ok(record) => pending.push(intake.recorded(&caller, &headers, (records.len() > 1).then_some(i), record)),
             Err(problems) => errors.extend(
                 problems
                     .into_iter()
@@ -189,8 +204,9 @@ pub async fn vaccination(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    let caller = intake.authorize(&headers, &[Role::Facility])?;
     let record = RecordVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
-    let pending = intake.recorded(&headers, None, record);
+    let pending = intake.recorded(&caller, &headers, None, record);
     Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
 }
 
@@ -200,6 +216,7 @@ pub async fn correction(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    let caller = intake.authorize(&headers, &[Role::Facility])?;
     let correction = CorrectVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
     let record = &correction.corrected;
     // Without a key, the correction's content names it: the same correction retried is one event.
@@ -212,7 +229,7 @@ pub async fn correction(
         target: correction.target,
         corrected: correction.corrected,
     };
-    let pending = intake.pending(&headers, id, key, payload);
+    let pending = intake.pending(&caller, id, key, payload);
     Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
 }
 
@@ -222,6 +239,7 @@ pub async fn revocation(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    let caller = intake.authorize(&headers, &[Role::Controller])?;
     let body = parse_json(&body)?;
     let revoke = RevokeCertificate::parse(&body);
     // The certificate's owner keys the event so it lands beside the recipient's other events.
@@ -238,7 +256,7 @@ pub async fn revocation(
         certificate_id: revoke.certificate_id,
         reason: revoke.reason,
     };
-    let pending = intake.pending(&headers, id, key, payload);
+    let pending = intake.pending(&caller, id, key, payload);
     Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
 }
 

@@ -37,6 +37,9 @@ export VAXTRAIL_SCHEMA_REGISTRY_URL=${VAXTRAIL_SCHEMA_REGISTRY_URL:-http://127.0
 export VAXTRAIL_DATABASE_URL=${VAXTRAIL_DATABASE_URL:-$OWN_PG_URL}
 export VAXTRAIL_REDIS_URL=${VAXTRAIL_REDIS_URL:-$OWN_REDIS_URL}
 export VAXTRAIL_CLICKHOUSE_URL=${VAXTRAIL_CLICKHOUSE_URL:-$OWN_CH_URL}
+# Tokens: the services trust this machine's development key unless told otherwise.
+export VAXTRAIL_JWKS=${VAXTRAIL_JWKS:-$STATE/keys/dev-jwks.json}
+export VAXTRAIL_DEV_TOKEN_KEY=${VAXTRAIL_DEV_TOKEN_KEY:-$STATE/keys/dev-token-key.json}
 
 # The project's services: name, binary, listen address.
 SERVICES=(

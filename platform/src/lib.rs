@@ -3,6 +3,7 @@
 //! `/metrics`) with readiness checks against real dependencies, shutdown on SIGTERM, and the
 //! catalog of Kafka topics.
 
+pub mod auth;
 pub mod checks;
 pub mod config;
 pub mod ops;

@@ -292,3 +292,55 @@ pub mod kafka {
         messages
     }
 }
+
+/// A file removed when dropped.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    /// Writes `content` to a fresh file in the temp dir.
+    pub fn with(content: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("vaxtrail-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, content).expect("the temp dir is writable");
+        Self(path)
+    }
+
+    /// The path, as a config value.
+    pub fn path(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A signing key of the test's own, and a JWKS file trusting it (for `VAXTRAIL_JWKS`).
+pub struct TestAuth {
+    pub key: platform::auth::DevKey,
+    pub jwks: TempFile,
+}
+
+impl TestAuth {
+    /// A fresh key and its JWKS file.
+    pub fn new() -> Self {
+        let key = platform::auth::DevKey::generate();
+        let jwks = TempFile::with(&key.jwks());
+        Self { key, jwks }
+    }
+
+    /// `Authorization` header value for `subject` with `roles`, as the services expect by default.
+    pub fn bearer(&self, subject: &str, roles: &[platform::auth::Role]) -> String {
+        let token = self
+            .key
+            .token(subject, roles, "vaxtrail-local", "vaxtrail", Duration::from_secs(600));
+        format!("Bearer {token}")
+    }
+}
+
+impl Default for TestAuth {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -8,34 +8,19 @@ use avro::codec::VaccinationCodec;
 use clap::Parser;
 use domain::events::VaccinationPayload;
 use platform::Shutdown;
+use platform::auth::Role;
 use rdkafka::Message;
 use serde_json::{Value, json};
 use vaxtrail_tests::{
-    TestStack,
+    TempFile, TestAuth, TestStack,
     fixtures::{divoc_certify_request, divoc_sample_parsed, master_list_with_covax},
     kafka,
 };
 
-/// A file removed when dropped.
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn with(content: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("vaxtrail-{}.json", uuid::Uuid::new_v4()));
-        std::fs::write(&path, content).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 struct Api {
     url: String,
     shutdown: Shutdown,
+    auth: TestAuth,
     _list: TempFile,
 }
 
@@ -57,6 +42,8 @@ async fn spawn_api(stack: &TestStack, adjust: impl FnOnce(&mut command_api::Conf
     config.redis = stack.redis.clone();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.vaccine_list = Some(list.0.clone());
+    let auth = TestAuth::new();
+    config.auth.jwks = Some(auth.jwks.path());
     config.zone = chrono_tz::Asia::Kolkata;
     adjust(&mut config);
     let shutdown = Shutdown::new();
@@ -68,15 +55,31 @@ async fn spawn_api(stack: &TestStack, adjust: impl FnOnce(&mut command_api::Conf
     Api {
         url,
         shutdown,
+        auth,
         _list: list,
     }
 }
 
 async fn post(api: &Api, path: &str, key: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}{path}", api.url))
-        .header("X-Source-System", "cowin")
-        .json(body);
+    let role = if path == "/v1/revocations" {
+        Role::Controller
+    } else {
+        Role::Facility
+    };
+    post_as(api, path, key, body, Some(api.auth.bearer("cowin", &[role]))).await
+}
+
+async fn post_as(
+    api: &Api,
+    path: &str,
+    key: Option<&str>,
+    body: &Value,
+    bearer: Option<String>,
+) -> (u16, Option<String>, Value) {
+    let mut request = reqwest::Client::new().post(format!("{}{path}", api.url)).json(body);
+    if let Some(bearer) = bearer {
+        request = request.header("Authorization", bearer);
+    }
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
     }
@@ -200,6 +203,7 @@ async fn invalid_bodies_get_problem_json_naming_each_field_and_append_nothing() 
 
     let response = reqwest::Client::new()
         .post(format!("{}/v1/vaccinations", api.url))
+        .header("Authorization", api.auth.bearer("cowin", &[Role::Facility]))
         .body("{not json")
         .send()
         .await
@@ -236,6 +240,7 @@ async fn an_unreachable_broker_gives_503_with_retry_after_never_202() {
     .await;
     let response = reqwest::Client::new()
         .post(format!("{}/v1/vaccinations", api.url))
+        .header("Authorization", api.auth.bearer("cowin", &[Role::Facility]))
         .json(&divoc_certify_request()[0])
         .send()
         .await
@@ -243,4 +248,40 @@ async fn an_unreachable_broker_gives_503_with_retry_after_never_202() {
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
     assert_eq!(response.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_without_a_valid_token_or_the_right_role_are_refused_and_nothing_is_appended() {
+    let stack = TestStack::new().await;
+    let api = spawn_api(&stack, |_| {}).await;
+    let record = divoc_certify_request()[0].clone();
+
+    let (status, _, problem) = post_as(&api, "/v1/vaccinations", None, &record, None).await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(problem["title"].as_str().unwrap().contains("Bearer"));
+    let stranger = TestAuth::new().bearer("cowin", &[Role::Facility]);
+    assert_eq!(
+        post_as(&api, "/v1/vaccinations", None, &record, Some(stranger)).await.0,
+        401
+    );
+
+    let auditor = api.auth.bearer("audit-office", &[Role::Auditor]);
+    let (status, _, problem) = post_as(&api, "/v1/vaccinations", None, &record, Some(auditor)).await;
+    assert_eq!(status, 403, "{problem}");
+    let facility = api.auth.bearer("cowin", &[Role::Facility]);
+    let revocation = json!({ "certificateId": "x", "reason": "y", "recipientKey": "z" });
+    assert_eq!(
+        post_as(&api, "/v1/revocations", None, &revocation, Some(facility))
+            .await
+            .0,
+        403,
+        "facilities do not revoke"
+    );
+
+    let topic = stack.topic("vaccination-events");
+    assert_eq!(
+        tokio::task::block_in_place(|| kafka::count(&stack.kafka.brokers, &topic, 3)),
+        0,
+        "nothing appended"
+    );
 }

@@ -34,8 +34,10 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
     let listen = "127.0.0.1:0".parse().unwrap();
     let shutdown = Shutdown::new();
 
+    let auth = vaxtrail_tests::TestAuth::new();
     let mut command = config::<command_api::Config>();
-    (command.kafka, command.listen) = (stack.kafka.clone(), listen);
+    (command.kafka, command.redis, command.listen) = (stack.kafka.clone(), stack.redis.clone(), listen);
+    command.auth.jwks = Some(auth.jwks.path());
     let app = command_api::Application::build(&command, shutdown.clone())
         .await
         .unwrap();

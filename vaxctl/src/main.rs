@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use platform::{KafkaArgs, LogArgs};
 
+mod auth;
 mod schemas;
 mod topics;
 
@@ -31,6 +32,13 @@ enum Command {
     },
     /// Write and read a record through each server of the stack, and say which answered.
     Smoke(vaxctl::smoke::SmokeArgs),
+    /// Development authentication: a machine-local signing key the local stack trusts.
+    DevAuth {
+        #[command(subcommand)]
+        action: auth::DevAuth,
+    },
+    /// Print a bearer token signed with the development key.
+    Token(auth::TokenArgs),
 }
 
 #[tokio::main]
@@ -41,5 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Topics { action } => topics::run(&cli.kafka, action.unwrap_or_default()).await,
         Command::Schemas { action } => schemas::run(&cli.kafka, action).await,
         Command::Smoke(args) => vaxctl::smoke::run(&cli.kafka, &args).await,
+        Command::DevAuth { action } => auth::init(action),
+        Command::Token(args) => auth::token(args),
     }
 }
