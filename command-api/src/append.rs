@@ -3,7 +3,10 @@
 //! acknowledged. A recently appended event id is remembered in Redis so a retried POST does not
 //! append again; if Redis is down the append still happens and the signer drops the duplicate.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
 
 use avro::{codec::VaccinationCodec, vaccination::VaccinationEnvelope};
 use rdkafka::{
@@ -35,7 +38,9 @@ pub enum Appended {
 /// The append path.
 pub struct Appender {
     topic: String,
-    producer: FutureProducer,
+    brokers: String,
+    /// Replaced after a failed send (see [`Appender::replace_producer`]).
+    producer: RwLock<Arc<FutureProducer>>,
     codec: VaccinationCodec,
     redis: Option<redis::aio::ConnectionManager>,
     key_prefix: String,
@@ -52,16 +57,10 @@ impl Appender {
         key_prefix: &str,
         timeout: Duration,
     ) -> Result<Self, rdkafka::error::KafkaError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", timeout.as_millis().to_string())
-            .create()?;
         Ok(Self {
             topic: topic.to_owned(),
-            producer,
+            brokers: brokers.to_owned(),
+            producer: RwLock::new(Arc::new(producer(brokers, timeout)?)),
             codec: VaccinationCodec::new(registry_url, topic),
             redis,
             key_prefix: key_prefix.to_owned(),
@@ -94,13 +93,37 @@ impl Appender {
             });
         let record = FutureRecord::to(&self.topic).key(key).payload(&value).headers(headers);
         let started = Instant::now();
-        let delivery = self.producer.send(record, self.timeout).await.map_err(|(e, _)| e)?;
+        let producer = self.producer.read().expect("producer lock is never poisoned").clone();
+        let delivery = match producer.send(record, self.timeout).await {
+            Ok(delivery) => delivery,
+            Err((error, _)) => {
+                self.replace_producer(&producer);
+                return Err(error.into());
+            }
+        };
         metrics::histogram!("vaxtrail_commands_produce_seconds").record(started.elapsed().as_secs_f64());
         self.remember(&remembered).await;
         Ok(Appended::Written {
             partition: delivery.partition,
             offset: delivery.offset,
         })
+    }
+
+    /// After a failed send the producer is replaced by a fresh one (a new producer id) instead of
+    /// being reused: librdkafka bumps the failed idempotent producer's epoch, which Apache Kafka
+    /// accepts but Tansu 0.6 does not (its storage task panics). A fresh producer is correct on both.
+    fn replace_producer(&self, failed: &Arc<FutureProducer>) {
+        let mut current = self.producer.write().expect("producer lock is never poisoned");
+        if !Arc::ptr_eq(&current, failed) {
+            return; // a concurrent failure already replaced it
+        }
+        match producer(&self.brokers, self.timeout) {
+            Ok(fresh) => {
+                *current = Arc::new(fresh);
+                metrics::counter!("vaxtrail_commands_producer_replaced_total").increment(1);
+            }
+            Err(error) => tracing::error!(%error, "could not create a fresh producer; keeping the old one"),
+        }
     }
 
     async fn was_appended(&self, key: &str) -> bool {
@@ -130,4 +153,14 @@ impl Appender {
             tracing::warn!(%error, "redis unavailable; a retry of this request will append a duplicate the signer drops");
         }
     }
+}
+
+fn producer(brokers: &str, timeout: Duration) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
+        .create()
 }
