@@ -35,6 +35,19 @@ pub enum Appended {
     AlreadyAppended,
 }
 
+/// An event handed to the producer, not yet acknowledged.
+pub enum Enqueued {
+    /// Nothing to wait for: an earlier request appended it.
+    AlreadyAppended,
+    /// On its way to the broker.
+    InFlight {
+        delivery: rdkafka::producer::DeliveryFuture,
+        producer: Arc<FutureProducer>,
+        remembered: String,
+        started: Instant,
+    },
+}
+
 /// The append path.
 pub struct Appender {
     topic: String,
@@ -74,10 +87,18 @@ impl Appender {
 
     /// Appends the event unless it was appended recently; returns once the broker acknowledged.
     pub async fn append(&self, envelope: &VaccinationEnvelope) -> Result<Appended, AppendError> {
+        let enqueued = self.enqueue(envelope).await?;
+        self.complete(enqueued).await
+    }
+
+    /// Hands the event to the producer without waiting for the acknowledgement. Events enqueued
+    /// one after another keep their order per partition (idempotent producer), so a caller can
+    /// have many in flight and still keep one recipient's events in order.
+    pub async fn enqueue(&self, envelope: &VaccinationEnvelope) -> Result<Enqueued, AppendError> {
         let remembered = self.remembered_key(envelope);
         if self.was_appended(&remembered).await {
             metrics::counter!("vaxtrail_commands_duplicates_total").increment(1);
-            return Ok(Appended::AlreadyAppended);
+            return Ok(Enqueued::AlreadyAppended);
         }
         let value = self.codec.encode(envelope).await?;
         let key = envelope.event.recipient_key.as_str();
@@ -92,15 +113,42 @@ impl Appender {
                 value: Some(envelope.event.payload.event_type()),
             });
         let record = FutureRecord::to(&self.topic).key(key).payload(&value).headers(headers);
-        let started = Instant::now();
         let producer = self.producer.read().expect("producer lock is never poisoned").clone();
-        let delivery = match producer.send(record, self.timeout).await {
+        let delivery = match producer.send_result(record) {
             Ok(delivery) => delivery,
             Err((error, _)) => {
                 self.replace_producer(&producer);
                 return Err(error.into());
             }
         };
+        Ok(Enqueued::InFlight {
+            delivery,
+            producer,
+            remembered,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits for an enqueued event's acknowledgement (at most the configured timeout).
+    pub async fn complete(&self, enqueued: Enqueued) -> Result<Appended, AppendError> {
+        let Enqueued::InFlight {
+            delivery,
+            producer,
+            remembered,
+            started,
+        } = enqueued
+        else {
+            return Ok(Appended::AlreadyAppended);
+        };
+        let outcome = match tokio::time::timeout(self.timeout, delivery).await {
+            Ok(Ok(Ok(delivery))) => Ok(delivery),
+            Ok(Ok(Err((error, _)))) => Err(error),
+            Ok(Err(_canceled)) => Err(rdkafka::error::KafkaError::Canceled),
+            Err(_elapsed) => Err(rdkafka::error::KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
+            )),
+        };
+        let delivery = outcome.inspect_err(|_| self.replace_producer(&producer))?;
         metrics::histogram!("vaxtrail_commands_produce_seconds").record(started.elapsed().as_secs_f64());
         self.remember(&remembered).await;
         Ok(Appended::Written {

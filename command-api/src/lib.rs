@@ -7,6 +7,7 @@
 //! `Application::build(config)` connects and binds; `run_until_stopped` serves until SIGTERM.
 
 mod append;
+mod bulk;
 mod problem;
 mod routes;
 
@@ -68,6 +69,9 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long = "max-body-bytes", env = "VAXTRAIL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest bulk CSV accepted, in bytes (it is read as a stream, row by row).
+    #[arg(long = "max-bulk-bytes", env = "VAXTRAIL_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_bulk_bytes: usize,
     /// How long to wait for the broker's acknowledgement before answering 503, in milliseconds.
     #[arg(
         long = "produce-timeout-ms",
@@ -154,6 +158,10 @@ impl Application {
             .route("/v1/corrections", post(routes::correction))
             .route("/v1/revocations", post(routes::revocation))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            .route(
+                "/v1/vaccinations/bulk",
+                post(bulk::bulk).layer(DefaultBodyLimit::max(config.max_bulk_bytes)),
+            )
             .with_state(intake);
         let router = api.merge(platform::ops_router("command-api", readiness));
         let http = HttpService::bind(config.listen, router, shutdown).await?;

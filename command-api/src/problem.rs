@@ -49,6 +49,15 @@ impl Problem {
         }
     }
 
+    /// The broker failed part-way through a bulk file.
+    pub fn unavailable_after(cause: &dyn std::error::Error, accepted: usize) -> Self {
+        let mut problem = Self::unavailable(cause);
+        problem.title = format!(
+            "The event log became unavailable after {accepted} rows were acknowledged; post the same file again with the same Idempotency-Key: acknowledged rows are not appended twice"
+        );
+        problem
+    }
+
     /// The body exceeds the configured limit (`VAXTRAIL_MAX_BODY_BYTES`).
     pub fn too_large() -> Self {
         Self {

@@ -55,8 +55,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// One record ready to append: the event id is derived from the source system and the caller's
 /// record id (the Idempotency-Key, with the record's position for arrays), or else from the record.
-struct Pending {
-    envelope: avro::vaccination::VaccinationEnvelope,
+pub(crate) struct Pending {
+    pub(crate) envelope: avro::vaccination::VaccinationEnvelope,
 }
 
 fn record_id(headers: &HeaderMap, index: Option<usize>, fallback: impl FnOnce() -> String) -> String {
@@ -68,7 +68,7 @@ fn record_id(headers: &HeaderMap, index: Option<usize>, fallback: impl FnOnce() 
 }
 
 impl Intake {
-    fn context(&self) -> ParseContext<'_> {
+    pub(crate) fn context(&self) -> ParseContext<'_> {
         ParseContext {
             catalog: &self.catalog,
             zone: self.zone,
@@ -78,7 +78,7 @@ impl Intake {
     }
 
     /// The caller, if its token is valid and holds one of `roles`.
-    fn authorize(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, Problem> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, Problem> {
         let caller = self.verifier.authenticate(headers)?;
         caller.require(roles)?;
         Ok(caller)
@@ -111,7 +111,7 @@ impl Intake {
         Pending { envelope }
     }
 
-    fn recorded(
+    pub(crate) fn recorded(
         &self,
         caller: &Caller,
         headers: &HeaderMap,

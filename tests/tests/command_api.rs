@@ -285,3 +285,97 @@ async fn callers_without_a_valid_token_or_the_right_role_are_refused_and_nothing
         "nothing appended"
     );
 }
+
+/// A bulk CSV row with DIVOC's sample values (dose, gender and identity varied).
+fn csv_row(identity: &str, dose: u8, gender: &str) -> String {
+    format!(
+        "1112,Bhaya Mitra,9880414889,1994-11-30,,{gender},Indian,did:in.gov.uidai.aadhaar:{identity},\"444, 2nd Street\",,Bengaluru,Karnataka,560034,MB3428BX,2021-03-01T10:15:00+05:30,{dose},2,2021-03-01,2022-03-01,COVPharma,CoVax,Sooraj Singh,ABC Medical Center,\"123, Koramangala\",,Bengaluru South,Karnataka,560034"
+    )
+}
+
+async fn post_csv(api: &Api, query: &str, csv: String) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/vaccinations/bulk{query}", api.url))
+        .header("Authorization", api.auth.bearer("cowin", &[Role::Facility]))
+        .header("Idempotency-Key", "bulk-file-1")
+        .header("Content-Type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_csv_answers_each_row_and_appends_only_the_good_ones() {
+    let stack = TestStack::new().await;
+    let api = spawn_api(&stack, |_| {}).await;
+    let header = include_str!("../fixtures/divoc/bulk-certify.csv").trim_end();
+    let csv = [
+        header.to_owned(),
+        csv_row("1001", 1, "Male"),
+        csv_row("1002", 1, "X"),
+        csv_row("1001", 2, "Male"),
+    ]
+    .join("\n");
+
+    let (status, body) = post_csv(&api, "?programId=1234", csv.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let rows = body["rows"].as_array().unwrap();
+    assert!(rows[0]["eventId"].is_string());
+    assert_eq!(rows[1]["row"], 2);
+    assert_eq!(rows[1]["problems"][0]["column"], "recipientGender", "{body}");
+    assert!(rows[2]["eventId"].is_string());
+
+    let topic = stack.topic("vaccination-events");
+    let records =
+        tokio::task::block_in_place(|| kafka::read(&stack.kafka.brokers, &topic, 3, 2, Duration::from_secs(20)));
+    let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic);
+    let mut doses = Vec::new();
+    for record in &records {
+        let envelope = codec.decode(record.payload().unwrap()).await.unwrap();
+        let VaccinationPayload::VaccinationRecorded(recorded) = envelope.event.payload else {
+            panic!("a record")
+        };
+        doses.push(recorded.vaccination.dose.number());
+    }
+    assert_eq!(
+        doses,
+        [1, 2],
+        "one recipient's doses stay in file order on its partition"
+    );
+
+    // The same file again appends nothing new.
+    let (status, again) = post_csv(&api, "?programId=1234", csv).await;
+    assert_eq!(status, 202);
+    assert_eq!(again["rows"][0]["eventId"], rows[0]["eventId"]);
+    assert_eq!(again["rows"][0]["duplicate"], true);
+    assert_eq!(
+        tokio::task::block_in_place(|| kafka::count(&stack.kafka.brokers, &topic, 3)),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_csv_without_divocs_columns_or_a_programme_is_refused() {
+    let stack = TestStack::new().await;
+    let api = spawn_api(&stack, |_| {}).await;
+    let (status, problem) = post_csv(
+        &api,
+        "?programId=1234",
+        "preEnrollmentCode,recipientName\n1112,Bhaya".into(),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["errors"][0]["field"], "recipientMobileNumber");
+    let header = include_str!("../fixtures/divoc/bulk-certify.csv").trim_end();
+    let (status, problem) = post_csv(&api, "", format!("{header}\n{}", csv_row("1", 1, "Male"))).await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (422, Some("programId"))
+    );
+}

@@ -1,0 +1,209 @@
+//! `POST /v1/vaccinations/bulk?programId=...`: DIVOC's bulk CSV, streamed row by row. Each row is
+//! parsed on its own: a bad row is answered with its problems (by CSV column) and does not stop
+//! the others. Good rows are handed to the producer in file order (one recipient's doses keep
+//! their order) with many acknowledgements awaited at once. If the broker fails, the answer is 503
+//! saying how far the file got; posting the same file again with the same Idempotency-Key appends
+//! only the rows not yet appended (row ids are derived from the key and the row number).
+
+use std::{collections::VecDeque, sync::Arc};
+
+use axum::{
+    Json,
+    extract::{Query, Request, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use domain::{commands::RecordVaccination, values::FieldError};
+use futures::{StreamExt, TryStreamExt};
+use platform::auth::Role;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{Intake, append::Appended, problem::Problem};
+
+/// Acknowledgements awaited at once.
+const IN_FLIGHT: usize = 256;
+
+/// DIVOC's bulk CSV columns and where each goes in a certify record.
+const COLUMNS: [(&str, &str); 28] = [
+    ("preEnrollmentCode", "preEnrollmentCode"),
+    ("recipientName", "recipient.name"),
+    ("recipientMobileNumber", "recipient.contact"),
+    ("recipientDOB", "recipient.dob"),
+    ("recipientAge", "recipient.age"),
+    ("recipientGender", "recipient.gender"),
+    ("recipientNationality", "recipient.nationality"),
+    ("recipientIdentity", "recipient.identity"),
+    ("recipientAddressLine1", "recipient.address.addressLine1"),
+    ("recipientAddressLine2", "recipient.address.addressLine2"),
+    ("recipientDistrict", "recipient.address.district"),
+    ("recipientState", "recipient.address.state"),
+    ("recipientPincode", "recipient.address.pincode"),
+    ("vaccinationBatch", "vaccination.batch"),
+    ("vaccinationDate", "vaccination.date"),
+    ("vaccinationDose", "vaccination.dose"),
+    ("vaccinationTotalDoses", "vaccination.totalDoses"),
+    ("vaccinationEffectiveStart", "vaccination.effectiveStart"),
+    ("vaccinationEffectiveEnd", "vaccination.effectiveUntil"),
+    ("vaccinationManufacturer", "vaccination.manufacturer"),
+    ("vaccinationName", "vaccination.name"),
+    ("vaccinatorName", "vaccinator.name"),
+    ("facilityName", "facility.name"),
+    ("facilityAddressLine1", "facility.address.addressLine1"),
+    ("facilityAddressLine2", "facility.address.addressLine2"),
+    ("facilityDistrict", "facility.address.district"),
+    ("facilityState", "facility.address.state"),
+    ("facilityPincode", "facility.address.pincode"),
+];
+
+/// The bulk request's query.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkQuery {
+    program_id: Option<String>,
+}
+
+/// Sets `value` at a dotted `path` of a JSON object.
+fn set(object: &mut Map<String, Value>, path: &str, value: Value) {
+    match path.split_once('.') {
+        None => {
+            object.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let child = object.entry(head).or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(child) = child {
+                set(child, rest, value);
+            }
+        }
+    }
+}
+
+/// The certify record a row describes; empty cells are left out (so required ones are reported).
+fn row_to_record(columns: &[usize; COLUMNS.len()], row: &csv_async::StringRecord, programme: &str) -> Value {
+    let mut record = Map::new();
+    record.insert("programId".into(), json!(programme));
+    for ((_, path), index) in COLUMNS.iter().zip(columns) {
+        let Some(cell) = row.get(*index).map(str::trim).filter(|c| !c.is_empty()) else {
+            continue;
+        };
+        let value = if *path == "recipient.contact" {
+            json!([format!("tel:{cell}")])
+        } else {
+            json!(cell)
+        };
+        set(&mut record, path, value);
+    }
+    Value::Object(record)
+}
+
+/// A record problem, named by its CSV column where there is one.
+fn by_column(error: FieldError) -> Value {
+    let path = error.field.split('[').next().unwrap_or_default();
+    let column = COLUMNS
+        .iter()
+        .find(|(_, p)| *p == path)
+        .map_or(error.field.as_str(), |(c, _)| c);
+    json!({ "column": column, "rule": error.rule })
+}
+
+fn row_outcome(row: usize, appended: Appended, event_id: domain::ids::EventId) -> Value {
+    json!({
+        "row": row,
+        "eventId": event_id,
+        "status": format!("/v1/events/{event_id}"),
+        "duplicate": appended == Appended::AlreadyAppended,
+    })
+}
+
+/// The handler.
+pub async fn bulk(
+    State(intake): State<Arc<Intake>>,
+    Query(query): Query<BulkQuery>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, Problem> {
+    let caller = intake.authorize(&headers, &[Role::Facility])?;
+    let programme = query
+        .program_id
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| Problem::invalid(vec![FieldError::new("programId", "is required (query parameter)")]))?;
+    let body = request.into_body().into_data_stream().map_err(std::io::Error::other);
+    let mut reader = csv_async::AsyncReaderBuilder::new()
+        .trim(csv_async::Trim::All)
+        .create_reader(tokio_util::io::StreamReader::new(body));
+    let header = reader
+        .headers()
+        .await
+        .map_err(|e| Problem::malformed(format!("the CSV header cannot be read: {e}")))?
+        .clone();
+    let mut columns = [0usize; COLUMNS.len()];
+    let mut missing = Vec::new();
+    for (slot, (name, _)) in columns.iter_mut().zip(COLUMNS) {
+        match header.iter().position(|h| h == name) {
+            Some(index) => *slot = index,
+            None => missing.push(FieldError::new(
+                name,
+                "column is missing from the CSV header (DIVOC's bulk format)",
+            )),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Problem::invalid(missing));
+    }
+
+    let ctx = intake.context();
+    let mut outcomes: Vec<Value> = Vec::new();
+    let mut in_flight = VecDeque::new();
+    let (mut accepted, mut rejected) = (0usize, 0usize);
+    let mut rows = reader.records().enumerate();
+    while let Some((index, row)) = rows.next().await {
+        let number = index + 1;
+        let row = row.map_err(|e| Problem::malformed(format!("row {number} cannot be read: {e}")))?;
+        match RecordVaccination::parse(&row_to_record(&columns, &row, &programme), &ctx) {
+            Err(problems) => {
+                rejected += 1;
+                outcomes.push(
+                    json!({ "row": number, "problems": problems.into_iter().map(by_column).collect::<Vec<_>>() }),
+                );
+            }
+            Ok(record) => {
+                let pending = intake.recorded(&caller, &headers, Some(number), record);
+                let event_id = pending.envelope.event.event_id;
+                let enqueued = intake
+                    .appender
+                    .enqueue(&pending.envelope)
+                    .await
+                    .map_err(|e| halted(&e, accepted))?;
+                in_flight.push_back((number, event_id, enqueued));
+                if in_flight.len() >= IN_FLIGHT {
+                    let (number, event_id, enqueued) = in_flight.pop_front().expect("the queue is full");
+                    let appended = intake
+                        .appender
+                        .complete(enqueued)
+                        .await
+                        .map_err(|e| halted(&e, accepted))?;
+                    accepted += 1;
+                    outcomes.push(row_outcome(number, appended, event_id));
+                }
+            }
+        }
+    }
+    while let Some((number, event_id, enqueued)) = in_flight.pop_front() {
+        let appended = intake
+            .appender
+            .complete(enqueued)
+            .await
+            .map_err(|e| halted(&e, accepted))?;
+        accepted += 1;
+        outcomes.push(row_outcome(number, appended, event_id));
+    }
+    outcomes.sort_by_key(|o| o["row"].as_u64());
+    metrics::counter!("vaxtrail_commands_bulk_rows_total", "outcome" => "accepted").increment(accepted as u64);
+    metrics::counter!("vaxtrail_commands_bulk_rows_total", "outcome" => "rejected").increment(rejected as u64);
+    let body = json!({ "accepted": accepted, "rejected": rejected, "rows": outcomes });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn halted(error: &dyn std::error::Error, accepted: usize) -> Problem {
+    Problem::unavailable_after(error, accepted)
+}
