@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use platform::{KafkaArgs, LogArgs};
 
 mod auth;
+mod bench;
 mod schemas;
 mod topics;
 
@@ -39,6 +40,17 @@ enum Command {
     },
     /// Print a bearer token signed with the development key.
     Token(auth::TokenArgs),
+    /// Benchmarks that print figures and a ratio against a baseline run in the same process.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Vaccinations posted over HTTP vs. the same records from a raw rdkafka producer.
+    Ingest(bench::IngestArgs),
 }
 
 #[tokio::main]
@@ -51,5 +63,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Smoke(args) => vaxctl::smoke::run(&cli.kafka, &args).await,
         Command::DevAuth { action } => auth::init(action),
         Command::Token(args) => auth::token(args),
+        Command::Bench {
+            which: Bench::Ingest(args),
+        } => bench::ingest(&cli.kafka, &args).await,
     }
 }

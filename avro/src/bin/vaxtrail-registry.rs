@@ -9,5 +9,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = platform::shutdown::on_signals();
     let registry = Registry::build(&config, shutdown).await?;
     tracing::info!(address = %registry.local_addr(), topic = %config.topic, "schema registry listening");
-    registry.run_until_stopped().await
+    registry.run_until_stopped().await?;
+    tracing::info!("schema registry stopped");
+    Ok(())
 }

@@ -1,0 +1,298 @@
+//! `vaxctl bench ingest`: posts N vaccinations over HTTP to a command API (started in-process on
+//! topics of its own) with C requests in flight, then, in the same run against the same broker,
+//! writes the same encoded records with a raw rdkafka idempotent producer at the same concurrency.
+//! Prints events/s and latency percentiles for both and the ratio. A benchmark, not a test:
+//! absolute figures vary with the machine; the ratio is what to compare.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use avro::{
+    codec::VaccinationCodec,
+    vaccination::{Provenance, VaccinationEnvelope},
+};
+use clap::{Args, Parser};
+use domain::{
+    commands::{ParseContext, RecordVaccination},
+    events::{VaccinationEvent, VaccinationPayload},
+    ids::EventId,
+    vaccine::VaccineCatalog,
+    values::{CountryCode, RecipientKey, RecipientKeySecret},
+};
+use futures::{StreamExt, stream};
+use indicatif::{ProgressBar, ProgressStyle};
+use platform::{
+    KafkaArgs, RedisArgs, Shutdown,
+    auth::{DevKey, Role},
+};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
+use serde_json::{Value, json};
+
+/// `vaxctl bench ingest` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct IngestArgs {
+    /// Vaccinations to post.
+    #[arg(long, default_value_t = 2000)]
+    count: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// One side's figures.
+struct Figures {
+    events_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn figures(count: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Figures {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    Figures {
+        events_per_second: count as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+/// The i-th synthetic vaccination, DIVOC-shaped.
+fn body(i: usize) -> Value {
+    let gender = ["Male", "Female", "Other"][i % 3];
+    json!({
+        "preEnrollmentCode": format!("BENCH{i:08}"),
+        "programId": "bench",
+        "recipient": {
+            "name": "Bench Recipient", "dob": "1980-01-01", "gender": gender,
+            "nationality": "Indian", "identity": format!("did:bench:{i:010}"), "contact": [format!("tel:9{i:09}")],
+            "address": { "addressLine1": "1 Main Road", "district": "Bengaluru", "state": "Karnataka", "pincode": "560034" }
+        },
+        "vaccination": {
+            "name": "covaxin", "batch": format!("B{}", i % 97), "manufacturer": "Bharat Biotech",
+            "date": "2021-03-01T10:15:00+05:30", "dose": 1, "totalDoses": 2,
+            "effectiveStart": "2021-03-01", "effectiveUntil": "2022-03-01"
+        },
+        "vaccinator": { "name": "Bench Vaccinator" },
+        "facility": { "name": "Bench Facility", "address": { "addressLine1": "2 Main Road", "district": "Bengaluru", "state": "Karnataka", "pincode": "560034" } }
+    })
+}
+
+fn progress(count: usize, what: &str, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(count as u64).with_message(what.to_owned());
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").expect("a valid template"),
+    );
+    bar
+}
+
+/// Posts every body through the API and measures.
+async fn through_the_api(
+    url: &str,
+    token: &str,
+    bodies: &[Value],
+    concurrency: usize,
+    quiet: bool,
+) -> anyhow::Result<Figures> {
+    let client = reqwest::Client::new();
+    let bar = progress(bodies.len(), "command-api", quiet);
+    let started = Instant::now();
+    let latencies: Vec<anyhow::Result<Duration>> = stream::iter(bodies.iter().enumerate())
+        .map(|(i, body)| {
+            let request = client
+                .post(format!("{url}/v1/vaccinations"))
+                .bearer_auth(token)
+                .header("Idempotency-Key", format!("bench-{i}"))
+                .json(body);
+            let bar = bar.clone();
+            async move {
+                let sent = Instant::now();
+                let response = request.send().await?;
+                anyhow::ensure!(
+                    response.status().as_u16() == 202,
+                    "answered {}: {}",
+                    response.status(),
+                    response.text().await?
+                );
+                bar.inc(1);
+                Ok(sent.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    bar.finish();
+    Ok(figures(
+        bodies.len(),
+        elapsed,
+        latencies.into_iter().collect::<anyhow::Result<_>>()?,
+    ))
+}
+
+/// Writes the same records with a raw idempotent producer and measures.
+async fn raw_producer(
+    brokers: &str,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+    concurrency: usize,
+    quiet: bool,
+) -> anyhow::Result<Figures> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .create()?;
+    let bar = progress(records.len(), "raw rdkafka", quiet);
+    let started = Instant::now();
+    let latencies: Vec<anyhow::Result<Duration>> = stream::iter(records)
+        .map(|(key, value)| {
+            let (producer, bar) = (&producer, bar.clone());
+            async move {
+                let sent = Instant::now();
+                producer
+                    .send(FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(30))
+                    .await
+                    .map_err(|(e, _)| e)?;
+                bar.inc(1);
+                Ok(sent.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    bar.finish();
+    Ok(figures(
+        records.len(),
+        elapsed,
+        latencies.into_iter().collect::<anyhow::Result<_>>()?,
+    ))
+}
+
+/// The same records as the API writes them, encoded ahead of time for the raw producer.
+async fn encoded(bodies: &[Value], registry_url: &str, topic: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let catalog = VaccineCatalog::divoc_default();
+    let ctx = ParseContext {
+        catalog: &catalog,
+        zone: chrono_tz::UTC,
+        default_country: CountryCode::parse("c", "IND").map_err(|e| anyhow::anyhow!("{e}"))?,
+        today: chrono::Utc::now().date_naive(),
+    };
+    let codec = VaccinationCodec::new(registry_url, topic);
+    let secret = RecipientKeySecret::new("bench");
+    let mut records = Vec::with_capacity(bodies.len());
+    for (i, body) in bodies.iter().enumerate() {
+        let record = RecordVaccination::parse(body, &ctx).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let key = RecipientKey::derive(&secret, &record.recipient.identity);
+        let now = chrono::Utc::now();
+        let envelope = VaccinationEnvelope {
+            event: VaccinationEvent {
+                event_id: EventId::derive("bench", &i.to_string()),
+                recipient_key: key.clone(),
+                payload: VaccinationPayload::VaccinationRecorded(record),
+            },
+            provenance: Provenance {
+                occurred_at: now,
+                recorded_at: now,
+                source_system: "bench".into(),
+                source_record_id: i.to_string(),
+                actor: "bench".into(),
+            },
+        };
+        records.push((key.as_str().to_owned(), codec.encode(&envelope).await?));
+    }
+    Ok(records)
+}
+
+/// Runs the benchmark.
+pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> {
+    let run = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let kafka = KafkaArgs {
+        topic_prefix: run.clone(),
+        ..kafka.clone()
+    };
+    platform::topics::ensure_topics(&kafka.brokers, &kafka.topics().specs()).await?;
+    avro::client::RegistryClient::new(&kafka.schema_registry_url)
+        .register_event_schemas(&run)
+        .await?;
+
+    let key = DevKey::generate();
+    let jwks = std::env::temp_dir().join(format!("{run}jwks.json"));
+    std::fs::write(&jwks, key.jwks())?;
+    let mut config = command_api::Config::parse_from(["command-api"]);
+    config.kafka = kafka.clone();
+    config.redis = RedisArgs {
+        key_prefix: run.clone(),
+        ..args.redis.clone()
+    };
+    config.listen = "127.0.0.1:0".parse()?;
+    config.auth.jwks = Some(jwks.display().to_string());
+    let shutdown = Shutdown::new();
+    let app = command_api::Application::build(&config, shutdown.clone()).await?;
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+    let token = key.token(
+        "bench",
+        &[Role::Facility],
+        &config.auth.issuer,
+        &config.auth.audience,
+        Duration::from_secs(3600),
+    );
+
+    let bodies: Vec<Value> = (0..args.count).map(body).collect();
+    let raw_topic = format!("{run}raw");
+    platform::topics::ensure_topics(
+        &kafka.brokers,
+        &[platform::topics::TopicSpec {
+            name: raw_topic.clone(),
+            partitions: kafka.partitions,
+            config: vec![],
+        }],
+    )
+    .await?;
+    let records = Arc::new(encoded(&bodies, &kafka.schema_registry_url, &kafka.topics().vaccination_events).await?);
+
+    let api = through_the_api(&url, &token, &bodies, args.concurrency, args.json).await?;
+    let raw = raw_producer(&kafka.brokers, &raw_topic, &records, args.concurrency, args.json).await?;
+    shutdown.cancel();
+    let _ = std::fs::remove_file(&jwks);
+    // The run's topics are left in place: on Tansu, deleting topics can crash other connected
+    // clients (see the README), so deletion is an operator's decision.
+    eprintln!("topics of this run: vaxctl topics delete --prefix {run}");
+
+    let ratio = api.events_per_second / raw.events_per_second;
+    if args.json {
+        let side = |f: &Figures| json!({ "events_per_second": f.events_per_second, "p50_ms": f.p50.as_secs_f64() * 1e3, "p99_ms": f.p99.as_secs_f64() * 1e3 });
+        println!(
+            "{}",
+            json!({ "count": args.count, "concurrency": args.concurrency, "command_api": side(&api), "raw_rdkafka": side(&raw), "ratio": ratio })
+        );
+    } else {
+        println!("ingest: {} vaccinations, {} in flight", args.count, args.concurrency);
+        println!("{:<22} {:>10} {:>10} {:>10}", "", "events/s", "p50 ms", "p99 ms");
+        for (name, f) in [("command-api (HTTP)", &api), ("raw rdkafka producer", &raw)] {
+            println!(
+                "{name:<22} {:>10.0} {:>10.2} {:>10.2}",
+                f.events_per_second,
+                f.p50.as_secs_f64() * 1e3,
+                f.p99.as_secs_f64() * 1e3
+            );
+        }
+        println!("ratio command-api / raw producer: {ratio:.2}");
+    }
+    Ok(())
+}
