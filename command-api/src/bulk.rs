@@ -57,9 +57,10 @@ const COLUMNS: [(&str, &str); 28] = [
 ];
 
 /// The bulk request's query.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkQuery {
+    /// The programme every row belongs to (DIVOC's CSV has no column for it).
     program_id: Option<String>,
 }
 
@@ -116,6 +117,20 @@ fn row_outcome(row: usize, appended: Appended, event_id: domain::ids::EventId) -
 }
 
 /// The handler.
+#[utoipa::path(
+    post,
+    path = "/v1/vaccinations/bulk",
+    description = "DIVOC's bulk CSV, streamed row by row; each row answered on its own. Role: facility.",
+    params(BulkQuery, ("Idempotency-Key" = Option<String>, Header, description = "The file's id: re-posting it appends only rows not yet appended")),
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 202, description = "Every good row acknowledged; bad rows listed with their problems", body = crate::openapi::BulkResult),
+        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Missing programId or DIVOC columns", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker failed part-way; re-post the file", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn bulk(
     State(intake): State<Arc<Intake>>,
     Query(query): Query<BulkQuery>,

@@ -8,6 +8,7 @@
 
 mod append;
 mod bulk;
+pub mod openapi;
 mod problem;
 mod routes;
 
@@ -163,7 +164,12 @@ impl Application {
                 post(bulk::bulk).layer(DefaultBodyLimit::max(config.max_bulk_bytes)),
             )
             .with_state(intake);
-        let router = api.merge(platform::ops_router("command-api", readiness));
+        let document = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
+        let openapi = Router::new().route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(document) }),
+        );
+        let router = api.merge(openapi).merge(platform::ops_router("command-api", readiness));
         let http = HttpService::bind(config.listen, router, shutdown).await?;
         Ok(Self { http })
     }

@@ -170,6 +170,21 @@ fn accepted(body: Value) -> Response {
 }
 
 /// `POST /v1/certify`: DIVOC's certify body, an array of records.
+#[utoipa::path(
+    post,
+    path = "/v1/certify",
+    description = "DIVOC's certify request as-is. Role: facility.",
+    request_body = Vec<crate::openapi::CertifyRecord>,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
+    responses(
+        (status = 202, description = "Accepted: the broker acknowledged every record", body = Vec<crate::openapi::Accepted>),
+        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
     let caller = intake.authorize(&headers, &[Role::Facility])?;
     let body = parse_json(&body)?;
@@ -199,6 +214,21 @@ pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
 }
 
 /// `POST /v1/vaccinations`: one record.
+#[utoipa::path(
+    post,
+    path = "/v1/vaccinations",
+    description = "One DIVOC certify record. Role: facility.",
+    request_body = crate::openapi::CertifyRecord,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
+    responses(
+        (status = 202, description = "Accepted: the broker acknowledged every record", body = crate::openapi::Accepted),
+        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn vaccination(
     State(intake): State<Arc<Intake>>,
     headers: HeaderMap,
@@ -211,6 +241,21 @@ pub async fn vaccination(
 }
 
 /// `POST /v1/corrections`: a whole corrected record, optionally naming the certificate.
+#[utoipa::path(
+    post,
+    path = "/v1/corrections",
+    description = "Correct a recorded dose. Role: facility.",
+    request_body = crate::openapi::Correction,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
+    responses(
+        (status = 202, description = "Accepted: the broker acknowledged every record", body = crate::openapi::Accepted),
+        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn correction(
     State(intake): State<Arc<Intake>>,
     headers: HeaderMap,
@@ -234,6 +279,21 @@ pub async fn correction(
 }
 
 /// `POST /v1/revocations`: `{certificateId, reason, recipientKey}`.
+#[utoipa::path(
+    post,
+    path = "/v1/revocations",
+    description = "Revoke a certificate. Role: controller.",
+    request_body = crate::openapi::Revocation,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
+    responses(
+        (status = 202, description = "Accepted: the broker acknowledged every record", body = crate::openapi::Accepted),
+        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn revocation(
     State(intake): State<Arc<Intake>>,
     headers: HeaderMap,

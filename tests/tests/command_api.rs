@@ -379,3 +379,64 @@ async fn a_bulk_csv_without_divocs_columns_or_a_programme_is_refused() {
         (422, Some("programId"))
     );
 }
+
+/// Every key of `sample` (recursively, through objects) is a documented property of `schema`.
+fn assert_documented(document: &Value, schema: &Value, sample: &Value, at: &str) {
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => &document["components"]["schemas"][reference.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    let schema = schema.get("allOf").map(|all| &all[0]).unwrap_or(schema);
+    let Some(object) = sample.as_object() else { return };
+    for (key, value) in object {
+        let property = schema["properties"]
+            .get(key)
+            .unwrap_or_else(|| panic!("{at}.{key} is sent by DIVOC but not documented: {schema}"));
+        let property = property.get("oneOf").map(|o| &o[0]).unwrap_or(property);
+        assert_documented(document, property, value, &format!("{at}.{key}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_matches_the_routes_and_divocs_record() {
+    let stack = TestStack::new().await;
+    let api = spawn_api(&stack, |_| {}).await;
+    let document: Value = reqwest::get(format!("{}/openapi.json", api.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+
+    let paths = document["paths"].as_object().unwrap();
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "/v1/certify",
+            "/v1/corrections",
+            "/v1/revocations",
+            "/v1/vaccinations",
+            "/v1/vaccinations/bulk"
+        ]
+    );
+    for (path, operations) in paths {
+        let post = &operations["post"];
+        for status in ["202", "401", "403", "422", "503"] {
+            assert!(post["responses"].get(status).is_some(), "{path} documents no {status}");
+        }
+        // The route exists and is guarded: without a token it answers 401, not 404.
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", api.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{path}");
+    }
+
+    let record_schema = &paths["/v1/vaccinations"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_documented(&document, record_schema, &divoc_certify_request()[0], "record");
+}
