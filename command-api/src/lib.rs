@@ -110,6 +110,36 @@ fn catalog(config: &Config) -> anyhow::Result<VaccineCatalog> {
     })
 }
 
+/// Registers the event schemas (BACKWARD_TRANSITIVE) in the background, retrying with backoff
+/// while the registry is unavailable; the flag turns true once done (a readiness check).
+fn register_schemas(kafka: platform::KafkaArgs, shutdown: Shutdown) -> Arc<std::sync::atomic::AtomicBool> {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    tokio::spawn(async move {
+        let client = avro::client::RegistryClient::new(&kafka.schema_registry_url);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match client.register_event_schemas(&kafka.topic_prefix).await {
+                Ok(registered) => {
+                    tracing::info!(?registered, "event schemas registered");
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                    return;
+                }
+                Err(error) => {
+                    metrics::counter!("vaxtrail_schema_registration_retries_total").increment(1);
+                    tracing::warn!(%error, retry_in = ?backoff, "registering the event schemas failed");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+    done
+}
+
 /// The running service.
 pub struct Application {
     http: HttpService,
@@ -144,6 +174,7 @@ impl Application {
             appender,
             verifier,
         });
+        let registered = register_schemas(config.kafka.clone(), shutdown.clone());
         let readiness = Readiness::default()
             .with(
                 "kafka",
@@ -152,7 +183,17 @@ impl Application {
             .with(
                 "schema-registry",
                 checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
-            );
+            )
+            .with("schemas-registered", move || {
+                let done = registered.load(std::sync::atomic::Ordering::Acquire);
+                Box::pin(async move {
+                    if done {
+                        Ok(())
+                    } else {
+                        Err("event schemas not registered yet".to_owned())
+                    }
+                })
+            });
         let api = Router::new()
             .route("/v1/certify", post(routes::certify))
             .route("/v1/vaccinations", post(routes::vaccination))

@@ -20,8 +20,13 @@ async fn get(url: String) -> (u16, String) {
 async fn assert_ops_endpoints(address: std::net::SocketAddr) {
     let (status, body) = get(format!("http://{address}/healthz")).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get(format!("http://{address}/readyz")).await;
-    assert_eq!(status, 200, "ready: {body}");
+    // Ready once every dependency answers (the command API also registers its schemas first).
+    eventually(
+        Duration::from_secs(30),
+        &format!("{address} to be ready"),
+        || async move { (get(format!("http://{address}/readyz")).await.0 == 200).then_some(()) },
+    )
+    .await;
     let (status, body) = get(format!("http://{address}/metrics")).await;
     assert_eq!(status, 200);
     assert!(body.contains("vaxtrail_readiness_checks_total{"), "{body}");
@@ -86,6 +91,11 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
     for address in [command_address, signer_address, projectors_address, query_address] {
         assert_ops_endpoints(address).await;
     }
+    // The command API registered the event schemas itself, with BACKWARD_TRANSITIVE.
+    let subject = format!("{}vaccination-events-value", stack.kafka.topic_prefix);
+    let config = get(format!("{}/config/{subject}", stack.kafka.schema_registry_url)).await;
+    assert_eq!(config.0, 200, "{}", config.1);
+    assert!(config.1.contains("BACKWARD_TRANSITIVE"), "{}", config.1);
     shutdown.cancel();
     for task in [command_task, signer_task, projectors_task, query_task] {
         tokio::time::timeout(Duration::from_secs(10), task)
