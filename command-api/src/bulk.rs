@@ -168,7 +168,7 @@ pub async fn bulk(
 
     let ctx = intake.context();
     let mut outcomes: Vec<Value> = Vec::new();
-    let mut in_flight = VecDeque::new();
+    let mut in_flight = InFlight::new();
     let (mut accepted, mut rejected) = (0usize, 0usize);
     let mut rows = reader.records().enumerate();
     while let Some((index, row)) = rows.next().await {
@@ -191,26 +191,13 @@ pub async fn bulk(
                     .map_err(|e| halted(&e, accepted))?;
                 in_flight.push_back((number, event_id, enqueued));
                 if in_flight.len() >= IN_FLIGHT {
-                    let (number, event_id, enqueued) = in_flight.pop_front().expect("the queue is full");
-                    let appended = intake
-                        .appender
-                        .complete(enqueued)
-                        .await
-                        .map_err(|e| halted(&e, accepted))?;
-                    accepted += 1;
-                    outcomes.push(row_outcome(number, appended, event_id));
+                    outcomes.push(complete_oldest(&intake, &mut in_flight, &mut accepted).await?);
                 }
             }
         }
     }
-    while let Some((number, event_id, enqueued)) = in_flight.pop_front() {
-        let appended = intake
-            .appender
-            .complete(enqueued)
-            .await
-            .map_err(|e| halted(&e, accepted))?;
-        accepted += 1;
-        outcomes.push(row_outcome(number, appended, event_id));
+    while !in_flight.is_empty() {
+        outcomes.push(complete_oldest(&intake, &mut in_flight, &mut accepted).await?);
     }
     outcomes.sort_by_key(|o| o["row"].as_u64());
     metrics::counter!("vaxtrail_commands_bulk_rows_total", "outcome" => "accepted").increment(accepted as u64);
@@ -221,4 +208,18 @@ pub async fn bulk(
 
 fn halted(error: &dyn std::error::Error, accepted: usize) -> Problem {
     Problem::unavailable_after(error, accepted)
+}
+
+type InFlight = VecDeque<(usize, domain::ids::EventId, crate::append::Enqueued)>;
+
+/// Waits for the oldest row in flight and gives its outcome.
+async fn complete_oldest(intake: &Intake, in_flight: &mut InFlight, accepted: &mut usize) -> Result<Value, Problem> {
+    let (number, event_id, enqueued) = in_flight.pop_front().expect("called with rows in flight");
+    let appended = intake
+        .appender
+        .complete(enqueued)
+        .await
+        .map_err(|e| halted(&e, *accepted))?;
+    *accepted += 1;
+    Ok(row_outcome(number, appended, event_id))
 }

@@ -98,6 +98,35 @@ fn progress(count: usize, what: &str, quiet: bool) -> ProgressBar {
     bar
 }
 
+/// Runs `one` for every item with `concurrency` in flight; each returns its own latency.
+async fn measure<'a, T, F, Fut>(items: &'a [T], concurrency: usize, bar: ProgressBar, one: F) -> anyhow::Result<Figures>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Duration>> + 'a,
+{
+    let started = Instant::now();
+    let latencies: Vec<anyhow::Result<Duration>> = stream::iter(items)
+        .map(|item| {
+            let bar = bar.clone();
+            let work = one(item);
+            async move {
+                let latency = work.await?;
+                bar.inc(1);
+                Ok(latency)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    bar.finish();
+    Ok(figures(
+        items.len(),
+        elapsed,
+        latencies.into_iter().collect::<anyhow::Result<_>>()?,
+    ))
+}
+
 /// Posts every body through the API and measures.
 async fn through_the_api(
     url: &str,
@@ -107,39 +136,23 @@ async fn through_the_api(
     quiet: bool,
 ) -> anyhow::Result<Figures> {
     let client = reqwest::Client::new();
+    let numbered: Vec<(usize, &Value)> = bodies.iter().enumerate().collect();
     let bar = progress(bodies.len(), "command-api", quiet);
-    let started = Instant::now();
-    let latencies: Vec<anyhow::Result<Duration>> = stream::iter(bodies.iter().enumerate())
-        .map(|(i, body)| {
-            let request = client
-                .post(format!("{url}/v1/vaccinations"))
-                .bearer_auth(token)
-                .header("Idempotency-Key", format!("bench-{i}"))
-                .json(body);
-            let bar = bar.clone();
-            async move {
-                let sent = Instant::now();
-                let response = request.send().await?;
-                anyhow::ensure!(
-                    response.status().as_u16() == 202,
-                    "answered {}: {}",
-                    response.status(),
-                    response.text().await?
-                );
-                bar.inc(1);
-                Ok(sent.elapsed())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let elapsed = started.elapsed();
-    bar.finish();
-    Ok(figures(
-        bodies.len(),
-        elapsed,
-        latencies.into_iter().collect::<anyhow::Result<_>>()?,
-    ))
+    measure(&numbered, concurrency, bar, |(i, body)| {
+        let request = client
+            .post(format!("{url}/v1/vaccinations"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", format!("bench-{i}"))
+            .json(body);
+        async move {
+            let sent = Instant::now();
+            let response = request.send().await?;
+            let status = response.status();
+            anyhow::ensure!(status.as_u16() == 202, "answered {status}: {}", response.text().await?);
+            Ok(sent.elapsed())
+        }
+    })
+    .await
 }
 
 /// Writes the same records with a raw idempotent producer and measures.
@@ -157,30 +170,19 @@ async fn raw_producer(
         .set("linger.ms", "2")
         .create()?;
     let bar = progress(records.len(), "raw rdkafka", quiet);
-    let started = Instant::now();
-    let latencies: Vec<anyhow::Result<Duration>> = stream::iter(records)
-        .map(|(key, value)| {
-            let (producer, bar) = (&producer, bar.clone());
-            async move {
-                let sent = Instant::now();
-                producer
-                    .send(FutureRecord::to(topic).key(key).payload(value), Duration::from_secs(30))
-                    .await
-                    .map_err(|(e, _)| e)?;
-                bar.inc(1);
-                Ok(sent.elapsed())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let elapsed = started.elapsed();
-    bar.finish();
-    Ok(figures(
-        records.len(),
-        elapsed,
-        latencies.into_iter().collect::<anyhow::Result<_>>()?,
-    ))
+    measure(records, concurrency, bar, |(key, value)| {
+        let producer = &producer;
+        async move {
+            let sent = Instant::now();
+            let record = FutureRecord::to(topic).key(key).payload(value);
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e)?;
+            Ok(sent.elapsed())
+        }
+    })
+    .await
 }
 
 /// The same records as the API writes them, encoded ahead of time for the raw producer.
