@@ -2,9 +2,10 @@
 //! [`TestStack`] gets its own topics (a unique prefix under [`TEST_TOPIC_PREFIX`]), its own
 //! Postgres schema, its own Redis key prefix and its own ClickHouse database, so tests run in
 //! parallel against one shared stack. The schema, keys and database are removed when the
-//! `TestStack` is dropped, also when the test fails. Topics are deleted once, after the whole suite,
-//! by `deploy/local/test` (`vaxctl topics delete --prefix t-`): Tansu 0.6 panics when an idempotent
-//! produce meets a topic deletion, so nothing deletes topics while tests may still produce.
+//! `TestStack` is dropped, also when the test fails. Topics are not deleted: on Tansu 0.6 a topic
+//! deletion has panicked the broker's storage (an idempotent produce meeting it), crashed other
+//! connected clients, and once left the broker refusing connections. Test topics all start with
+//! [`TEST_TOPIC_PREFIX`]; `deploy/local/down --wipe` clears them from a developer's stack.
 
 use std::{path::PathBuf, time::Duration};
 

@@ -40,7 +40,7 @@ async fn clickhouse_round_trips_a_row() {
 }
 
 #[tokio::test]
-async fn a_test_slice_leaves_nothing_behind() {
+async fn a_test_slice_removes_its_schema_keys_and_database() {
     let stack = TestStack::new().await;
     smoke::postgres(&stack.postgres, &stack.postgres.schema).await.unwrap();
     smoke::redis(&stack.redis, "left-behind").await.unwrap();
