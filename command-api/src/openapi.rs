@@ -138,6 +138,26 @@ pub struct Problem {
     errors: Vec<FieldProblem>,
 }
 
+/// The refusals every command endpoint can answer, all as problem+json.
+#[derive(utoipa::IntoResponses)]
+pub enum Refusals {
+    /// No valid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthenticated(#[to_schema] Problem),
+    /// The token lacks the role.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// The body exceeds the limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Invalid fields, each named; nothing accepted.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+    /// The broker did not acknowledge; retry with the same Idempotency-Key.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {

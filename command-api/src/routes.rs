@@ -178,11 +178,7 @@ fn accepted(body: Value) -> Response {
     params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
     responses(
         (status = 202, description = "Accepted: the broker acknowledged every record", body = Vec<crate::openapi::Accepted>),
-        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+        crate::openapi::Refusals
     )
 )]
 pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
@@ -222,11 +218,7 @@ pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
     params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
     responses(
         (status = 202, description = "Accepted: the broker acknowledged every record", body = crate::openapi::Accepted),
-        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+        crate::openapi::Refusals
     )
 )]
 pub async fn vaccination(
@@ -249,11 +241,7 @@ pub async fn vaccination(
     params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
     responses(
         (status = 202, description = "Accepted: the broker acknowledged every record", body = crate::openapi::Accepted),
-        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+        crate::openapi::Refusals
     )
 )]
 pub async fn correction(
@@ -287,11 +275,7 @@ pub async fn correction(
     params(("Idempotency-Key" = Option<String>, Header, description = "The caller's id for the record: a retry with the same key yields the same event")),
     responses(
         (status = 202, description = "Accepted: the broker acknowledged every record", body = crate::openapi::Accepted),
-        (status = 401, description = "No valid bearer token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token lacks the role", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds the limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, each named; nothing accepted", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The broker did not acknowledge; retry with the same Idempotency-Key", body = crate::openapi::Problem, content_type = "application/problem+json")
+        crate::openapi::Refusals
     )
 )]
 pub async fn revocation(
