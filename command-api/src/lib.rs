@@ -97,14 +97,10 @@ fn catalog(config: &Config) -> anyhow::Result<VaccineCatalog> {
         |path: &PathBuf| std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()));
     Ok(match (&config.vaccine_list, &config.icd_list) {
         (None, None) => VaccineCatalog::divoc_default(),
-        (Some(names), None) => {
-            VaccineCatalog::from_divoc(&read(names)?, include_str!("../../domain/master-lists/ICD.json"))?
-        }
+        (Some(names), None) => VaccineCatalog::from_divoc(&read(names)?, domain::vaccine::DIVOC_ICD)?,
         (names, Some(codes)) => {
             let names = names.as_ref().map(read).transpose()?;
-            let names = names
-                .as_deref()
-                .unwrap_or(include_str!("../../domain/master-lists/VACCINE_ICD.json"));
+            let names = names.as_deref().unwrap_or(domain::vaccine::DIVOC_VACCINE_ICD);
             VaccineCatalog::from_divoc(names, &read(codes)?)?
         }
     })

@@ -157,6 +157,14 @@ fn hex_sha256(bytes: &[u8]) -> String {
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+impl Intake {
+    /// Appends one record and answers 202 with its id.
+    async fn append_one(&self, pending: Pending) -> Result<Response, Problem> {
+        let mut accepted_ids = self.append_all(vec![pending]).await?;
+        Ok(accepted(accepted_ids.remove(0)))
+    }
+}
+
 fn rejected(errors: Vec<FieldError>) -> Problem {
     for error in &errors {
         let rule = error.field.clone();
@@ -229,7 +237,7 @@ pub async fn vaccination(
     let caller = intake.authorize(&headers, &[Role::Facility])?;
     let record = RecordVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
     let pending = intake.recorded(&caller, &headers, None, record);
-    Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
+    intake.append_one(pending).await
 }
 
 /// `POST /v1/corrections`: a whole corrected record, optionally naming the certificate.
@@ -263,7 +271,7 @@ pub async fn correction(
         corrected: correction.corrected,
     };
     let pending = intake.pending(&caller, id, key, payload);
-    Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
+    intake.append_one(pending).await
 }
 
 /// `POST /v1/revocations`: `{certificateId, reason, recipientKey}`.
@@ -301,7 +309,7 @@ pub async fn revocation(
         reason: revoke.reason,
     };
     let pending = intake.pending(&caller, id, key, payload);
-    Ok(accepted(intake.append_all(vec![pending]).await?.remove(0)))
+    intake.append_one(pending).await
 }
 
 mod json {

@@ -11,12 +11,12 @@ use crate::{
 
 /// DIVOC's master list plus the sample's "CoVax", as a programme would extend its list.
 pub fn catalog() -> VaccineCatalog {
-    let names = include_str!("../master-lists/VACCINE_ICD.json")
+    let names = crate::vaccine::DIVOC_VACCINE_ICD
         .trim_end()
         .trim_end_matches(']')
         .to_owned()
         + r#", {"vaccineName": "CoVax", "icd11Code": "XM1NL1"}]"#;
-    VaccineCatalog::from_divoc(&names, include_str!("../master-lists/ICD.json")).unwrap()
+    VaccineCatalog::from_divoc(&names, crate::vaccine::DIVOC_ICD).unwrap()
 }
 
 /// Kolkata's zone, India by default, "today" 2021-06-01.

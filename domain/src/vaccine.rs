@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::values::FieldError;
 
+/// DIVOC's vaccine names and their ICD-11 codes (`VACCINE_ICD.json`), bundled.
+pub const DIVOC_VACCINE_ICD: &str = include_str!("../master-lists/VACCINE_ICD.json");
+/// DIVOC's ICD-11 code descriptions (`ICD.json`), bundled.
+pub const DIVOC_ICD: &str = include_str!("../master-lists/ICD.json");
+
 /// A vaccine on the master list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vaccine {
@@ -83,11 +88,7 @@ impl VaccineCatalog {
 
     /// DIVOC's master list, bundled with vaxtrail.
     pub fn divoc_default() -> Self {
-        Self::from_divoc(
-            include_str!("../master-lists/VACCINE_ICD.json"),
-            include_str!("../master-lists/ICD.json"),
-        )
-        .expect("the bundled master list is valid")
+        Self::from_divoc(DIVOC_VACCINE_ICD, DIVOC_ICD).expect("the bundled master list is valid")
     }
 
     /// The vaccine called `name`, or an error naming the master list and what is on it.

@@ -208,7 +208,7 @@ pub mod fixtures {
     /// DIVOC's master list (VACCINE_ICD.json format) plus the "CoVax" its sample request names,
     /// as a programme extends its list.
     pub fn master_list_with_covax() -> String {
-        include_str!("../../domain/master-lists/VACCINE_ICD.json")
+        domain::vaccine::DIVOC_VACCINE_ICD
             .trim_end()
             .trim_end_matches(']')
             .to_owned()
@@ -217,11 +217,8 @@ pub mod fixtures {
 
     /// The sample as the command API parses it with [`master_list_with_covax`] in `zone`.
     pub fn divoc_sample_parsed(zone: chrono_tz::Tz) -> RecordVaccination {
-        let catalog = VaccineCatalog::from_divoc(
-            &master_list_with_covax(),
-            include_str!("../../domain/master-lists/ICD.json"),
-        )
-        .expect("the extended list is valid");
+        let catalog = VaccineCatalog::from_divoc(&master_list_with_covax(), domain::vaccine::DIVOC_ICD)
+            .expect("the extended list is valid");
         let ctx = ParseContext {
             catalog: &catalog,
             zone,
@@ -343,5 +340,55 @@ impl TestAuth {
 impl Default for TestAuth {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A command API started in-process on a test's slice: event topics created, schemas registered,
+/// DIVOC's master list plus the sample's "CoVax", a signing key of its own, Kolkata's time zone.
+pub struct CommandApi {
+    /// Base URL (`http://127.0.0.1:<port>`).
+    pub url: String,
+    /// Signs tokens the API trusts.
+    pub auth: TestAuth,
+    shutdown: platform::Shutdown,
+    _list: TempFile,
+}
+
+impl CommandApi {
+    /// Starts one, letting the test adjust its config first.
+    pub async fn spawn(stack: &TestStack, adjust: impl FnOnce(&mut command_api::Config)) -> Self {
+        stack.create_event_topics().await;
+        avro::client::RegistryClient::new(&stack.kafka.schema_registry_url)
+            .register_event_schemas(&stack.kafka.topic_prefix)
+            .await
+            .expect("registering the test's schemas");
+        let list = TempFile::with(&fixtures::master_list_with_covax());
+        let auth = TestAuth::new();
+        let mut config = command_api::Config::parse_from(["command-api"]);
+        config.kafka = stack.kafka.clone();
+        config.redis = stack.redis.clone();
+        config.listen = "127.0.0.1:0".parse().expect("a valid address");
+        config.vaccine_list = Some(list.0.clone());
+        config.auth.jwks = Some(auth.jwks.path());
+        config.zone = chrono_tz::Asia::Kolkata;
+        adjust(&mut config);
+        let shutdown = platform::Shutdown::new();
+        let app = command_api::Application::build(&config, shutdown.clone())
+            .await
+            .expect("the command API builds");
+        let url = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            url,
+            auth,
+            shutdown,
+            _list: list,
+        }
+    }
+}
+
+impl Drop for CommandApi {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }

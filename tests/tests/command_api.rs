@@ -5,62 +5,17 @@
 use std::time::Duration;
 
 use avro::codec::VaccinationCodec;
-use clap::Parser;
 use domain::events::VaccinationPayload;
-use platform::Shutdown;
 use platform::auth::Role;
 use rdkafka::Message;
 use serde_json::{Value, json};
 use vaxtrail_tests::{
-    TempFile, TestAuth, TestStack,
-    fixtures::{divoc_certify_request, divoc_sample_parsed, master_list_with_covax},
+    CommandApi, TestAuth, TestStack,
+    fixtures::{divoc_certify_request, divoc_sample_parsed},
     kafka,
 };
 
-struct Api {
-    url: String,
-    shutdown: Shutdown,
-    auth: TestAuth,
-    _list: TempFile,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn spawn_api(stack: &TestStack, adjust: impl FnOnce(&mut command_api::Config)) -> Api {
-    stack.create_event_topics().await;
-    avro::client::RegistryClient::new(&stack.kafka.schema_registry_url)
-        .register_event_schemas(&stack.kafka.topic_prefix)
-        .await
-        .unwrap();
-    let list = TempFile::with(&master_list_with_covax());
-    let mut config = command_api::Config::parse_from(["command-api"]);
-    config.kafka = stack.kafka.clone();
-    config.redis = stack.redis.clone();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.vaccine_list = Some(list.0.clone());
-    let auth = TestAuth::new();
-    config.auth.jwks = Some(auth.jwks.path());
-    config.zone = chrono_tz::Asia::Kolkata;
-    adjust(&mut config);
-    let shutdown = Shutdown::new();
-    let app = command_api::Application::build(&config, shutdown.clone())
-        .await
-        .unwrap();
-    let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
-    Api {
-        url,
-        shutdown,
-        auth,
-        _list: list,
-    }
-}
-
-async fn post(api: &Api, path: &str, key: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
+async fn post(api: &CommandApi, path: &str, key: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
     let role = if path == "/v1/revocations" {
         Role::Controller
     } else {
@@ -70,7 +25,7 @@ async fn post(api: &Api, path: &str, key: Option<&str>, body: &Value) -> (u16, O
 }
 
 async fn post_as(
-    api: &Api,
+    api: &CommandApi,
     path: &str,
     key: Option<&str>,
     body: &Value,
@@ -95,7 +50,7 @@ async fn post_as(
 #[tokio::test(flavor = "multi_thread")]
 async fn divocs_sample_is_accepted_and_lands_on_the_topic_as_the_same_data() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let (status, _, body) = post(&api, "/v1/certify", Some("cowin-1112"), &divoc_certify_request()).await;
     assert_eq!(status, 202, "{body}");
     let event_id = body[0]["eventId"].as_str().unwrap().to_owned();
@@ -132,7 +87,7 @@ async fn divocs_sample_is_accepted_and_lands_on_the_topic_as_the_same_data() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_with_the_same_key_yields_the_same_event_id_and_one_record() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let record = divoc_certify_request()[0].clone();
     let (first_status, _, first) = post(&api, "/v1/vaccinations", Some("retry-1"), &record).await;
     let (second_status, _, second) = post(&api, "/v1/vaccinations", Some("retry-1"), &record).await;
@@ -152,7 +107,7 @@ async fn a_retry_with_the_same_key_yields_the_same_event_id_and_one_record() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_key_the_same_record_still_yields_the_same_event_id() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let record = divoc_certify_request()[0].clone();
     let first = post(&api, "/v1/vaccinations", None, &record).await.2;
     let second = post(&api, "/v1/vaccinations", None, &record).await.2;
@@ -162,7 +117,7 @@ async fn without_a_key_the_same_record_still_yields_the_same_event_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_bodies_get_problem_json_naming_each_field_and_append_nothing() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let mut bad = divoc_certify_request()[0].clone();
     bad["recipient"]["gender"] = json!("M");
     bad["vaccination"].as_object_mut().unwrap().remove("batch");
@@ -221,7 +176,7 @@ async fn invalid_bodies_get_problem_json_naming_each_field_and_append_nothing() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_over_the_limit_is_refused_with_413() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |config| config.max_body_bytes = 512).await;
+    let api = CommandApi::spawn(&stack, |config| config.max_body_bytes = 512).await;
     let (status, content_type, problem) = post(&api, "/v1/certify", None, &divoc_certify_request()).await;
     assert_eq!(
         (status, content_type.as_deref()),
@@ -233,7 +188,7 @@ async fn a_body_over_the_limit_is_refused_with_413() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_gives_503_with_retry_after_never_202() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |config| {
+    let api = CommandApi::spawn(&stack, |config| {
         config.kafka.brokers = "127.0.0.1:1".into();
         config.produce_timeout_ms = 1_500;
     })
@@ -253,7 +208,7 @@ async fn an_unreachable_broker_gives_503_with_retry_after_never_202() {
 #[tokio::test(flavor = "multi_thread")]
 async fn callers_without_a_valid_token_or_the_right_role_are_refused_and_nothing_is_appended() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let record = divoc_certify_request()[0].clone();
 
     let (status, _, problem) = post_as(&api, "/v1/vaccinations", None, &record, None).await;
@@ -293,7 +248,7 @@ fn csv_row(identity: &str, dose: u8, gender: &str) -> String {
     )
 }
 
-async fn post_csv(api: &Api, query: &str, csv: String) -> (u16, Value) {
+async fn post_csv(api: &CommandApi, query: &str, csv: String) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/vaccinations/bulk{query}", api.url))
         .header("Authorization", api.auth.bearer("cowin", &[Role::Facility]))
@@ -309,7 +264,7 @@ async fn post_csv(api: &Api, query: &str, csv: String) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bulk_csv_answers_each_row_and_appends_only_the_good_ones() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let header = include_str!("../fixtures/divoc/bulk-certify.csv").trim_end();
     let csv = [
         header.to_owned(),
@@ -363,7 +318,7 @@ async fn a_bulk_csv_answers_each_row_and_appends_only_the_good_ones() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bulk_csv_without_divocs_columns_or_a_programme_is_refused() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let (status, problem) = post_csv(
         &api,
         "?programId=1234",
@@ -400,7 +355,7 @@ fn assert_documented(document: &Value, schema: &Value, sample: &Value, at: &str)
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_matches_the_routes_and_divocs_record() {
     let stack = TestStack::new().await;
-    let api = spawn_api(&stack, |_| {}).await;
+    let api = CommandApi::spawn(&stack, |_| {}).await;
     let document: Value = reqwest::get(format!("{}/openapi.json", api.url))
         .await
         .unwrap()
