@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     commands::{CorrectionTarget, RecordVaccination},
+    credential::{CertifiedDose, Fingerprint, StatusSlot},
     ids::{CertificateId, EventId},
-    values::{Dose, RecipientKey, Text},
+    values::{RecipientKey, Text},
 };
 
 /// What happened, as posted by a vaccination system or a controller.
@@ -27,6 +28,14 @@ pub enum VaccinationPayload {
 }
 
 impl VaccinationPayload {
+    /// The vaccination record a certificate would be signed for, if the payload carries one.
+    pub fn record(&self) -> Option<&RecordVaccination> {
+        match self {
+            Self::VaccinationRecorded(record) | Self::VaccinationCorrected { corrected: record, .. } => Some(record),
+            Self::RevocationRequested { .. } => None,
+        }
+    }
+
     /// The payload's record name on the topic.
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -97,13 +106,17 @@ impl Rejection {
 /// What the signer decided.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CertificateOutcome {
-    /// A certificate is to be signed for this record (replacing `supersedes` after a correction).
+    /// A certificate is signed for the event's record (replacing `supersedes` after a correction).
     CertificateIssued {
         certificate_id: CertificateId,
         programme: Text,
-        dose: Dose,
         supersedes: Option<CertificateId>,
-        record: Box<RecordVaccination>,
+        /// The record certified, by fingerprint.
+        fingerprint: Fingerprint,
+        /// The dose certified, as later certificates list it.
+        certified: CertifiedDose,
+        /// Its revocation bit.
+        status: StatusSlot,
     },
     /// A certificate was replaced by a corrected one; `update_count` corrections of this dose so far.
     CertificateSuperseded {
@@ -111,10 +124,11 @@ pub enum CertificateOutcome {
         superseded_by: CertificateId,
         update_count: u32,
     },
-    /// A certificate was revoked.
+    /// A certificate was revoked: the bit `status` is set.
     CertificateRevoked {
         certificate_id: CertificateId,
         reason: Text,
+        status: StatusSlot,
     },
     /// The event was refused.
     CertificateRejected { rejection: Rejection },

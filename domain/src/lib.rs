@@ -2,6 +2,7 @@
 //! No I/O: everything it needs (the master list, the clock reading, the policy) is passed in.
 
 pub mod commands;
+pub mod credential;
 pub mod events;
 #[cfg(test)]
 mod fixtures;

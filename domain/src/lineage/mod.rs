@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     commands::{CorrectionTarget, RecordVaccination},
+    credential::{CertifiedDose, Fingerprint, StatusSlot},
     events::{CertificateEvent, CertificateOutcome, Rejection, VaccinationEvent, VaccinationPayload},
     ids::{CertificateId, EventId},
     values::Text,
@@ -36,8 +37,12 @@ pub struct DoseLineage {
     pub revoked: Option<Text>,
     /// Corrections so far.
     pub update_count: u32,
-    /// The record the current certificate was issued for.
-    pub record: RecordVaccination,
+    /// The record the current certificate was issued for, by fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The dose as the current certificate states it.
+    pub certified: CertifiedDose,
+    /// The current certificate's revocation bit.
+    pub status: StatusSlot,
 }
 
 type Slot = (Text, u8);
@@ -66,6 +71,16 @@ impl Lineage {
         self.doses.iter()
     }
 
+    /// The doses of `programme` before `dose` that stand now (certified and not revoked), in
+    /// order: what a new certificate of `dose` lists as previous doses.
+    pub fn previous_doses(&self, programme: &Text, dose: u8) -> Vec<CertifiedDose> {
+        self.doses
+            .range((programme.clone(), 0)..(programme.clone(), dose))
+            .filter(|(_, d)| d.revoked.is_none())
+            .map(|(_, d)| d.certified.clone())
+            .collect()
+    }
+
     /// The slot of a certificate issued to this recipient, and its dose lineage.
     fn certificate(&self, id: &CertificateId) -> Result<(&Slot, &DoseLineage), Rejection> {
         let slot = self.certificates.get(id).ok_or_else(|| Rejection::UnknownCertificate {
@@ -83,14 +98,21 @@ impl Lineage {
 }
 
 /// What `event` becomes, given the recipient's lineage. A redelivered event gives nothing.
-pub fn decide(state: &Lineage, event: &VaccinationEvent, policy: &Policy) -> Result<Vec<CertificateEvent>, Rejection> {
+/// `status` is the revocation bit a certificate issued now takes (the signer allocates them in
+/// order per partition).
+pub fn decide(
+    state: &Lineage,
+    event: &VaccinationEvent,
+    policy: &Policy,
+    status: StatusSlot,
+) -> Result<Vec<CertificateEvent>, Rejection> {
     if state.has_answered(event.event_id) {
         return Ok(Vec::new());
     }
     let outcomes = match &event.payload {
-        VaccinationPayload::VaccinationRecorded(record) => record_dose(state, event.event_id, record)?,
+        VaccinationPayload::VaccinationRecorded(record) => record_dose(state, event.event_id, record, status)?,
         VaccinationPayload::VaccinationCorrected { target, corrected } => {
-            correct(state, event.event_id, target, corrected, policy)?
+            correct(state, event.event_id, target, corrected, policy, status)?
         }
         VaccinationPayload::RevocationRequested { certificate_id, reason } => {
             let (_, dose) = state.certificate(certificate_id)?;
@@ -102,6 +124,7 @@ pub fn decide(state: &Lineage, event: &VaccinationEvent, policy: &Policy) -> Res
             vec![CertificateOutcome::CertificateRevoked {
                 certificate_id: certificate_id.clone(),
                 reason: reason.clone(),
+                status: dose.status,
             }]
         }
     };
@@ -115,8 +138,13 @@ pub fn decide(state: &Lineage, event: &VaccinationEvent, policy: &Policy) -> Res
 }
 
 /// `decide`, with a refusal turned into the `CertificateRejected` event the caller can look up.
-pub fn outcomes(state: &Lineage, event: &VaccinationEvent, policy: &Policy) -> Vec<CertificateEvent> {
-    decide(state, event, policy).unwrap_or_else(|rejection| {
+pub fn outcomes(
+    state: &Lineage,
+    event: &VaccinationEvent,
+    policy: &Policy,
+    status: StatusSlot,
+) -> Vec<CertificateEvent> {
+    decide(state, event, policy, status).unwrap_or_else(|rejection| {
         vec![CertificateEvent {
             answers: event.event_id,
             outcome: CertificateOutcome::CertificateRejected { rejection },
@@ -124,13 +152,20 @@ pub fn outcomes(state: &Lineage, event: &VaccinationEvent, policy: &Policy) -> V
     })
 }
 
-fn issue(event: EventId, record: &RecordVaccination, supersedes: Option<CertificateId>) -> CertificateOutcome {
+fn issue(
+    event: EventId,
+    record: &RecordVaccination,
+    supersedes: Option<CertificateId>,
+    status: StatusSlot,
+) -> CertificateOutcome {
+    let certificate_id = CertificateId::for_event(event);
     CertificateOutcome::CertificateIssued {
-        certificate_id: CertificateId::for_event(event),
+        certified: CertifiedDose::of(&certificate_id, record),
+        certificate_id,
         programme: record.programme.clone(),
-        dose: record.vaccination.dose,
         supersedes,
-        record: Box::new(record.clone()),
+        fingerprint: Fingerprint::of(record),
+        status,
     }
 }
 
@@ -138,10 +173,11 @@ fn record_dose(
     state: &Lineage,
     event: EventId,
     record: &RecordVaccination,
+    status: StatusSlot,
 ) -> Result<Vec<CertificateOutcome>, Rejection> {
     match state.dose(&record.programme, record.vaccination.dose.number()) {
         // A revoked dose can be certified again.
-        Some(dose) if dose.revoked.is_none() => Err(if &dose.record == record {
+        Some(dose) if dose.revoked.is_none() => Err(if dose.fingerprint == Fingerprint::of(record) {
             Rejection::DuplicateVaccination {
                 certificate_id: dose.current.clone(),
             }
@@ -152,7 +188,7 @@ fn record_dose(
                 certificate_id: dose.current.clone(),
             }
         }),
-        _ => Ok(vec![issue(event, record, None)]),
+        _ => Ok(vec![issue(event, record, None, status)]),
     }
 }
 
@@ -162,6 +198,7 @@ fn correct(
     target: &CorrectionTarget,
     corrected: &RecordVaccination,
     policy: &Policy,
+    status: StatusSlot,
 ) -> Result<Vec<CertificateOutcome>, Rejection> {
     let (slot, dose) = match target {
         CorrectionTarget::Certificate(id) => state.certificate(id)?,
@@ -192,14 +229,14 @@ fn correct(
             limit: policy.update_limit,
         });
     }
-    if &dose.record == corrected {
+    if dose.fingerprint == Fingerprint::of(corrected) {
         return Err(Rejection::DuplicateVaccination {
             certificate_id: dose.current.clone(),
         });
     }
     let replacement = CertificateId::for_event(event);
     Ok(vec![
-        issue(event, corrected, Some(dose.current.clone())),
+        issue(event, corrected, Some(dose.current.clone()), status),
         CertificateOutcome::CertificateSuperseded {
             certificate_id: dose.current.clone(),
             superseded_by: replacement,
@@ -215,11 +252,12 @@ pub fn evolve(mut state: Lineage, event: &CertificateEvent) -> Lineage {
         CertificateOutcome::CertificateIssued {
             certificate_id,
             programme,
-            dose,
             supersedes,
-            record,
+            fingerprint,
+            certified,
+            status,
         } => {
-            let slot = (programme.clone(), dose.number());
+            let slot = (programme.clone(), certified.dose.number());
             // A correction keeps the count (its Superseded event raises it); a fresh issue starts at 0.
             let update_count = supersedes
                 .as_ref()
@@ -229,7 +267,9 @@ pub fn evolve(mut state: Lineage, event: &CertificateEvent) -> Lineage {
                 current: certificate_id.clone(),
                 revoked: None,
                 update_count,
-                record: (**record).clone(),
+                fingerprint: *fingerprint,
+                certified: certified.clone(),
+                status: *status,
             };
             state.doses.insert(slot.clone(), lineage);
             state.certificates.insert(certificate_id.clone(), slot);
@@ -243,7 +283,9 @@ pub fn evolve(mut state: Lineage, event: &CertificateEvent) -> Lineage {
                 state.doses.entry(slot).and_modify(|d| d.update_count = *update_count);
             }
         }
-        CertificateOutcome::CertificateRevoked { certificate_id, reason } => {
+        CertificateOutcome::CertificateRevoked {
+            certificate_id, reason, ..
+        } => {
             if let Some(slot) = state.certificates.get(certificate_id).cloned() {
                 state.doses.entry(slot).and_modify(|d| d.revoked = Some(reason.clone()));
             }

@@ -48,8 +48,14 @@ fn revoked(id: &str, certificate_id: &CertificateId) -> VaccinationEvent {
 /// The lineage after deciding and applying each event in turn, as the signer does.
 fn given(events: &[VaccinationEvent]) -> Lineage {
     events.iter().fold(Lineage::default(), |state, e| {
-        outcomes(&state, e, &Policy::default()).iter().fold(state, evolve)
+        outcomes(&state, e, &Policy::default(), slot())
+            .iter()
+            .fold(state, evolve)
     })
+}
+
+fn slot() -> StatusSlot {
+    StatusSlot { list: 0, index: 7 }
 }
 
 fn certificate_of(id: &str) -> CertificateId {
@@ -63,20 +69,25 @@ fn programme() -> Text {
 #[test]
 fn a_first_dose_is_issued_a_certificate_derived_from_its_event() {
     let state = given(&[]);
-    let then = decide(&state, &recorded("e1", 1, "B1"), &Policy::default()).unwrap();
+    let then = decide(&state, &recorded("e1", 1, "B1"), &Policy::default(), slot()).unwrap();
     assert_eq!(then.len(), 1);
     let CertificateOutcome::CertificateIssued {
         certificate_id,
-        dose,
+        certified,
         supersedes,
+        status,
         ..
     } = &then[0].outcome
     else {
         panic!("expected an issue, got {then:?}")
     };
     assert_eq!(certificate_id, &certificate_of("e1"));
-    assert_eq!(dose.number(), 1);
+    assert_eq!(
+        (certified.dose.number(), &certified.certificate_id),
+        (1, certificate_id)
+    );
     assert_eq!(supersedes, &None);
+    assert_eq!(status, &slot(), "the certificate takes the status bit it was given");
     assert_eq!(then[0].answers, EventId::derive("test", "e1"));
 }
 
@@ -84,13 +95,13 @@ fn a_first_dose_is_issued_a_certificate_derived_from_its_event() {
 fn a_redelivered_event_decides_nothing() {
     let first = recorded("e1", 1, "B1");
     let state = given(std::slice::from_ref(&first));
-    assert_eq!(decide(&state, &first, &Policy::default()), Ok(vec![]));
+    assert_eq!(decide(&state, &first, &Policy::default(), slot()), Ok(vec![]));
 }
 
 #[test]
 fn an_exact_duplicate_from_another_event_is_refused_naming_the_existing_certificate() {
     let state = given(&[recorded("e1", 1, "B1")]);
-    let then = decide(&state, &recorded("e2", 1, "B1"), &Policy::default());
+    let then = decide(&state, &recorded("e2", 1, "B1"), &Policy::default(), slot());
     assert_eq!(
         then,
         Err(Rejection::DuplicateVaccination {
@@ -102,22 +113,24 @@ fn an_exact_duplicate_from_another_event_is_refused_naming_the_existing_certific
 #[test]
 fn a_second_record_of_a_certified_dose_with_other_data_must_be_a_correction() {
     let state = given(&[recorded("e1", 1, "B1")]);
-    let then = decide(&state, &recorded("e2", 1, "B2"), &Policy::default()).unwrap_err();
+    let then = decide(&state, &recorded("e2", 1, "B2"), &Policy::default(), slot()).unwrap_err();
     assert_eq!(then.rule(), "DoseAlreadyCertified");
 }
 
 #[test]
 fn the_second_dose_gets_its_own_certificate() {
     let state = given(&[recorded("e1", 1, "B1")]);
-    let then = decide(&state, &recorded("e2", 2, "B1"), &Policy::default()).unwrap();
-    assert!(matches!(&then[0].outcome, CertificateOutcome::CertificateIssued { dose, .. } if dose.number() == 2));
+    let then = decide(&state, &recorded("e2", 2, "B1"), &Policy::default(), slot()).unwrap();
+    assert!(
+        matches!(&then[0].outcome, CertificateOutcome::CertificateIssued { certified, .. } if certified.dose.number() == 2)
+    );
 }
 
 #[test]
 fn a_correction_within_the_limit_supersedes_the_current_certificate() {
     let state = given(&[recorded("e1", 1, "B1")]);
     let target = CorrectionTarget::Certificate(certificate_of("e1"));
-    let then = decide(&state, &corrected("e2", target, 1, "B2"), &Policy::default()).unwrap();
+    let then = decide(&state, &corrected("e2", target, 1, "B2"), &Policy::default(), slot()).unwrap();
     let outcomes: Vec<_> = then.iter().map(|e| e.outcome.clone()).collect();
     assert!(
         matches!(&outcomes[0], CertificateOutcome::CertificateIssued { certificate_id, supersedes: Some(old), .. }
@@ -134,7 +147,7 @@ fn a_correction_within_the_limit_supersedes_the_current_certificate() {
     let after = then.iter().fold(state, evolve);
     let dose = after.dose(&programme(), 1).unwrap();
     assert_eq!((&dose.current, dose.update_count), (&certificate_of("e2"), 1));
-    assert_eq!(dose.record.vaccination.batch.as_str(), "B2");
+    assert_eq!(dose.certified.batch.as_str(), "B2");
 }
 
 #[test]
@@ -144,12 +157,12 @@ fn a_correction_may_name_the_dose_instead_of_the_certificate() {
         programme: programme(),
         dose: 1,
     };
-    assert!(decide(&state, &corrected("e2", target, 1, "B2"), &Policy::default()).is_ok());
+    assert!(decide(&state, &corrected("e2", target, 1, "B2"), &Policy::default(), slot()).is_ok());
     let missing = CorrectionTarget::Dose {
         programme: programme(),
         dose: 2,
     };
-    let then = decide(&state, &corrected("e3", missing, 2, "B2"), &Policy::default()).unwrap_err();
+    let then = decide(&state, &corrected("e3", missing, 2, "B2"), &Policy::default(), slot()).unwrap_err();
     assert_eq!(then.rule(), "NothingToCorrect");
 }
 
@@ -160,11 +173,19 @@ fn a_correction_beyond_the_update_limit_is_rejected_naming_the_limit() {
         dose: 1,
     };
     let state = given(&[recorded("e1", 1, "B1"), corrected("e2", target(), 1, "B2")]);
-    let then = decide(&state, &corrected("e3", target(), 1, "B3"), &Policy::default());
+    let then = decide(&state, &corrected("e3", target(), 1, "B3"), &Policy::default(), slot());
     assert_eq!(then, Err(Rejection::UpdateLimitReached { limit: 1 }));
     assert!(then.unwrap_err().to_string().contains("1 time(s)"));
     // A programme allowing two corrections accepts it.
-    assert!(decide(&state, &corrected("e3", target(), 1, "B3"), &Policy { update_limit: 2 }).is_ok());
+    assert!(
+        decide(
+            &state,
+            &corrected("e3", target(), 1, "B3"),
+            &Policy { update_limit: 2 },
+            slot()
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -179,11 +200,21 @@ fn a_superseded_certificate_cannot_be_corrected_or_revoked() {
         current: certificate_of("e2"),
     };
     assert_eq!(
-        decide(&state, &corrected("e3", stale, 1, "B3"), &Policy { update_limit: 5 }),
+        decide(
+            &state,
+            &corrected("e3", stale, 1, "B3"),
+            &Policy { update_limit: 5 },
+            slot()
+        ),
         Err(expected.clone())
     );
     assert_eq!(
-        decide(&state, &revoked("e4", &certificate_of("e1")), &Policy::default()),
+        decide(
+            &state,
+            &revoked("e4", &certificate_of("e1")),
+            &Policy::default(),
+            slot()
+        ),
         Err(expected)
     );
 }
@@ -192,14 +223,20 @@ fn a_superseded_certificate_cannot_be_corrected_or_revoked() {
 fn a_correction_must_keep_the_programme_and_dose() {
     let state = given(&[recorded("e1", 1, "B1")]);
     let target = CorrectionTarget::Certificate(certificate_of("e1"));
-    let then = decide(&state, &corrected("e2", target, 2, "B1"), &Policy::default()).unwrap_err();
+    let then = decide(&state, &corrected("e2", target, 2, "B1"), &Policy::default(), slot()).unwrap_err();
     assert_eq!(then.rule(), "CorrectionChangesDose");
 }
 
 #[test]
 fn a_revocation_revokes_only_that_doses_current_certificate() {
     let state = given(&[recorded("e1", 1, "B1"), recorded("e2", 2, "B1")]);
-    let then = decide(&state, &revoked("e3", &certificate_of("e1")), &Policy::default()).unwrap();
+    let then = decide(
+        &state,
+        &revoked("e3", &certificate_of("e1")),
+        &Policy::default(),
+        slot(),
+    )
+    .unwrap();
     assert!(
         matches!(&then[0].outcome, CertificateOutcome::CertificateRevoked { certificate_id, .. } if certificate_id == &certificate_of("e1"))
     );
@@ -212,18 +249,75 @@ fn a_revocation_revokes_only_that_doses_current_certificate() {
 }
 
 #[test]
+fn a_revocation_names_the_status_bit_of_the_certificate_it_revokes() {
+    let first = recorded("e1", 1, "B1");
+    let issued = outcomes(
+        &Lineage::default(),
+        &first,
+        &Policy::default(),
+        StatusSlot { list: 2, index: 41 },
+    );
+    let state = issued.iter().fold(Lineage::default(), evolve);
+    let then = decide(
+        &state,
+        &revoked("e2", &certificate_of("e1")),
+        &Policy::default(),
+        slot(),
+    )
+    .unwrap();
+    assert!(
+        matches!(&then[0].outcome, CertificateOutcome::CertificateRevoked { status, .. } if *status == StatusSlot { list: 2, index: 41 })
+    );
+}
+
+#[test]
+fn previous_doses_are_the_standing_earlier_doses_of_the_programme() {
+    let state = given(&[recorded("e1", 1, "B1"), recorded("e2", 2, "B2")]);
+    let listed: Vec<_> = state
+        .previous_doses(&programme(), 3)
+        .into_iter()
+        .map(|d| d.batch)
+        .collect();
+    assert_eq!(listed, ["B1", "B2"]);
+    assert!(state.previous_doses(&programme(), 1).is_empty());
+    let revoked_first = given(&[
+        recorded("e1", 1, "B1"),
+        recorded("e2", 2, "B2"),
+        revoked("e3", &certificate_of("e1")),
+    ]);
+    let listed: Vec<_> = revoked_first
+        .previous_doses(&programme(), 3)
+        .into_iter()
+        .map(|d| d.batch)
+        .collect();
+    assert_eq!(listed, ["B2"], "a revoked dose is not listed");
+}
+
+#[test]
 fn revoking_twice_or_an_unknown_certificate_is_refused() {
     let state = given(&[recorded("e1", 1, "B1"), revoked("e2", &certificate_of("e1"))]);
-    let twice = decide(&state, &revoked("e3", &certificate_of("e1")), &Policy::default()).unwrap_err();
+    let twice = decide(
+        &state,
+        &revoked("e3", &certificate_of("e1")),
+        &Policy::default(),
+        slot(),
+    )
+    .unwrap_err();
     assert_eq!(twice.rule(), "AlreadyRevoked");
-    let unknown = decide(&state, &revoked("e4", &certificate_of("nope")), &Policy::default()).unwrap_err();
+    let unknown = decide(
+        &state,
+        &revoked("e4", &certificate_of("nope")),
+        &Policy::default(),
+        slot(),
+    )
+    .unwrap_err();
     assert_eq!(unknown.rule(), "UnknownCertificate");
 }
 
 #[test]
 fn a_revoked_dose_can_be_certified_again() {
     let state = given(&[recorded("e1", 1, "B1"), revoked("e2", &certificate_of("e1"))]);
-    let then = decide(&state, &recorded("e3", 1, "B1"), &Policy::default()).unwrap();
+    let then = decide(&state, &recorded("e3", 1, "B1"), &Policy::default(), slot()).unwrap();
     assert!(
         matches!(&then[0].outcome, CertificateOutcome::CertificateIssued { certificate_id, supersedes: None, .. }
         if certificate_id == &certificate_of("e3"))
@@ -237,7 +331,7 @@ fn a_revoked_dose_can_be_certified_again() {
 fn a_correction_of_a_revoked_certificate_is_rejected() {
     let state = given(&[recorded("e1", 1, "B1"), revoked("e2", &certificate_of("e1"))]);
     let target = CorrectionTarget::Certificate(certificate_of("e1"));
-    let then = decide(&state, &corrected("e3", target, 1, "B2"), &Policy::default());
+    let then = decide(&state, &corrected("e3", target, 1, "B2"), &Policy::default(), slot());
     assert_eq!(
         then,
         Err(Rejection::CertificateRevoked {
@@ -250,7 +344,7 @@ fn a_correction_of_a_revoked_certificate_is_rejected() {
 fn a_rejection_becomes_an_event_the_caller_can_look_up() {
     let state = given(&[recorded("e1", 1, "B1")]);
     let duplicate = recorded("e2", 1, "B1");
-    let then = outcomes(&state, &duplicate, &Policy::default());
+    let then = outcomes(&state, &duplicate, &Policy::default(), slot());
     assert_eq!(then.len(), 1);
     assert_eq!(then[0].answers, duplicate.event_id);
     assert!(
@@ -258,5 +352,5 @@ fn a_rejection_becomes_an_event_the_caller_can_look_up() {
     );
     // and the rejected event counts as answered: a redelivery decides nothing more.
     let after = then.iter().fold(state, evolve);
-    assert_eq!(decide(&after, &duplicate, &Policy::default()), Ok(vec![]));
+    assert_eq!(decide(&after, &duplicate, &Policy::default(), slot()), Ok(vec![]));
 }
