@@ -1,0 +1,178 @@
+//! Signing and verifying credentials: an Ed25519 `DataIntegrityProof` with the `eddsa-rdfc-2022`
+//! cryptosuite over the credential's canonical RDF, by ssi, with the bundled contexts only.
+
+use serde_json::Value;
+use ssi::{
+    claims::{
+        SignatureEnvironment, VerificationParameters,
+        data_integrity::{AnySuite, CryptographicSuite, ProofOptions},
+        vc::v1::{JsonCredential, data_integrity::any_credential_from_json_str},
+    },
+    dids::{DIDResolver, StaticDIDResolver, VerificationMethodDIDResolver, resolution::Output},
+    json_ld::ContextLoader,
+    jwk::{Base64urlUInt, JWK, OctetParams, Params},
+    verification_methods::{AnyMethod, LocalSigner, ReferenceOrOwned, SingleSecretSigner},
+};
+
+use crate::{Keyring, contexts};
+
+type Resolver = VerificationMethodDIDResolver<StaticDIDResolver, AnyMethod>;
+
+fn resolver_for(keyring: &Keyring) -> Resolver {
+    let mut dids = StaticDIDResolver::new();
+    let document = serde_json::to_vec(&keyring.did_document()).expect("a DID document serializes");
+    dids.insert(
+        keyring.did().parse().expect("the keyring checked its DID"),
+        Output::from_content(document, Some("application/did+json".to_owned())),
+    );
+    dids.into_vm_resolver()
+}
+
+/// Why a credential could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("the credential is not a W3C credential: {0}")]
+    Shape(String),
+    #[error("signing failed (every term must be defined by a bundled context): {0}")]
+    Proof(String),
+}
+
+/// A signed credential: its JSON text exactly as signed, and the key that signed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCredential {
+    pub text: String,
+    pub verification_method: String,
+}
+
+/// Signs credentials with the issuer's active key.
+pub struct CredentialSigner {
+    keyring: Keyring,
+    resolver: Resolver,
+    loader: ContextLoader,
+    signer: LocalSigner<SingleSecretSigner<JWK>>,
+}
+
+impl CredentialSigner {
+    pub fn new(keyring: Keyring) -> Self {
+        let secret = keyring
+            .active()
+            .secret_bytes()
+            .expect("the active key can sign (checked at load)");
+        let jwk = JWK::from(Params::OKP(OctetParams {
+            curve: "Ed25519".into(),
+            public_key: Base64urlUInt(keyring.active().public.to_bytes().to_vec()),
+            private_key: Some(Base64urlUInt(secret.to_vec())),
+        }));
+        Self {
+            resolver: resolver_for(&keyring),
+            loader: contexts::loader(),
+            signer: SingleSecretSigner::new(jwk).into_local(),
+            keyring,
+        }
+    }
+
+    /// The issuer's keys.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Adds the proof. CPU-bound (milliseconds): run it off the async workers.
+    pub async fn sign(&self, credential: Value) -> Result<SignedCredential, SignError> {
+        let unsigned: JsonCredential =
+            serde_json::from_value(credential).map_err(|e| SignError::Shape(e.to_string()))?;
+        let method = self.keyring.active_method();
+        let options = ProofOptions::from_method(ReferenceOrOwned::Reference(
+            method.parse().expect("a DID URL is an IRI"),
+        ));
+        let environment = SignatureEnvironment {
+            json_ld_loader: &self.loader,
+            eip712_loader: (),
+        };
+        let signed = AnySuite::EdDsaRdfc2022
+            .sign_with(
+                environment,
+                unsigned,
+                &self.resolver,
+                &self.signer,
+                options,
+                Default::default(),
+            )
+            .await
+            .map_err(|e| SignError::Proof(e.to_string()))?;
+        Ok(SignedCredential {
+            text: serde_json::to_string(&signed).map_err(|e| SignError::Shape(e.to_string()))?,
+            verification_method: method,
+        })
+    }
+}
+
+/// What a verifier concludes about a credential's proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The proof holds under one of the issuer's published keys.
+    Valid { verification_method: String },
+    /// The proof does not hold, or names no key of the issuer: the reason, in words.
+    Invalid { reason: String },
+}
+
+/// Verifies credentials against a published DID document, with the bundled contexts only.
+pub struct CredentialVerifier {
+    resolver: Resolver,
+    loader: ContextLoader,
+}
+
+impl CredentialVerifier {
+    /// A verifier that trusts the keys of `keyring`.
+    pub fn new(keyring: &Keyring) -> Self {
+        Self {
+            resolver: resolver_for(keyring),
+            loader: contexts::loader(),
+        }
+    }
+
+    /// A verifier that trusts only the keys of a DID document as published (`/.well-known/did.json`).
+    pub fn from_did_document(document: &Value) -> Result<Self, String> {
+        let did = document["id"].as_str().ok_or("the DID document has no id")?;
+        let mut dids = StaticDIDResolver::new();
+        dids.insert(
+            did.parse().map_err(|_| format!("{did:?} is not a DID"))?,
+            Output::from_content(
+                document.to_string().into_bytes(),
+                Some("application/did+json".to_owned()),
+            ),
+        );
+        Ok(Self {
+            resolver: dids.into_vm_resolver(),
+            loader: contexts::loader(),
+        })
+    }
+
+    /// Checks the credential's proof. CPU-bound (milliseconds).
+    pub async fn verify(&self, text: &str) -> Verdict {
+        let credential = match any_credential_from_json_str(text) {
+            Ok(credential) => credential,
+            Err(e) => {
+                return Verdict::Invalid {
+                    reason: format!("not a credential with a proof: {e}"),
+                };
+            }
+        };
+        let method = credential
+            .proofs
+            .first()
+            .map(|p| p.verification_method.id().to_string())
+            .unwrap_or_default();
+        let parameters = VerificationParameters::from_resolver(&self.resolver).with_json_ld_loader(&self.loader);
+        match credential.verify(parameters).await {
+            Ok(Ok(())) => Verdict::Valid {
+                verification_method: method,
+            },
+            Ok(Err(invalid)) => Verdict::Invalid {
+                reason: invalid.to_string(),
+            },
+            Err(error) => Verdict::Invalid {
+                reason: error.to_string(),
+            },
+        }
+    }
+}
