@@ -1,8 +1,11 @@
-//! Confluent wire format for `vaccination-events` through the schema registry: magic byte 0, the
+//! Confluent wire format for the event topics through the schema registry: magic byte 0, the
 //! 4-byte schema id, then the Avro body. Encoding uses the subject's latest schema (registered at
 //! start-up); decoding fetches the writer's schema by id, so records written with a newer,
 //! compatible schema (an added optional field) still decode.
 
+use std::marker::PhantomData;
+
+use apache_avro::types::Value;
 use schema_registry_converter::{
     async_impl::{
         avro::{AvroDecoder, AvroEncoder},
@@ -13,6 +16,7 @@ use schema_registry_converter::{
 };
 
 use crate::{
+    certificate::{self, CertificateEnvelope},
     vaccination::{self, VaccinationEnvelope},
     value::ConvertError,
 };
@@ -28,14 +32,44 @@ pub enum CodecError {
     Invalid(#[from] ConvertError),
 }
 
+/// A topic's record value type.
+pub trait Envelope: Sized {
+    fn to_avro(&self) -> Result<Value, ConvertError>;
+    fn from_avro(value: &Value) -> Result<Self, ConvertError>;
+}
+
+impl Envelope for VaccinationEnvelope {
+    fn to_avro(&self) -> Result<Value, ConvertError> {
+        Ok(vaccination::to_avro(self))
+    }
+    fn from_avro(value: &Value) -> Result<Self, ConvertError> {
+        vaccination::from_avro(value)
+    }
+}
+
+impl Envelope for CertificateEnvelope {
+    fn to_avro(&self) -> Result<Value, ConvertError> {
+        certificate::to_avro(self)
+    }
+    fn from_avro(value: &Value) -> Result<Self, ConvertError> {
+        certificate::from_avro(value)
+    }
+}
+
 /// Encodes and decodes one topic's values.
-pub struct VaccinationCodec {
+pub struct Codec<T> {
     topic: String,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
+    envelope: PhantomData<fn() -> T>,
 }
 
-impl VaccinationCodec {
+/// `vaccination-events` values.
+pub type VaccinationCodec = Codec<VaccinationEnvelope>;
+/// `certificate-events` values.
+pub type CertificateCodec = Codec<CertificateEnvelope>;
+
+impl<T: Envelope> Codec<T> {
     /// A codec for `topic` (values under `<topic>-value`) at the registry's base URL.
     pub fn new(registry_url: &str, topic: &str) -> Self {
         let settings = SrSettings::new(registry_url.trim_end_matches('/').to_owned());
@@ -43,23 +77,23 @@ impl VaccinationCodec {
             topic: topic.to_owned(),
             encoder: AvroEncoder::new(settings.clone()),
             decoder: AvroDecoder::new(settings),
+            envelope: PhantomData,
         }
     }
 
     /// The record value bytes of an envelope.
-    pub async fn encode(&self, envelope: &VaccinationEnvelope) -> Result<Vec<u8>, CodecError> {
-        let apache_avro::types::Value::Record(fields) = vaccination::to_avro(envelope) else {
+    pub async fn encode(&self, envelope: &T) -> Result<Vec<u8>, CodecError> {
+        let Value::Record(fields) = envelope.to_avro()? else {
             unreachable!("an envelope is a record")
         };
-        let fields: Vec<(&str, apache_avro::types::Value)> =
-            fields.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        let fields: Vec<(&str, Value)> = fields.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
         let strategy = SubjectNameStrategy::TopicNameStrategy(self.topic.clone(), false);
         Ok(self.encoder.encode(fields, strategy).await?)
     }
 
     /// The envelope in a record's value bytes.
-    pub async fn decode(&self, bytes: &[u8]) -> Result<VaccinationEnvelope, CodecError> {
+    pub async fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
         let decoded = self.decoder.decode(Some(bytes)).await?;
-        Ok(vaccination::from_avro(&decoded.value)?)
+        Ok(T::from_avro(&decoded.value)?)
     }
 }

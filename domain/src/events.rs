@@ -131,7 +131,21 @@ pub enum CertificateOutcome {
         status: StatusSlot,
     },
     /// The event was refused.
-    CertificateRejected { rejection: Rejection },
+    CertificateRejected {
+        /// The rule's stable name ([`Rejection::rule`]).
+        rule: String,
+        /// The explanation, naming the limit or certificate.
+        detail: String,
+    },
+}
+
+impl From<Rejection> for CertificateOutcome {
+    fn from(rejection: Rejection) -> Self {
+        Self::CertificateRejected {
+            rule: rejection.rule().to_owned(),
+            detail: rejection.to_string(),
+        }
+    }
 }
 
 /// One outcome, tied to the vaccination event it answers.

@@ -265,4 +265,4 @@ fn read_recorded(value: &Value) -> Result<RecordVaccination, ConvertError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

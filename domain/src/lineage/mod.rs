@@ -147,7 +147,7 @@ pub fn outcomes(
     decide(state, event, policy, status).unwrap_or_else(|rejection| {
         vec![CertificateEvent {
             answers: event.event_id,
-            outcome: CertificateOutcome::CertificateRejected { rejection },
+            outcome: rejection.into(),
         }]
     })
 }

@@ -1,0 +1,355 @@
+//! `certificate-events` records ⇄ what the signer decided. Each record answers one position of
+//! `vaccination-events` (same partition number) and carries the SHA-256 of that source record and
+//! of the previous record of its own partition: a hash chain an auditor can walk. Checkpoints sign
+//! the chain head.
+
+use apache_avro::types::Value;
+use chrono::{DateTime, Utc};
+use domain::{
+    credential::{CertifiedDose, Fingerprint, StatusSlot},
+    events::{CertificateEvent, CertificateOutcome},
+    ids::{CertificateId, EventId},
+    values::{RecipientKey, Text},
+};
+
+use crate::value::{ConvertError, Fields, nullable, record, string};
+
+/// Version of the envelope this code writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The SHA-256 of a record's value bytes (a link of the chain).
+pub type Sha256 = [u8; 32];
+
+/// The `vaccination-events` record an outcome answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// A signed credential as the log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedCredential {
+    /// The credential's JSON text exactly as signed.
+    pub text: String,
+    /// The verification method that signed it (`did:web:...#key-1`).
+    pub key_id: String,
+}
+
+/// A signed statement of a partition's chain head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub partition: i32,
+    /// Offset in `certificate-events` of the last record covered.
+    pub last_offset: i64,
+    /// SHA-256 of that record's value bytes.
+    pub chain_head: Sha256,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+/// What a record says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateBody {
+    /// An outcome for a vaccination event; `credential` is present exactly for an issue.
+    Outcome {
+        recipient_key: RecipientKey,
+        source_sha256: Sha256,
+        event: CertificateEvent,
+        credential: Option<IssuedCredential>,
+    },
+    Checkpoint(Checkpoint),
+}
+
+/// One `certificate-events` record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateEnvelope {
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// The last source position covered (for a checkpoint: the last one answered before it).
+    pub source: SourcePosition,
+    /// SHA-256 of the previous record of the partition; `None` for the first.
+    pub previous_sha256: Option<Sha256>,
+    pub body: CertificateBody,
+}
+
+impl CertificateEnvelope {
+    /// The record's own id: derived from the event it answers and its kind (an event has at most
+    /// one outcome of each kind), so whoever writes it twice writes the same id.
+    pub fn event_id(&self) -> EventId {
+        match &self.body {
+            CertificateBody::Outcome { event, .. } => {
+                EventId::derive("vaxtrail-signer", &format!("{}/{}", event.answers, self.event_type()))
+            }
+            CertificateBody::Checkpoint(c) => {
+                EventId::derive("vaxtrail-checkpoint", &format!("{}/{}", c.partition, c.last_offset))
+            }
+        }
+    }
+
+    /// The payload record's name.
+    pub fn event_type(&self) -> &'static str {
+        match &self.body {
+            CertificateBody::Checkpoint(_) => "Checkpoint",
+            CertificateBody::Outcome { event, .. } => match event.outcome {
+                CertificateOutcome::CertificateIssued { .. } => "CertificateIssued",
+                CertificateOutcome::CertificateSuperseded { .. } => "CertificateSuperseded",
+                CertificateOutcome::CertificateRevoked { .. } => "CertificateRevoked",
+                CertificateOutcome::CertificateRejected { .. } => "CertificateRejected",
+            },
+        }
+    }
+}
+
+fn fixed(hash: &Sha256) -> Value {
+    Value::Fixed(32, hash.to_vec())
+}
+
+/// The envelope as an Avro record value. Fails only for an issue without its credential.
+pub fn to_avro(envelope: &CertificateEnvelope) -> Result<Value, ConvertError> {
+    let (recipient, source_event, source_sha, payload) = match &envelope.body {
+        CertificateBody::Checkpoint(c) => (
+            String::new(),
+            None,
+            None,
+            Value::Union(
+                4,
+                Box::new(record(vec![
+                    ("partition", Value::Int(c.partition)),
+                    ("lastOffset", Value::Long(c.last_offset)),
+                    ("chainHead", fixed(&c.chain_head)),
+                    ("keyId", string(&c.key_id)),
+                    ("signature", Value::Bytes(c.signature.clone())),
+                ])),
+            ),
+        ),
+        CertificateBody::Outcome {
+            recipient_key,
+            source_sha256,
+            event,
+            credential,
+        } => (
+            recipient_key.as_str().to_owned(),
+            Some(string(event.answers)),
+            Some(fixed(source_sha256)),
+            outcome(&event.outcome, credential.as_ref())?,
+        ),
+    };
+    Ok(record(vec![
+        ("eventId", string(envelope.event_id())),
+        ("eventType", string(envelope.event_type())),
+        ("occurredAt", Value::TimestampMillis(envelope.occurred_at.timestamp_millis())),
+        ("recordedAt", Value::TimestampMillis(envelope.recorded_at.timestamp_millis())),
+        ("recipientKey", string(recipient)),
+        ("sourceEventId", nullable(source_event)),
+        ("sourcePartition", Value::Int(envelope.source.partition)),
+        ("sourceOffset", Value::Long(envelope.source.offset)),
+        ("sourceSha256", nullable(source_sha)),
+        ("previousSha256", nullable(envelope.previous_sha256.as_ref().map(fixed))),
+        ("schemaVersion", Value::Int(SCHEMA_VERSION)),
+        ("payload", payload),
+    ]))
+}
+
+fn outcome(outcome: &CertificateOutcome, credential: Option<&IssuedCredential>) -> Result<Value, ConvertError> {
+    Ok(match outcome {
+        CertificateOutcome::CertificateIssued {
+            certificate_id,
+            programme,
+            supersedes,
+            fingerprint,
+            certified,
+            status,
+        } => {
+            let credential = credential.ok_or_else(|| ConvertError::Missing("credential".into()))?;
+            Value::Union(
+                0,
+                Box::new(record(vec![
+                    ("certificateId", string(certificate_id)),
+                    ("programId", string(programme)),
+                    ("dose", Value::Int(i32::from(certified.dose.number()))),
+                    ("totalDoses", Value::Int(i32::from(certified.dose.of()))),
+                    ("credential", string(&credential.text)),
+                    ("keyId", string(&credential.key_id)),
+                    ("statusListIndex", Value::Long(status.index as i64)),
+                    ("supersedes", nullable(supersedes.as_ref().map(string))),
+                    ("recordSha256", nullable(Some(fixed(&fingerprint.0)))),
+                ])),
+            )
+        }
+        CertificateOutcome::CertificateSuperseded {
+            certificate_id,
+            superseded_by,
+            update_count,
+        } => Value::Union(
+            1,
+            Box::new(record(vec![
+                ("certificateId", string(certificate_id)),
+                ("supersededBy", string(superseded_by)),
+                ("updateCount", Value::Int(*update_count as i32)),
+            ])),
+        ),
+        CertificateOutcome::CertificateRevoked {
+            certificate_id,
+            reason,
+            status,
+        } => Value::Union(
+            2,
+            Box::new(record(vec![
+                ("certificateId", string(certificate_id)),
+                ("reason", string(reason)),
+                ("statusListIndex", Value::Long(status.index as i64)),
+            ])),
+        ),
+        CertificateOutcome::CertificateRejected { rule, detail } => Value::Union(
+            3,
+            Box::new(record(vec![("rule", string(rule)), ("detail", string(detail))])),
+        ),
+    })
+}
+
+fn read_fixed(value: &Value, field: &str) -> Result<Sha256, ConvertError> {
+    match value {
+        Value::Fixed(32, bytes) => Ok(bytes.as_slice().try_into().expect("32 bytes")),
+        _ => Err(ConvertError::WrongType {
+            field: field.to_owned(),
+            expected: "Sha256",
+        }),
+    }
+}
+
+fn status_index(f: &Fields, partition: i32) -> Result<StatusSlot, ConvertError> {
+    let index = match f.required("statusListIndex")? {
+        Value::Long(i) if *i >= 0 => *i as u64,
+        _ => {
+            return Err(ConvertError::WrongType {
+                field: "statusListIndex".into(),
+                expected: "non-negative long",
+            });
+        }
+    };
+    Ok(StatusSlot {
+        list: u32::try_from(partition).map_err(|_| ConvertError::Invalid {
+            field: "sourcePartition".into(),
+            rule: "must not be negative".into(),
+        })?,
+        index,
+    })
+}
+
+/// Reads an envelope back, checking every value through the domain's types.
+pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
+    let f = Fields::of(value, "envelope")?;
+    let millis = |name: &str| {
+        let ms = f.timestamp_millis(name)?;
+        DateTime::from_timestamp_millis(ms).ok_or_else(|| ConvertError::Invalid {
+            field: name.into(),
+            rule: "out of range".into(),
+        })
+    };
+    let long = |f: &Fields, name: &str| match f.required(name)? {
+        Value::Long(l) => Ok(*l),
+        _ => Err(ConvertError::WrongType {
+            field: name.to_owned(),
+            expected: "long",
+        }),
+    };
+    let source = SourcePosition {
+        partition: f.int("sourcePartition")?,
+        offset: long(&f, "sourceOffset")?,
+    };
+    let previous_sha256 = f.optional("previousSha256").map(|v| read_fixed(v, "previousSha256")).transpose()?;
+    let (branch, inner) = f.union("payload")?;
+    let p = Fields::of(inner, "payload")?;
+    let certificate = |name: &str| -> Result<CertificateId, ConvertError> { Ok(CertificateId::parse(name, p.string(name)?)?) };
+    let body = if branch == 4 {
+        CertificateBody::Checkpoint(Checkpoint {
+            partition: p.int("partition")?,
+            last_offset: long(&p, "lastOffset")?,
+            chain_head: read_fixed(p.required("chainHead")?, "chainHead")?,
+            key_id: p.string("keyId")?.to_owned(),
+            signature: match p.required("signature")? {
+                Value::Bytes(b) => b.clone(),
+                _ => {
+                    return Err(ConvertError::WrongType {
+                        field: "signature".into(),
+                        expected: "bytes",
+                    });
+                }
+            },
+        })
+    } else {
+        let mut credential = None;
+        let outcome = match branch {
+            0 => {
+                let text = p.string("credential")?;
+                let certified = CertifiedDose::from_credential(text).map_err(|e| ConvertError::Invalid {
+                    field: "credential".into(),
+                    rule: e.to_string(),
+                })?;
+                let certificate_id = certificate("certificateId")?;
+                if certified.certificate_id != certificate_id {
+                    return Err(ConvertError::Invalid {
+                        field: "credential".into(),
+                        rule: format!("certifies {}, not {certificate_id}", certified.certificate_id),
+                    });
+                }
+                credential = Some(IssuedCredential {
+                    text: text.to_owned(),
+                    key_id: p.string("keyId")?.to_owned(),
+                });
+                CertificateOutcome::CertificateIssued {
+                    certificate_id,
+                    programme: Text::parse("programId", p.string("programId")?)?,
+                    supersedes: p
+                        .optional_string("supersedes")?
+                        .map(|s| CertificateId::parse("supersedes", s))
+                        .transpose()?,
+                    fingerprint: Fingerprint(read_fixed(p.required("recordSha256")?, "recordSha256")?),
+                    certified,
+                    status: status_index(&p, source.partition)?,
+                }
+            }
+            1 => CertificateOutcome::CertificateSuperseded {
+                certificate_id: certificate("certificateId")?,
+                superseded_by: certificate("supersededBy")?,
+                update_count: u32::try_from(p.int("updateCount")?).map_err(|_| ConvertError::Invalid {
+                    field: "updateCount".into(),
+                    rule: "must not be negative".into(),
+                })?,
+            },
+            2 => CertificateOutcome::CertificateRevoked {
+                certificate_id: certificate("certificateId")?,
+                reason: Text::parse("reason", p.string("reason")?)?,
+                status: status_index(&p, source.partition)?,
+            },
+            3 => CertificateOutcome::CertificateRejected {
+                rule: p.string("rule")?.to_owned(),
+                detail: p.string("detail")?.to_owned(),
+            },
+            other => return Err(ConvertError::UnknownPayload(format!("branch {other}"))),
+        };
+        let answers = f
+            .optional_string("sourceEventId")?
+            .ok_or_else(|| ConvertError::Missing("sourceEventId".into()))?;
+        CertificateBody::Outcome {
+            recipient_key: RecipientKey::parse("recipientKey", f.string("recipientKey")?)?,
+            source_sha256: read_fixed(f.required("sourceSha256")?, "sourceSha256")?,
+            event: CertificateEvent {
+                answers: EventId::parse("sourceEventId", answers)?,
+                outcome,
+            },
+            credential,
+        }
+    };
+    Ok(CertificateEnvelope {
+        occurred_at: millis("occurredAt")?,
+        recorded_at: millis("recordedAt")?,
+        source,
+        previous_sha256,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+use apache_avro::{reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter};
+use chrono::TimeZone;
+use domain::{
+    credential::{CredentialInput, IssuerProfile, unsigned_credential},
+    values::RecipientKeySecret,
+};
+
+use super::*;
+use crate::vaccination::tests::sample_record;
+
+fn key() -> RecipientKey {
+    RecipientKey::derive(&RecipientKeySecret::new("s"), &sample_record().recipient.identity)
+}
+
+fn at(second: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2021, 6, 1, 10, 0, second).unwrap()
+}
+
+fn issued() -> (CertificateOutcome, IssuedCredential) {
+    let record = sample_record();
+    let id = CertificateId::for_event(EventId::derive("cowin", "r-1"));
+    let status = StatusSlot { list: 3, index: 9 };
+    let credential = unsigned_credential(&CredentialInput {
+        profile: &IssuerProfile {
+            issuer: "did:web:example.gov".into(),
+            base_url: "https://example.gov".into(),
+        },
+        certificate_id: &id,
+        record: &record,
+        previous: &[],
+        status,
+        issued_at: at(1),
+    });
+    let outcome = CertificateOutcome::CertificateIssued {
+        certified: CertifiedDose::of(&id, &record),
+        certificate_id: id,
+        programme: record.programme.clone(),
+        supersedes: Some(CertificateId::for_event(EventId::derive("cowin", "r-0"))),
+        fingerprint: Fingerprint::of(&record),
+        status,
+    };
+    let credential = IssuedCredential {
+        text: credential.to_string(),
+        key_id: "did:web:example.gov#key-1".into(),
+    };
+    (outcome, credential)
+}
+
+fn outcome_envelope(outcome: CertificateOutcome, credential: Option<IssuedCredential>) -> CertificateEnvelope {
+    CertificateEnvelope {
+        occurred_at: at(0),
+        recorded_at: at(2),
+        source: SourcePosition { partition: 3, offset: 41 },
+        previous_sha256: Some([1; 32]),
+        body: CertificateBody::Outcome {
+            recipient_key: key(),
+            source_sha256: [2; 32],
+            event: CertificateEvent {
+                answers: EventId::derive("cowin", "r-1"),
+                outcome,
+            },
+            credential,
+        },
+    }
+}
+
+fn envelopes() -> Vec<CertificateEnvelope> {
+    let (issue, credential) = issued();
+    let a = CertificateId::for_event(EventId::derive("cowin", "r-0"));
+    let b = CertificateId::for_event(EventId::derive("cowin", "r-1"));
+    let mut first = outcome_envelope(
+        CertificateOutcome::CertificateRejected {
+            rule: "UpdateLimitReached".into(),
+            detail: "this dose was already corrected 1 time(s)".into(),
+        },
+        None,
+    );
+    first.previous_sha256 = None;
+    vec![
+        outcome_envelope(issue, Some(credential)),
+        outcome_envelope(
+            CertificateOutcome::CertificateSuperseded {
+                certificate_id: a.clone(),
+                superseded_by: b,
+                update_count: 1,
+            },
+            None,
+        ),
+        outcome_envelope(
+            CertificateOutcome::CertificateRevoked {
+                certificate_id: a,
+                reason: Text::parse("r", "issued in error").unwrap(),
+                status: StatusSlot { list: 3, index: 4 },
+            },
+            None,
+        ),
+        first,
+        CertificateEnvelope {
+            occurred_at: at(0),
+            recorded_at: at(3),
+            source: SourcePosition { partition: 3, offset: 41 },
+            previous_sha256: Some([5; 32]),
+            body: CertificateBody::Checkpoint(Checkpoint {
+                partition: 3,
+                last_offset: 99,
+                chain_head: [5; 32],
+                key_id: "did:web:example.gov#key-1".into(),
+                signature: vec![7; 64],
+            }),
+        },
+    ]
+}
+
+#[test]
+fn every_outcome_and_a_checkpoint_round_trip_through_the_bundled_schema_in_binary() {
+    let schema = crate::schemas::parse(crate::schemas::CERTIFICATE_EVENTS);
+    let writer = GenericDatumWriter::builder(&schema).build().unwrap();
+    let reader = GenericDatumReader::builder(&schema).build().unwrap();
+    for original in envelopes() {
+        let bytes = writer
+            .write_value_to_vec(to_avro(&original).unwrap())
+            .expect("the value matches the schema");
+        let read = reader.read_value(&mut bytes.as_slice()).unwrap();
+        assert_eq!(from_avro(&read).unwrap(), original);
+    }
+}
+
+#[test]
+fn an_issue_without_its_credential_cannot_be_written() {
+    let (issue, _) = issued();
+    assert_eq!(
+        to_avro(&outcome_envelope(issue, None)),
+        Err(ConvertError::Missing("credential".into()))
+    );
+}
+
+#[test]
+fn a_credential_for_another_certificate_is_refused() {
+    let (issue, mut credential) = issued();
+    credential.text = credential.text.replace(
+        CertificateId::for_event(EventId::derive("cowin", "r-1")).as_str(),
+        CertificateId::for_event(EventId::derive("cowin", "r-7")).as_str(),
+    );
+    let value = to_avro(&outcome_envelope(issue, Some(credential))).unwrap();
+    let error = from_avro(&value).unwrap_err();
+    assert!(matches!(&error, ConvertError::Invalid { field, .. } if field == "credential"), "{error}");
+}
+
+#[test]
+fn record_ids_depend_on_the_answered_event_and_the_outcome_kind_only() {
+    let all = envelopes();
+    let mut later = all[0].clone();
+    later.recorded_at = at(30);
+    assert_eq!(all[0].event_id(), later.event_id(), "a rewrite has the same id");
+    assert_ne!(all[0].event_id(), all[1].event_id(), "an issue and its supersession differ");
+    assert_ne!(all[0].event_id(), all[4].event_id());
+}
