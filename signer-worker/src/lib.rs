@@ -1,12 +1,63 @@
 //! Signs verifiable credentials for vaccination events and appends the hash-chained certificate log.
 //!
-//! `Application::build(config)` connects to the dependencies and binds the listener;
-//! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
+//! `Application::build(config)` loads the issuer's keys, connects to the dependencies and binds
+//! the listener; `run_until_stopped` signs and serves until SIGTERM. Tests build it on
+//! `127.0.0.1:0`.
 
-use std::net::SocketAddr;
+mod state;
+mod worker;
 
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
 use clap::Parser;
+use credentials::{CredentialSigner, Keyring};
+use domain::{credential::IssuerProfile, lineage::Policy};
 use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
+
+pub use worker::{Settings, Worker};
+
+/// The issuer: who signs, with which keys, and where its certificates are published.
+#[derive(Clone, Debug, clap::Args)]
+pub struct IssuerArgs {
+    /// The issuer's DID (`did:web:<host>`), the credentials' `issuer`; its DID document is
+    /// published by the query API at `/.well-known/did.json`.
+    #[arg(
+        long = "issuer-did",
+        env = "VAXTRAIL_ISSUER_DID",
+        default_value = "did:web:127.0.0.1%3A8090"
+    )]
+    pub did: String,
+    /// Directory of the issuer's keys, `<key id>.pem` each: PKCS#8 private keys, or SPKI public
+    /// keys for retired ones (`vaxctl keys generate` makes one).
+    #[arg(long = "issuer-keys", env = "VAXTRAIL_ISSUER_KEYS")]
+    pub keys: PathBuf,
+    /// The key id that signs; needed when the directory holds several private keys.
+    #[arg(long = "issuer-active-key", env = "VAXTRAIL_ISSUER_ACTIVE_KEY")]
+    pub active_key: Option<String>,
+    /// Public base URL of the query API: evidence ids and status lists are named under it.
+    #[arg(
+        long = "public-base-url",
+        env = "VAXTRAIL_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    pub public_base_url: String,
+}
+
+impl IssuerArgs {
+    /// The keyring, checked.
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        Ok(Keyring::load(&self.did, &self.keys, self.active_key.as_deref())?)
+    }
+
+    /// The issuer's profile for credentials.
+    pub fn profile(&self) -> IssuerProfile {
+        IssuerProfile {
+            issuer: self.did.clone(),
+            base_url: self.public_base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+}
 
 /// Configuration of `signer-worker`, read from the environment at start.
 #[derive(Clone, Debug, Parser)]
@@ -20,23 +71,76 @@ pub struct Config {
     pub log: LogArgs,
     #[command(flatten)]
     pub kafka: platform::KafkaArgs,
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:9101")]
     pub listen: SocketAddr,
+    /// Consumer group of the signers (prefixed with the topic prefix).
+    #[arg(long = "group", env = "VAXTRAIL_SIGNER_GROUP", default_value = "signer")]
+    pub group: String,
+    /// Corrections allowed per dose.
+    #[arg(long = "update-limit", env = "VAXTRAIL_UPDATE_LIMIT", default_value_t = 1)]
+    pub update_limit: u32,
+    /// A signed checkpoint after this many outcomes of a partition...
+    #[arg(long = "checkpoint-every", env = "VAXTRAIL_CHECKPOINT_EVERY", default_value_t = 1000)]
+    pub checkpoint_every: u64,
+    /// ...or this many seconds after the last one.
+    #[arg(
+        long = "checkpoint-interval-secs",
+        env = "VAXTRAIL_CHECKPOINT_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    pub checkpoint_interval_secs: u64,
+    /// Output records in flight (sent, not yet acknowledged) at most.
+    #[arg(long = "max-in-flight", env = "VAXTRAIL_SIGNER_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Consumer-group session timeout: how soon a dead signer's partitions move to another.
+    #[arg(
+        long = "session-timeout-ms",
+        env = "VAXTRAIL_KAFKA_SESSION_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub session_timeout_ms: u64,
+}
+
+impl Config {
+    fn settings(&self) -> Settings {
+        let topics = self.kafka.topics();
+        Settings {
+            brokers: self.kafka.brokers.clone(),
+            registry_url: self.kafka.schema_registry_url.clone(),
+            group: format!("{}{}", self.kafka.topic_prefix, self.group),
+            vaccination_events: topics.vaccination_events,
+            certificate_events: topics.certificate_events,
+            dead_letters: topics.dead_letters,
+            profile: self.issuer.profile(),
+            policy: Policy {
+                update_limit: self.update_limit,
+            },
+            checkpoint_every: self.checkpoint_every.max(1),
+            checkpoint_interval: Duration::from_secs(self.checkpoint_interval_secs.max(1)),
+            max_in_flight: self.max_in_flight.max(1),
+            session_timeout: Duration::from_millis(self.session_timeout_ms),
+        }
+    }
 }
 
 /// The running service.
 pub struct Application {
     http: HttpService,
+    worker: Worker,
+    shutdown: Shutdown,
 }
 
 impl Application {
-    /// Connects to the dependencies (lazily: a dependency that is down makes `/readyz` fail,
-    /// not the start) and binds the listener.
+    /// Loads the keys (a missing or unusable key stops the start), connects to the dependencies
+    /// (lazily: one that is down makes `/readyz` fail, not the start) and binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
-        let readiness = Readiness::default();
+        let keyring = config.issuer.keyring().context("loading the issuer's keys")?;
+        tracing::info!(method = %keyring.active_method(), keys = keyring.keys().len(), "issuer keys loaded");
         let topics = config.kafka.topics();
-        let readiness = readiness
+        let readiness = Readiness::default()
             .with(
                 "kafka",
                 checks::kafka(
@@ -48,9 +152,10 @@ impl Application {
                 "schema-registry",
                 checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
             );
+        let worker = Worker::new(config.settings(), CredentialSigner::new(keyring))?;
         let router = platform::ops_router("signer-worker", readiness);
-        let http = HttpService::bind(config.listen, router, shutdown).await?;
-        Ok(Self { http })
+        let http = HttpService::bind(config.listen, router, shutdown.clone()).await?;
+        Ok(Self { http, worker, shutdown })
     }
 
     /// The bound address.
@@ -58,9 +163,18 @@ impl Application {
         self.http.local_addr()
     }
 
-    /// Serves until the shutdown token is cancelled.
+    /// Signs and serves until the shutdown token is cancelled (or the signing loop fails).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.http.run_until_stopped().await?;
+        let shutdown = self.shutdown.clone();
+        let worker = tokio::spawn(self.worker.run(self.shutdown.clone()));
+        let signing = async move {
+            let result = worker.await;
+            shutdown.cancel();
+            result
+        };
+        let (served, signed) = tokio::join!(self.http.run_until_stopped(), signing);
+        signed.context("the signing loop panicked")??;
+        served?;
         tracing::info!("signer-worker stopped");
         Ok(())
     }

@@ -392,3 +392,241 @@ impl Drop for CommandApi {
         self.shutdown.cancel();
     }
 }
+
+/// The signer as the tests drive it: an issuer key of the test's own, `signer-worker` processes
+/// (so they can be killed with SIGKILL), vaccination events written straight to the topic, and
+/// the certificate log read back.
+pub mod signer {
+    use std::{path::PathBuf, process::Stdio, time::Duration};
+
+    use avro::{
+        certificate::CertificateEnvelope,
+        codec::{CertificateCodec, VaccinationCodec},
+        vaccination::{Provenance, VaccinationEnvelope},
+    };
+    use credentials::{IssuerKey, Keyring, keys};
+    use domain::{
+        events::{VaccinationEvent, VaccinationPayload},
+        ids::EventId,
+        values::{RecipientKey, RecipientKeySecret},
+    };
+    use rdkafka::{
+        ClientConfig, Message,
+        producer::{FutureProducer, FutureRecord},
+    };
+    use sha2::Digest;
+
+    use crate::{TestStack, bin_dir};
+
+    /// The issuer's DID in tests.
+    pub const DID: &str = "did:web:certificates.test";
+
+    /// A key directory holding one fresh key, `key-1`.
+    pub struct Issuer {
+        pub dir: PathBuf,
+        pub keyring: Keyring,
+    }
+
+    impl Issuer {
+        pub fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("vaxtrail-issuer-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+            let pem = keys::generate_pem();
+            std::fs::write(dir.join("key-1.pem"), &pem).expect("the temp dir is writable");
+            let keyring = Keyring::new(
+                DID,
+                vec![IssuerKey::from_pem("key-1", &pem).expect("a fresh key")],
+                None,
+            )
+            .expect("one private key");
+            Self { dir, keyring }
+        }
+    }
+
+    impl Default for Issuer {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl Drop for Issuer {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// One `signer-worker` process.
+    pub struct SignerProcess {
+        child: tokio::process::Child,
+    }
+
+    impl SignerProcess {
+        /// Starts one on the test's topics; `env` adds or overrides variables.
+        pub fn spawn(stack: &TestStack, issuer: &Issuer, env: &[(&str, &str)]) -> Self {
+            let mut command = tokio::process::Command::new(bin_dir().join("signer-worker"));
+            command
+                .env("VAXTRAIL_LISTEN", "127.0.0.1:0")
+                .env("VAXTRAIL_TOPIC_PREFIX", &stack.kafka.topic_prefix)
+                .env("VAXTRAIL_PARTITIONS", stack.kafka.partitions.to_string())
+                .env("VAXTRAIL_ISSUER_DID", DID)
+                .env("VAXTRAIL_ISSUER_KEYS", &issuer.dir)
+                .env("VAXTRAIL_PUBLIC_BASE_URL", "https://certificates.test")
+                .env("VAXTRAIL_KAFKA_SESSION_TIMEOUT_MS", "6000")
+                .env("VAXTRAIL_LOG", "info,rdkafka=warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true);
+            for (name, value) in env {
+                command.env(name, value);
+            }
+            let child = command
+                .spawn()
+                .expect("signer-worker was built (deploy/local/up builds every binary)");
+            Self { child }
+        }
+
+        /// SIGKILL: no flush, no goodbye.
+        pub async fn kill9(&mut self) {
+            self.child.start_kill().expect("the signer runs");
+            self.child.wait().await.expect("it exits");
+        }
+
+        /// SIGTERM, and waits for a clean exit.
+        pub async fn stop(&mut self) {
+            let pid = self.child.id().expect("running").to_string();
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill runs");
+            let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+                .await
+                .expect("the signer stops within 30 s")
+                .expect("it exits");
+            assert!(status.success(), "signer-worker exited with {status}");
+        }
+    }
+
+    /// Writes vaccination events the way the command API does.
+    pub struct EventWriter {
+        topic: String,
+        producer: FutureProducer,
+        codec: VaccinationCodec,
+    }
+
+    impl EventWriter {
+        /// Creates the topics and registers the schemas under the test's prefix.
+        pub async fn new(stack: &TestStack) -> Self {
+            stack.create_event_topics().await;
+            avro::client::RegistryClient::new(&stack.kafka.schema_registry_url)
+                .register_event_schemas(&stack.kafka.topic_prefix)
+                .await
+                .expect("registering the test's schemas");
+            let topic = stack.topic("vaccination-events");
+            Self {
+                codec: VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic),
+                producer: ClientConfig::new()
+                    .set("bootstrap.servers", &stack.kafka.brokers)
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .create()
+                    .expect("a producer"),
+                topic,
+            }
+        }
+
+        /// Appends an event; its partition and offset.
+        pub async fn append(&self, envelope: &VaccinationEnvelope) -> (i32, i64) {
+            let bytes = self.codec.encode(envelope).await.expect("encodes");
+            self.append_bytes(envelope.event.recipient_key.as_str(), &bytes, None)
+                .await
+        }
+
+        /// Appends raw value bytes (to `partition`, or by key).
+        pub async fn append_bytes(&self, key: &str, bytes: &[u8], partition: Option<i32>) -> (i32, i64) {
+            let mut record = FutureRecord::to(&self.topic).key(key).payload(bytes);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            self.producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map(|delivery| (delivery.partition, delivery.offset))
+                .map_err(|(e, _)| e)
+                .expect("the broker acknowledges")
+        }
+    }
+
+    /// The recipient key of an identity under the tests' secret.
+    pub fn recipient(identity: &str) -> RecipientKey {
+        let identity = domain::values::Identity::parse("identity", identity).expect("a URI");
+        RecipientKey::derive(&RecipientKeySecret::new("tests"), &identity)
+    }
+
+    /// An event from source system `tests` with record id `id`.
+    pub fn envelope(id: &str, recipient: RecipientKey, payload: VaccinationPayload) -> VaccinationEnvelope {
+        VaccinationEnvelope {
+            event: VaccinationEvent {
+                event_id: EventId::derive("tests", id),
+                recipient_key: recipient,
+                payload,
+            },
+            provenance: Provenance {
+                occurred_at: chrono::Utc::now(),
+                recorded_at: chrono::Utc::now(),
+                source_system: "tests".into(),
+                source_record_id: id.into(),
+                actor: "tests".into(),
+            },
+        }
+    }
+
+    /// One record of `certificate-events`, decoded.
+    #[derive(Clone, Debug)]
+    pub struct CertificateRecord {
+        pub partition: i32,
+        pub offset: i64,
+        pub sha256: [u8; 32],
+        pub envelope: CertificateEnvelope,
+    }
+
+    /// Every record of the test's `certificate-events` once `done` says the log is complete, or
+    /// panics after `deadline`.
+    pub async fn read_certificates(
+        stack: &TestStack,
+        deadline: Duration,
+        done: impl Fn(&[CertificateRecord]) -> bool,
+    ) -> Vec<CertificateRecord> {
+        let topic = stack.topic("certificate-events");
+        let codec = CertificateCodec::new(&stack.kafka.schema_registry_url, &topic);
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let total = crate::kafka::count(&stack.kafka.brokers, &topic, stack.kafka.partitions) as usize;
+            let messages = crate::kafka::read(
+                &stack.kafka.brokers,
+                &topic,
+                stack.kafka.partitions,
+                total,
+                Duration::from_secs(30),
+            );
+            let mut records = Vec::with_capacity(messages.len());
+            for m in &messages {
+                let bytes = m.payload().unwrap_or_default();
+                records.push(CertificateRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    sha256: sha2::Sha256::digest(bytes).into(),
+                    envelope: codec.decode(bytes).await.expect("the signer writes valid records"),
+                });
+            }
+            if done(&records) {
+                return records;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "certificate-events incomplete after {deadline:?} ({} records)",
+                records.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}

@@ -14,6 +14,8 @@ use domain::{
 
 use crate::value::{ConvertError, Fields, nullable, record, string};
 
+pub mod chain;
+
 /// Version of the envelope this code writes.
 pub const SCHEMA_VERSION: i32 = 1;
 
@@ -138,8 +140,14 @@ pub fn to_avro(envelope: &CertificateEnvelope) -> Result<Value, ConvertError> {
     Ok(record(vec![
         ("eventId", string(envelope.event_id())),
         ("eventType", string(envelope.event_type())),
-        ("occurredAt", Value::TimestampMillis(envelope.occurred_at.timestamp_millis())),
-        ("recordedAt", Value::TimestampMillis(envelope.recorded_at.timestamp_millis())),
+        (
+            "occurredAt",
+            Value::TimestampMillis(envelope.occurred_at.timestamp_millis()),
+        ),
+        (
+            "recordedAt",
+            Value::TimestampMillis(envelope.recorded_at.timestamp_millis()),
+        ),
         ("recipientKey", string(recipient)),
         ("sourceEventId", nullable(source_event)),
         ("sourcePartition", Value::Int(envelope.source.partition)),
@@ -258,10 +266,14 @@ pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
         partition: f.int("sourcePartition")?,
         offset: long(&f, "sourceOffset")?,
     };
-    let previous_sha256 = f.optional("previousSha256").map(|v| read_fixed(v, "previousSha256")).transpose()?;
+    let previous_sha256 = f
+        .optional("previousSha256")
+        .map(|v| read_fixed(v, "previousSha256"))
+        .transpose()?;
     let (branch, inner) = f.union("payload")?;
     let p = Fields::of(inner, "payload")?;
-    let certificate = |name: &str| -> Result<CertificateId, ConvertError> { Ok(CertificateId::parse(name, p.string(name)?)?) };
+    let certificate =
+        |name: &str| -> Result<CertificateId, ConvertError> { Ok(CertificateId::parse(name, p.string(name)?)?) };
     let body = if branch == 4 {
         CertificateBody::Checkpoint(Checkpoint {
             partition: p.int("partition")?,

@@ -50,7 +50,10 @@ fn outcome_envelope(outcome: CertificateOutcome, credential: Option<IssuedCreden
     CertificateEnvelope {
         occurred_at: at(0),
         recorded_at: at(2),
-        source: SourcePosition { partition: 3, offset: 41 },
+        source: SourcePosition {
+            partition: 3,
+            offset: 41,
+        },
         previous_sha256: Some([1; 32]),
         body: CertificateBody::Outcome {
             recipient_key: key(),
@@ -98,7 +101,10 @@ fn envelopes() -> Vec<CertificateEnvelope> {
         CertificateEnvelope {
             occurred_at: at(0),
             recorded_at: at(3),
-            source: SourcePosition { partition: 3, offset: 41 },
+            source: SourcePosition {
+                partition: 3,
+                offset: 41,
+            },
             previous_sha256: Some([5; 32]),
             body: CertificateBody::Checkpoint(Checkpoint {
                 partition: 3,
@@ -143,7 +149,10 @@ fn a_credential_for_another_certificate_is_refused() {
     );
     let value = to_avro(&outcome_envelope(issue, Some(credential))).unwrap();
     let error = from_avro(&value).unwrap_err();
-    assert!(matches!(&error, ConvertError::Invalid { field, .. } if field == "credential"), "{error}");
+    assert!(
+        matches!(&error, ConvertError::Invalid { field, .. } if field == "credential"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -152,6 +161,10 @@ fn record_ids_depend_on_the_answered_event_and_the_outcome_kind_only() {
     let mut later = all[0].clone();
     later.recorded_at = at(30);
     assert_eq!(all[0].event_id(), later.event_id(), "a rewrite has the same id");
-    assert_ne!(all[0].event_id(), all[1].event_id(), "an issue and its supersession differ");
+    assert_ne!(
+        all[0].event_id(),
+        all[1].event_id(),
+        "an issue and its supersession differ"
+    );
     assert_ne!(all[0].event_id(), all[4].event_id());
 }

@@ -1,0 +1,99 @@
+//! What the signer knows about one partition, all of it read back from its own output: every
+//! recipient's lineage, where the input resumes, the chain head, the next status-list index and
+//! the checkpoint cadence. `fold` applies one `certificate-events` record; the signer folds what it
+//! writes as it writes it, and folds the whole partition when it takes the partition over.
+
+use std::collections::HashMap;
+
+use avro::certificate::{CertificateBody, CertificateEnvelope, Sha256};
+use chrono::{DateTime, Utc};
+use domain::{
+    events::{CertificateEvent, CertificateOutcome},
+    lineage::{Lineage, evolve},
+    values::RecipientKey,
+};
+
+/// One partition's state.
+#[derive(Debug)]
+pub struct PartitionState {
+    pub partition: i32,
+    lineages: HashMap<RecipientKey, Lineage>,
+    /// The next `vaccination-events` offset to answer.
+    pub next_source: i64,
+    /// SHA-256 of the last record of the output partition (`None` while it is empty).
+    pub chain_head: Option<Sha256>,
+    /// The status-list index the next certificate takes.
+    pub next_status_index: u64,
+    /// Outcomes written since the last checkpoint.
+    pub since_checkpoint: u64,
+    /// When the last checkpoint was written (or the state built).
+    pub last_checkpoint_at: DateTime<Utc>,
+    /// Offset and hash of the last output record known to be on the broker.
+    pub last_delivered: Option<(i64, Sha256)>,
+    /// Whether the input position was confirmed to be `next_source` since the state was built.
+    pub position_confirmed: bool,
+    /// Records folded whose `previousSha256` did not match the chain (a second writer, or tampering).
+    pub chain_breaks: u64,
+}
+
+impl PartitionState {
+    /// A partition with no output yet; its input starts at `first_source` (the low watermark).
+    pub fn new(partition: i32, first_source: i64) -> Self {
+        Self {
+            partition,
+            lineages: HashMap::new(),
+            next_source: first_source,
+            chain_head: None,
+            next_status_index: 0,
+            since_checkpoint: 0,
+            last_checkpoint_at: Utc::now(),
+            last_delivered: None,
+            position_confirmed: false,
+            chain_breaks: 0,
+        }
+    }
+
+    /// The lineage of a recipient (empty if nothing was decided for them yet).
+    pub fn lineage(&self, recipient: &RecipientKey) -> Lineage {
+        self.lineages.get(recipient).cloned().unwrap_or_default()
+    }
+
+    /// Applies one output record whose value bytes hash to `hash`.
+    pub fn fold(&mut self, envelope: &CertificateEnvelope, hash: Sha256) {
+        if envelope.previous_sha256 != self.chain_head {
+            self.chain_breaks += 1;
+            tracing::error!(
+                partition = self.partition,
+                source_offset = envelope.source.offset,
+                "certificate-events chain break: a record does not link to the one before it"
+            );
+        }
+        self.chain_head = Some(hash);
+        match &envelope.body {
+            CertificateBody::Checkpoint(_) => {
+                self.since_checkpoint = 0;
+                self.last_checkpoint_at = envelope.recorded_at;
+            }
+            CertificateBody::Outcome {
+                recipient_key, event, ..
+            } => {
+                self.apply(recipient_key, event);
+                self.next_source = self.next_source.max(envelope.source.offset + 1);
+                self.since_checkpoint += 1;
+            }
+        }
+    }
+
+    fn apply(&mut self, recipient: &RecipientKey, event: &CertificateEvent) {
+        if let CertificateOutcome::CertificateIssued { status, .. } = &event.outcome {
+            self.next_status_index = self.next_status_index.max(status.index + 1);
+        }
+        let lineage = self.lineages.remove(recipient).unwrap_or_default();
+        self.lineages.insert(recipient.clone(), evolve(lineage, event));
+    }
+
+    /// Recipients known.
+    pub fn recipients(&self) -> usize {
+        self.lineages.len()
+    }
+}

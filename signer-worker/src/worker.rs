@@ -1,0 +1,672 @@
+//! The signing loop. Effectively-once without broker transactions:
+//! - an outcome goes to the same partition number of `certificate-events` as its source, so the
+//!   instance that owns an input partition is the only writer of its output partition;
+//! - before answering a partition's first record, the signer folds its output partition (read to
+//!   the end) into its state, and resumes the input after the last source offset answered there;
+//! - ids are derived from the source event id, so a record written twice by a zombie says the
+//!   same thing twice and projectors drop the second;
+//! - when partitions are revoked, everything in flight is flushed before the rebalance completes,
+//!   so the next owner reads it.
+//!
+//! Consumer-group offsets are committed too, but only for lag metrics and as a first guess of the
+//! position: the output log decides.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use avro::{
+    certificate::{CertificateBody, CertificateEnvelope, Checkpoint, IssuedCredential, Sha256, SourcePosition},
+    codec::{CertificateCodec, CodecError, VaccinationCodec},
+    vaccination::VaccinationEnvelope,
+};
+use chrono::Utc;
+use credentials::CredentialSigner;
+use domain::{
+    credential::{CredentialInput, IssuerProfile, StatusSlot, unsigned_credential},
+    events::CertificateOutcome,
+    lineage::{Policy, outcomes},
+};
+use futures::FutureExt;
+use rdkafka::{
+    ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    message::{Header, OwnedHeaders, OwnedMessage},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
+};
+use sha2::Digest;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::PartitionState;
+
+/// Tuning and identity of the loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub brokers: String,
+    pub registry_url: String,
+    pub group: String,
+    pub vaccination_events: String,
+    pub certificate_events: String,
+    pub dead_letters: String,
+    pub profile: IssuerProfile,
+    pub policy: Policy,
+    /// A checkpoint after this many outcomes of a partition...
+    pub checkpoint_every: u64,
+    /// ...or this long after the last one, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// Records produced and not yet acknowledged, at most.
+    pub max_in_flight: usize,
+    pub session_timeout: Duration,
+}
+
+/// Partitions revoked by a rebalance, flushed before it completed.
+struct Context {
+    producer: Arc<Mutex<FutureProducer>>,
+    revoked: Arc<Mutex<Vec<i32>>>,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // Nothing else produces while this runs (the loop is inside `recv`): what was sent
+            // reaches the broker before the partitions move, so the next owner reads it.
+            let producer = self.producer.lock().expect("not poisoned").clone();
+            if let Err(error) = producer.flush(Duration::from_secs(30)) {
+                tracing::error!(%error, "could not flush before giving up partitions");
+            }
+            let mut revoked = self.revoked.lock().expect("not poisoned");
+            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+            tracing::info!(partitions = ?revoked, "partitions revoked");
+        }
+    }
+}
+
+struct InFlight {
+    partition: i32,
+    hash: Sha256,
+    delivery: DeliveryFuture,
+}
+
+/// Why a record was set aside instead of answered.
+enum Verdict {
+    Poison(String),
+}
+
+/// The signing loop and everything it owns.
+pub struct Worker {
+    settings: Settings,
+    consumer: StreamConsumer<Context>,
+    producer: Arc<Mutex<FutureProducer>>,
+    revoked: Arc<Mutex<Vec<i32>>>,
+    vaccinations: VaccinationCodec,
+    certificates: CertificateCodec,
+    signer: CredentialSigner,
+    states: HashMap<i32, PartitionState>,
+    in_flight: VecDeque<InFlight>,
+    committed: HashMap<i32, i64>,
+}
+
+fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .context("creating the certificate-events producer")
+}
+
+fn sha256(bytes: &[u8]) -> Sha256 {
+    sha2::Sha256::digest(bytes).into()
+}
+
+impl Worker {
+    /// Connects (lazily) and subscribes.
+    pub fn new(settings: Settings, signer: CredentialSigner) -> anyhow::Result<Self> {
+        let producer = Arc::new(Mutex::new(producer(&settings.brokers)?));
+        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let consumer: StreamConsumer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", &settings.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (settings.session_timeout.as_millis() / 4).max(100).to_string(),
+            )
+            .create_with_context(Context {
+                producer: producer.clone(),
+                revoked: revoked.clone(),
+            })
+            .context("creating the vaccination-events consumer")?;
+        consumer
+            .subscribe(&[&settings.vaccination_events])
+            .context("subscribing to vaccination-events")?;
+        Ok(Self {
+            vaccinations: VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events),
+            certificates: CertificateCodec::new(&settings.registry_url, &settings.certificate_events),
+            settings,
+            consumer,
+            producer,
+            revoked,
+            signer,
+            states: HashMap::new(),
+            in_flight: VecDeque::new(),
+            committed: HashMap::new(),
+        })
+    }
+
+    /// Runs until `stop` is cancelled; then waits for what is in flight.
+    pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                message = self.consumer.recv() => {
+                    let message = message.map(|m| m.detach());
+                    self.forget_revoked();
+                    match message {
+                        Ok(message) => self.handle(&message, &stop).await,
+                        Err(error) => {
+                            tracing::warn!(%error, "consuming vaccination-events");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    self.forget_revoked();
+                    self.on_tick().await;
+                }
+            }
+        }
+        if let Err(error) = self.drain().await {
+            tracing::warn!(%error, "records in flight at stop were not acknowledged; the next owner re-answers them");
+        }
+        self.commit();
+        Ok(())
+    }
+
+    fn forget_revoked(&mut self) {
+        let revoked: Vec<i32> = std::mem::take(&mut *self.revoked.lock().expect("not poisoned"));
+        for partition in revoked {
+            self.states.remove(&partition);
+            self.committed.remove(&partition);
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        if let Err(error) = self.settle(false).await {
+            self.reset(error).await;
+            return;
+        }
+        let due: Vec<i32> = self
+            .states
+            .values()
+            .filter(|s| s.since_checkpoint > 0)
+            .filter(|s| {
+                (Utc::now() - s.last_checkpoint_at).to_std().unwrap_or_default() >= self.settings.checkpoint_interval
+            })
+            .map(|s| s.partition)
+            .collect();
+        for partition in due {
+            if let Err(error) = self.checkpoint(partition).await {
+                self.reset(error).await;
+                return;
+            }
+        }
+        self.commit();
+        for state in self.states.values() {
+            metrics::gauge!("vaxtrail_signer_recipients", "partition" => state.partition.to_string())
+                .set(state.recipients() as f64);
+        }
+    }
+
+    /// After a failed delivery the in-memory state may be ahead of the log: forget it all, replace
+    /// the producer (its idempotence epoch is spoilt) and rebuild from the log on the next record.
+    async fn reset(&mut self, error: anyhow::Error) {
+        tracing::error!(error = %format!("{error:#}"), "a certificate-events write failed; rebuilding from the log");
+        metrics::counter!("vaxtrail_signer_resets_total").increment(1);
+        self.in_flight.clear();
+        self.states.clear();
+        match producer(&self.settings.brokers) {
+            Ok(fresh) => *self.producer.lock().expect("not poisoned") = fresh,
+            Err(error) => tracing::error!(%error, "replacing the producer"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    async fn handle(&mut self, message: &OwnedMessage, stop: &CancellationToken) {
+        let partition = message.partition();
+        if !self.states.contains_key(&partition) {
+            match self.rebuild(partition, stop).await {
+                Ok(state) => {
+                    self.states.insert(partition, state);
+                }
+                Err(error) => {
+                    tracing::error!(partition, error = %format!("{error:#}"), "rebuilding the partition's state");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.seek(partition, message.offset());
+                    return;
+                }
+            }
+        }
+        let state = self.states.get_mut(&partition).expect("built above");
+        let offset = message.offset();
+        if offset < state.next_source {
+            metrics::counter!("vaxtrail_signer_skipped_total").increment(1);
+            return;
+        }
+        if offset > state.next_source && !state.position_confirmed {
+            let next = state.next_source;
+            tracing::info!(
+                partition,
+                from = offset,
+                to = next,
+                "resuming after the last answered offset"
+            );
+            self.seek(partition, next);
+            return;
+        }
+        state.position_confirmed = true;
+        if let Err(error) = self.answer(message, stop).await {
+            self.reset(error).await;
+        }
+    }
+
+    fn seek(&self, partition: i32, offset: i64) {
+        if let Err(error) = self.consumer.seek(
+            &self.settings.vaccination_events,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            tracing::warn!(partition, offset, %error, "seek failed; retried at the next record");
+        }
+    }
+
+    /// Reads the output partition to its end and folds it.
+    async fn rebuild(&self, partition: i32, stop: &CancellationToken) -> anyhow::Result<PartitionState> {
+        let started = std::time::Instant::now();
+        let reader: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.brokers)
+            .set("group.id", format!("{}-rebuild", self.settings.group))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let timeout = Duration::from_secs(10);
+        let (input_low, _) = reader.fetch_watermarks(&self.settings.vaccination_events, partition, timeout)?;
+        let (low, high) = reader.fetch_watermarks(&self.settings.certificate_events, partition, timeout)?;
+        let mut state = PartitionState::new(partition, input_low);
+        if high > low {
+            let mut assignment = TopicPartitionList::new();
+            assignment.add_partition_offset(&self.settings.certificate_events, partition, Offset::Beginning)?;
+            reader.assign(&assignment)?;
+            loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => anyhow::bail!("stopped while rebuilding"),
+                    m = tokio::time::timeout(Duration::from_secs(30), reader.recv()) => {
+                        m.context("no certificate-events record within 30 s while rebuilding")??
+                    }
+                };
+                let bytes = message.payload().unwrap_or_default();
+                let hash = sha256(bytes);
+                match self.decode_certificate(bytes, stop).await? {
+                    Some(envelope) => state.fold(&envelope, hash),
+                    None => {
+                        // Our own output that does not decode: keep the chain, flag it.
+                        tracing::error!(
+                            partition,
+                            offset = message.offset(),
+                            "an unreadable certificate-events record"
+                        );
+                        state.chain_head = Some(hash);
+                    }
+                }
+                if message.offset() + 1 >= high {
+                    break;
+                }
+            }
+        }
+        metrics::counter!("vaxtrail_signer_rebuilds_total").increment(1);
+        metrics::counter!("vaxtrail_signer_chain_breaks_total").increment(state.chain_breaks);
+        tracing::info!(
+            partition,
+            records = high - low,
+            recipients = state.recipients(),
+            next_source = state.next_source,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partition state rebuilt from certificate-events"
+        );
+        Ok(state)
+    }
+
+    /// Decodes an output record, waiting out registry outages; `None` when it is not decodable.
+    async fn decode_certificate(
+        &self,
+        bytes: &[u8],
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<CertificateEnvelope>> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.certificates.decode(bytes).await {
+                Ok(envelope) => return Ok(Some(envelope)),
+                Err(CodecError::Registry(e)) if e.retriable => {
+                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
+                }
+                Err(_) => return Ok(None),
+            }
+            tokio::select! {
+                () = stop.cancelled() => anyhow::bail!("stopped"),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    async fn decode_vaccination(
+        &self,
+        bytes: Option<&[u8]>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Result<VaccinationEnvelope, Verdict>> {
+        let Some(bytes) = bytes else {
+            return Ok(Err(Verdict::Poison("the record has no value".into())));
+        };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.vaccinations.decode(bytes).await {
+                Ok(envelope) => return Ok(Ok(envelope)),
+                Err(CodecError::Registry(e)) if e.retriable => {
+                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
+                }
+                Err(e) => return Ok(Err(Verdict::Poison(e.to_string()))),
+            }
+            tokio::select! {
+                () = stop.cancelled() => anyhow::bail!("stopped"),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Decides, signs and appends the outcomes of one vaccination event.
+    async fn answer(&mut self, message: &OwnedMessage, stop: &CancellationToken) -> anyhow::Result<()> {
+        let partition = message.partition();
+        let offset = message.offset();
+        let envelope = match self.decode_vaccination(message.payload(), stop).await? {
+            Ok(envelope) => envelope,
+            Err(Verdict::Poison(reason)) => {
+                self.dead_letter(message, &reason).await?;
+                self.states.get_mut(&partition).expect("present").next_source = offset + 1;
+                return Ok(());
+            }
+        };
+        let source_sha256 = sha256(message.payload().unwrap_or_default());
+        let event = &envelope.event;
+        let state = self.states.get_mut(&partition).expect("present");
+        let lineage = state.lineage(&event.recipient_key);
+        let slot = StatusSlot {
+            list: partition as u32,
+            index: state.next_status_index,
+        };
+        let decided = outcomes(&lineage, event, &self.settings.policy, slot);
+        if decided.is_empty() {
+            // The same event appended twice: it was answered already.
+            metrics::counter!("vaxtrail_signer_outcomes_total", "outcome" => "AlreadyAnswered").increment(1);
+            state.next_source = offset + 1;
+            return Ok(());
+        }
+        for outcome in decided {
+            let credential = match &outcome.outcome {
+                CertificateOutcome::CertificateIssued {
+                    certificate_id,
+                    programme,
+                    certified,
+                    status,
+                    ..
+                } => {
+                    let record = event.payload.record().context("an issue answers a record")?;
+                    let previous = lineage.previous_doses(programme, certified.dose.number());
+                    let unsigned = unsigned_credential(&CredentialInput {
+                        profile: &self.settings.profile,
+                        certificate_id,
+                        record,
+                        previous: &previous,
+                        status: *status,
+                        issued_at: Utc::now(),
+                    });
+                    let started = std::time::Instant::now();
+                    let signed = self.signer.sign(unsigned).await?;
+                    metrics::histogram!("vaxtrail_signer_sign_seconds").record(started.elapsed().as_secs_f64());
+                    Some(IssuedCredential {
+                        text: signed.text,
+                        key_id: signed.verification_method,
+                    })
+                }
+                _ => None,
+            };
+            let kind = match &outcome.outcome {
+                CertificateOutcome::CertificateIssued { .. } => "CertificateIssued",
+                CertificateOutcome::CertificateSuperseded { .. } => "CertificateSuperseded",
+                CertificateOutcome::CertificateRevoked { .. } => "CertificateRevoked",
+                CertificateOutcome::CertificateRejected { rule, .. } => {
+                    metrics::counter!("vaxtrail_signer_rejections_total", "rule" => rule.clone()).increment(1);
+                    "CertificateRejected"
+                }
+            };
+            let state = self.states.get_mut(&partition).expect("present");
+            let record = CertificateEnvelope {
+                occurred_at: envelope.provenance.occurred_at,
+                recorded_at: Utc::now(),
+                source: SourcePosition { partition, offset },
+                previous_sha256: state.chain_head,
+                body: CertificateBody::Outcome {
+                    recipient_key: event.recipient_key.clone(),
+                    source_sha256,
+                    event: outcome,
+                    credential,
+                },
+            };
+            self.append(partition, &record, stop).await?;
+            metrics::counter!("vaxtrail_signer_outcomes_total", "outcome" => kind).increment(1);
+        }
+        let due = self.states[&partition].since_checkpoint >= self.settings.checkpoint_every;
+        if due {
+            self.checkpoint(partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Encodes, sends (in order, several in flight) and folds one output record.
+    async fn append(
+        &mut self,
+        partition: i32,
+        record: &CertificateEnvelope,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let bytes = self.encode(record, stop).await?;
+        let hash = sha256(&bytes);
+        let key = match &record.body {
+            CertificateBody::Outcome { recipient_key, .. } => recipient_key.as_str().to_owned(),
+            CertificateBody::Checkpoint(_) => format!("checkpoint-{partition}"),
+        };
+        while self.in_flight.len() >= self.settings.max_in_flight {
+            self.settle(true).await?;
+        }
+        let producer = self.producer.lock().expect("not poisoned").clone();
+        let delivery = producer
+            .send_result(
+                FutureRecord::to(&self.settings.certificate_events)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&bytes),
+            )
+            .map_err(|(error, _)| anyhow::anyhow!("queueing a certificate-events record: {error}"))?;
+        self.in_flight.push_back(InFlight {
+            partition,
+            hash,
+            delivery,
+        });
+        self.states.get_mut(&partition).expect("present").fold(record, hash);
+        Ok(())
+    }
+
+    async fn encode(&self, record: &CertificateEnvelope, stop: &CancellationToken) -> anyhow::Result<Vec<u8>> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.certificates.encode(record).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(CodecError::Registry(e)) if e.retriable => {
+                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
+                }
+                Err(e) => return Err(e).context("encoding a certificate-events record"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => anyhow::bail!("stopped"),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Awaits acknowledgements: the oldest one if `block`, else only those already in.
+    async fn settle(&mut self, block: bool) -> anyhow::Result<()> {
+        while let Some(front) = self.in_flight.front_mut() {
+            let result = if block {
+                Some((&mut front.delivery).await)
+            } else {
+                (&mut front.delivery).now_or_never()
+            };
+            let Some(result) = result else { break };
+            let done = self.in_flight.pop_front().expect("front exists");
+            let delivery = result.context("the producer was dropped")?;
+            let (partition, offset) = match delivery {
+                Ok(delivery) => (delivery.partition, delivery.offset),
+                Err((error, _)) => anyhow::bail!("certificate-events write failed: {error}"),
+            };
+            debug_assert_eq!(partition, done.partition);
+            if let Some(state) = self.states.get_mut(&done.partition) {
+                state.last_delivered = Some((offset, done.hash));
+            }
+            if block {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        while !self.in_flight.is_empty() {
+            self.settle(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Signs the partition's chain head (after everything in flight is acknowledged, so the
+    /// offset it names is real) and appends the checkpoint.
+    async fn checkpoint(&mut self, partition: i32) -> anyhow::Result<()> {
+        self.drain().await?;
+        let Some(state) = self.states.get(&partition) else {
+            return Ok(());
+        };
+        let (Some((last_offset, chain_head)), Some(head)) = (state.last_delivered, state.chain_head) else {
+            return Ok(());
+        };
+        anyhow::ensure!(head == chain_head, "the chain head is not the last acknowledged record");
+        let (key_id, signature) =
+            self.signer
+                .keyring()
+                .sign(&credentials::checkpoint::message(partition, last_offset, &chain_head));
+        let record = CertificateEnvelope {
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            source: SourcePosition {
+                partition,
+                offset: state.next_source - 1,
+            },
+            previous_sha256: Some(chain_head),
+            body: CertificateBody::Checkpoint(Checkpoint {
+                partition,
+                last_offset,
+                chain_head,
+                key_id,
+                signature: signature.to_bytes().to_vec(),
+            }),
+        };
+        let stop = CancellationToken::new();
+        self.append(partition, &record, &stop).await?;
+        self.drain().await?;
+        metrics::counter!("vaxtrail_signer_checkpoints_total").increment(1);
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
+        tracing::warn!(
+            partition = message.partition(),
+            offset = message.offset(),
+            reason,
+            "dead-lettering a record"
+        );
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "vaxtrail.topic",
+                value: Some(message.topic()),
+            })
+            .insert(Header {
+                key: "vaxtrail.partition",
+                value: Some(&message.partition().to_string()),
+            })
+            .insert(Header {
+                key: "vaxtrail.offset",
+                value: Some(&message.offset().to_string()),
+            })
+            .insert(Header {
+                key: "vaxtrail.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "vaxtrail.stage",
+                value: Some("signer-worker"),
+            });
+        let producer = self.producer.lock().expect("not poisoned").clone();
+        let mut record = FutureRecord::to(&self.settings.dead_letters).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| anyhow::anyhow!("writing to dead-letters: {error}"))?;
+        metrics::counter!("vaxtrail_signer_dead_letters_total").increment(1);
+        Ok(())
+    }
+
+    /// Commits each owned partition's next offset, for lag metrics.
+    fn commit(&mut self) {
+        let mut offsets = TopicPartitionList::new();
+        for state in self.states.values() {
+            if self.committed.get(&state.partition) != Some(&state.next_source) {
+                let _ = offsets.add_partition_offset(
+                    &self.settings.vaccination_events,
+                    state.partition,
+                    Offset::Offset(state.next_source),
+                );
+                self.committed.insert(state.partition, state.next_source);
+            }
+        }
+        if offsets.count() > 0 {
+            if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
+                tracing::debug!(%error, "committing offsets (lag metrics only)");
+            }
+        }
+    }
+}
