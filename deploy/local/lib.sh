@@ -40,6 +40,9 @@ export VAXTRAIL_CLICKHOUSE_URL=${VAXTRAIL_CLICKHOUSE_URL:-$OWN_CH_URL}
 # Tokens: the services trust this machine's development key unless told otherwise.
 export VAXTRAIL_JWKS=${VAXTRAIL_JWKS:-$STATE/keys/dev-jwks.json}
 export VAXTRAIL_DEV_TOKEN_KEY=${VAXTRAIL_DEV_TOKEN_KEY:-$STATE/keys/dev-token-key.json}
+export VAXTRAIL_ISSUER_KEYS=${VAXTRAIL_ISSUER_KEYS:-$STATE/keys/issuer}
+export VAXTRAIL_ISSUER_DID=${VAXTRAIL_ISSUER_DID:-did:web:127.0.0.1%3A8090}
+export VAXTRAIL_PUBLIC_BASE_URL=${VAXTRAIL_PUBLIC_BASE_URL:-http://127.0.0.1:8090}
 
 # The project's services: name, binary, listen address.
 SERVICES=(

@@ -102,6 +102,14 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub session_timeout_ms: u64,
+    /// Longest pause between consumer polls; a rebalance also waits this long at most for a
+    /// member that does not rejoin.
+    #[arg(
+        long = "max-poll-interval-ms",
+        env = "VAXTRAIL_KAFKA_MAX_POLL_INTERVAL_MS",
+        default_value_t = 120_000
+    )]
+    pub max_poll_interval_ms: u64,
 }
 
 impl Config {
@@ -122,6 +130,7 @@ impl Config {
             checkpoint_interval: Duration::from_secs(self.checkpoint_interval_secs.max(1)),
             max_in_flight: self.max_in_flight.max(1),
             session_timeout: Duration::from_millis(self.session_timeout_ms),
+            max_poll_interval: Duration::from_millis(self.max_poll_interval_ms.max(self.session_timeout_ms)),
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct PartitionState {
     pub last_checkpoint_at: DateTime<Utc>,
     /// Offset and hash of the last output record known to be on the broker.
     pub last_delivered: Option<(i64, Sha256)>,
+    /// The output partition's end (high watermark) as this state knows it.
+    pub output_end: i64,
     /// Whether the input position was confirmed to be `next_source` since the state was built.
     pub position_confirmed: bool,
     /// Records folded whose `previousSha256` did not match the chain (a second writer, or tampering).
@@ -48,6 +50,7 @@ impl PartitionState {
             since_checkpoint: 0,
             last_checkpoint_at: Utc::now(),
             last_delivered: None,
+            output_end: 0,
             position_confirmed: false,
             chain_breaks: 0,
         }

@@ -12,7 +12,7 @@
 //! position: the output log decides.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -38,6 +38,7 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
 };
 use sha2::Digest;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::PartitionState;
@@ -60,12 +61,22 @@ pub struct Settings {
     /// Records produced and not yet acknowledged, at most.
     pub max_in_flight: usize,
     pub session_timeout: Duration,
+    /// Longest pause between polls (a rebuild counts); also how long a rebalance waits for a
+    /// member that does not rejoin.
+    pub max_poll_interval: Duration,
 }
 
-/// Partitions revoked by a rebalance, flushed before it completed.
+/// A change of ownership, in the order the rebalances happened.
+#[derive(Debug)]
+enum Ownership {
+    Revoked(Vec<i32>),
+    Assigned(Vec<i32>),
+}
+
+/// Flushes what is in flight before partitions move, and tells the loop what changed.
 struct Context {
     producer: Arc<Mutex<FutureProducer>>,
-    revoked: Arc<Mutex<Vec<i32>>>,
+    changes: Arc<Mutex<Vec<Ownership>>>,
 }
 
 impl ClientContext for Context {}
@@ -79,9 +90,23 @@ impl ConsumerContext for Context {
             if let Err(error) = producer.flush(Duration::from_secs(30)) {
                 tracing::error!(%error, "could not flush before giving up partitions");
             }
-            let mut revoked = self.revoked.lock().expect("not poisoned");
-            revoked.extend(partitions.elements().iter().map(|e| e.partition()));
+            let revoked: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
             tracing::info!(partitions = ?revoked, "partitions revoked");
+            self.changes
+                .lock()
+                .expect("not poisoned")
+                .push(Ownership::Revoked(revoked));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let assigned: Vec<i32> = partitions.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(partitions = ?assigned, "partitions assigned");
+            self.changes
+                .lock()
+                .expect("not poisoned")
+                .push(Ownership::Assigned(assigned));
         }
     }
 }
@@ -102,13 +127,34 @@ pub struct Worker {
     settings: Settings,
     consumer: StreamConsumer<Context>,
     producer: Arc<Mutex<FutureProducer>>,
-    revoked: Arc<Mutex<Vec<i32>>>,
+    changes: Arc<Mutex<Vec<Ownership>>>,
     vaccinations: VaccinationCodec,
-    certificates: CertificateCodec,
+    certificates: Arc<CertificateCodec>,
     signer: CredentialSigner,
     states: HashMap<i32, PartitionState>,
+    /// States of partitions given up, kept in case they come back unchanged (an eager rebalance
+    /// revokes everything and usually hands the same partitions back).
+    parked: HashMap<i32, PartitionState>,
     in_flight: VecDeque<InFlight>,
     committed: HashMap<i32, i64>,
+    pending_seeks: HashMap<i32, i64>,
+    /// Partitions this instance owns now.
+    owned: HashSet<i32>,
+    /// Bumped at every change of a partition's ownership, so a rebuild that finishes after the
+    /// partition moved is dropped.
+    epochs: HashMap<i32, u64>,
+    /// Partitions being rebuilt in the background (paused meanwhile: the loop keeps polling, so
+    /// the group never thinks this member is gone).
+    rebuilding: HashSet<i32>,
+    rebuilt_tx: mpsc::UnboundedSender<Rebuilt>,
+    rebuilt_rx: mpsc::UnboundedReceiver<Rebuilt>,
+}
+
+/// A background rebuild's result.
+struct Rebuilt {
+    partition: i32,
+    epoch: u64,
+    state: anyhow::Result<PartitionState>,
 }
 
 fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
@@ -116,7 +162,9 @@ fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // Signing takes milliseconds per record: wait a little to send several per batch, which
+        // makes the log cheaper to read back when a partition is taken over.
+        .set("linger.ms", "50")
         .set("max.in.flight.requests.per.connection", "5")
         .set("message.timeout.ms", "30000")
         .create()
@@ -127,11 +175,98 @@ fn sha256(bytes: &[u8]) -> Sha256 {
     sha2::Sha256::digest(bytes).into()
 }
 
+/// Reads a partition of `certificate-events` to its end and folds it into a fresh state.
+async fn rebuild(
+    settings: &Settings,
+    codec: &CertificateCodec,
+    partition: i32,
+    stop: &CancellationToken,
+) -> anyhow::Result<PartitionState> {
+    let started = std::time::Instant::now();
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", format!("{}-rebuild", settings.group))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let (input_low, _) = reader.fetch_watermarks(&settings.vaccination_events, partition, timeout)?;
+    let (low, high) = reader.fetch_watermarks(&settings.certificate_events, partition, timeout)?;
+    let mut state = PartitionState::new(partition, input_low);
+    state.output_end = high;
+    if high > low {
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&settings.certificate_events, partition, Offset::Beginning)?;
+        reader.assign(&assignment)?;
+        loop {
+            let message = tokio::select! {
+                () = stop.cancelled() => anyhow::bail!("stopped while rebuilding"),
+                m = tokio::time::timeout(Duration::from_secs(30), reader.recv()) => {
+                    m.context("no certificate-events record within 30 s while rebuilding")??
+                }
+            };
+            let bytes = message.payload().unwrap_or_default();
+            let hash = sha256(bytes);
+            state.last_delivered = Some((message.offset(), hash));
+            match decode_certificate(codec, bytes, stop).await? {
+                Some(envelope) => state.fold(&envelope, hash),
+                None => {
+                    // Our own output that does not decode: keep the chain, flag it.
+                    tracing::error!(
+                        partition,
+                        offset = message.offset(),
+                        "an unreadable certificate-events record"
+                    );
+                    state.chain_head = Some(hash);
+                }
+            }
+            if message.offset() + 1 >= high {
+                break;
+            }
+        }
+    }
+    metrics::counter!("vaxtrail_signer_rebuilds_total").increment(1);
+    metrics::counter!("vaxtrail_signer_chain_breaks_total").increment(state.chain_breaks);
+    metrics::histogram!("vaxtrail_signer_rebuild_seconds").record(started.elapsed().as_secs_f64());
+    tracing::info!(
+        partition,
+        records = high - low,
+        recipients = state.recipients(),
+        next_source = state.next_source,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "partition state rebuilt from certificate-events"
+    );
+    Ok(state)
+}
+
+/// Decodes an output record, waiting out registry outages; `None` when it is not decodable.
+async fn decode_certificate(
+    codec: &CertificateCodec,
+    bytes: &[u8],
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<CertificateEnvelope>> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match codec.decode(bytes).await {
+            Ok(envelope) => return Ok(Some(envelope)),
+            Err(CodecError::Registry(e)) if e.retriable => {
+                tracing::warn!(error = %e, "schema registry unavailable; retrying");
+            }
+            Err(_) => return Ok(None),
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped"),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
 impl Worker {
     /// Connects (lazily) and subscribes.
     pub fn new(settings: Settings, signer: CredentialSigner) -> anyhow::Result<Self> {
         let producer = Arc::new(Mutex::new(producer(&settings.brokers)?));
-        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let (rebuilt_tx, rebuilt_rx) = mpsc::unbounded_channel();
         let consumer: StreamConsumer<Context> = ClientConfig::new()
             .set("bootstrap.servers", &settings.brokers)
             .set("group.id", &settings.group)
@@ -142,9 +277,13 @@ impl Worker {
                 "heartbeat.interval.ms",
                 (settings.session_timeout.as_millis() / 4).max(100).to_string(),
             )
+            .set(
+                "max.poll.interval.ms",
+                settings.max_poll_interval.as_millis().to_string(),
+            )
             .create_with_context(Context {
                 producer: producer.clone(),
-                revoked: revoked.clone(),
+                changes: changes.clone(),
             })
             .context("creating the vaccination-events consumer")?;
         consumer
@@ -152,15 +291,25 @@ impl Worker {
             .context("subscribing to vaccination-events")?;
         Ok(Self {
             vaccinations: VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events),
-            certificates: CertificateCodec::new(&settings.registry_url, &settings.certificate_events),
+            certificates: Arc::new(CertificateCodec::new(
+                &settings.registry_url,
+                &settings.certificate_events,
+            )),
             settings,
             consumer,
             producer,
-            revoked,
+            changes,
             signer,
             states: HashMap::new(),
+            parked: HashMap::new(),
             in_flight: VecDeque::new(),
             committed: HashMap::new(),
+            pending_seeks: HashMap::new(),
+            owned: HashSet::new(),
+            epochs: HashMap::new(),
+            rebuilding: HashSet::new(),
+            rebuilt_tx,
+            rebuilt_rx,
         })
     }
 
@@ -172,7 +321,7 @@ impl Worker {
                 () = stop.cancelled() => break,
                 message = self.consumer.recv() => {
                     let message = message.map(|m| m.detach());
-                    self.forget_revoked();
+                    self.follow_ownership().await;
                     match message {
                         Ok(message) => self.handle(&message, &stop).await,
                         Err(error) => {
@@ -181,8 +330,9 @@ impl Worker {
                         }
                     }
                 }
+                Some(rebuilt) = self.rebuilt_rx.recv() => self.on_rebuilt(rebuilt),
                 _ = tick.tick() => {
-                    self.forget_revoked();
+                    self.follow_ownership().await;
                     self.on_tick().await;
                 }
             }
@@ -194,15 +344,137 @@ impl Worker {
         Ok(())
     }
 
-    fn forget_revoked(&mut self) {
-        let revoked: Vec<i32> = std::mem::take(&mut *self.revoked.lock().expect("not poisoned"));
-        for partition in revoked {
-            self.states.remove(&partition);
-            self.committed.remove(&partition);
+    /// Applies the rebalances since the last call, in order: a revoked partition's state is
+    /// dropped; an assigned one is rebuilt from the output log at once and its input position
+    /// moved to the first unanswered record (the committed offset is only a guess, and a
+    /// partition with nothing new would otherwise never be looked at).
+    async fn follow_ownership(&mut self) {
+        let changes: Vec<Ownership> = std::mem::take(&mut *self.changes.lock().expect("not poisoned"));
+        for change in changes {
+            match change {
+                Ownership::Revoked(partitions) => {
+                    for partition in &partitions {
+                        self.owned.remove(partition);
+                        *self.epochs.entry(*partition).or_default() += 1;
+                    }
+                    // Flushed in the callback: every acknowledgement is in.
+                    if let Err(error) = self.drain().await {
+                        tracing::warn!(%error, "a write before the rebalance failed");
+                        self.parked.clear();
+                        self.states.clear();
+                    }
+                    for partition in partitions {
+                        if let Some(state) = self.states.remove(&partition) {
+                            self.parked.insert(partition, state);
+                        }
+                        self.pending_seeks.remove(&partition);
+                        self.committed.remove(&partition);
+                    }
+                }
+                Ownership::Assigned(partitions) => {
+                    for partition in partitions {
+                        self.owned.insert(partition);
+                        *self.epochs.entry(partition).or_default() += 1;
+                        self.take_over(partition);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rebuilds a partition's state (or takes back the parked one if nobody wrote to the
+    /// partition since) and seeks its input to the first unanswered record.
+    fn take_over(&mut self, partition: i32) {
+        if let Some(mut state) = self.parked.remove(&partition) {
+            let end = self
+                .consumer
+                .fetch_watermarks(&self.settings.certificate_events, partition, Duration::from_secs(10))
+                .map(|(_, high)| high);
+            if end.as_ref().is_ok_and(|high| *high == state.output_end) {
+                state.position_confirmed = false;
+                let next = state.next_source;
+                self.states.insert(partition, state);
+                self.seek(partition, next);
+                metrics::counter!("vaxtrail_signer_takeovers_total", "from" => "parked").increment(1);
+                return;
+            }
+        }
+        metrics::counter!("vaxtrail_signer_takeovers_total", "from" => "log").increment(1);
+        self.rebuild_in_background(partition, Duration::ZERO);
+    }
+
+    /// Pauses the partition's input and rebuilds its state from the log in a task of its own.
+    fn rebuild_in_background(&mut self, partition: i32, after: Duration) {
+        if !self.rebuilding.insert(partition) {
+            return;
+        }
+        self.set_paused(partition, true);
+        let epoch = self.epochs.get(&partition).copied().unwrap_or_default();
+        let (settings, codec, done) = (
+            self.settings.clone(),
+            self.certificates.clone(),
+            self.rebuilt_tx.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let state = rebuild(&settings, &codec, partition, &CancellationToken::new()).await;
+            let _ = done.send(Rebuilt {
+                partition,
+                epoch,
+                state,
+            });
+        });
+    }
+
+    /// Installs a rebuilt state (unless the partition moved meanwhile) and resumes the input at
+    /// the first unanswered record.
+    fn on_rebuilt(&mut self, rebuilt: Rebuilt) {
+        let Rebuilt {
+            partition,
+            epoch,
+            state,
+        } = rebuilt;
+        self.rebuilding.remove(&partition);
+        if !self.owned.contains(&partition) {
+            return;
+        }
+        if self.epochs.get(&partition).copied().unwrap_or_default() != epoch {
+            // The partition moved away and back while this ran: someone else may have written.
+            self.rebuild_in_background(partition, Duration::ZERO);
+            return;
+        }
+        match state {
+            Ok(state) => {
+                let next = state.next_source;
+                self.states.insert(partition, state);
+                self.seek(partition, next);
+                self.set_paused(partition, false);
+            }
+            Err(error) => {
+                tracing::error!(partition, error = %format!("{error:#}"), "rebuilding the partition's state; retrying");
+                self.rebuild_in_background(partition, Duration::from_secs(2));
+            }
+        }
+    }
+
+    fn set_paused(&self, partition: i32, paused: bool) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.settings.vaccination_events, partition);
+        let result = if paused {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        if let Err(error) = result {
+            tracing::warn!(partition, paused, %error, "pausing or resuming a partition");
         }
     }
 
     async fn on_tick(&mut self) {
+        let pending: Vec<(i32, i64)> = self.pending_seeks.iter().map(|(p, o)| (*p, *o)).collect();
+        for (partition, offset) in pending {
+            self.seek(partition, offset);
+        }
         if let Err(error) = self.settle(false).await {
             self.reset(error).await;
             return;
@@ -222,7 +494,9 @@ impl Worker {
                 return;
             }
         }
-        self.commit();
+        if self.in_flight.is_empty() {
+            self.commit();
+        }
         for state in self.states.values() {
             metrics::gauge!("vaxtrail_signer_recipients", "partition" => state.partition.to_string())
                 .set(state.recipients() as f64);
@@ -241,22 +515,28 @@ impl Worker {
             Err(error) => tracing::error!(%error, "replacing the producer"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+        // The input position is past what was lost: rebuild every owned partition now and move
+        // its position back to the first unanswered record.
+        let owned: Vec<i32> = match self.consumer.assignment() {
+            Ok(list) => list.elements().iter().map(|e| e.partition()).collect(),
+            Err(error) => {
+                tracing::error!(%error, "reading the assignment");
+                Vec::new()
+            }
+        };
+        for partition in owned {
+            self.rebuild_in_background(partition, Duration::ZERO);
+        }
     }
 
     async fn handle(&mut self, message: &OwnedMessage, stop: &CancellationToken) {
         let partition = message.partition();
         if !self.states.contains_key(&partition) {
-            match self.rebuild(partition, stop).await {
-                Ok(state) => {
-                    self.states.insert(partition, state);
-                }
-                Err(error) => {
-                    tracing::error!(partition, error = %format!("{error:#}"), "rebuilding the partition's state");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    self.seek(partition, message.offset());
-                    return;
-                }
+            // Being rebuilt (the record comes again after the seek), or not ours any more.
+            if self.owned.contains(&partition) {
+                self.rebuild_in_background(partition, Duration::ZERO);
             }
+            return;
         }
         let state = self.states.get_mut(&partition).expect("built above");
         let offset = message.offset();
@@ -281,92 +561,22 @@ impl Worker {
         }
     }
 
-    fn seek(&self, partition: i32, offset: i64) {
-        if let Err(error) = self.consumer.seek(
+    /// Moves the input position; a seek that fails (the partition's fetcher is not started yet)
+    /// is retried every tick until it holds.
+    fn seek(&mut self, partition: i32, offset: i64) {
+        match self.consumer.seek(
             &self.settings.vaccination_events,
             partition,
             Offset::Offset(offset),
             Duration::from_secs(5),
         ) {
-            tracing::warn!(partition, offset, %error, "seek failed; retried at the next record");
-        }
-    }
-
-    /// Reads the output partition to its end and folds it.
-    async fn rebuild(&self, partition: i32, stop: &CancellationToken) -> anyhow::Result<PartitionState> {
-        let started = std::time::Instant::now();
-        let reader: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.settings.brokers)
-            .set("group.id", format!("{}-rebuild", self.settings.group))
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let timeout = Duration::from_secs(10);
-        let (input_low, _) = reader.fetch_watermarks(&self.settings.vaccination_events, partition, timeout)?;
-        let (low, high) = reader.fetch_watermarks(&self.settings.certificate_events, partition, timeout)?;
-        let mut state = PartitionState::new(partition, input_low);
-        if high > low {
-            let mut assignment = TopicPartitionList::new();
-            assignment.add_partition_offset(&self.settings.certificate_events, partition, Offset::Beginning)?;
-            reader.assign(&assignment)?;
-            loop {
-                let message = tokio::select! {
-                    () = stop.cancelled() => anyhow::bail!("stopped while rebuilding"),
-                    m = tokio::time::timeout(Duration::from_secs(30), reader.recv()) => {
-                        m.context("no certificate-events record within 30 s while rebuilding")??
-                    }
-                };
-                let bytes = message.payload().unwrap_or_default();
-                let hash = sha256(bytes);
-                match self.decode_certificate(bytes, stop).await? {
-                    Some(envelope) => state.fold(&envelope, hash),
-                    None => {
-                        // Our own output that does not decode: keep the chain, flag it.
-                        tracing::error!(
-                            partition,
-                            offset = message.offset(),
-                            "an unreadable certificate-events record"
-                        );
-                        state.chain_head = Some(hash);
-                    }
-                }
-                if message.offset() + 1 >= high {
-                    break;
-                }
+            Ok(()) => {
+                self.pending_seeks.remove(&partition);
             }
-        }
-        metrics::counter!("vaxtrail_signer_rebuilds_total").increment(1);
-        metrics::counter!("vaxtrail_signer_chain_breaks_total").increment(state.chain_breaks);
-        tracing::info!(
-            partition,
-            records = high - low,
-            recipients = state.recipients(),
-            next_source = state.next_source,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "partition state rebuilt from certificate-events"
-        );
-        Ok(state)
-    }
-
-    /// Decodes an output record, waiting out registry outages; `None` when it is not decodable.
-    async fn decode_certificate(
-        &self,
-        bytes: &[u8],
-        stop: &CancellationToken,
-    ) -> anyhow::Result<Option<CertificateEnvelope>> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.certificates.decode(bytes).await {
-                Ok(envelope) => return Ok(Some(envelope)),
-                Err(CodecError::Registry(e)) if e.retriable => {
-                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
-                }
-                Err(_) => return Ok(None),
+            Err(error) => {
+                tracing::warn!(partition, offset, %error, "seek failed; retrying");
+                self.pending_seeks.insert(partition, offset);
             }
-            tokio::select! {
-                () = stop.cancelled() => anyhow::bail!("stopped"),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 
@@ -553,6 +763,7 @@ impl Worker {
             debug_assert_eq!(partition, done.partition);
             if let Some(state) = self.states.get_mut(&done.partition) {
                 state.last_delivered = Some((offset, done.hash));
+                state.output_end = offset + 1;
             }
             if block {
                 break;

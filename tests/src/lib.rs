@@ -472,6 +472,7 @@ pub mod signer {
                 .env("VAXTRAIL_ISSUER_KEYS", &issuer.dir)
                 .env("VAXTRAIL_PUBLIC_BASE_URL", "https://certificates.test")
                 .env("VAXTRAIL_KAFKA_SESSION_TIMEOUT_MS", "6000")
+                .env("VAXTRAIL_KAFKA_MAX_POLL_INTERVAL_MS", "20000")
                 .env("VAXTRAIL_LOG", "info,rdkafka=warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())

@@ -5,6 +5,7 @@ use platform::{KafkaArgs, LogArgs};
 
 mod auth;
 mod bench;
+mod keys;
 mod schemas;
 mod topics;
 
@@ -40,6 +41,11 @@ enum Command {
     },
     /// Print a bearer token signed with the development key.
     Token(auth::TokenArgs),
+    /// The issuer's signing keys: generate one, or retire one to its public half.
+    Keys {
+        #[command(subcommand)]
+        action: keys::Action,
+    },
     /// Benchmarks that print figures and a ratio against a baseline run in the same process.
     Bench {
         #[command(subcommand)]
@@ -51,6 +57,8 @@ enum Command {
 enum Bench {
     /// Vaccinations posted over HTTP vs. the same records from a raw rdkafka producer.
     Ingest(bench::IngestArgs),
+    /// Credentials signed with ssi per core-second vs. raw Ed25519 signatures of the same bytes.
+    Sign(bench::SignArgs),
 }
 
 #[tokio::main]
@@ -63,8 +71,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Smoke(args) => vaxctl::smoke::run(&cli.kafka, &args).await,
         Command::DevAuth { action } => auth::init(action),
         Command::Token(args) => auth::token(args),
+        Command::Keys { action } => keys::run(action),
         Command::Bench {
             which: Bench::Ingest(args),
         } => bench::ingest(&cli.kafka, &args).await,
+        Command::Bench {
+            which: Bench::Sign(args),
+        } => bench::sign(&args).await,
     }
 }

@@ -168,3 +168,71 @@ fn record_ids_depend_on_the_answered_event_and_the_outcome_kind_only() {
     );
     assert_ne!(all[0].event_id(), all[4].event_id());
 }
+
+mod chain_walk {
+    use super::*;
+    use crate::certificate::chain::{ChainBreak, ChainWalk};
+
+    /// Three outcomes and a checkpoint, linked, with made-up record hashes.
+    fn linked() -> Vec<(i64, Sha256, CertificateEnvelope)> {
+        let all = envelopes();
+        let mut out = Vec::new();
+        let mut previous = None;
+        for (offset, mut envelope) in [all[1].clone(), all[2].clone(), all[3].clone()].into_iter().enumerate() {
+            envelope.previous_sha256 = previous;
+            let hash = [offset as u8 + 10; 32];
+            out.push((offset as i64, hash, envelope));
+            previous = Some(hash);
+        }
+        let mut checkpoint = all[4].clone();
+        checkpoint.previous_sha256 = previous;
+        if let CertificateBody::Checkpoint(c) = &mut checkpoint.body {
+            c.chain_head = previous.unwrap();
+            c.last_offset = 2;
+        }
+        out.push((3, [99; 32], checkpoint));
+        out
+    }
+
+    fn walk(records: &[(i64, Sha256, CertificateEnvelope)]) -> Result<(), ChainBreak> {
+        let mut walk = ChainWalk::default();
+        for (offset, hash, envelope) in records {
+            walk.next(*offset, *hash, Ok(envelope), |c| {
+                if c.signature == vec![7; 64] {
+                    Ok(())
+                } else {
+                    Err("bad signature".into())
+                }
+            })?;
+        }
+        assert_eq!(walk.summary().records, records.len() as u64);
+        Ok(())
+    }
+
+    #[test]
+    fn an_intact_chain_walks_to_the_end() {
+        assert_eq!(walk(&linked()), Ok(()));
+    }
+
+    #[test]
+    fn a_changed_record_breaks_the_link_after_it() {
+        let mut records = linked();
+        records[1].1 = [0; 32]; // the record at offset 1 no longer hashes to what offset 2 names
+        assert_eq!(walk(&records), Err(ChainBreak::Link { offset: 2 }));
+    }
+
+    #[test]
+    fn a_dropped_record_or_a_forged_checkpoint_is_found() {
+        let mut dropped = linked();
+        dropped.remove(1);
+        assert_eq!(walk(&dropped), Err(ChainBreak::Link { offset: 2 }));
+        let mut forged = linked();
+        if let CertificateBody::Checkpoint(c) = &mut forged[3].2.body {
+            c.signature = vec![8; 64];
+        }
+        assert!(matches!(
+            walk(&forged),
+            Err(ChainBreak::CheckpointSignature { offset: 3, .. })
+        ));
+    }
+}

@@ -1,0 +1,75 @@
+//! `vaxctl keys`: the issuer's signing keys, one PKCS#8 PEM file per key in a directory
+//! (`<key id>.pem`). Rotation: `generate` a new key, point `VAXTRAIL_ISSUER_ACTIVE_KEY` at it,
+//! restart the signers, then `retire` the old one (its public half stays published, so what it
+//! signed still verifies).
+
+use std::{io::Write, path::PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use credentials::keys;
+
+#[derive(Clone, Subcommand)]
+pub enum Action {
+    /// Write a new Ed25519 key, `DIR/ID.pem` (PKCS#8, readable by its owner only).
+    Generate {
+        #[arg(long, env = "VAXTRAIL_ISSUER_KEYS")]
+        dir: PathBuf,
+        /// The key id (the DID URL fragment); by default `key-<UTC date and time>`.
+        #[arg(long)]
+        id: Option<String>,
+        /// Succeed without writing if the directory already holds a key.
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// Replace a key by its public half: it no longer signs, and stays published for verifying.
+    Retire {
+        #[arg(long, env = "VAXTRAIL_ISSUER_KEYS")]
+        dir: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+fn has_key(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "pem"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn run(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Generate { dir, id, if_missing } => {
+            if if_missing && has_key(&dir) {
+                println!("{} already holds an issuer key", dir.display());
+                return Ok(());
+            }
+            let id = id.unwrap_or_else(|| format!("key-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+            let pem = keys::generate_pem();
+            credentials::IssuerKey::from_pem(&id, &pem).map_err(|e| anyhow::anyhow!(e))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(format!("{id}.pem"));
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(pem.as_bytes())?;
+            println!("{}", path.display());
+        }
+        Action::Retire { dir, id } => {
+            let path = dir.join(format!("{id}.pem"));
+            let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let public = keys::public_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            std::fs::write(&path, public).with_context(|| format!("writing {}", path.display()))?;
+            println!("{} now holds only the public key", path.display());
+        }
+    }
+    Ok(())
+}
