@@ -49,7 +49,9 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
     let command_address = app.local_addr();
     let command_task = tokio::spawn(app.run_until_stopped());
 
-    let mut signer = config::<signer_worker::Config>();
+    let issuer = vaxtrail_tests::signer::Issuer::new();
+    let mut signer =
+        signer_worker::Config::parse_from(["signer-worker", "--issuer-keys", &issuer.dir.display().to_string()]);
     (signer.kafka, signer.listen) = (stack.kafka.clone(), listen);
     let app = signer_worker::Application::build(&signer, shutdown.clone())
         .await

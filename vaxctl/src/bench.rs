@@ -372,10 +372,9 @@ pub async fn sign(args: &SignArgs) -> anyhow::Result<()> {
         .collect();
     let rounds = 100;
     let started = Instant::now();
-    let mut check = 0u8;
     for _ in 0..rounds {
         for b in &bytes {
-            check ^= raw_key.sign(b).to_bytes()[0];
+            std::hint::black_box(raw_key.sign(std::hint::black_box(b)));
         }
     }
     let raw = started.elapsed();
@@ -389,7 +388,6 @@ pub async fn sign(args: &SignArgs) -> anyhow::Result<()> {
         "raw_ed25519_signatures_per_core_second": raw_rate,
         "raw_us_per_signature": 1_000_000.0 / raw_rate,
         "ratio": ssi_rate / raw_rate,
-        "checksum": check,
     });
     if args.json {
         println!("{report}");
