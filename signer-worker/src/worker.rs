@@ -117,11 +117,6 @@ struct InFlight {
     delivery: DeliveryFuture,
 }
 
-/// Why a record was set aside instead of answered.
-enum Verdict {
-    Poison(String),
-}
-
 /// The signing loop and everything it owns.
 pub struct Worker {
     settings: Settings,
@@ -238,20 +233,20 @@ async fn rebuild(
     Ok(state)
 }
 
-/// Decodes an output record, waiting out registry outages; `None` when it is not decodable.
-async fn decode_certificate(
-    codec: &CertificateCodec,
-    bytes: &[u8],
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<CertificateEnvelope>> {
+/// Runs a registry-backed codec call, waiting out registry outages (retriable errors) with
+/// backoff; any other error is the record's own and is returned.
+async fn through_registry<T, F, Fut>(stop: &CancellationToken, mut call: F) -> anyhow::Result<Result<T, CodecError>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CodecError>>,
+{
     let mut backoff = Duration::from_millis(200);
     loop {
-        match codec.decode(bytes).await {
-            Ok(envelope) => return Ok(Some(envelope)),
+        match call().await {
             Err(CodecError::Registry(e)) if e.retriable => {
                 tracing::warn!(error = %e, "schema registry unavailable; retrying");
             }
-            Err(_) => return Ok(None),
+            done => return Ok(done),
         }
         tokio::select! {
             () = stop.cancelled() => anyhow::bail!("stopped"),
@@ -259,6 +254,15 @@ async fn decode_certificate(
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// Decodes an output record, waiting out registry outages; `None` when it is not decodable.
+async fn decode_certificate(
+    codec: &CertificateCodec,
+    bytes: &[u8],
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<CertificateEnvelope>> {
+    Ok(through_registry(stop, || codec.decode(bytes)).await?.ok())
 }
 
 impl Worker {
@@ -580,29 +584,18 @@ impl Worker {
         }
     }
 
+    /// The event in a record, or why it is poison (dead-letter it).
     async fn decode_vaccination(
         &self,
         bytes: Option<&[u8]>,
         stop: &CancellationToken,
-    ) -> anyhow::Result<Result<VaccinationEnvelope, Verdict>> {
+    ) -> anyhow::Result<Result<VaccinationEnvelope, String>> {
         let Some(bytes) = bytes else {
-            return Ok(Err(Verdict::Poison("the record has no value".into())));
+            return Ok(Err("the record has no value".into()));
         };
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.vaccinations.decode(bytes).await {
-                Ok(envelope) => return Ok(Ok(envelope)),
-                Err(CodecError::Registry(e)) if e.retriable => {
-                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
-                }
-                Err(e) => return Ok(Err(Verdict::Poison(e.to_string()))),
-            }
-            tokio::select! {
-                () = stop.cancelled() => anyhow::bail!("stopped"),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
+        Ok(through_registry(stop, || self.vaccinations.decode(bytes))
+            .await?
+            .map_err(|e| e.to_string()))
     }
 
     /// Decides, signs and appends the outcomes of one vaccination event.
@@ -611,7 +604,7 @@ impl Worker {
         let offset = message.offset();
         let envelope = match self.decode_vaccination(message.payload(), stop).await? {
             Ok(envelope) => envelope,
-            Err(Verdict::Poison(reason)) => {
+            Err(reason) => {
                 self.dead_letter(message, &reason).await?;
                 self.states.get_mut(&partition).expect("present").next_source = offset + 1;
                 return Ok(());
@@ -728,21 +721,9 @@ impl Worker {
     }
 
     async fn encode(&self, record: &CertificateEnvelope, stop: &CancellationToken) -> anyhow::Result<Vec<u8>> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match self.certificates.encode(record).await {
-                Ok(bytes) => return Ok(bytes),
-                Err(CodecError::Registry(e)) if e.retriable => {
-                    tracing::warn!(error = %e, "schema registry unavailable; retrying");
-                }
-                Err(e) => return Err(e).context("encoding a certificate-events record"),
-            }
-            tokio::select! {
-                () = stop.cancelled() => anyhow::bail!("stopped"),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
+        through_registry(stop, || self.certificates.encode(record))
+            .await?
+            .context("encoding a certificate-events record")
     }
 
     /// Awaits acknowledgements: the oldest one if `block`, else only those already in.
