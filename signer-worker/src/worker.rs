@@ -855,10 +855,10 @@ impl Worker {
                 self.committed.insert(state.partition, state.next_source);
             }
         }
-        if offsets.count() > 0 {
-            if let Err(error) = self.consumer.commit(&offsets, CommitMode::Async) {
-                tracing::debug!(%error, "committing offsets (lag metrics only)");
-            }
+        if offsets.count() > 0
+            && let Err(error) = self.consumer.commit(&offsets, CommitMode::Async)
+        {
+            tracing::debug!(%error, "committing offsets (lag metrics only)");
         }
     }
 }

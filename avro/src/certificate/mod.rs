@@ -50,8 +50,10 @@ pub struct Checkpoint {
     pub signature: Vec<u8>,
 }
 
-/// What a record says.
+/// What a record says. (Outcomes are far more common than checkpoints; boxing them would only
+/// add an allocation per record.)
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum CertificateBody {
     /// An outcome for a vaccination event; `credential` is present exactly for an issue.
     Outcome {

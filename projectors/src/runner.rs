@@ -1,0 +1,268 @@
+//! The consuming loop of a projection: batches bounded by count and time, positions checked
+//! against what the projection stored (never the consumer group's), undecodable records to
+//! `dead-letters`, and a failing store retried with backoff without skipping anything.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use avro::codec::{CertificateCodec, CodecError, VaccinationCodec};
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{Header, OwnedHeaders, OwnedMessage},
+    producer::{FutureProducer, FutureRecord},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::postgres::{Positioned, PostgresProjection, Projected};
+
+/// What the loop needs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub brokers: String,
+    pub registry_url: String,
+    pub group: String,
+    pub vaccination_events: String,
+    pub certificate_events: String,
+    pub dead_letters: String,
+    pub batch_size: usize,
+    pub batch_time: Duration,
+}
+
+/// Where a partition stands: the next offset to apply, and whether the consumer was seen there.
+struct Position {
+    next: i64,
+    confirmed: bool,
+}
+
+/// Runs the Postgres projection until `stop`.
+pub async fn run_postgres(
+    settings: Settings,
+    projection: PostgresProjection,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", &settings.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the projection's consumer")?;
+    consumer.subscribe(&[&settings.vaccination_events, &settings.certificate_events])?;
+    let dead_letters: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("acks", "all")
+        .create()?;
+    let vaccinations = VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events);
+    let certificates = CertificateCodec::new(&settings.registry_url, &settings.certificate_events);
+    let mut positions: HashMap<(String, i32), Position> = HashMap::new();
+
+    while !stop.is_cancelled() {
+        // Gather a batch: up to `batch_size` records, or what came within `batch_time`.
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let deadline = Instant::now() + settings.batch_time;
+        while batch.len() < settings.batch_size {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && !batch.is_empty() {
+                break;
+            }
+            let wait = if batch.is_empty() {
+                Duration::from_millis(500)
+            } else {
+                left
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                received = tokio::time::timeout(wait, consumer.recv()) => match received {
+                    Ok(Ok(message)) => batch.push(message.detach()),
+                    Ok(Err(error)) => tracing::warn!(%error, "consuming"),
+                    Err(_) => if !batch.is_empty() { break },
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+
+        // Keep only what follows the stored position of each partition.
+        let mut accepted = Vec::with_capacity(batch.len());
+        for message in batch {
+            let key = (message.topic().to_owned(), message.partition());
+            if !positions.contains_key(&key) {
+                let stored = retry(&stop, "reading stored offsets", || {
+                    projection.next_offset(&key.0, key.1)
+                })
+                .await?;
+                positions.insert(
+                    key.clone(),
+                    Position {
+                        next: stored.unwrap_or(0),
+                        confirmed: stored.is_none(),
+                    },
+                );
+            }
+            let position = positions.get_mut(&key).expect("inserted above");
+            if message.offset() < position.next {
+                continue;
+            }
+            if message.offset() > position.next && !position.confirmed {
+                if let Err(error) = consumer.seek(&key.0, key.1, Offset::Offset(position.next), Duration::from_secs(5))
+                {
+                    tracing::warn!(topic = %key.0, partition = key.1, %error, "seek failed; retried at the next record");
+                }
+                continue;
+            }
+            position.confirmed = true;
+            position.next = message.offset() + 1;
+            accepted.push(message);
+        }
+        if accepted.is_empty() {
+            continue;
+        }
+
+        // Decode; what does not decode goes to dead-letters and only its offset counts.
+        let mut items = Vec::with_capacity(accepted.len());
+        for message in &accepted {
+            let bytes = message.payload().unwrap_or_default();
+            let decoded = if message.topic() == settings.vaccination_events {
+                retry_registry(&stop, || vaccinations.decode(bytes))
+                    .await?
+                    .map(|e| Projected::Vaccination(Box::new(e)))
+            } else {
+                retry_registry(&stop, || certificates.decode(bytes))
+                    .await?
+                    .map(|e| Projected::Certificate(Box::new(e)))
+            };
+            let record = match decoded {
+                Ok(record) => record,
+                Err(reason) => {
+                    dead_letter(&dead_letters, &settings, message, &reason).await?;
+                    Projected::Skipped
+                }
+            };
+            items.push(Positioned {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                record,
+            });
+        }
+
+        let started = Instant::now();
+        retry(&stop, "applying a batch to Postgres", || projection.apply(&items)).await?;
+        metrics::histogram!("vaxtrail_projection_batch_seconds", "projection" => "postgres")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("vaxtrail_projection_batch_size", "projection" => "postgres").record(items.len() as f64);
+        metrics::counter!("vaxtrail_projection_applied_total", "projection" => "postgres")
+            .increment(items.len() as u64);
+
+        // Consumer-group offsets: for lag metrics only.
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), position) in &positions {
+            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(position.next));
+        }
+        if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+            tracing::debug!(%error, "committing offsets (lag metrics only)");
+        }
+    }
+    Ok(())
+}
+
+/// Retries a store operation with backoff until it succeeds or `stop`.
+async fn retry<T, F, Fut>(stop: &CancellationToken, what: &str, mut call: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) => {
+                metrics::counter!("vaxtrail_projection_retries_total", "projection" => "postgres").increment(1);
+                tracing::warn!(%error, what, "Postgres unavailable; retrying");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped while {what}"),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Decodes through the registry, waiting out its outages; any other error is the record's.
+async fn retry_registry<T, F, Fut>(stop: &CancellationToken, mut call: F) -> anyhow::Result<Result<T, String>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CodecError>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Err(CodecError::Registry(e)) if e.retriable => {
+                tracing::warn!(error = %e, "schema registry unavailable; retrying")
+            }
+            done => return Ok(done.map_err(|e| e.to_string())),
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped"),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn dead_letter(
+    producer: &FutureProducer,
+    settings: &Settings,
+    message: &OwnedMessage,
+    reason: &str,
+) -> anyhow::Result<()> {
+    tracing::warn!(
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        reason,
+        "dead-lettering a record"
+    );
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "vaxtrail.topic",
+            value: Some(message.topic()),
+        })
+        .insert(Header {
+            key: "vaxtrail.partition",
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: "vaxtrail.offset",
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: "vaxtrail.reason",
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: "vaxtrail.stage",
+            value: Some("projector-postgres"),
+        });
+    let mut record = FutureRecord::to(&settings.dead_letters).headers(headers);
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = message.payload() {
+        record = record.payload(payload);
+    }
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(error, _)| anyhow::anyhow!("writing to dead-letters: {error}"))?;
+    metrics::counter!("vaxtrail_projection_dead_letters_total", "projection" => "postgres").increment(1);
+    Ok(())
+}

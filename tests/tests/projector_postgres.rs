@@ -1,0 +1,246 @@
+//! The Postgres projection on the real stack: after vaccinations, corrections and revocations
+//! are signed, its tables hold exactly what the log says (compared row by row with a fold of the
+//! log), its stored offsets are the topics' ends, and a restart changes nothing.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use avro::certificate::CertificateBody;
+use clap::Parser;
+use domain::{
+    commands::CorrectionTarget,
+    events::{CertificateOutcome, VaccinationPayload},
+    ids::{CertificateId, EventId},
+    values::{Dose, Identity, Text},
+};
+use platform::Shutdown;
+use sqlx::Row;
+use vaxtrail_tests::{
+    TestStack, eventually, fixtures, kafka,
+    signer::{EventWriter, Issuer, SignerProcess, envelope, read_certificates, recipient},
+};
+
+const PEOPLE: usize = 60;
+
+async fn start_projectors(stack: &TestStack) -> Shutdown {
+    let mut config = projectors::Config::parse_from(["projectors"]);
+    config.kafka = stack.kafka.clone();
+    config.postgres = stack.postgres.clone();
+    config.redis = stack.redis.clone();
+    config.clickhouse = stack.clickhouse.clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.batch_size = 50;
+    let shutdown = Shutdown::new();
+    let app = projectors::Application::build(&config, shutdown.clone()).await.unwrap();
+    tokio::spawn(app.run_until_stopped());
+    shutdown
+}
+
+/// (certificate id → status, recipient, dose, status index) as the log says.
+fn fold(records: &[vaxtrail_tests::signer::CertificateRecord]) -> BTreeMap<String, (String, String, i32, i64)> {
+    let mut certificates = BTreeMap::new();
+    for r in records {
+        let CertificateBody::Outcome {
+            recipient_key, event, ..
+        } = &r.envelope.body
+        else {
+            continue;
+        };
+        match &event.outcome {
+            CertificateOutcome::CertificateIssued {
+                certificate_id,
+                certified,
+                status,
+                ..
+            } => {
+                certificates.insert(
+                    certificate_id.as_str().to_owned(),
+                    (
+                        "active".to_owned(),
+                        recipient_key.as_str().to_owned(),
+                        i32::from(certified.dose.number()),
+                        status.index as i64,
+                    ),
+                );
+            }
+            CertificateOutcome::CertificateSuperseded { certificate_id, .. } => {
+                certificates.get_mut(certificate_id.as_str()).unwrap().0 = "superseded".into();
+            }
+            CertificateOutcome::CertificateRevoked { certificate_id, .. } => {
+                certificates.get_mut(certificate_id.as_str()).unwrap().0 = "revoked".into();
+            }
+            CertificateOutcome::CertificateRejected { .. } => {}
+        }
+    }
+    certificates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_tables_hold_exactly_what_the_log_says_and_a_restart_changes_nothing() {
+    let stack = TestStack::new().await;
+    let writer = EventWriter::new(&stack).await;
+    let issuer = Issuer::new();
+    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
+    let projectors = start_projectors(&stack).await;
+
+    // Two doses each; person 0's first dose is corrected, person 1's second dose revoked, and
+    // person 2's first dose posted again (a duplicate, rejected).
+    let template = fixtures::divoc_record();
+    let mut inputs = 0;
+    for i in 0..PEOPLE {
+        let identity = format!("did:in.gov.uidai.aadhaar:{i:012}");
+        for dose in 1..=2 {
+            let mut record = template.clone();
+            record.recipient.identity = Identity::parse("identity", &identity).unwrap();
+            record.vaccination.dose = Dose::new(dose, 2).unwrap();
+            let payload = VaccinationPayload::VaccinationRecorded(record);
+            writer
+                .append(&envelope(&format!("p{i}d{dose}"), recipient(&identity), payload))
+                .await;
+            inputs += 1;
+        }
+    }
+    let person = |i: usize| format!("did:in.gov.uidai.aadhaar:{i:012}");
+    let mut corrected = template.clone();
+    corrected.recipient.identity = Identity::parse("identity", &person(0)).unwrap();
+    corrected.vaccination.batch = Text::parse("batch", "CORRECTED").unwrap();
+    let first_of_0 = CertificateId::for_event(EventId::derive("tests", "p0d1"));
+    writer
+        .append(&envelope(
+            "fix",
+            recipient(&person(0)),
+            VaccinationPayload::VaccinationCorrected {
+                target: CorrectionTarget::Certificate(first_of_0.clone()),
+                corrected,
+            },
+        ))
+        .await;
+    writer
+        .append(&envelope(
+            "revoke",
+            recipient(&person(1)),
+            VaccinationPayload::RevocationRequested {
+                certificate_id: CertificateId::for_event(EventId::derive("tests", "p1d2")),
+                reason: Text::parse("reason", "issued in error").unwrap(),
+            },
+        ))
+        .await;
+    let mut again = template.clone();
+    again.recipient.identity = Identity::parse("identity", &person(2)).unwrap();
+    again.vaccination.dose = Dose::new(1, 2).unwrap();
+    writer
+        .append(&envelope(
+            "again",
+            recipient(&person(2)),
+            VaccinationPayload::VaccinationRecorded(again),
+        ))
+        .await;
+    inputs += 3;
+
+    let records = read_certificates(&stack, Duration::from_secs(120), |r| {
+        r.iter()
+            .filter(|r| matches!(r.envelope.body, CertificateBody::Outcome { .. }))
+            .map(|r| match &r.envelope.body {
+                CertificateBody::Outcome { event, .. } => event.answers,
+                _ => unreachable!(),
+            })
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            == inputs
+    })
+    .await;
+    signer.stop().await;
+    let expected = fold(&records);
+    let outcomes = records
+        .iter()
+        .filter(|r| matches!(r.envelope.body, CertificateBody::Outcome { .. }))
+        .count() as i64;
+
+    let pool = stack.postgres.pool().unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(-1)
+        }
+    };
+    eventually(Duration::from_secs(60), "Postgres to catch up with the log", || async {
+        (count("event_outcomes").await == outcomes && count("vaccinations").await == inputs as i64).then_some(())
+    })
+    .await;
+
+    let actual: BTreeMap<String, (String, String, i32, i64)> =
+        sqlx::query("SELECT certificate_id, status, recipient_key, dose, status_index FROM certificates")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3), row.get(4))))
+            .collect();
+    assert_eq!(actual, expected, "the certificates table is the fold of the log");
+    assert_eq!(actual[first_of_0.as_str()].0, "superseded");
+    assert_eq!(count("recipients").await, PEOPLE as i64);
+    let rejected: String =
+        sqlx::query_scalar("SELECT rule FROM event_outcomes WHERE source_event_id = $1 AND outcome = 'rejected'")
+            .bind(EventId::derive("tests", "again").uuid())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rejected, "DuplicateVaccination");
+    // The signed credential is kept as jsonb (ssi writes a one-element evidence as the object).
+    let credential_dose: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(credential #>> '{evidence,dose}', credential #>> '{evidence,0,dose}')::bigint
+         FROM certificates WHERE certificate_id = $1",
+    )
+    .bind(CertificateId::for_event(EventId::derive("tests", "p5d2")).as_str())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(credential_dose, 2);
+
+    // The stored offsets are the topics' ends.
+    for topic in ["vaccination-events", "certificate-events"] {
+        let name = stack.topic(topic);
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COALESCE(sum(next_offset), 0)::bigint FROM projection_offsets WHERE topic = $1")
+                .bind(&name)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            stored,
+            kafka::count(&stack.kafka.brokers, &name, stack.kafka.partitions),
+            "{topic}"
+        );
+    }
+
+    // A restart reads from the stored offsets: nothing changes.
+    projectors.cancel();
+    let before: Vec<(String, String)> = sqlx::query_as("SELECT certificate_id, status FROM certificates ORDER BY 1")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let _again = start_projectors(&stack).await;
+    let mut late = template.clone();
+    late.recipient.identity = Identity::parse("identity", &person(PEOPLE)).unwrap();
+    writer
+        .append(&envelope(
+            "late",
+            recipient(&person(PEOPLE)),
+            VaccinationPayload::VaccinationRecorded(late),
+        ))
+        .await;
+    eventually(
+        Duration::from_secs(60),
+        "the restarted projection to apply a new event",
+        || async { (count("vaccinations").await == inputs as i64 + 1).then_some(()) },
+    )
+    .await;
+    let after: Vec<(String, String)> = sqlx::query_as("SELECT certificate_id, status FROM certificates ORDER BY 1")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(count("event_outcomes").await, outcomes);
+}
