@@ -3,6 +3,8 @@
 //! `Application::build(config)` connects to the dependencies and binds the listener;
 //! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
 
+pub mod analytics;
+pub mod cache;
 pub mod postgres;
 pub mod runner;
 
@@ -32,13 +34,21 @@ pub struct Config {
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:9102")]
     pub listen: SocketAddr,
-    /// Consumer group of the Postgres projection (prefixed with the topic prefix).
+    /// The projections this process runs (each its own consumer group).
     #[arg(
-        long = "postgres-group",
-        env = "VAXTRAIL_PROJECTOR_POSTGRES_GROUP",
-        default_value = "projector-postgres"
+        long = "projection",
+        env = "VAXTRAIL_PROJECTIONS",
+        value_delimiter = ',',
+        default_value = "postgres,redis,clickhouse"
     )]
-    pub postgres_group: String,
+    pub projections: Vec<Kind>,
+    /// Consumer groups are `<topic prefix><this><projection>`.
+    #[arg(
+        long = "group-prefix",
+        env = "VAXTRAIL_PROJECTOR_GROUP_PREFIX",
+        default_value = "projector-"
+    )]
+    pub group_prefix: String,
     /// Records per batch at most.
     #[arg(long = "batch-size", env = "VAXTRAIL_PROJECTOR_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
@@ -47,13 +57,21 @@ pub struct Config {
     pub batch_ms: u64,
 }
 
+/// A read model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Postgres,
+    Redis,
+    Clickhouse,
+}
+
 impl Config {
-    fn postgres_settings(&self) -> runner::Settings {
+    fn settings(&self, name: &str) -> runner::Settings {
         let topics = self.kafka.topics();
         runner::Settings {
             brokers: self.kafka.brokers.clone(),
             registry_url: self.kafka.schema_registry_url.clone(),
-            group: format!("{}{}", self.kafka.topic_prefix, self.postgres_group),
+            group: format!("{}{}{name}", self.kafka.topic_prefix, self.group_prefix),
             vaccination_events: topics.vaccination_events,
             certificate_events: topics.certificate_events,
             dead_letters: topics.dead_letters,
@@ -66,8 +84,7 @@ impl Config {
 /// The running service.
 pub struct Application {
     http: HttpService,
-    postgres: postgres::PostgresProjection,
-    settings: runner::Settings,
+    projections: tokio::task::JoinSet<anyhow::Result<()>>,
     shutdown: Shutdown,
 }
 
@@ -89,10 +106,32 @@ impl Application {
         let readiness = readiness.with("clickhouse", checks::clickhouse(config.clickhouse.client()));
         let router = platform::ops_router("projectors", readiness);
         let http = HttpService::bind(config.listen, router, shutdown.clone()).await?;
+        let mut projections = tokio::task::JoinSet::new();
+        let mut kinds = config.projections.clone();
+        kinds.dedup();
+        for kind in kinds {
+            let stop = shutdown.clone();
+            match kind {
+                Kind::Postgres => projections.spawn(runner::run(
+                    config.settings("postgres"),
+                    postgres::PostgresProjection::new(pool.clone()),
+                    stop,
+                )),
+                Kind::Redis => projections.spawn(runner::run(
+                    config.settings("redis"),
+                    cache::RedisProjection::new(config.redis.client()?, &config.redis.key_prefix),
+                    stop,
+                )),
+                Kind::Clickhouse => projections.spawn(runner::run(
+                    config.settings("clickhouse"),
+                    analytics::AnalyticsProjection::new(config.clickhouse.client()),
+                    stop,
+                )),
+            };
+        }
         Ok(Self {
             http,
-            postgres: postgres::PostgresProjection::new(pool),
-            settings: config.postgres_settings(),
+            projections,
             shutdown,
         })
     }
@@ -104,28 +143,24 @@ impl Application {
 
     /// Projects and serves until the shutdown token is cancelled (or a projection fails).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let (shutdown, stop) = (self.shutdown.clone(), self.shutdown.clone());
-        let (projection, settings) = (self.postgres, self.settings);
-        let postgres = tokio::spawn(async move {
-            // Postgres may still be starting: migrate when it answers.
-            let mut backoff = Duration::from_millis(200);
-            while let Err(error) = projection.migrate().await {
-                tracing::warn!(error = %format!("{error:#}"), "migrating the Postgres read models; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            runner::run_postgres(settings, projection, stop).await
-        });
+        let shutdown = self.shutdown.clone();
+        let mut projections = self.projections;
         let projecting = async move {
-            let result = postgres.await;
-            shutdown.cancel();
-            result
+            // The first projection to fail stops the process (its supervisor restarts it).
+            let mut outcome = Ok(());
+            while let Some(joined) = projections.join_next().await {
+                let result = joined
+                    .map_err(|e| anyhow::anyhow!("a projection panicked: {e}"))
+                    .and_then(|r| r);
+                if let Err(error) = result {
+                    shutdown.cancel();
+                    outcome = outcome.and(Err(error));
+                }
+            }
+            outcome
         };
         let (served, projected) = tokio::join!(self.http.run_until_stopped(), projecting);
-        projected.map_err(|e| anyhow::anyhow!("the Postgres projection panicked: {e}"))??;
+        projected?;
         served?;
         tracing::info!("projectors stopped");
         Ok(())

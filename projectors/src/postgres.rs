@@ -12,26 +12,10 @@ use avro::{
 use domain::events::{CertificateOutcome, VaccinationPayload};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::runner::{Positioned, Projected, Projection};
+
 /// The projection's migrations, applied at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// One decoded record with its position.
-#[derive(Clone, Debug)]
-pub enum Projected {
-    Vaccination(Box<VaccinationEnvelope>),
-    Certificate(Box<CertificateEnvelope>),
-    /// Not decodable: dead-lettered, only its offset counts.
-    Skipped,
-}
-
-/// A record to apply: topic, partition, offset and what it says.
-#[derive(Clone, Debug)]
-pub struct Positioned {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub record: Projected,
-}
 
 /// The Postgres projection.
 #[derive(Clone)]
@@ -49,18 +33,27 @@ impl PostgresProjection {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+}
 
-    /// The next offset to apply of a topic's partition, if any was stored.
-    pub async fn next_offset(&self, topic: &str, partition: i32) -> sqlx::Result<Option<i64>> {
-        sqlx::query_scalar("SELECT next_offset FROM projection_offsets WHERE topic = $1 AND partition = $2")
-            .bind(topic)
-            .bind(partition)
-            .fetch_optional(&self.pool)
-            .await
+impl Projection for PostgresProjection {
+    const NAME: &'static str = "postgres";
+
+    async fn prepare(&self) -> anyhow::Result<()> {
+        self.migrate().await
+    }
+
+    async fn next_offset(&self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT next_offset FROM projection_offsets WHERE topic = $1 AND partition = $2")
+                .bind(topic)
+                .bind(partition)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Applies a batch and stores its partitions' next offsets, in one transaction.
-    pub async fn apply(&self, batch: &[Positioned]) -> sqlx::Result<()> {
+    async fn apply(&self, batch: &[Positioned]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for item in batch {
@@ -83,7 +76,7 @@ impl PostgresProjection {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 }
 

@@ -17,7 +17,41 @@ use rdkafka::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::postgres::{Positioned, PostgresProjection, Projected};
+use avro::{certificate::CertificateEnvelope, vaccination::VaccinationEnvelope};
+
+/// One decoded record.
+#[derive(Clone, Debug)]
+pub enum Projected {
+    Vaccination(Box<VaccinationEnvelope>),
+    Certificate(Box<CertificateEnvelope>),
+    /// Not decodable: dead-lettered, only its offset counts.
+    Skipped,
+}
+
+/// A record to apply: topic, partition, offset and what it says.
+#[derive(Clone, Debug)]
+pub struct Positioned {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub record: Projected,
+}
+
+/// A read model fed from the log. `apply` must store the batch and its partitions' next offsets
+/// atomically, or write rows that are idempotent and the offsets only after them.
+pub trait Projection: Send + Sync + 'static {
+    const NAME: &'static str;
+    /// Creates what the projection needs (tables, migrations); retried until it succeeds.
+    fn prepare(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// The next offset to apply of a topic's partition, if one was stored.
+    fn next_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> impl std::future::Future<Output = anyhow::Result<Option<i64>>> + Send;
+    /// Applies a batch (in log order per partition) with its next offsets.
+    fn apply(&self, batch: &[Positioned]) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
 
 /// What the loop needs.
 #[derive(Clone, Debug)]
@@ -38,12 +72,9 @@ struct Position {
     confirmed: bool,
 }
 
-/// Runs the Postgres projection until `stop`.
-pub async fn run_postgres(
-    settings: Settings,
-    projection: PostgresProjection,
-    stop: CancellationToken,
-) -> anyhow::Result<()> {
+/// Prepares the projection (retrying while its store is down), then runs it until `stop`.
+pub async fn run<P: Projection>(settings: Settings, projection: P, stop: CancellationToken) -> anyhow::Result<()> {
+    retry::<P, _, _, _>(&stop, "preparing the store", || projection.prepare()).await?;
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .set("group.id", &settings.group)
@@ -92,7 +123,7 @@ pub async fn run_postgres(
         for message in batch {
             let key = (message.topic().to_owned(), message.partition());
             if !positions.contains_key(&key) {
-                let stored = retry(&stop, "reading stored offsets", || {
+                let stored = retry::<P, _, _, _>(&stop, "reading stored offsets", || {
                     projection.next_offset(&key.0, key.1)
                 })
                 .await?;
@@ -139,7 +170,7 @@ pub async fn run_postgres(
             let record = match decoded {
                 Ok(record) => record,
                 Err(reason) => {
-                    dead_letter(&dead_letters, &settings, message, &reason).await?;
+                    dead_letter(&dead_letters, &settings, P::NAME, message, &reason).await?;
                     Projected::Skipped
                 }
             };
@@ -152,12 +183,11 @@ pub async fn run_postgres(
         }
 
         let started = Instant::now();
-        retry(&stop, "applying a batch to Postgres", || projection.apply(&items)).await?;
-        metrics::histogram!("vaxtrail_projection_batch_seconds", "projection" => "postgres")
+        retry::<P, _, _, _>(&stop, "applying a batch", || projection.apply(&items)).await?;
+        metrics::histogram!("vaxtrail_projection_batch_seconds", "projection" => P::NAME)
             .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("vaxtrail_projection_batch_size", "projection" => "postgres").record(items.len() as f64);
-        metrics::counter!("vaxtrail_projection_applied_total", "projection" => "postgres")
-            .increment(items.len() as u64);
+        metrics::histogram!("vaxtrail_projection_batch_size", "projection" => P::NAME).record(items.len() as f64);
+        metrics::counter!("vaxtrail_projection_applied_total", "projection" => P::NAME).increment(items.len() as u64);
 
         // Consumer-group offsets: for lag metrics only.
         let mut offsets = TopicPartitionList::new();
@@ -171,19 +201,20 @@ pub async fn run_postgres(
     Ok(())
 }
 
-/// Retries a store operation with backoff until it succeeds or `stop`.
-async fn retry<T, F, Fut>(stop: &CancellationToken, what: &str, mut call: F) -> anyhow::Result<T>
+/// Retries a store operation with backoff until it succeeds or `stop`: a store that is down
+/// pauses the projection, it never skips a record.
+async fn retry<P: Projection, T, F, Fut>(stop: &CancellationToken, what: &str, mut call: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = sqlx::Result<T>>,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let mut backoff = Duration::from_millis(200);
     loop {
         match call().await {
             Ok(value) => return Ok(value),
             Err(error) => {
-                metrics::counter!("vaxtrail_projection_retries_total", "projection" => "postgres").increment(1);
-                tracing::warn!(%error, what, "Postgres unavailable; retrying");
+                metrics::counter!("vaxtrail_projection_retries_total", "projection" => P::NAME).increment(1);
+                tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), what, "store unavailable; retrying");
             }
         }
         tokio::select! {
@@ -219,9 +250,11 @@ where
 async fn dead_letter(
     producer: &FutureProducer,
     settings: &Settings,
+    projection: &'static str,
     message: &OwnedMessage,
     reason: &str,
 ) -> anyhow::Result<()> {
+    let stage = format!("projector-{projection}");
     tracing::warn!(
         topic = message.topic(),
         partition = message.partition(),
@@ -250,7 +283,7 @@ async fn dead_letter(
         })
         .insert(Header {
             key: "vaxtrail.stage",
-            value: Some("projector-postgres"),
+            value: Some(&stage),
         });
     let mut record = FutureRecord::to(&settings.dead_letters).headers(headers);
     if let Some(key) = message.key() {
@@ -263,6 +296,6 @@ async fn dead_letter(
         .send(record, Duration::from_secs(30))
         .await
         .map_err(|(error, _)| anyhow::anyhow!("writing to dead-letters: {error}"))?;
-    metrics::counter!("vaxtrail_projection_dead_letters_total", "projection" => "postgres").increment(1);
+    metrics::counter!("vaxtrail_projection_dead_letters_total", "projection" => projection).increment(1);
     Ok(())
 }

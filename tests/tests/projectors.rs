@@ -1,6 +1,6 @@
-//! The Postgres projection on the real stack: after vaccinations, corrections and revocations
-//! are signed, its tables hold exactly what the log says (compared row by row with a fold of the
-//! log), its stored offsets are the topics' ends, and a restart changes nothing.
+//! The projections on the real stack: after vaccinations, corrections and revocations are signed,
+//! Postgres, Redis and ClickHouse hold exactly what the log says (compared with a fold of the
+//! log), Postgres's stored offsets are the topics' ends, and a restart changes nothing.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -75,7 +75,7 @@ fn fold(records: &[vaxtrail_tests::signer::CertificateRecord]) -> BTreeMap<Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_postgres_tables_hold_exactly_what_the_log_says_and_a_restart_changes_nothing() {
+async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_nothing() {
     let stack = TestStack::new().await;
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
@@ -198,6 +198,136 @@ async fn the_postgres_tables_hold_exactly_what_the_log_says_and_a_restart_change
     .await
     .unwrap();
     assert_eq!(credential_dose, 2);
+
+    // Redis: every certificate's status as the log says, the revocation bit, event outcomes and
+    // each recipient's current certificates.
+    let mut redis = stack
+        .redis
+        .client()
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = &stack.redis.key_prefix;
+    eventually(Duration::from_secs(60), "Redis to catch up with the log", || {
+        let mut redis = redis.clone();
+        let key = format!("{prefix}event:{}", EventId::derive("tests", "again"));
+        async move {
+            let rule: Option<String> = redis::cmd("HGET")
+                .arg(key)
+                .arg("rejected")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            (rule.as_deref() == Some("DuplicateVaccination")).then_some(())
+        }
+    })
+    .await;
+    for (id, (status, ..)) in &expected {
+        let cached: Option<String> = redis::cmd("HGET")
+            .arg(format!("{prefix}cert:{id}:state"))
+            .arg("status")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(cached.as_deref(), Some(status.as_str()), "certificate {id} in Redis");
+        let credential: Option<String> = redis::cmd("GET")
+            .arg(format!("{prefix}cert:{id}"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(
+            credential.is_some_and(|c| c.contains(id.as_str())),
+            "credential {id} in Redis"
+        );
+    }
+    let revoked = CertificateId::for_event(EventId::derive("tests", "p1d2"));
+    let (_, _, _, index) = &expected[revoked.as_str()];
+    let list = records
+        .iter()
+        .find_map(|r| match &r.envelope.body {
+            CertificateBody::Outcome { event, .. } => match &event.outcome {
+                CertificateOutcome::CertificateRevoked { status, .. } => Some(status.list),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
+    let bit: i64 = redis::cmd("GETBIT")
+        .arg(format!("{prefix}status:{list}"))
+        .arg(*index)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(bit, 1, "the revoked certificate's status bit is set");
+    let mut current: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(format!("{prefix}recipient:{}:current", recipient(&person(0)).as_str()))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    current.sort();
+    let mut want = vec![
+        CertificateId::for_event(EventId::derive("tests", "fix"))
+            .as_str()
+            .to_owned(),
+        CertificateId::for_event(EventId::derive("tests", "p0d2"))
+            .as_str()
+            .to_owned(),
+    ];
+    want.sort();
+    assert_eq!(
+        current, want,
+        "person 0's current certificates: the correction and dose 2"
+    );
+
+    // ClickHouse: deduplicated counts equal the log's.
+    let clickhouse = stack.clickhouse.client();
+    let outcome_counts = |kind: &'static str| {
+        records
+            .iter()
+            .filter(|r| match &r.envelope.body {
+                CertificateBody::Outcome { event, .. } => matches!(
+                    (&event.outcome, kind),
+                    (CertificateOutcome::CertificateIssued { .. }, "issued")
+                        | (CertificateOutcome::CertificateSuperseded { .. }, "superseded")
+                        | (CertificateOutcome::CertificateRevoked { .. }, "revoked")
+                        | (CertificateOutcome::CertificateRejected { .. }, "rejected")
+                ),
+                _ => false,
+            })
+            .count() as u64
+    };
+    eventually(Duration::from_secs(60), "ClickHouse to catch up with the log", || {
+        let clickhouse = clickhouse.clone();
+        async move {
+            let n: u64 = clickhouse
+                .query("SELECT count() FROM certificate_outcomes FINAL")
+                .fetch_one()
+                .await
+                .ok()?;
+            (n == outcomes as u64).then_some(())
+        }
+    })
+    .await;
+    for kind in ["issued", "superseded", "revoked", "rejected"] {
+        let n: u64 = clickhouse
+            .query("SELECT count() FROM certificate_outcomes FINAL WHERE outcome = ?")
+            .bind(kind)
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(n, outcome_counts(kind), "{kind} in ClickHouse");
+    }
+    let doses: u64 = clickhouse
+        .query("SELECT count() FROM vaccinations FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        doses,
+        inputs as u64 - 1,
+        "every event with a record (the revocation has none)"
+    );
 
     // The stored offsets are the topics' ends.
     for topic in ["vaccination-events", "certificate-events"] {

@@ -1,0 +1,182 @@
+//! The Redis cache: what verifiers and citizens hit hardest. A batch's writes and its partitions'
+//! next offsets go in one MULTI/EXEC, so the cache resumes exactly after what it applied; every
+//! write is idempotent (a re-issued certificate that was since superseded or revoked is not
+//! brought back: the issue is a guarded script). The cache can be flushed and rebuilt from the log.
+//!
+//! Keys, under the configured prefix:
+//! - `cert:{id}`: the signed credential, exactly as signed;
+//! - `cert:{id}:state`: hash of `status` (active / superseded / revoked), `supersededBy`,
+//!   `reason`, `recipient`, `statusList`, `statusIndex`;
+//! - `recipient:{key}:current`: set of the recipient's current certificate ids;
+//! - `revoked`: set of revoked certificate ids; `status:{list}`: the list's revocation bits;
+//! - `event:{id}`: hash of what happened to a vaccination event (`accepted`, `issued`,
+//!   `superseded`, `revoked`, `rejected` → certificate id or rule);
+//! - `offsets`: hash of `{topic}:{partition}` → next offset.
+
+use avro::certificate::CertificateBody;
+use domain::events::CertificateOutcome;
+use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
+
+use crate::runner::{Positioned, Projected, Projection};
+
+const ISSUE: &str = r"
+if redis.call('HSETNX', KEYS[1], 'status', 'active') == 1 then
+  redis.call('HSET', KEYS[1], 'recipient', ARGV[2], 'statusList', ARGV[3], 'statusIndex', ARGV[4])
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('SADD', KEYS[3], ARGV[5])
+end
+return 0
+";
+
+/// The Redis projection.
+pub struct RedisProjection {
+    client: redis::Client,
+    prefix: String,
+    connection: OnceCell<ConnectionManager>,
+}
+
+impl RedisProjection {
+    pub fn new(client: redis::Client, prefix: &str) -> Self {
+        Self {
+            client,
+            prefix: prefix.to_owned(),
+            connection: OnceCell::new(),
+        }
+    }
+
+    async fn connection(&self) -> anyhow::Result<ConnectionManager> {
+        Ok(self
+            .connection
+            .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
+            .await?
+            .clone())
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+}
+
+impl Projection for RedisProjection {
+    const NAME: &'static str = "redis";
+
+    async fn prepare(&self) -> anyhow::Result<()> {
+        let mut connection = self.connection().await?;
+        redis::cmd("PING").query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
+    async fn next_offset(&self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
+        let mut connection = self.connection().await?;
+        Ok(redis::cmd("HGET")
+            .arg(self.key("offsets"))
+            .arg(format!("{topic}:{partition}"))
+            .query_async(&mut connection)
+            .await?)
+    }
+
+    async fn apply(&self, batch: &[Positioned]) -> anyhow::Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for item in batch {
+            match &item.record {
+                Projected::Vaccination(envelope) => {
+                    pipe.cmd("HSETNX")
+                        .arg(self.key(&format!("event:{}", envelope.event.event_id)))
+                        .arg("accepted")
+                        .arg(envelope.provenance.recorded_at.to_rfc3339())
+                        .ignore();
+                }
+                Projected::Certificate(envelope) => self.certificate(&mut pipe, envelope),
+                Projected::Skipped => {}
+            }
+            pipe.cmd("HSET")
+                .arg(self.key("offsets"))
+                .arg(format!("{}:{}", item.topic, item.partition))
+                .arg(item.offset + 1)
+                .ignore();
+        }
+        let mut connection = self.connection().await?;
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+}
+
+impl RedisProjection {
+    fn certificate(&self, pipe: &mut redis::Pipeline, envelope: &avro::certificate::CertificateEnvelope) {
+        let CertificateBody::Outcome {
+            recipient_key,
+            event,
+            credential,
+            ..
+        } = &envelope.body
+        else {
+            return;
+        };
+        let event_key = self.key(&format!("event:{}", event.answers));
+        let current = self.key(&format!("recipient:{}:current", recipient_key.as_str()));
+        match &event.outcome {
+            CertificateOutcome::CertificateIssued {
+                certificate_id, status, ..
+            } => {
+                let id = certificate_id.as_str();
+                let text = credential.as_ref().map(|c| c.text.as_str()).unwrap_or_default();
+                pipe.cmd("EVAL")
+                    .arg(ISSUE)
+                    .arg(3)
+                    .arg(self.key(&format!("cert:{id}:state")))
+                    .arg(self.key(&format!("cert:{id}")))
+                    .arg(&current)
+                    .arg(text)
+                    .arg(recipient_key.as_str())
+                    .arg(status.list)
+                    .arg(status.index)
+                    .arg(id)
+                    .ignore();
+                pipe.cmd("HSET").arg(&event_key).arg("issued").arg(id).ignore();
+            }
+            CertificateOutcome::CertificateSuperseded {
+                certificate_id,
+                superseded_by,
+                ..
+            } => {
+                let id = certificate_id.as_str();
+                pipe.cmd("HSET")
+                    .arg(self.key(&format!("cert:{id}:state")))
+                    .arg("status")
+                    .arg("superseded")
+                    .arg("supersededBy")
+                    .arg(superseded_by.as_str())
+                    .ignore();
+                pipe.cmd("SREM").arg(&current).arg(id).ignore();
+                pipe.cmd("HSET").arg(&event_key).arg("superseded").arg(id).ignore();
+            }
+            CertificateOutcome::CertificateRevoked {
+                certificate_id,
+                reason,
+                status,
+            } => {
+                let id = certificate_id.as_str();
+                pipe.cmd("HSET")
+                    .arg(self.key(&format!("cert:{id}:state")))
+                    .arg("status")
+                    .arg("revoked")
+                    .arg("reason")
+                    .arg(reason.as_str())
+                    .ignore();
+                pipe.cmd("SREM").arg(&current).arg(id).ignore();
+                pipe.cmd("SADD").arg(self.key("revoked")).arg(id).ignore();
+                pipe.cmd("SETBIT")
+                    .arg(self.key(&format!("status:{}", status.list)))
+                    .arg(status.index)
+                    .arg(1)
+                    .ignore();
+                pipe.cmd("HSET").arg(&event_key).arg("revoked").arg(id).ignore();
+            }
+            CertificateOutcome::CertificateRejected { rule, .. } => {
+                pipe.cmd("HSET").arg(&event_key).arg("rejected").arg(rule).ignore();
+            }
+        }
+    }
+}
