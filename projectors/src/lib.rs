@@ -77,6 +77,7 @@ impl Config {
             dead_letters: topics.dead_letters,
             batch_size: self.batch_size.max(1),
             batch_time: Duration::from_millis(self.batch_ms.max(1)),
+            stall: runner::Stall::default(),
         }
     }
 }
@@ -103,32 +104,43 @@ impl Application {
         let pool = config.postgres.pool()?;
         let readiness = readiness.with("postgres", checks::postgres(pool.clone()));
         let readiness = readiness.with("redis", checks::redis(config.redis.client()?));
-        let readiness = readiness.with("clickhouse", checks::clickhouse(config.clickhouse.client()));
-        let router = platform::ops_router("projectors", readiness);
-        let http = HttpService::bind(config.listen, router, shutdown.clone()).await?;
-        let mut projections = tokio::task::JoinSet::new();
+        let mut readiness = readiness.with("clickhouse", checks::clickhouse(config.clickhouse.client()));
         let mut kinds = config.projections.clone();
         kinds.dedup();
+        let mut projections = tokio::task::JoinSet::new();
         for kind in kinds {
+            let (name, check_name) = match kind {
+                Kind::Postgres => ("postgres", "projection-postgres"),
+                Kind::Redis => ("redis", "projection-redis"),
+                Kind::Clickhouse => ("clickhouse", "projection-clickhouse"),
+            };
+            let settings = config.settings(name);
+            let stall = settings.stall.clone();
+            readiness = readiness.with(check_name, move || {
+                let verdict = stall.check();
+                Box::pin(async move { verdict })
+            });
             let stop = shutdown.clone();
             match kind {
                 Kind::Postgres => projections.spawn(runner::run(
-                    config.settings("postgres"),
+                    settings,
                     postgres::PostgresProjection::new(pool.clone()),
                     stop,
                 )),
                 Kind::Redis => projections.spawn(runner::run(
-                    config.settings("redis"),
+                    settings,
                     cache::RedisProjection::new(config.redis.client()?, &config.redis.key_prefix),
                     stop,
                 )),
                 Kind::Clickhouse => projections.spawn(runner::run(
-                    config.settings("clickhouse"),
+                    settings,
                     analytics::AnalyticsProjection::new(config.clickhouse.client()),
                     stop,
                 )),
             };
         }
+        let router = platform::ops_router("projectors", readiness);
+        let http = HttpService::bind(config.listen, router, shutdown.clone()).await?;
         Ok(Self {
             http,
             projections,

@@ -53,6 +53,24 @@ pub trait Projection: Send + Sync + 'static {
     fn apply(&self, batch: &[Positioned]) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
 }
 
+/// Why a projection is waiting, if it is (shown by `/readyz`).
+#[derive(Clone, Debug, Default)]
+pub struct Stall(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl Stall {
+    fn set(&self, why: Option<String>) {
+        *self.0.lock().expect("not poisoned") = why;
+    }
+
+    /// `Err(why)` while the projection waits for its store.
+    pub fn check(&self) -> Result<(), String> {
+        match self.0.lock().expect("not poisoned").as_ref() {
+            Some(why) => Err(format!("waiting for its store: {why}")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What the loop needs.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -64,6 +82,7 @@ pub struct Settings {
     pub dead_letters: String,
     pub batch_size: usize,
     pub batch_time: Duration,
+    pub stall: Stall,
 }
 
 /// Where a partition stands: the next offset to apply, and whether the consumer was seen there.
@@ -74,7 +93,7 @@ struct Position {
 
 /// Prepares the projection (retrying while its store is down), then runs it until `stop`.
 pub async fn run<P: Projection>(settings: Settings, projection: P, stop: CancellationToken) -> anyhow::Result<()> {
-    retry::<P, _, _, _>(&stop, "preparing the store", || projection.prepare()).await?;
+    retry::<P, _, _, _>(&stop, &settings.stall, "preparing the store", || projection.prepare()).await?;
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .set("group.id", &settings.group)
@@ -123,7 +142,7 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         for message in batch {
             let key = (message.topic().to_owned(), message.partition());
             if !positions.contains_key(&key) {
-                let stored = retry::<P, _, _, _>(&stop, "reading stored offsets", || {
+                let stored = retry::<P, _, _, _>(&stop, &settings.stall, "reading stored offsets", || {
                     projection.next_offset(&key.0, key.1)
                 })
                 .await?;
@@ -183,11 +202,24 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         }
 
         let started = Instant::now();
-        retry::<P, _, _, _>(&stop, "applying a batch", || projection.apply(&items)).await?;
+        retry::<P, _, _, _>(&stop, &settings.stall, "applying a batch", || projection.apply(&items)).await?;
         metrics::histogram!("vaxtrail_projection_batch_seconds", "projection" => P::NAME)
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("vaxtrail_projection_batch_size", "projection" => P::NAME).record(items.len() as f64);
         metrics::counter!("vaxtrail_projection_applied_total", "projection" => P::NAME).increment(items.len() as u64);
+
+        // Lag of the partitions just applied: records behind their high watermarks.
+        let mut touched: Vec<(String, i32)> = items.iter().map(|i| (i.topic.clone(), i.partition)).collect();
+        touched.dedup();
+        for (topic, partition) in touched {
+            if let (Ok((_, high)), Some(position)) = (
+                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1)),
+                positions.get(&(topic.clone(), partition)),
+            ) {
+                metrics::gauge!("vaxtrail_projection_lag", "projection" => P::NAME, "topic" => topic, "partition" => partition.to_string())
+                    .set((high - position.next).max(0) as f64);
+            }
+        }
 
         // Consumer-group offsets: for lag metrics only.
         let mut offsets = TopicPartitionList::new();
@@ -203,7 +235,12 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
 
 /// Retries a store operation with backoff until it succeeds or `stop`: a store that is down
 /// pauses the projection, it never skips a record.
-async fn retry<P: Projection, T, F, Fut>(stop: &CancellationToken, what: &str, mut call: F) -> anyhow::Result<T>
+async fn retry<P: Projection, T, F, Fut>(
+    stop: &CancellationToken,
+    stall: &Stall,
+    what: &str,
+    mut call: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -211,8 +248,12 @@ where
     let mut backoff = Duration::from_millis(200);
     loop {
         match call().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                stall.set(None);
+                return Ok(value);
+            }
             Err(error) => {
+                stall.set(Some(format!("{what}: {error:#}")));
                 metrics::counter!("vaxtrail_projection_retries_total", "projection" => P::NAME).increment(1);
                 tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), what, "store unavailable; retrying");
             }

@@ -631,3 +631,33 @@ pub mod signer {
         }
     }
 }
+
+/// Runs a `deploy/local` script (without rebuilding), asserting it succeeds.
+pub async fn deploy_local(script: &str, args: &[&str]) {
+    let status = tokio::process::Command::new(repo_root().join("deploy/local").join(script))
+        .args(args)
+        .env("VAXTRAIL_SKIP_BUILD", "1")
+        .status()
+        .await
+        .expect("the deploy scripts run");
+    assert!(status.success(), "deploy/local/{script} {args:?}");
+}
+
+/// The projectors, in-process on the test's topics and stores: every projection, small batches.
+/// Returns the shutdown token and the ops address.
+pub async fn spawn_projectors(stack: &TestStack) -> (platform::Shutdown, std::net::SocketAddr) {
+    let mut config = projectors::Config::parse_from(["projectors"]);
+    config.kafka = stack.kafka.clone();
+    config.postgres = stack.postgres.clone();
+    config.redis = stack.redis.clone();
+    config.clickhouse = stack.clickhouse.clone();
+    config.listen = "127.0.0.1:0".parse().expect("an address");
+    config.batch_size = 50;
+    let shutdown = platform::Shutdown::new();
+    let app = projectors::Application::build(&config, shutdown.clone())
+        .await
+        .expect("the projectors build");
+    let address = app.local_addr();
+    tokio::spawn(app.run_until_stopped());
+    (shutdown, address)
+}

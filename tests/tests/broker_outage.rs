@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use platform::auth::Role;
 use serde_json::Value;
-use vaxtrail_tests::{CommandApi, TestAuth, TestStack, eventually, fixtures, kafka, repo_root};
+use vaxtrail_tests::{CommandApi, TestAuth, TestStack, deploy_local, eventually, fixtures, kafka};
 
 async fn post(url: &str, auth: &TestAuth, key: &str, body: &Value) -> u16 {
     reqwest::Client::new()
@@ -22,16 +22,6 @@ async fn post(url: &str, auth: &TestAuth, key: &str, body: &Value) -> u16 {
         .as_u16()
 }
 
-async fn local(script: &str, args: &[&str]) {
-    let status = tokio::process::Command::new(repo_root().join("deploy/local").join(script))
-        .args(args)
-        .env("VAXTRAIL_SKIP_BUILD", "1")
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "deploy/local/{script} {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_outage_gives_503_and_the_retry_after_it_loses_nothing() {
     let stack = TestStack::new().await;
@@ -43,14 +33,14 @@ async fn a_broker_outage_gives_503_and_the_retry_after_it_loses_nothing() {
     second["vaccination"]["dose"] = 2.into();
     assert_eq!(post(&url, auth, "before", &first).await, 202);
 
-    local("down", &["broker"]).await;
+    deploy_local("down", &["broker"]).await;
     assert_eq!(
         post(&url, auth, "during", &second).await,
         503,
         "never 202 while the broker is down"
     );
 
-    local("up", &[]).await;
+    deploy_local("up", &[]).await;
     // The client retries the same request until the API accepts it.
     eventually(Duration::from_secs(60), "the retry to be accepted", || {
         let (url, second) = (url.clone(), second.clone());

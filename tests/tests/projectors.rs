@@ -5,35 +5,20 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use avro::certificate::CertificateBody;
-use clap::Parser;
 use domain::{
     commands::CorrectionTarget,
     events::{CertificateOutcome, VaccinationPayload},
     ids::{CertificateId, EventId},
     values::{Dose, Identity, Text},
 };
-use platform::Shutdown;
 use sqlx::Row;
 use vaxtrail_tests::{
     TestStack, eventually, fixtures, kafka,
     signer::{EventWriter, Issuer, SignerProcess, envelope, read_certificates, recipient},
+    spawn_projectors,
 };
 
 const PEOPLE: usize = 60;
-
-async fn start_projectors(stack: &TestStack) -> Shutdown {
-    let mut config = projectors::Config::parse_from(["projectors"]);
-    config.kafka = stack.kafka.clone();
-    config.postgres = stack.postgres.clone();
-    config.redis = stack.redis.clone();
-    config.clickhouse = stack.clickhouse.clone();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.batch_size = 50;
-    let shutdown = Shutdown::new();
-    let app = projectors::Application::build(&config, shutdown.clone()).await.unwrap();
-    tokio::spawn(app.run_until_stopped());
-    shutdown
-}
 
 /// (certificate id → status, recipient, dose, status index) as the log says.
 fn fold(records: &[vaxtrail_tests::signer::CertificateRecord]) -> BTreeMap<String, (String, String, i32, i64)> {
@@ -80,7 +65,7 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
     let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
-    let projectors = start_projectors(&stack).await;
+    let projectors = spawn_projectors(&stack).await.0;
 
     // Two doses each; person 0's first dose is corrected, person 1's second dose revoked, and
     // person 2's first dose posted again (a duplicate, rejected).
@@ -351,7 +336,7 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
         .fetch_all(&pool)
         .await
         .unwrap();
-    let _again = start_projectors(&stack).await;
+    let _again = spawn_projectors(&stack).await.0;
     let mut late = template.clone();
     late.recipient.identity = Identity::parse("identity", &person(PEOPLE)).unwrap();
     writer
