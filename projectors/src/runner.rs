@@ -128,7 +128,10 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
                 () = stop.cancelled() => break,
                 received = tokio::time::timeout(wait, consumer.recv()) => match received {
                     Ok(Ok(message)) => batch.push(message.detach()),
-                    Ok(Err(error)) => tracing::warn!(%error, "consuming"),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "consuming");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                     Err(_) => if !batch.is_empty() { break },
                 }
             }
