@@ -3,7 +3,7 @@
 //! start-up); decoding fetches the writer's schema by id, so records written with a newer,
 //! compatible schema (an added optional field) still decode.
 
-use std::marker::PhantomData;
+use std::{marker::PhantomData, time::Duration};
 
 use apache_avro::types::Value;
 use schema_registry_converter::{
@@ -14,6 +14,8 @@ use schema_registry_converter::{
     error::SRCError,
     schema_registry_common::SubjectNameStrategy,
 };
+
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     certificate::{self, CertificateEnvelope},
@@ -95,5 +97,29 @@ impl<T: Envelope> Codec<T> {
     pub async fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
         let decoded = self.decoder.decode(Some(bytes)).await?;
         Ok(T::from_avro(&decoded.value)?)
+    }
+}
+
+/// Runs a registry-backed codec call, waiting out registry outages (retriable errors) with
+/// backoff until `stop`; any other error is the record's own and is returned, for the caller to
+/// dead-letter.
+pub async fn through_registry<T, F, Fut>(stop: &CancellationToken, mut call: F) -> anyhow::Result<Result<T, CodecError>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CodecError>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Err(CodecError::Registry(e)) if e.retriable => {
+                tracing::warn!(error = %e, "schema registry unavailable; retrying");
+            }
+            done => return Ok(done),
+        }
+        tokio::select! {
+            () = stop.cancelled() => anyhow::bail!("stopped"),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }

@@ -139,6 +139,18 @@ pub enum CertificateOutcome {
     },
 }
 
+impl CertificateOutcome {
+    /// The outcome's record name on the topic.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::CertificateIssued { .. } => "CertificateIssued",
+            Self::CertificateSuperseded { .. } => "CertificateSuperseded",
+            Self::CertificateRevoked { .. } => "CertificateRevoked",
+            Self::CertificateRejected { .. } => "CertificateRejected",
+        }
+    }
+}
+
 impl From<Rejection> for CertificateOutcome {
     fn from(rejection: Rejection) -> Self {
         Self::CertificateRejected {

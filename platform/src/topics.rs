@@ -4,10 +4,13 @@
 use std::time::Duration;
 
 use rdkafka::{
-    ClientConfig,
+    ClientConfig, Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
+    message::{Header, OwnedHeaders, OwnedMessage},
+    producer::{FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
 
@@ -184,6 +187,53 @@ pub async fn partition_counts(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<
     })
     .await
     .expect("metadata task does not panic")
+}
+
+/// Writes a record that could not be decoded or applied to the dead-letter topic: its original
+/// key and value bytes, and headers `vaxtrail.topic`, `vaxtrail.partition`, `vaxtrail.offset`,
+/// `vaxtrail.reason` and `vaxtrail.stage` (who refused it). Returns once the broker acknowledged.
+pub async fn dead_letter(
+    producer: &FutureProducer,
+    dead_letters: &str,
+    message: &OwnedMessage,
+    stage: &str,
+    reason: &str,
+) -> Result<(), KafkaError> {
+    tracing::warn!(
+        topic = message.topic(),
+        partition = message.partition(),
+        offset = message.offset(),
+        stage,
+        reason,
+        "dead-lettering a record"
+    );
+    let (partition, offset) = (message.partition().to_string(), message.offset().to_string());
+    let headers = [
+        ("vaxtrail.topic", message.topic()),
+        ("vaxtrail.partition", partition.as_str()),
+        ("vaxtrail.offset", offset.as_str()),
+        ("vaxtrail.reason", reason),
+        ("vaxtrail.stage", stage),
+    ]
+    .into_iter()
+    .fold(OwnedHeaders::new(), |headers, (key, value)| {
+        headers.insert(Header {
+            key,
+            value: Some(value),
+        })
+    });
+    let mut record = FutureRecord::to(dead_letters).headers(headers);
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = message.payload() {
+        record = record.payload(payload);
+    }
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map(|_| ())
+        .map_err(|(error, _)| error)
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use avro::codec::{CertificateCodec, CodecError, VaccinationCodec};
+use avro::codec::{CertificateCodec, VaccinationCodec, through_registry};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::{Header, OwnedHeaders, OwnedMessage},
-    producer::{FutureProducer, FutureRecord},
+    message::OwnedMessage,
+    producer::FutureProducer,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -181,12 +181,14 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         for message in &accepted {
             let bytes = message.payload().unwrap_or_default();
             let decoded = if message.topic() == settings.vaccination_events {
-                retry_registry(&stop, || vaccinations.decode(bytes))
+                through_registry(&stop, || vaccinations.decode(bytes))
                     .await?
+                    .map_err(|e| e.to_string())
                     .map(|e| Projected::Vaccination(Box::new(e)))
             } else {
-                retry_registry(&stop, || certificates.decode(bytes))
+                through_registry(&stop, || certificates.decode(bytes))
                     .await?
+                    .map_err(|e| e.to_string())
                     .map(|e| Projected::Certificate(Box::new(e)))
             };
             let record = match decoded {
@@ -269,28 +271,6 @@ where
     }
 }
 
-/// Decodes through the registry, waiting out its outages; any other error is the record's.
-async fn retry_registry<T, F, Fut>(stop: &CancellationToken, mut call: F) -> anyhow::Result<Result<T, String>>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, CodecError>>,
-{
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match call().await {
-            Err(CodecError::Registry(e)) if e.retriable => {
-                tracing::warn!(error = %e, "schema registry unavailable; retrying")
-            }
-            done => return Ok(done.map_err(|e| e.to_string())),
-        }
-        tokio::select! {
-            () = stop.cancelled() => anyhow::bail!("stopped"),
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-}
-
 async fn dead_letter(
     producer: &FutureProducer,
     settings: &Settings,
@@ -299,47 +279,9 @@ async fn dead_letter(
     reason: &str,
 ) -> anyhow::Result<()> {
     let stage = format!("projector-{projection}");
-    tracing::warn!(
-        topic = message.topic(),
-        partition = message.partition(),
-        offset = message.offset(),
-        reason,
-        "dead-lettering a record"
-    );
-    let partition = message.partition().to_string();
-    let offset = message.offset().to_string();
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "vaxtrail.topic",
-            value: Some(message.topic()),
-        })
-        .insert(Header {
-            key: "vaxtrail.partition",
-            value: Some(&partition),
-        })
-        .insert(Header {
-            key: "vaxtrail.offset",
-            value: Some(&offset),
-        })
-        .insert(Header {
-            key: "vaxtrail.reason",
-            value: Some(reason),
-        })
-        .insert(Header {
-            key: "vaxtrail.stage",
-            value: Some(&stage),
-        });
-    let mut record = FutureRecord::to(&settings.dead_letters).headers(headers);
-    if let Some(key) = message.key() {
-        record = record.key(key);
-    }
-    if let Some(payload) = message.payload() {
-        record = record.payload(payload);
-    }
-    producer
-        .send(record, Duration::from_secs(30))
+    platform::topics::dead_letter(producer, &settings.dead_letters, message, &stage, reason)
         .await
-        .map_err(|(error, _)| anyhow::anyhow!("writing to dead-letters: {error}"))?;
+        .context("writing to dead-letters")?;
     metrics::counter!("vaxtrail_projection_dead_letters_total", "projection" => projection).increment(1);
     Ok(())
 }

@@ -20,7 +20,7 @@ use std::{
 use anyhow::Context as _;
 use avro::{
     certificate::{CertificateBody, CertificateEnvelope, Checkpoint, IssuedCredential, Sha256, SourcePosition},
-    codec::{CertificateCodec, CodecError, VaccinationCodec},
+    codec::{CertificateCodec, VaccinationCodec, through_registry},
     vaccination::VaccinationEnvelope,
 };
 use chrono::Utc;
@@ -34,7 +34,7 @@ use futures::FutureExt;
 use rdkafka::{
     ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    message::{Header, OwnedHeaders, OwnedMessage},
+    message::OwnedMessage,
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
 };
 use sha2::Digest;
@@ -231,29 +231,6 @@ async fn rebuild(
         "partition state rebuilt from certificate-events"
     );
     Ok(state)
-}
-
-/// Runs a registry-backed codec call, waiting out registry outages (retriable errors) with
-/// backoff; any other error is the record's own and is returned.
-async fn through_registry<T, F, Fut>(stop: &CancellationToken, mut call: F) -> anyhow::Result<Result<T, CodecError>>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, CodecError>>,
-{
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match call().await {
-            Err(CodecError::Registry(e)) if e.retriable => {
-                tracing::warn!(error = %e, "schema registry unavailable; retrying");
-            }
-            done => return Ok(done),
-        }
-        tokio::select! {
-            () = stop.cancelled() => anyhow::bail!("stopped"),
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
 }
 
 /// Decodes an output record, waiting out registry outages; `None` when it is not decodable.
@@ -654,15 +631,10 @@ impl Worker {
                 }
                 _ => None,
             };
-            let kind = match &outcome.outcome {
-                CertificateOutcome::CertificateIssued { .. } => "CertificateIssued",
-                CertificateOutcome::CertificateSuperseded { .. } => "CertificateSuperseded",
-                CertificateOutcome::CertificateRevoked { .. } => "CertificateRevoked",
-                CertificateOutcome::CertificateRejected { rule, .. } => {
-                    metrics::counter!("vaxtrail_signer_rejections_total", "rule" => rule.clone()).increment(1);
-                    "CertificateRejected"
-                }
-            };
+            let kind = outcome.outcome.event_type();
+            if let CertificateOutcome::CertificateRejected { rule, .. } = &outcome.outcome {
+                metrics::counter!("vaxtrail_signer_rejections_total", "rule" => rule.clone()).increment(1);
+            }
             let state = self.states.get_mut(&partition).expect("present");
             let record = CertificateEnvelope {
                 occurred_at: envelope.provenance.occurred_at,
@@ -799,45 +771,10 @@ impl Worker {
     }
 
     async fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
-        tracing::warn!(
-            partition = message.partition(),
-            offset = message.offset(),
-            reason,
-            "dead-lettering a record"
-        );
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "vaxtrail.topic",
-                value: Some(message.topic()),
-            })
-            .insert(Header {
-                key: "vaxtrail.partition",
-                value: Some(&message.partition().to_string()),
-            })
-            .insert(Header {
-                key: "vaxtrail.offset",
-                value: Some(&message.offset().to_string()),
-            })
-            .insert(Header {
-                key: "vaxtrail.reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "vaxtrail.stage",
-                value: Some("signer-worker"),
-            });
         let producer = self.producer.lock().expect("not poisoned").clone();
-        let mut record = FutureRecord::to(&self.settings.dead_letters).headers(headers);
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        if let Some(payload) = message.payload() {
-            record = record.payload(payload);
-        }
-        producer
-            .send(record, Duration::from_secs(30))
+        platform::topics::dead_letter(&producer, &self.settings.dead_letters, message, "signer-worker", reason)
             .await
-            .map_err(|(error, _)| anyhow::anyhow!("writing to dead-letters: {error}"))?;
+            .context("writing to dead-letters")?;
         metrics::counter!("vaxtrail_signer_dead_letters_total").increment(1);
         Ok(())
     }

@@ -95,12 +95,7 @@ impl CertificateEnvelope {
     pub fn event_type(&self) -> &'static str {
         match &self.body {
             CertificateBody::Checkpoint(_) => "Checkpoint",
-            CertificateBody::Outcome { event, .. } => match event.outcome {
-                CertificateOutcome::CertificateIssued { .. } => "CertificateIssued",
-                CertificateOutcome::CertificateSuperseded { .. } => "CertificateSuperseded",
-                CertificateOutcome::CertificateRevoked { .. } => "CertificateRevoked",
-                CertificateOutcome::CertificateRejected { .. } => "CertificateRejected",
-            },
+            CertificateBody::Outcome { event, .. } => event.outcome.event_type(),
         }
     }
 }
