@@ -11,6 +11,20 @@ use vaxtrail_tests::{
     spawn_projectors,
 };
 
+/// Brings the stack's Postgres back if the test fails while it is stopped, so the tests after
+/// this one still have it.
+struct RestartOnDrop(bool);
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::process::Command::new(vaxtrail_tests::repo_root().join("deploy/local/up"))
+                .env("VAXTRAIL_SKIP_BUILD", "1")
+                .status();
+        }
+    }
+}
+
 const BEFORE: usize = 60;
 const DURING: usize = 120;
 
@@ -63,6 +77,7 @@ async fn a_postgres_outage_pauses_only_the_postgres_projection_which_then_catche
     .await;
 
     deploy_local("down", &["postgres"]).await;
+    let mut restore = RestartOnDrop(true);
     let stopped = Instant::now();
     assert!(
         postgres_count("vaccinations").await.is_none(),
@@ -79,7 +94,7 @@ async fn a_postgres_outage_pauses_only_the_postgres_projection_which_then_catche
         || async { (clickhouse_count("certificate_outcomes").await == Some(total)).then_some(()) },
     )
     .await;
-    let mut redis = stack
+    let redis = stack
         .redis
         .client()
         .unwrap()
@@ -91,13 +106,28 @@ async fn a_postgres_outage_pauses_only_the_postgres_projection_which_then_catche
         stack.redis.key_prefix,
         domain::ids::EventId::derive("tests", &format!("v{}", total - 1))
     );
-    let issued: Option<String> = redis::cmd("HGET")
-        .arg(&last)
-        .arg("issued")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert!(issued.is_some(), "Redis has the last outcome while Postgres is down");
+    // Redis is a projection of its own: wait for it, independently of ClickHouse.
+    eventually(
+        Duration::from_secs(60),
+        "Redis to take the last outcome while Postgres is down",
+        || {
+            let (mut redis, last) = (redis.clone(), last.clone());
+            async move {
+                let issued: Option<String> = redis::cmd("HGET")
+                    .arg(&last)
+                    .arg("issued")
+                    .query_async(&mut redis)
+                    .await
+                    .ok()?;
+                issued.map(|_| ())
+            }
+        },
+    )
+    .await;
+    assert!(
+        postgres_count("vaccinations").await.is_none(),
+        "Postgres was still down meanwhile"
+    );
     // The Postgres projection says it waits.
     let readiness: serde_json::Value = eventually(
         Duration::from_secs(30),
@@ -122,6 +152,7 @@ async fn a_postgres_outage_pauses_only_the_postgres_projection_which_then_catche
     // Twenty seconds down, then back: Postgres catches up, nothing missing or doubled.
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(stopped.elapsed())).await;
     deploy_local("up", &[]).await;
+    restore.0 = false;
     eventually(Duration::from_secs(90), "Postgres to catch up", || async {
         (postgres_count("certificates").await == Some(total as i64)
             && postgres_count("vaccinations").await == Some(total as i64)
