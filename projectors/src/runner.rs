@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -85,6 +86,9 @@ pub struct Settings {
     pub stall: Stall,
 }
 
+/// How often the lag gauge asks the broker for high watermarks.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
 /// Where a partition stands: the next offset to apply, and whether the consumer was seen there.
 struct Position {
     next: i64,
@@ -94,12 +98,13 @@ struct Position {
 /// Prepares the projection (retrying while its store is down), then runs it until `stop`.
 pub async fn run<P: Projection>(settings: Settings, projection: P, stop: CancellationToken) -> anyhow::Result<()> {
     retry::<P, _, _, _>(&stop, &settings.stall, "preparing the store", || projection.prepare()).await?;
-    let consumer: StreamConsumer = ClientConfig::new()
+    let consumer: Arc<StreamConsumer> = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .set("group.id", &settings.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
+        .map(Arc::new)
         .context("creating the projection's consumer")?;
     consumer.subscribe(&[&settings.vaccination_events, &settings.certificate_events])?;
     let dead_letters: FutureProducer = ClientConfig::new()
@@ -109,6 +114,7 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
     let vaccinations = VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events);
     let certificates = CertificateCodec::new(&settings.registry_url, &settings.certificate_events);
     let mut positions: HashMap<(String, i32), Position> = HashMap::new();
+    let mut last_lag: Option<Instant> = None;
 
     while !stop.is_cancelled() {
         // Gather a batch: up to `batch_size` records, or what came within `batch_time`.
@@ -162,8 +168,14 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
                 continue;
             }
             if message.offset() > position.next && !position.confirmed {
-                if let Err(error) = consumer.seek(&key.0, key.1, Offset::Offset(position.next), Duration::from_secs(5))
-                {
+                // A seek waits on librdkafka: keep it off the runtime's threads, which the other
+                // projections in this process share.
+                let (seeker, (topic, partition), next) = (consumer.clone(), key.clone(), position.next);
+                let sought = tokio::task::spawn_blocking(move || {
+                    seeker.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(5))
+                })
+                .await?;
+                if let Err(error) = sought {
                     tracing::warn!(topic = %key.0, partition = key.1, %error, "seek failed; retried at the next record");
                 }
                 continue;
@@ -213,17 +225,23 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         metrics::histogram!("vaxtrail_projection_batch_size", "projection" => P::NAME).record(items.len() as f64);
         metrics::counter!("vaxtrail_projection_applied_total", "projection" => P::NAME).increment(items.len() as u64);
 
-        // Lag of the partitions just applied: records behind their high watermarks.
-        let mut touched: Vec<(String, i32)> = items.iter().map(|i| (i.topic.clone(), i.partition)).collect();
-        touched.dedup();
-        for (topic, partition) in touched {
-            if let (Ok((_, high)), Some(position)) = (
-                consumer.fetch_watermarks(&topic, partition, Duration::from_secs(1)),
-                positions.get(&(topic.clone(), partition)),
-            ) {
-                metrics::gauge!("vaxtrail_projection_lag", "projection" => P::NAME, "topic" => topic, "partition" => partition.to_string())
-                    .set((high - position.next).max(0) as f64);
-            }
+        // Lag: records behind each partition's high watermark, asked of the broker at most every
+        // few seconds and off the runtime's threads (the request blocks).
+        if last_lag.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
+            last_lag = Some(Instant::now());
+            let asked: Vec<(String, i32, i64)> = positions
+                .iter()
+                .map(|((topic, partition), p)| (topic.clone(), *partition, p.next))
+                .collect();
+            let reader = consumer.clone();
+            tokio::task::spawn_blocking(move || {
+                for (topic, partition, next) in asked {
+                    if let Ok((_, high)) = reader.fetch_watermarks(&topic, partition, Duration::from_secs(2)) {
+                        metrics::gauge!("vaxtrail_projection_lag", "projection" => P::NAME, "topic" => topic, "partition" => partition.to_string())
+                            .set((high - next).max(0) as f64);
+                    }
+                }
+            });
         }
 
         // Consumer-group offsets: for lag metrics only.
