@@ -3,13 +3,15 @@
 //! the projection resumes exactly after what it applied; every write is an idempotent upsert keyed
 //! by an id from the log, so a redelivery or a replay changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use avro::{
     certificate::{CertificateBody, CertificateEnvelope},
     vaccination::VaccinationEnvelope,
 };
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::events::{CertificateOutcome, VaccinationPayload};
+use sqlx::types::Uuid;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::runner::{Positioned, Projected, Projection};
@@ -52,199 +54,444 @@ impl Projection for PostgresProjection {
         )
     }
 
-    /// Applies a batch and stores its partitions' next offsets, in one transaction.
+    /// Applies a batch and stores its partitions' next offsets, in one transaction: a handful of
+    /// multi-row statements (arrays bound once and `UNNEST`ed), whatever the batch's size.
     async fn apply(&self, batch: &[Positioned]) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        let mut rows = Rows::default();
         for item in batch {
             match &item.record {
-                Projected::Vaccination(envelope) => vaccination(&mut tx, item, envelope).await?,
-                Projected::Certificate(envelope) => certificate(&mut tx, item, envelope).await?,
+                Projected::Vaccination(envelope) => rows.vaccination(item, envelope),
+                Projected::Certificate(envelope) => rows.certificate(item, envelope),
                 Projected::Skipped => {}
             }
-            let slot = next.entry((item.topic.as_str(), item.partition)).or_default();
+            let slot = rows.next.entry((item.topic.clone(), item.partition)).or_default();
             *slot = (*slot).max(item.offset + 1);
         }
-        for ((topic, partition), offset) in next {
-            sqlx::query(
-                "INSERT INTO projection_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
-                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset)",
-            )
-            .bind(topic)
-            .bind(partition)
-            .bind(offset)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let mut tx = self.pool.begin().await?;
+        rows.write(&mut tx).await?;
         Ok(tx.commit().await?)
     }
 }
 
-async fn vaccination(
-    tx: &mut Transaction<'_, Postgres>,
-    at: &Positioned,
-    envelope: &VaccinationEnvelope,
-) -> sqlx::Result<()> {
-    let event = &envelope.event;
-    let p = &envelope.provenance;
-    let record = event.payload.record();
-    let target = match &event.payload {
-        VaccinationPayload::RevocationRequested { certificate_id, .. } => Some(certificate_id.as_str().to_owned()),
-        VaccinationPayload::VaccinationCorrected {
-            target: domain::commands::CorrectionTarget::Certificate(id),
-            ..
-        } => Some(id.as_str().to_owned()),
-        _ => None,
-    };
-    sqlx::query(
-        "INSERT INTO vaccinations (event_id, event_type, recipient_key, programme, dose, total_doses, vaccine,
-             manufacturer, batch, vaccination_date, facility, district, state, target_certificate,
-             occurred_at, recorded_at, log_partition, log_offset)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event.event_id.uuid())
-    .bind(event.payload.event_type())
-    .bind(event.recipient_key.as_str())
-    .bind(record.map(|r| r.programme.as_str().to_owned()))
-    .bind(record.map(|r| i32::from(r.vaccination.dose.number())))
-    .bind(record.map(|r| i32::from(r.vaccination.dose.of())))
-    .bind(record.map(|r| r.vaccination.vaccine.name.clone()))
-    .bind(record.map(|r| r.vaccination.manufacturer.as_str().to_owned()))
-    .bind(record.map(|r| r.vaccination.batch.as_str().to_owned()))
-    .bind(record.map(|r| r.vaccination.date.date()))
-    .bind(record.map(|r| r.facility.name.as_str().to_owned()))
-    .bind(record.map(|r| r.facility.address.district.as_str().to_owned()))
-    .bind(record.map(|r| r.facility.address.state.as_str().to_owned()))
-    .bind(target)
-    .bind(p.occurred_at)
-    .bind(p.recorded_at)
-    .bind(at.partition)
-    .bind(at.offset)
-    .execute(&mut **tx)
-    .await?;
-    if let Some(record) = record {
-        let contacts: Vec<String> = record.recipient.contact.iter().map(|c| c.as_str().to_owned()).collect();
-        sqlx::query(
-            "INSERT INTO recipients (recipient_key, pre_enrollment_codes, contacts, first_seen_at, last_seen_at)
-             VALUES ($1, ARRAY[$2], $3, $4, $4)
-             ON CONFLICT (recipient_key) DO UPDATE SET
-               pre_enrollment_codes = ARRAY(SELECT DISTINCT unnest(recipients.pre_enrollment_codes || EXCLUDED.pre_enrollment_codes) ORDER BY 1),
-               contacts = ARRAY(SELECT DISTINCT unnest(recipients.contacts || EXCLUDED.contacts) ORDER BY 1),
-               first_seen_at = LEAST(recipients.first_seen_at, EXCLUDED.first_seen_at),
-               last_seen_at = GREATEST(recipients.last_seen_at, EXCLUDED.last_seen_at)",
-        )
-        .bind(event.recipient_key.as_str())
-        .bind(record.pre_enrollment_code.as_str())
-        .bind(contacts)
-        .bind(p.occurred_at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
+/// A batch as columns, ready to bind as arrays.
+#[derive(Default)]
+struct Rows {
+    vaccinations: VaccinationColumns,
+    /// Merged per recipient: one statement may not update a row twice.
+    recipients: BTreeMap<String, RecipientRow>,
+    issued: IssuedColumns,
+    /// Status changes in log order; applied in waves that touch each certificate once.
+    changes: Vec<StatusChange>,
+    outcomes: OutcomeColumns,
+    next: BTreeMap<(String, i32), i64>,
 }
 
-async fn certificate(
-    tx: &mut Transaction<'_, Postgres>,
-    at: &Positioned,
-    envelope: &CertificateEnvelope,
-) -> sqlx::Result<()> {
-    let CertificateBody::Outcome {
-        recipient_key,
-        event,
-        credential,
-        ..
-    } = &envelope.body
-    else {
-        return Ok(());
-    };
-    let decided_at = envelope.recorded_at;
-    let (outcome, certificate_id, rule, detail) = match &event.outcome {
-        CertificateOutcome::CertificateIssued {
-            certificate_id,
-            programme,
-            supersedes,
-            certified,
-            status,
+#[derive(Default)]
+struct VaccinationColumns {
+    event_id: Vec<Uuid>,
+    event_type: Vec<&'static str>,
+    recipient_key: Vec<String>,
+    programme: Vec<Option<String>>,
+    dose: Vec<Option<i32>>,
+    total_doses: Vec<Option<i32>>,
+    vaccine: Vec<Option<String>>,
+    manufacturer: Vec<Option<String>>,
+    batch: Vec<Option<String>>,
+    vaccination_date: Vec<Option<NaiveDate>>,
+    facility: Vec<Option<String>>,
+    district: Vec<Option<String>>,
+    state: Vec<Option<String>>,
+    target_certificate: Vec<Option<String>>,
+    occurred_at: Vec<DateTime<Utc>>,
+    recorded_at: Vec<DateTime<Utc>>,
+    log_partition: Vec<i32>,
+    log_offset: Vec<i64>,
+}
+
+struct RecipientRow {
+    codes: BTreeSet<String>,
+    contacts: BTreeSet<String>,
+    first_seen: DateTime<Utc>,
+    last_seen: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct IssuedColumns {
+    certificate_id: Vec<String>,
+    recipient_key: Vec<String>,
+    programme: Vec<String>,
+    dose: Vec<i32>,
+    total_doses: Vec<i32>,
+    credential: Vec<String>,
+    key_id: Vec<String>,
+    status_list: Vec<i32>,
+    status_index: Vec<i64>,
+    supersedes: Vec<Option<String>>,
+    issued_at: Vec<DateTime<Utc>>,
+    source_event_id: Vec<Uuid>,
+    log_partition: Vec<i32>,
+    log_offset: Vec<i64>,
+}
+
+enum StatusChange {
+    Superseded {
+        certificate_id: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    Revoked {
+        certificate_id: String,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+impl StatusChange {
+    fn certificate_id(&self) -> &str {
+        match self {
+            Self::Superseded { certificate_id, .. } | Self::Revoked { certificate_id, .. } => certificate_id,
+        }
+    }
+}
+
+#[derive(Default)]
+struct OutcomeColumns {
+    source_event_id: Vec<Uuid>,
+    outcome: Vec<&'static str>,
+    certificate_id: Vec<Option<String>>,
+    rule: Vec<Option<String>>,
+    detail: Vec<Option<String>>,
+    decided_at: Vec<DateTime<Utc>>,
+    log_partition: Vec<i32>,
+    log_offset: Vec<i64>,
+}
+
+impl Rows {
+    fn vaccination(&mut self, at: &Positioned, envelope: &VaccinationEnvelope) {
+        let event = &envelope.event;
+        let p = &envelope.provenance;
+        let record = event.payload.record();
+        let target = match &event.payload {
+            VaccinationPayload::RevocationRequested { certificate_id, .. } => Some(certificate_id.as_str().to_owned()),
+            VaccinationPayload::VaccinationCorrected {
+                target: domain::commands::CorrectionTarget::Certificate(id),
+                ..
+            } => Some(id.as_str().to_owned()),
+            _ => None,
+        };
+        let v = &mut self.vaccinations;
+        v.event_id.push(event.event_id.uuid());
+        v.event_type.push(event.payload.event_type());
+        v.recipient_key.push(event.recipient_key.as_str().to_owned());
+        v.programme.push(record.map(|r| r.programme.as_str().to_owned()));
+        v.dose.push(record.map(|r| i32::from(r.vaccination.dose.number())));
+        v.total_doses.push(record.map(|r| i32::from(r.vaccination.dose.of())));
+        v.vaccine.push(record.map(|r| r.vaccination.vaccine.name.clone()));
+        v.manufacturer
+            .push(record.map(|r| r.vaccination.manufacturer.as_str().to_owned()));
+        v.batch.push(record.map(|r| r.vaccination.batch.as_str().to_owned()));
+        v.vaccination_date.push(record.map(|r| r.vaccination.date.date()));
+        v.facility.push(record.map(|r| r.facility.name.as_str().to_owned()));
+        v.district
+            .push(record.map(|r| r.facility.address.district.as_str().to_owned()));
+        v.state
+            .push(record.map(|r| r.facility.address.state.as_str().to_owned()));
+        v.target_certificate.push(target);
+        v.occurred_at.push(p.occurred_at);
+        v.recorded_at.push(p.recorded_at);
+        v.log_partition.push(at.partition);
+        v.log_offset.push(at.offset);
+
+        if let Some(record) = record {
+            let row = self
+                .recipients
+                .entry(event.recipient_key.as_str().to_owned())
+                .or_insert_with(|| RecipientRow {
+                    codes: BTreeSet::new(),
+                    contacts: BTreeSet::new(),
+                    first_seen: p.occurred_at,
+                    last_seen: p.occurred_at,
+                });
+            row.codes.insert(record.pre_enrollment_code.as_str().to_owned());
+            row.contacts
+                .extend(record.recipient.contact.iter().map(|c| c.as_str().to_owned()));
+            row.first_seen = row.first_seen.min(p.occurred_at);
+            row.last_seen = row.last_seen.max(p.occurred_at);
+        }
+    }
+
+    fn certificate(&mut self, at: &Positioned, envelope: &CertificateEnvelope) {
+        let CertificateBody::Outcome {
+            recipient_key,
+            event,
+            credential,
             ..
-        } => {
-            let credential = credential
-                .as_ref()
-                .expect("an issue carries its credential (checked on decode)");
-            let json: serde_json::Value = serde_json::from_str(&credential.text).unwrap_or(serde_json::Value::Null);
+        } = &envelope.body
+        else {
+            return;
+        };
+        let decided_at = envelope.recorded_at;
+        let (outcome, certificate_id, rule, detail) = match &event.outcome {
+            CertificateOutcome::CertificateIssued {
+                certificate_id,
+                programme,
+                supersedes,
+                certified,
+                status,
+                ..
+            } => {
+                let credential = credential
+                    .as_ref()
+                    .expect("an issue carries its credential (checked on decode)");
+                let c = &mut self.issued;
+                c.certificate_id.push(certificate_id.as_str().to_owned());
+                c.recipient_key.push(recipient_key.as_str().to_owned());
+                c.programme.push(programme.as_str().to_owned());
+                c.dose.push(i32::from(certified.dose.number()));
+                c.total_doses.push(i32::from(certified.dose.of()));
+                // JSON text (checked on decode), turned into jsonb by Postgres.
+                c.credential.push(credential.text.clone());
+                c.key_id.push(credential.key_id.clone());
+                c.status_list.push(status.list as i32);
+                c.status_index.push(status.index as i64);
+                c.supersedes.push(supersedes.as_ref().map(|s| s.as_str().to_owned()));
+                c.issued_at.push(decided_at);
+                c.source_event_id.push(event.answers.uuid());
+                c.log_partition.push(at.partition);
+                c.log_offset.push(at.offset);
+                ("issued", Some(certificate_id.as_str().to_owned()), None, None)
+            }
+            CertificateOutcome::CertificateSuperseded {
+                certificate_id,
+                superseded_by,
+                ..
+            } => {
+                self.changes.push(StatusChange::Superseded {
+                    certificate_id: certificate_id.as_str().to_owned(),
+                    by: superseded_by.as_str().to_owned(),
+                    at: decided_at,
+                });
+                ("superseded", Some(certificate_id.as_str().to_owned()), None, None)
+            }
+            CertificateOutcome::CertificateRevoked {
+                certificate_id, reason, ..
+            } => {
+                self.changes.push(StatusChange::Revoked {
+                    certificate_id: certificate_id.as_str().to_owned(),
+                    reason: reason.as_str().to_owned(),
+                    at: decided_at,
+                });
+                ("revoked", Some(certificate_id.as_str().to_owned()), None, None)
+            }
+            CertificateOutcome::CertificateRejected { rule, detail } => {
+                ("rejected", None, Some(rule.clone()), Some(detail.clone()))
+            }
+        };
+        let o = &mut self.outcomes;
+        o.source_event_id.push(event.answers.uuid());
+        o.outcome.push(outcome);
+        o.certificate_id.push(certificate_id);
+        o.rule.push(rule);
+        o.detail.push(detail);
+        o.decided_at.push(decided_at);
+        o.log_partition.push(at.partition);
+        o.log_offset.push(at.offset);
+    }
+
+    async fn write(self, tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
+        let v = self.vaccinations;
+        if !v.event_id.is_empty() {
+            sqlx::query(
+                "INSERT INTO vaccinations (event_id, event_type, recipient_key, programme, dose, total_doses, vaccine,
+                     manufacturer, batch, vaccination_date, facility, district, state, target_certificate,
+                     occurred_at, recorded_at, log_partition, log_offset)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[],
+                     $8::text[], $9::text[], $10::date[], $11::text[], $12::text[], $13::text[], $14::text[],
+                     $15::timestamptz[], $16::timestamptz[], $17::int[], $18::bigint[])
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(v.event_id)
+            .bind(v.event_type)
+            .bind(v.recipient_key)
+            .bind(v.programme)
+            .bind(v.dose)
+            .bind(v.total_doses)
+            .bind(v.vaccine)
+            .bind(v.manufacturer)
+            .bind(v.batch)
+            .bind(v.vaccination_date)
+            .bind(v.facility)
+            .bind(v.district)
+            .bind(v.state)
+            .bind(v.target_certificate)
+            .bind(v.occurred_at)
+            .bind(v.recorded_at)
+            .bind(v.log_partition)
+            .bind(v.log_offset)
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        if !self.recipients.is_empty() {
+            let mut key = Vec::with_capacity(self.recipients.len());
+            let (mut codes, mut contacts, mut first, mut last) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (k, row) in self.recipients {
+                key.push(k);
+                codes.push(serde_json::json!(row.codes));
+                contacts.push(serde_json::json!(row.contacts));
+                first.push(row.first_seen);
+                last.push(row.last_seen);
+            }
+            sqlx::query(
+                "INSERT INTO recipients (recipient_key, pre_enrollment_codes, contacts, first_seen_at, last_seen_at)
+                 SELECT k, ARRAY(SELECT jsonb_array_elements_text(codes) ORDER BY 1),
+                        ARRAY(SELECT jsonb_array_elements_text(contacts) ORDER BY 1), f, l
+                 FROM UNNEST($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[], $5::timestamptz[])
+                      AS r(k, codes, contacts, f, l)
+                 ON CONFLICT (recipient_key) DO UPDATE SET
+                   pre_enrollment_codes = ARRAY(SELECT DISTINCT unnest(recipients.pre_enrollment_codes || EXCLUDED.pre_enrollment_codes) ORDER BY 1),
+                   contacts = ARRAY(SELECT DISTINCT unnest(recipients.contacts || EXCLUDED.contacts) ORDER BY 1),
+                   first_seen_at = LEAST(recipients.first_seen_at, EXCLUDED.first_seen_at),
+                   last_seen_at = GREATEST(recipients.last_seen_at, EXCLUDED.last_seen_at)",
+            )
+            .bind(key)
+            .bind(codes)
+            .bind(contacts)
+            .bind(first)
+            .bind(last)
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        let c = self.issued;
+        if !c.certificate_id.is_empty() {
             sqlx::query(
                 "INSERT INTO certificates (certificate_id, recipient_key, programme, dose, total_doses, status,
                      credential, key_id, status_list, status_index, supersedes, issued_at, source_event_id,
                      log_partition, log_offset)
-                 VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 SELECT id, recipient, programme, dose, total, 'active', credential::jsonb, key_id, list, index,
+                        supersedes, issued_at, source, part, off
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[],
+                      $8::int[], $9::bigint[], $10::text[], $11::timestamptz[], $12::uuid[], $13::int[], $14::bigint[])
+                      AS c(id, recipient, programme, dose, total, credential, key_id, list, index, supersedes,
+                           issued_at, source, part, off)
                  ON CONFLICT (certificate_id) DO NOTHING",
             )
-            .bind(certificate_id.as_str())
-            .bind(recipient_key.as_str())
-            .bind(programme.as_str())
-            .bind(i32::from(certified.dose.number()))
-            .bind(i32::from(certified.dose.of()))
-            .bind(json)
-            .bind(&credential.key_id)
-            .bind(status.list as i32)
-            .bind(status.index as i64)
-            .bind(supersedes.as_ref().map(|s| s.as_str().to_owned()))
-            .bind(decided_at)
-            .bind(event.answers.uuid())
-            .bind(at.partition)
-            .bind(at.offset)
+            .bind(c.certificate_id)
+            .bind(c.recipient_key)
+            .bind(c.programme)
+            .bind(c.dose)
+            .bind(c.total_doses)
+            .bind(c.credential)
+            .bind(c.key_id)
+            .bind(c.status_list)
+            .bind(c.status_index)
+            .bind(c.supersedes)
+            .bind(c.issued_at)
+            .bind(c.source_event_id)
+            .bind(c.log_partition)
+            .bind(c.log_offset)
             .execute(&mut **tx)
             .await?;
-            ("issued", Some(certificate_id.as_str().to_owned()), None, None)
         }
-        CertificateOutcome::CertificateSuperseded {
-            certificate_id,
-            superseded_by,
-            ..
-        } => {
+
+        // Status changes after the issues they follow, in waves: the n-th change of each
+        // certificate in wave n, so a certificate changed twice in a batch ends as the log says.
+        let mut waves: Vec<Vec<StatusChange>> = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for change in self.changes {
+            let wave = seen.entry(change.certificate_id().to_owned()).or_default();
+            if waves.len() <= *wave {
+                waves.push(Vec::new());
+            }
+            waves[*wave].push(change);
+            *wave += 1;
+        }
+        for wave in waves {
+            let (mut s_id, mut s_by, mut s_at) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut r_id, mut r_reason, mut r_at) = (Vec::new(), Vec::new(), Vec::new());
+            for change in wave {
+                match change {
+                    StatusChange::Superseded { certificate_id, by, at } => {
+                        s_id.push(certificate_id);
+                        s_by.push(by);
+                        s_at.push(at);
+                    }
+                    StatusChange::Revoked {
+                        certificate_id,
+                        reason,
+                        at,
+                    } => {
+                        r_id.push(certificate_id);
+                        r_reason.push(reason);
+                        r_at.push(at);
+                    }
+                }
+            }
+            if !s_id.is_empty() {
+                sqlx::query(
+                    "UPDATE certificates c SET status = 'superseded', superseded_by = u.by, superseded_at = u.at
+                     FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(id, by, at)
+                     WHERE c.certificate_id = u.id AND c.status = 'active'",
+                )
+                .bind(s_id)
+                .bind(s_by)
+                .bind(s_at)
+                .execute(&mut **tx)
+                .await?;
+            }
+            if !r_id.is_empty() {
+                sqlx::query(
+                    "UPDATE certificates c SET status = 'revoked', revocation_reason = u.reason, revoked_at = u.at
+                     FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(id, reason, at)
+                     WHERE c.certificate_id = u.id AND c.status <> 'revoked'",
+                )
+                .bind(r_id)
+                .bind(r_reason)
+                .bind(r_at)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+
+        let o = self.outcomes;
+        if !o.source_event_id.is_empty() {
             sqlx::query(
-                "UPDATE certificates SET status = 'superseded', superseded_by = $2, superseded_at = $3
-                 WHERE certificate_id = $1 AND status = 'active'",
+                "INSERT INTO event_outcomes (source_event_id, outcome, certificate_id, rule, detail, decided_at,
+                     log_partition, log_offset)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                     $7::int[], $8::bigint[])
+                 ON CONFLICT (source_event_id, outcome) DO NOTHING",
             )
-            .bind(certificate_id.as_str())
-            .bind(superseded_by.as_str())
-            .bind(decided_at)
+            .bind(o.source_event_id)
+            .bind(o.outcome)
+            .bind(o.certificate_id)
+            .bind(o.rule)
+            .bind(o.detail)
+            .bind(o.decided_at)
+            .bind(o.log_partition)
+            .bind(o.log_offset)
             .execute(&mut **tx)
             .await?;
-            ("superseded", Some(certificate_id.as_str().to_owned()), None, None)
         }
-        CertificateOutcome::CertificateRevoked {
-            certificate_id, reason, ..
-        } => {
-            sqlx::query(
-                "UPDATE certificates SET status = 'revoked', revocation_reason = $2, revoked_at = $3
-                 WHERE certificate_id = $1 AND status <> 'revoked'",
-            )
-            .bind(certificate_id.as_str())
-            .bind(reason.as_str())
-            .bind(decided_at)
-            .execute(&mut **tx)
-            .await?;
-            ("revoked", Some(certificate_id.as_str().to_owned()), None, None)
+
+        let (mut topic, mut partition, mut offset) = (Vec::new(), Vec::new(), Vec::new());
+        for ((t, p), o) in self.next {
+            topic.push(t);
+            partition.push(p);
+            offset.push(o);
         }
-        CertificateOutcome::CertificateRejected { rule, detail } => {
-            ("rejected", None, Some(rule.clone()), Some(detail.clone()))
-        }
-    };
-    sqlx::query(
-        "INSERT INTO event_outcomes (source_event_id, outcome, certificate_id, rule, detail, decided_at, log_partition, log_offset)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (source_event_id, outcome) DO NOTHING",
-    )
-    .bind(event.answers.uuid())
-    .bind(outcome)
-    .bind(certificate_id)
-    .bind(rule)
-    .bind(detail)
-    .bind(decided_at)
-    .bind(at.partition)
-    .bind(at.offset)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+        sqlx::query(
+            "INSERT INTO projection_offsets (topic, partition, next_offset)
+             SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[])
+             ON CONFLICT (topic, partition) DO UPDATE
+               SET next_offset = GREATEST(projection_offsets.next_offset, EXCLUDED.next_offset)",
+        )
+        .bind(topic)
+        .bind(partition)
+        .bind(offset)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
