@@ -13,7 +13,12 @@ use serde::Serialize;
 
 use crate::runner::{Positioned, Projected, Projection};
 
-const TABLES: [&str; 3] = [
+/// The tables, then the dashboard's daily aggregates. The aggregates are materialized views that
+/// keep each group's distinct event ids (`uniqExactState`), so a redelivered batch, which the base
+/// tables merge away only eventually, never counts twice: read them with `uniqExactMerge`.
+/// A view sees only rows inserted after it exists; the projection creates it before its first
+/// insert, and `vaxctl replay` rebuilds both.
+const TABLES: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS vaccinations (
         event_id String, event_type String, vaccination_date Date, programme String, vaccine String,
         manufacturer String, dose UInt8, total_doses UInt8, gender String, age_band String,
@@ -26,6 +31,18 @@ const TABLES: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS projection_offsets (
         topic String, partition Int32, next_offset Int64
      ) ENGINE = ReplacingMergeTree(next_offset) ORDER BY (topic, partition)",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS daily_vaccinations
+     ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(vaccination_date)
+     ORDER BY (vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band)
+     AS SELECT vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band,
+               uniqExactState(event_id) AS events
+     FROM vaccinations
+     GROUP BY vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS daily_outcomes
+     ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(day) ORDER BY (day, outcome, rule)
+     AS SELECT toDate(decided_at) AS day, outcome, rule, uniqExactState(record_id) AS outcomes
+     FROM certificate_outcomes
+     GROUP BY day, outcome, rule",
 ];
 
 #[derive(clickhouse::Row, Serialize)]

@@ -135,6 +135,19 @@ async fn kill_nine_mid_batch_leaves_no_row_missing_or_doubled() {
         .await
         .unwrap();
     assert_eq!(distinct, EVENTS as u64);
+    // The dashboard's daily aggregates count each event once, whatever was redelivered.
+    let daily: u64 = clickhouse
+        .query("SELECT toUInt64(sum(n)) FROM (SELECT uniqExactMerge(events) AS n FROM daily_vaccinations GROUP BY vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band)")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(daily, EVENTS as u64, "vaccinations in the daily aggregates");
+    let daily: u64 = clickhouse
+        .query("SELECT toUInt64(sum(n)) FROM (SELECT uniqExactMerge(outcomes) AS n FROM daily_outcomes GROUP BY day, outcome, rule)")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(daily, EVENTS as u64, "outcomes in the daily aggregates");
 
     // Redis: every certificate is there, with its credential, and the offsets reached the ends.
     let mut redis = stack

@@ -302,6 +302,13 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
             .await
             .unwrap();
         assert_eq!(n, outcome_counts(kind), "{kind} in ClickHouse");
+        let daily: u64 = clickhouse
+            .query("SELECT toUInt64(sum(n)) FROM (SELECT uniqExactMerge(outcomes) AS n FROM daily_outcomes WHERE outcome = ? GROUP BY day, outcome, rule)")
+            .bind(kind)
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!(daily, outcome_counts(kind), "{kind} in the daily aggregates");
     }
     let doses: u64 = clickhouse
         .query("SELECT count() FROM vaccinations FINAL")
@@ -313,6 +320,23 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
         inputs as u64 - 1,
         "every event with a record (the revocation has none)"
     );
+    // The daily aggregates agree with the deduplicated rows, per day and vaccine.
+    let by_day = |sql: &'static str| {
+        let clickhouse = clickhouse.clone();
+        async move { clickhouse.query(sql).fetch_all::<(u16, String, u64)>().await.unwrap() }
+    };
+    let from_rows = by_day(
+        "SELECT vaccination_date, vaccine, count() FROM vaccinations FINAL
+         GROUP BY vaccination_date, vaccine ORDER BY vaccination_date, vaccine",
+    )
+    .await;
+    let from_aggregates = by_day(
+        "SELECT vaccination_date, vaccine, toUInt64(uniqExactMerge(events)) FROM daily_vaccinations
+         GROUP BY vaccination_date, vaccine ORDER BY vaccination_date, vaccine",
+    )
+    .await;
+    assert!(!from_rows.is_empty());
+    assert_eq!(from_aggregates, from_rows, "daily aggregates against the rows");
 
     // The stored offsets are the topics' ends.
     for topic in ["vaccination-events", "certificate-events"] {
