@@ -19,7 +19,11 @@ use platform::auth::Role;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::{Intake, append::Appended, problem::Problem};
+use crate::{
+    Intake,
+    append::Appended,
+    problem::{self, Problem},
+};
 
 /// Acknowledgements awaited at once.
 const IN_FLIGHT: usize = 256;
@@ -207,7 +211,7 @@ pub async fn bulk(
 }
 
 fn halted(error: &dyn std::error::Error, accepted: usize) -> Problem {
-    Problem::unavailable_after(error, accepted)
+    problem::unavailable_after(error, accepted)
 }
 
 type InFlight = VecDeque<(usize, domain::ids::EventId, crate::append::Enqueued)>;

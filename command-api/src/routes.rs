@@ -21,7 +21,11 @@ use serde_json::{Value, json};
 
 use platform::auth::{Caller, Role};
 
-use crate::{Intake, append::Appended, problem::Problem};
+use crate::{
+    Intake,
+    append::Appended,
+    problem::{self, Problem},
+};
 
 /// The header carrying the caller's own id for a record.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -138,7 +142,7 @@ impl Intake {
                 .appender
                 .append(&envelope)
                 .await
-                .map_err(|e| Problem::unavailable(&e))?;
+                .map_err(|e| problem::unavailable(&e))?;
             let kind = envelope.event.payload.event_type();
             metrics::counter!("vaxtrail_commands_accepted_total", "event_type" => kind).increment(1);
             let id = envelope.event.event_id;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod checks;
 pub mod config;
 pub mod ops;
+pub mod problem;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

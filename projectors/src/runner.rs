@@ -1,6 +1,8 @@
 //! The consuming loop of a projection: batches bounded by count and time, positions checked
 //! against what the projection stored (never the consumer group's), undecodable records to
-//! `dead-letters`, and a failing store retried with backoff without skipping anything.
+//! `dead-letters`, and a failing store retried with backoff without skipping anything. The next
+//! batch is fetched and decoded while the current one is written, so the store and the broker
+//! work at the same time.
 
 use std::{
     collections::HashMap,
@@ -111,115 +113,35 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         .set("bootstrap.servers", &settings.brokers)
         .set("acks", "all")
         .create()?;
-    let vaccinations = VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events);
-    let certificates = CertificateCodec::new(&settings.registry_url, &settings.certificate_events);
-    let mut positions: HashMap<(String, i32), Position> = HashMap::new();
+    let mut feed = Feed {
+        vaccinations: VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events),
+        certificates: CertificateCodec::new(&settings.registry_url, &settings.certificate_events),
+        consumer: consumer.clone(),
+        dead_letters,
+        positions: HashMap::new(),
+        settings: &settings,
+    };
     let mut last_lag: Option<Instant> = None;
+    // The next offset of each partition applied so far (for the lag gauge).
+    let mut done: HashMap<(String, i32), i64> = HashMap::new();
 
+    // The next batch is fetched and decoded while the current one is written.
+    let mut items = feed.next::<P>(&projection, &stop).await?;
     while !stop.is_cancelled() {
-        // Gather a batch: up to `batch_size` records, or what came within `batch_time`.
-        let mut batch: Vec<OwnedMessage> = Vec::new();
-        let deadline = Instant::now() + settings.batch_time;
-        while batch.len() < settings.batch_size {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() && !batch.is_empty() {
-                break;
-            }
-            let wait = if batch.is_empty() {
-                Duration::from_millis(500)
-            } else {
-                left
-            };
-            tokio::select! {
-                () = stop.cancelled() => break,
-                received = tokio::time::timeout(wait, consumer.recv()) => match received {
-                    Ok(Ok(message)) => batch.push(message.detach()),
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "consuming");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    Err(_) => if !batch.is_empty() { break },
-                }
-            }
-        }
-        if batch.is_empty() {
+        if items.is_empty() {
+            items = feed.next::<P>(&projection, &stop).await?;
             continue;
         }
-
-        // Keep only what follows the stored position of each partition.
-        let mut accepted = Vec::with_capacity(batch.len());
-        for message in batch {
-            let key = (message.topic().to_owned(), message.partition());
-            if !positions.contains_key(&key) {
-                let stored = retry::<P, _, _, _>(&stop, &settings.stall, "reading stored offsets", || {
-                    projection.next_offset(&key.0, key.1)
-                })
-                .await?;
-                positions.insert(
-                    key.clone(),
-                    Position {
-                        next: stored.unwrap_or(0),
-                        confirmed: stored.is_none(),
-                    },
-                );
-            }
-            let position = positions.get_mut(&key).expect("inserted above");
-            if message.offset() < position.next {
-                continue;
-            }
-            if message.offset() > position.next && !position.confirmed {
-                // A seek waits on librdkafka: keep it off the runtime's threads, which the other
-                // projections in this process share.
-                let (seeker, (topic, partition), next) = (consumer.clone(), key.clone(), position.next);
-                let sought = tokio::task::spawn_blocking(move || {
-                    seeker.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(5))
-                })
-                .await?;
-                if let Err(error) = sought {
-                    tracing::warn!(topic = %key.0, partition = key.1, %error, "seek failed; retried at the next record");
-                }
-                continue;
-            }
-            position.confirmed = true;
-            position.next = message.offset() + 1;
-            accepted.push(message);
-        }
-        if accepted.is_empty() {
-            continue;
-        }
-
-        // Decode; what does not decode goes to dead-letters and only its offset counts.
-        let mut items = Vec::with_capacity(accepted.len());
-        for message in &accepted {
-            let bytes = message.payload().unwrap_or_default();
-            let decoded = if message.topic() == settings.vaccination_events {
-                through_registry(&stop, || vaccinations.decode(bytes))
-                    .await?
-                    .map_err(|e| e.to_string())
-                    .map(|e| Projected::Vaccination(Box::new(e)))
-            } else {
-                through_registry(&stop, || certificates.decode(bytes))
-                    .await?
-                    .map_err(|e| e.to_string())
-                    .map(|e| Projected::Certificate(Box::new(e)))
-            };
-            let record = match decoded {
-                Ok(record) => record,
-                Err(reason) => {
-                    dead_letter(&dead_letters, &settings, P::NAME, message, &reason).await?;
-                    Projected::Skipped
-                }
-            };
-            items.push(Positioned {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
-                record,
-            });
-        }
-
         let started = Instant::now();
-        retry::<P, _, _, _>(&stop, &settings.stall, "applying a batch", || projection.apply(&items)).await?;
+        let (applied, next) = tokio::join!(
+            retry::<P, _, _, _>(&stop, &settings.stall, "applying a batch", || projection.apply(&items)),
+            feed.next::<P>(&projection, &stop)
+        );
+        applied?;
+        for item in &items {
+            let slot = done.entry((item.topic.clone(), item.partition)).or_default();
+            *slot = (*slot).max(item.offset + 1);
+        }
         metrics::histogram!("vaxtrail_projection_batch_seconds", "projection" => P::NAME)
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("vaxtrail_projection_batch_size", "projection" => P::NAME).record(items.len() as f64);
@@ -229,9 +151,9 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         // few seconds and off the runtime's threads (the request blocks).
         if last_lag.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
             last_lag = Some(Instant::now());
-            let asked: Vec<(String, i32, i64)> = positions
+            let asked: Vec<(String, i32, i64)> = done
                 .iter()
-                .map(|((topic, partition), p)| (topic.clone(), *partition, p.next))
+                .map(|((topic, partition), next)| (topic.clone(), *partition, *next))
                 .collect();
             let reader = consumer.clone();
             tokio::task::spawn_blocking(move || {
@@ -246,14 +168,138 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
 
         // Consumer-group offsets: for lag metrics only.
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), position) in &positions {
-            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(position.next));
+        for ((topic, partition), next) in &done {
+            let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
         }
         if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
             tracing::debug!(%error, "committing offsets (lag metrics only)");
         }
+        items = next?;
     }
     Ok(())
+}
+
+/// Where the records come from: the consumer, the positions the projection stored, the codecs.
+struct Feed<'a> {
+    settings: &'a Settings,
+    consumer: Arc<StreamConsumer>,
+    dead_letters: FutureProducer,
+    vaccinations: VaccinationCodec,
+    certificates: CertificateCodec,
+    positions: HashMap<(String, i32), Position>,
+}
+
+impl Feed<'_> {
+    /// The next batch: up to `batch_size` records or what came within `batch_time`, without
+    /// what precedes the stored positions, decoded (what does not decode is dead-lettered).
+    /// Empty when nothing came, or after a seek.
+    async fn next<P: Projection>(
+        &mut self,
+        projection: &P,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Vec<Positioned>> {
+        // Gather a batch: up to `batch_size` records, or what came within `batch_time`.
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let deadline = Instant::now() + self.settings.batch_time;
+        while batch.len() < self.settings.batch_size {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() && !batch.is_empty() {
+                break;
+            }
+            let wait = if batch.is_empty() {
+                Duration::from_millis(500)
+            } else {
+                left
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                received = tokio::time::timeout(wait, self.consumer.recv()) => match received {
+                    Ok(Ok(message)) => batch.push(message.detach()),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "consuming");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(_) => if !batch.is_empty() { break },
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        // Keep only what follows the stored position of each partition.
+        let mut accepted = Vec::with_capacity(batch.len());
+        for message in batch {
+            let key = (message.topic().to_owned(), message.partition());
+            if !self.positions.contains_key(&key) {
+                let stored = retry::<P, _, _, _>(stop, &self.settings.stall, "reading stored offsets", || {
+                    projection.next_offset(&key.0, key.1)
+                })
+                .await?;
+                self.positions.insert(
+                    key.clone(),
+                    Position {
+                        next: stored.unwrap_or(0),
+                        confirmed: stored.is_none(),
+                    },
+                );
+            }
+            let position = self.positions.get_mut(&key).expect("inserted above");
+            if message.offset() < position.next {
+                continue;
+            }
+            if message.offset() > position.next && !position.confirmed {
+                // A seek waits on librdkafka: keep it off the runtime's threads, which the other
+                // projections in this process share.
+                let (seeker, (topic, partition), next) = (self.consumer.clone(), key.clone(), position.next);
+                let sought = tokio::task::spawn_blocking(move || {
+                    seeker.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(5))
+                })
+                .await?;
+                if let Err(error) = sought {
+                    tracing::warn!(topic = %key.0, partition = key.1, %error, "seek failed; retried at the next record");
+                }
+                continue;
+            }
+            position.confirmed = true;
+            position.next = message.offset() + 1;
+            accepted.push(message);
+        }
+        if accepted.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        // Decode; what does not decode goes to dead-letters and only its offset counts.
+        let mut items = Vec::with_capacity(accepted.len());
+        for message in &accepted {
+            let bytes = message.payload().unwrap_or_default();
+            let decoded = if message.topic() == self.settings.vaccination_events {
+                through_registry(stop, || self.vaccinations.decode(bytes))
+                    .await?
+                    .map_err(|e| e.to_string())
+                    .map(|e| Projected::Vaccination(Box::new(e)))
+            } else {
+                through_registry(stop, || self.certificates.decode(bytes))
+                    .await?
+                    .map_err(|e| e.to_string())
+                    .map(|e| Projected::Certificate(Box::new(e)))
+            };
+            let record = match decoded {
+                Ok(record) => record,
+                Err(reason) => {
+                    dead_letter(&self.dead_letters, self.settings, P::NAME, message, &reason).await?;
+                    Projected::Skipped
+                }
+            };
+            items.push(Positioned {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                record,
+            });
+        }
+        Ok(items)
+    }
 }
 
 /// Retries a store operation with backoff until it succeeds or `stop`: a store that is down

@@ -1,3 +1,4 @@
 //! vaxctl's library side: operations the CLI runs that tests also drive.
 
 pub mod smoke;
+pub mod synthetic;

@@ -5,6 +5,7 @@ use platform::{KafkaArgs, LogArgs};
 
 mod auth;
 mod bench;
+mod bench_replay;
 mod keys;
 mod schemas;
 mod topics;
@@ -59,6 +60,8 @@ enum Bench {
     Ingest(bench::IngestArgs),
     /// Credentials signed with ssi per core-second vs. raw Ed25519 signatures of the same bytes.
     Sign(bench::SignArgs),
+    /// Each projection replayed from offset zero vs. a bare consumer and a Postgres COPY.
+    Replay(bench_replay::ReplayArgs),
 }
 
 #[tokio::main]
@@ -78,5 +81,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             which: Bench::Sign(args),
         } => bench::sign(&args).await,
+        Command::Bench {
+            which: Bench::Replay(args),
+        } => bench_replay::run(&cli.kafka, &args).await,
     }
 }
