@@ -6,7 +6,7 @@
 //! Keys, under the configured prefix:
 //! - `cert:{id}`: the signed credential, exactly as signed;
 //! - `cert:{id}:state`: hash of `status` (active / superseded / revoked), `supersededBy`,
-//!   `reason`, `recipient`, `statusList`, `statusIndex`;
+//!   `supersededAt`, `reason`, `revokedAt` (RFC 3339), `recipient`, `statusList`, `statusIndex`;
 //! - `recipient:{key}:current`: set of the recipient's current certificate ids;
 //! - `revoked`: set of revoked certificate ids; `status:{list}`: the list's revocation bits;
 //! - `event:{id}`: hash of what happened to a vaccination event (`accepted`, `issued`,
@@ -148,6 +148,8 @@ impl RedisProjection {
                     .arg("superseded")
                     .arg("supersededBy")
                     .arg(superseded_by.as_str())
+                    .arg("supersededAt")
+                    .arg(envelope.recorded_at.to_rfc3339())
                     .ignore();
                 pipe.cmd("SREM").arg(&current).arg(id).ignore();
                 pipe.cmd("HSET").arg(&event_key).arg("superseded").arg(id).ignore();
@@ -164,6 +166,8 @@ impl RedisProjection {
                     .arg("revoked")
                     .arg("reason")
                     .arg(reason.as_str())
+                    .arg("revokedAt")
+                    .arg(envelope.recorded_at.to_rfc3339())
                     .ignore();
                 pipe.cmd("SREM").arg(&current).arg(id).ignore();
                 pipe.cmd("SADD").arg(self.key("revoked")).arg(id).ignore();
