@@ -1,0 +1,395 @@
+//! Reading the projections: Redis first, Postgres behind it. A Redis miss or error falls back to
+//! Postgres (the cache may be flushed or rebuilding); only when Postgres cannot answer either is
+//! the answer "unavailable" (503), never "not found".
+
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// A dependency could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(String);
+
+impl From<sqlx::Error> for Unavailable {
+    fn from(error: sqlx::Error) -> Self {
+        Self(format!("postgres: {error}"))
+    }
+}
+
+/// Where a certificate stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum Standing {
+    Active,
+    #[serde(rename_all = "camelCase")]
+    Superseded {
+        superseded_by: String,
+        superseded_at: Option<DateTime<Utc>>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Revoked {
+        reason: String,
+        revoked_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl Standing {
+    /// `active`, `superseded` or `revoked`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Superseded { .. } => "superseded",
+            Self::Revoked { .. } => "revoked",
+        }
+    }
+}
+
+/// A certificate as the read models hold it.
+#[derive(Clone, Debug)]
+pub struct Certificate {
+    pub id: String,
+    /// The signed credential's JSON text (as signed when it comes from Redis; Postgres keeps it as
+    /// `jsonb`, the same document with its keys reordered, which verifies the same).
+    pub credential: String,
+    pub standing: Standing,
+    pub recipient_key: String,
+    pub status_list: u32,
+    pub status_index: u64,
+}
+
+/// One row of a recipient's certificates.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateSummary {
+    pub certificate_id: String,
+    pub programme: String,
+    pub dose: i32,
+    pub total_doses: i32,
+    #[serde(flatten)]
+    pub standing: Standing,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// What happened to a vaccination event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventOutcome {
+    /// `accepted` (in the log, not answered yet), `issued`, `rejected`, or `revoked` (a revocation
+    /// request that revoked a certificate).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// The read side's stores.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    redis: ConnectionManager,
+    prefix: String,
+}
+
+impl Store {
+    /// Connects on first use; Redis answers within a second or is passed over for Postgres.
+    pub fn new(pool: PgPool, redis: &redis::Client, prefix: &str) -> anyhow::Result<Self> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_millis(500)))
+            .set_response_timeout(Some(std::time::Duration::from_millis(1000)))
+            .set_number_of_retries(1);
+        Ok(Self {
+            pool,
+            redis: ConnectionManager::new_lazy_with_config(redis.clone(), config)?,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    async fn redis(&self) -> Result<ConnectionManager, redis::RedisError> {
+        Ok(self.redis.clone())
+    }
+
+    /// The Postgres pool (analytics of the pipeline's progress read offsets from it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A certificate by id: Redis, else Postgres.
+    pub async fn certificate(&self, id: &str) -> Result<Option<Certificate>, Unavailable> {
+        match self.cached_certificate(id).await {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            Err(error) => {
+                metrics::counter!("vaxtrail_query_cache_errors_total").increment(1);
+                tracing::warn!(%error, "redis unavailable; reading Postgres");
+            }
+        }
+        metrics::counter!("vaxtrail_query_cache_misses_total").increment(1);
+        let row: Option<CertificateRow> = sqlx::query_as(
+            "SELECT certificate_id, credential::text AS credential, status, superseded_by, superseded_at,
+                    revocation_reason, revoked_at, recipient_key, status_list, status_index
+             FROM certificates WHERE certificate_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(CertificateRow::into_certificate))
+    }
+
+    async fn cached_certificate(&self, id: &str) -> Result<Option<Certificate>, redis::RedisError> {
+        let mut connection = self.redis().await?;
+        let (credential, state): (Option<String>, std::collections::HashMap<String, String>) = redis::pipe()
+            .cmd("GET")
+            .arg(self.key(&format!("cert:{id}")))
+            .cmd("HGETALL")
+            .arg(self.key(&format!("cert:{id}:state")))
+            .query_async(&mut connection)
+            .await?;
+        let Some(credential) = credential else {
+            return Ok(None);
+        };
+        let field = |name: &str| state.get(name).cloned().unwrap_or_default();
+        let time = |name: &str| {
+            state
+                .get(name)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let standing = match field("status").as_str() {
+            "superseded" => Standing::Superseded {
+                superseded_by: field("supersededBy"),
+                superseded_at: time("supersededAt"),
+            },
+            "revoked" => Standing::Revoked {
+                reason: field("reason"),
+                revoked_at: time("revokedAt"),
+            },
+            _ => Standing::Active,
+        };
+        Ok(Some(Certificate {
+            id: id.to_owned(),
+            credential,
+            standing,
+            recipient_key: field("recipient"),
+            status_list: field("statusList").parse().unwrap_or_default(),
+            status_index: field("statusIndex").parse().unwrap_or_default(),
+        }))
+    }
+
+    /// A recipient's certificates, every one with where it stands (Postgres).
+    pub async fn recipient_certificates(&self, recipient_key: &str) -> Result<Vec<CertificateSummary>, Unavailable> {
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT certificate_id, programme, dose, total_doses, status, superseded_by, superseded_at,
+                    revocation_reason, revoked_at, issued_at
+             FROM certificates WHERE recipient_key = $1 ORDER BY programme, dose, issued_at",
+        )
+        .bind(recipient_key)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(SummaryRow::into_summary).collect())
+    }
+
+    /// The recipient keys that used a DIVOC pre-enrollment code.
+    pub async fn recipients_by_pre_enrollment_code(&self, code: &str) -> Result<Vec<String>, Unavailable> {
+        Ok(sqlx::query_scalar(
+            "SELECT recipient_key FROM recipients WHERE pre_enrollment_codes @> ARRAY[$1] ORDER BY recipient_key",
+        )
+        .bind(code)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The outcome of a vaccination event: Redis, else Postgres. `None` when the log has no such
+    /// event (as far as the projections have read).
+    pub async fn event(&self, event_id: uuid::Uuid) -> Result<Option<EventOutcome>, Unavailable> {
+        match self.cached_event(event_id).await {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "redis unavailable; reading Postgres"),
+        }
+        let outcomes: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT outcome, certificate_id, rule FROM event_outcomes WHERE source_event_id = $1",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        if !outcomes.is_empty() {
+            let map = outcomes
+                .into_iter()
+                .map(|(outcome, certificate, rule)| (outcome, certificate.or(rule).unwrap_or_default()))
+                .collect();
+            return Ok(Some(outcome_of(&map)));
+        }
+        let accepted: Option<i64> = sqlx::query_scalar("SELECT log_offset FROM vaccinations WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(accepted.map(|_| outcome_of(&Default::default())))
+    }
+
+    async fn cached_event(&self, event_id: uuid::Uuid) -> Result<Option<EventOutcome>, redis::RedisError> {
+        let mut connection = self.redis().await?;
+        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key(&format!("event:{event_id}")))
+            .query_async(&mut connection)
+            .await?;
+        Ok((!fields.is_empty()).then(|| outcome_of(&fields)))
+    }
+
+    /// The revoked indexes of a status list, as a bitstring (bit 0 is the first byte's high bit):
+    /// Redis, else Postgres.
+    pub async fn revocation_bits(&self, list: u32) -> Result<Vec<u8>, Unavailable> {
+        let cached: Result<Option<Vec<u8>>, redis::RedisError> = async {
+            let mut connection = self.redis().await?;
+            let offsets: Option<i64> = redis::cmd("HLEN")
+                .arg(self.key("offsets"))
+                .query_async(&mut connection)
+                .await?;
+            if offsets.unwrap_or(0) == 0 {
+                // An empty (flushed) cache says nothing about revocations.
+                return Ok(None);
+            }
+            redis::cmd("GET")
+                .arg(self.key(&format!("status:{list}")))
+                .query_async(&mut connection)
+                .await
+                .map(|bits: Option<Vec<u8>>| Some(bits.unwrap_or_default()))
+        }
+        .await;
+        match cached {
+            Ok(Some(bits)) => return Ok(bits),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "redis unavailable; reading Postgres"),
+        }
+        let indexes: Vec<i64> = sqlx::query_scalar(
+            "SELECT status_index FROM certificates WHERE status_list = $1 AND status = 'revoked' ORDER BY 1",
+        )
+        .bind(list as i32)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut bits = Vec::new();
+        for index in indexes {
+            let (byte, bit) = ((index / 8) as usize, 7 - (index % 8) as u32);
+            if bits.len() <= byte {
+                bits.resize(byte + 1, 0);
+            }
+            bits[byte] |= 1 << bit;
+        }
+        Ok(bits)
+    }
+}
+
+/// The outcome from the event's fields (`accepted`, `issued`, `superseded`, `revoked`,
+/// `rejected` → certificate id or rule).
+fn outcome_of(fields: &std::collections::HashMap<String, String>) -> EventOutcome {
+    let get = |name: &str| fields.get(name).cloned();
+    let status = if fields.contains_key("rejected") {
+        "rejected"
+    } else if fields.contains_key("issued") {
+        "issued"
+    } else if fields.contains_key("revoked") {
+        "revoked"
+    } else {
+        "accepted"
+    };
+    EventOutcome {
+        status: status.to_owned(),
+        certificate_id: get("issued").or_else(|| get("revoked")),
+        superseded: get("superseded"),
+        rule: get("rejected"),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CertificateRow {
+    certificate_id: String,
+    credential: String,
+    status: String,
+    superseded_by: Option<String>,
+    superseded_at: Option<DateTime<Utc>>,
+    revocation_reason: Option<String>,
+    revoked_at: Option<DateTime<Utc>>,
+    recipient_key: String,
+    status_list: i32,
+    status_index: i64,
+}
+
+fn standing(
+    status: &str,
+    superseded_by: Option<String>,
+    superseded_at: Option<DateTime<Utc>>,
+    reason: Option<String>,
+    revoked_at: Option<DateTime<Utc>>,
+) -> Standing {
+    match status {
+        "superseded" => Standing::Superseded {
+            superseded_by: superseded_by.unwrap_or_default(),
+            superseded_at,
+        },
+        "revoked" => Standing::Revoked {
+            reason: reason.unwrap_or_default(),
+            revoked_at,
+        },
+        _ => Standing::Active,
+    }
+}
+
+impl CertificateRow {
+    fn into_certificate(self) -> Certificate {
+        Certificate {
+            standing: standing(
+                &self.status,
+                self.superseded_by,
+                self.superseded_at,
+                self.revocation_reason,
+                self.revoked_at,
+            ),
+            id: self.certificate_id,
+            credential: self.credential,
+            recipient_key: self.recipient_key,
+            status_list: self.status_list as u32,
+            status_index: self.status_index as u64,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    certificate_id: String,
+    programme: String,
+    dose: i32,
+    total_doses: i32,
+    status: String,
+    superseded_by: Option<String>,
+    superseded_at: Option<DateTime<Utc>>,
+    revocation_reason: Option<String>,
+    revoked_at: Option<DateTime<Utc>>,
+    issued_at: DateTime<Utc>,
+}
+
+impl SummaryRow {
+    fn into_summary(self) -> CertificateSummary {
+        CertificateSummary {
+            standing: standing(
+                &self.status,
+                self.superseded_by,
+                self.superseded_at,
+                self.revocation_reason,
+                self.revoked_at,
+            ),
+            certificate_id: self.certificate_id,
+            programme: self.programme,
+            dose: self.dose,
+            total_doses: self.total_doses,
+            issued_at: self.issued_at,
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Verification: is this the issuer's credential, unaltered, and does it still stand?
+//!
+//! The checks, in order: the document is a vaxtrail vaccination credential (its contexts and
+//! types), its proof names one of the issuer's keys (active or retired), the signature holds, and
+//! the certificate is not revoked or superseded. Each "no" is an answer with its reason; a store
+//! that cannot say whether the certificate was revoked is a 503, never "invalid" (DIVOC called
+//! valid certificates invalid when its revocation lookup failed).
+//!
+//! A proof over the same bytes under the same keys always verifies the same way, so verdicts are
+//! kept by the credential's SHA-256 (the revocation check is made on every request).
+
+use std::{num::NonZeroUsize, sync::Mutex};
+
+use chrono::{DateTime, Utc};
+use credentials::{CredentialVerifier, Keyring, Verdict};
+use domain::credential::{CREDENTIALS_V1, CertifiedDose, DATA_INTEGRITY_V2, VACCINATION_V1};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::store::{Standing, Store, Unavailable};
+
+/// The answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    /// `valid`, `invalid`, `revoked` or `superseded`.
+    pub outcome: &'static str,
+    /// Why, in words (empty when valid).
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
+}
+
+impl Answer {
+    fn invalid(reason: impl Into<String>) -> Self {
+        Self {
+            outcome: "invalid",
+            reasons: vec![reason.into()],
+            certificate_id: None,
+            verification_method: None,
+            revoked_at: None,
+            revocation_reason: None,
+            superseded_by: None,
+        }
+    }
+}
+
+/// Verifies against the issuer's keys and the read models.
+pub struct Verifier {
+    keyring: Keyring,
+    proofs: CredentialVerifier,
+    verdicts: Mutex<lru::LruCache<[u8; 32], Verdict>>,
+}
+
+impl Verifier {
+    pub fn new(keyring: Keyring) -> Self {
+        Self {
+            proofs: CredentialVerifier::new(&keyring),
+            keyring,
+            verdicts: Mutex::new(lru::LruCache::new(NonZeroUsize::new(100_000).expect("not zero"))),
+        }
+    }
+
+    /// The issuer's proof check alone (cached by the credential's SHA-256).
+    async fn proof(&self, text: &str) -> Verdict {
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if let Some(verdict) = self.verdicts.lock().expect("not poisoned").get(&digest) {
+            metrics::counter!("vaxtrail_query_verify_cache_hits_total").increment(1);
+            return verdict.clone();
+        }
+        let verdict = self.proofs.verify(text).await;
+        self.verdicts.lock().expect("not poisoned").put(digest, verdict.clone());
+        verdict
+    }
+
+    /// Verifies a credential's JSON text.
+    pub async fn verify(&self, text: &str, store: &Store) -> Result<Answer, Unavailable> {
+        let document: Value = match serde_json::from_str(text) {
+            Ok(document) => document,
+            Err(e) => return Ok(Answer::invalid(format!("not JSON: {e}"))),
+        };
+        if let Err(reason) = shape(&document) {
+            return Ok(Answer::invalid(reason));
+        }
+        let method = document["proof"]["verificationMethod"].as_str().unwrap_or_default();
+        if document["issuer"].as_str() != Some(self.keyring.did()) {
+            return Ok(Answer::invalid(format!(
+                "issued by {}, not by {}",
+                document["issuer"],
+                self.keyring.did()
+            )));
+        }
+        if self.keyring.key_for_method(method).is_none() {
+            return Ok(Answer::invalid(format!(
+                "unknown key: {method:?} is not one of the issuer's published keys"
+            )));
+        }
+        let certificate_id = CertifiedDose::from_credential(text)
+            .ok()
+            .map(|d| d.certificate_id.as_str().to_owned());
+        let mut answer = match self.proof(text).await {
+            Verdict::Valid { verification_method } => Answer {
+                outcome: "valid",
+                reasons: Vec::new(),
+                certificate_id: certificate_id.clone(),
+                verification_method: Some(verification_method),
+                revoked_at: None,
+                revocation_reason: None,
+                superseded_by: None,
+            },
+            Verdict::Invalid { reason } => {
+                let mut answer = Answer::invalid(format!("bad signature: {reason}"));
+                answer.certificate_id = certificate_id;
+                return Ok(answer);
+            }
+        };
+        let Some(id) = certificate_id else {
+            return Ok(Answer::invalid("the credential names no certificate id"));
+        };
+        match store.certificate(&id).await? {
+            Some(found) => match found.standing {
+                Standing::Active => {}
+                Standing::Revoked { reason, revoked_at } => {
+                    answer.outcome = "revoked";
+                    answer.reasons.push(match revoked_at {
+                        Some(at) => format!("revoked at {} for: {reason}", at.to_rfc3339()),
+                        None => format!("revoked for: {reason}"),
+                    });
+                    answer.revoked_at = revoked_at;
+                    answer.revocation_reason = Some(reason);
+                }
+                Standing::Superseded { superseded_by, .. } => {
+                    answer.outcome = "superseded";
+                    answer.reasons.push(format!("superseded by certificate {superseded_by}"));
+                    answer.superseded_by = Some(superseded_by);
+                }
+            },
+            None => {
+                // Not (yet) in the read models: the status list still says whether it is revoked.
+                if let Some((list, index)) = crate::status_list::entry(&document)
+                    && let Some(list) = list.rsplit('/').next().and_then(|l| l.parse::<u32>().ok())
+                {
+                    let bits = store.revocation_bits(list).await?;
+                    let byte = (index / 8) as usize;
+                    if bits.get(byte).is_some_and(|b| b & (0x80 >> (index % 8)) != 0) {
+                        answer.outcome = "revoked";
+                        answer.reasons.push("revoked (its status list bit is set)".into());
+                    }
+                }
+            }
+        }
+        Ok(answer)
+    }
+}
+
+/// The credential is one vaxtrail issues: its contexts, types and a proof.
+fn shape(document: &Value) -> Result<(), String> {
+    let contexts: Vec<&str> = match &document["@context"] {
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        Value::String(s) => vec![s.as_str()],
+        _ => Vec::new(),
+    };
+    if contexts != [CREDENTIALS_V1, VACCINATION_V1, DATA_INTEGRITY_V2] {
+        return Err(format!(
+            "context mismatch: expected {CREDENTIALS_V1}, {VACCINATION_V1}, {DATA_INTEGRITY_V2}; found {}",
+            document["@context"]
+        ));
+    }
+    let types: Vec<&str> = match &document["type"] {
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        Value::String(s) => vec![s.as_str()],
+        _ => Vec::new(),
+    };
+    if !types.contains(&"VerifiableCredential") || !types.contains(&"ProofOfVaccinationCredential") {
+        return Err(format!(
+            "schema mismatch: the type is {}, not a ProofOfVaccinationCredential",
+            document["type"]
+        ));
+    }
+    if !document["proof"].is_object() {
+        return Err("the credential has no proof".into());
+    }
+    Ok(())
+}
