@@ -106,7 +106,13 @@ impl Sheet {
 /// Text as the PDF's built-in fonts can print it (Latin-1; anything else becomes `?`).
 fn printable(s: &str) -> String {
     s.chars()
-        .map(|c| if (' '..='~').contains(&c) || ('\u{a0}'..='\u{ff}').contains(&c) { c } else { '?' })
+        .map(|c| {
+            if (' '..='~').contains(&c) || ('\u{a0}'..='\u{ff}').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -149,7 +155,13 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
     page.layer.set_outline_thickness(0.5);
 
     page.text("Certificate of Vaccination", 20.0, 20.0, 275.0, true);
-    page.text(&format!("Certificate ID: {}", sheet.certificate_id), 11.0, 20.0, 267.0, false);
+    page.text(
+        &format!("Certificate ID: {}", sheet.certificate_id),
+        11.0,
+        20.0,
+        267.0,
+        false,
+    );
     page.rule(20.0, 190.0, 262.0);
 
     let fields = [
@@ -178,7 +190,10 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
     page.text("Doses of this programme", 12.0, 20.0, y, true);
     y -= 7.0;
     let columns = [20.0, 42.0, 66.0, 96.0, 138.0, 160.0];
-    for (x, head) in columns.iter().zip(["Dose", "Date", "Vaccine", "Manufacturer", "Batch", "Centre"]) {
+    for (x, head) in columns
+        .iter()
+        .zip(["Dose", "Date", "Vaccine", "Manufacturer", "Batch", "Centre"])
+    {
         page.text(head, 9.0, *x, y, true);
     }
     page.rule(20.0, 190.0, y - 2.0);

@@ -169,7 +169,11 @@ async fn pdf_of(state: &AppState, id: &str) -> Result<Response, Problem> {
     let verify_url = format!("{}/verify", state.profile.base_url);
     let bytes = pdf::render(&sheet, &code, &verify_url).map_err(|e| {
         tracing::error!(certificate = %certificate.id, error = %e, "rendering the PDF");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "pdf", "The PDF could not be rendered")
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "pdf",
+            "The PDF could not be rendered",
+        )
     })?;
     Ok(with_headers(
         bytes.into_response(),
@@ -224,7 +228,10 @@ pub async fn recipient_certificates(
 ) -> Result<Response, Problem> {
     caller(&state, &headers, &READERS)?;
     if key.is_empty() || key.len() > 128 || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Problem::field("key", "a recipient key is 1 to 128 letters, digits, '-' or '_'"));
+        return Err(Problem::field(
+            "key",
+            "a recipient key is 1 to 128 letters, digits, '-' or '_'",
+        ));
     }
     let certificates = state
         .store
@@ -232,7 +239,9 @@ pub async fn recipient_certificates(
         .await
         .map_err(|e| unavailable(&e))?;
     if certificates.is_empty() {
-        return Err(Problem::not_found(format!("No certificate is known for recipient {key}")));
+        return Err(Problem::not_found(format!(
+            "No certificate is known for recipient {key}"
+        )));
     }
     Ok(Json(json!({ "recipientKey": key, "certificates": certificates })).into_response())
 }
@@ -299,7 +308,9 @@ fn credential_text(headers: &HeaderMap, body: &[u8]) -> Result<String, Problem> 
         return qr::credential_of(&bytes).map_err(|e| Problem::field("qr", e.to_string()));
     }
     if !value.is_object() {
-        return Err(Problem::malformed("the body is a credential (a JSON object) or {\"qr\": ...}"));
+        return Err(Problem::malformed(
+            "the body is a credential (a JSON object) or {\"qr\": ...}",
+        ));
     }
     Ok(value.to_string())
 }
@@ -344,16 +355,15 @@ pub async fn vaccination_context() -> Response {
 
 /// `GET /v1/status-lists/{list}`: the signed revocation list of a partition.
 pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<String>) -> Result<Response, Problem> {
-    let list: u32 = list
-        .parse()
-        .ok()
-        .filter(|l| *l < state.partitions)
-        .ok_or_else(|| {
-            Problem::field(
-                "list",
-                format!("a status list is a partition number, 0 to {}", state.partitions.saturating_sub(1)),
-            )
-        })?;
+    let list: u32 = list.parse().ok().filter(|l| *l < state.partitions).ok_or_else(|| {
+        Problem::field(
+            "list",
+            format!(
+                "a status list is a partition number, 0 to {}",
+                state.partitions.saturating_sub(1)
+            ),
+        )
+    })?;
     let bits = state.store.revocation_bits(list).await.map_err(|e| unavailable(&e))?;
     let text = state.status_lists.credential(list, &bits).await.map_err(|e| {
         tracing::error!(error = %e, list, "signing a status list");

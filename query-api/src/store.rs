@@ -215,12 +215,11 @@ impl Store {
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "redis unavailable; reading Postgres"),
         }
-        let outcomes: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT outcome, certificate_id, rule FROM event_outcomes WHERE source_event_id = $1",
-        )
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let outcomes: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT outcome, certificate_id, rule FROM event_outcomes WHERE source_event_id = $1")
+                .bind(event_id)
+                .fetch_all(&self.pool)
+                .await?;
         if !outcomes.is_empty() {
             let map = outcomes
                 .into_iter()

@@ -140,7 +140,9 @@ impl Verifier {
                 }
                 Standing::Superseded { superseded_by, .. } => {
                     answer.outcome = "superseded";
-                    answer.reasons.push(format!("superseded by certificate {superseded_by}"));
+                    answer
+                        .reasons
+                        .push(format!("superseded by certificate {superseded_by}"));
                     answer.superseded_by = Some(superseded_by);
                 }
             },

@@ -43,6 +43,22 @@ pub struct TestStack {
 }
 
 impl TestStack {
+    /// Deletes this test's Redis keys (a flushed cache).
+    pub async fn flush_redis(&self) {
+        let mut redis = self
+            .redis
+            .client()
+            .and_then(|c| c.get_connection())
+            .expect("Redis is up");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.redis.key_prefix))
+            .query(&mut redis)
+            .expect("KEYS");
+        if !keys.is_empty() {
+            redis::cmd("DEL").arg(&keys).query::<()>(&mut redis).expect("DEL");
+        }
+    }
+
     /// Creates this test's Postgres schema and ClickHouse database (topics are created by whoever
     /// uses them, under [`TestStack::topic`] names).
     pub async fn new() -> Self {
@@ -660,4 +676,44 @@ pub async fn spawn_projectors(stack: &TestStack) -> (platform::Shutdown, std::ne
     let address = app.local_addr();
     tokio::spawn(app.run_until_stopped());
     (shutdown, address)
+}
+
+/// The query API, in-process on the test's stores, trusting `keys` (a `signer::Issuer`'s
+/// directory) under the tests' DID and `auth`'s tokens. Returns the shutdown token and its URL.
+pub async fn spawn_query_api(
+    stack: &TestStack,
+    keys: &std::path::Path,
+    active_key: Option<&str>,
+    auth: &TestAuth,
+) -> (platform::Shutdown, String) {
+    spawn_query_api_with(stack, keys, active_key, auth, |_| {}).await
+}
+
+/// [`spawn_query_api`], with the configuration changed by `tweak` first.
+pub async fn spawn_query_api_with(
+    stack: &TestStack,
+    keys: &std::path::Path,
+    active_key: Option<&str>,
+    auth: &TestAuth,
+    tweak: impl FnOnce(&mut query_api::Config),
+) -> (platform::Shutdown, String) {
+    let keys_arg = keys.display().to_string();
+    let mut config = query_api::Config::parse_from(["query-api", "--issuer-keys", keys_arg.as_str()]);
+    config.kafka = stack.kafka.clone();
+    config.postgres = stack.postgres.clone();
+    config.redis = stack.redis.clone();
+    config.clickhouse = stack.clickhouse.clone();
+    config.listen = "127.0.0.1:0".parse().expect("an address");
+    config.issuer.did = signer::DID.to_owned();
+    config.issuer.active_key = active_key.map(str::to_owned);
+    config.issuer.public_base_url = "https://certificates.test".to_owned();
+    config.auth.jwks = Some(auth.jwks.path());
+    tweak(&mut config);
+    let shutdown = platform::Shutdown::new();
+    let app = query_api::Application::build(&config, shutdown.clone())
+        .await
+        .expect("the query API builds");
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+    (shutdown, url)
 }

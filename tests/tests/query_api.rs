@@ -1,0 +1,437 @@
+//! The query API on the real stack, fed by a real signer and the projectors: certificates with
+//! their status, QR codes and PDFs decoded with real tools (zbarimg, pdftoppm) back into
+//! credentials that verify; verification answers valid / invalid / revoked / superseded with
+//! reasons; the status list's bit flips on revocation; a key rotation keeps old certificates
+//! valid; a flushed Redis changes no answer; stores that cannot answer give 503, never "invalid".
+
+use std::{process::Command, time::Duration};
+
+use base64::Engine as _;
+use domain::{
+    commands::CorrectionTarget,
+    events::VaccinationPayload,
+    ids::{CertificateId, EventId},
+    values::{Identity, Text},
+};
+use platform::auth::Role;
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+use vaxtrail_tests::{
+    TestAuth, TestStack, eventually, fixtures,
+    signer::{EventWriter, Issuer, SignerProcess, envelope, recipient},
+    spawn_projectors, spawn_query_api, spawn_query_api_with,
+};
+
+fn id_of(event: &str) -> String {
+    CertificateId::for_event(EventId::derive("tests", event))
+        .as_str()
+        .to_owned()
+}
+
+async fn verify(client: &reqwest::Client, url: &str, body: Value) -> Value {
+    let response = client
+        .post(format!("{url}/v1/verify"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Decodes the QR code in an image file with zbar: the raw payload bytes.
+fn scan(image: &std::path::Path) -> Vec<u8> {
+    let out = Command::new("zbarimg")
+        .args(["-q", "--raw", "-Sbinary"])
+        .arg(image)
+        .output()
+        .expect("zbarimg is installed (deploy/local/install)");
+    assert!(out.status.success(), "zbarimg found no code in {}", image.display());
+    let mut bytes = out.stdout;
+    if bytes.last() == Some(&b'\n') && query_api::qr::credential_of(&bytes).is_err() {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// The event's outcome once the signer answered it and the projections have it.
+async fn answered(client: reqwest::Client, url: String, token: String, event: &'static str) -> Option<Value> {
+    let id = EventId::derive("tests", event);
+    let response = client
+        .get(format!("{url}/v1/events/{id}"))
+        .header(header::AUTHORIZATION, token)
+        .send()
+        .await
+        .ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    let body: Value = response.json().await.ok()?;
+    (body["status"] != "accepted").then_some(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() {
+    let stack = TestStack::new().await;
+    let writer = EventWriter::new(&stack).await;
+    let issuer = Issuer::new();
+    let auth = TestAuth::new();
+    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
+    let (projectors, _) = spawn_projectors(&stack).await;
+
+    // Person A: recorded, then corrected (C2 supersedes C1). Person B: recorded, then revoked.
+    let a = fixtures::divoc_record();
+    let person_a = recipient(a.recipient.identity.as_str());
+    let mut b = a.clone();
+    b.recipient.identity = Identity::parse("identity", "did:in.gov.uidai.aadhaar:999988887777").unwrap();
+    let person_b = recipient(b.recipient.identity.as_str());
+    let mut corrected = a.clone();
+    corrected.vaccination.batch = Text::parse("batch", "MB3428BY").unwrap();
+    let (c1, c2, c3) = (id_of("a1"), id_of("a2"), id_of("b1"));
+    let events = [
+        (
+            "a1",
+            person_a.clone(),
+            VaccinationPayload::VaccinationRecorded(a.clone()),
+        ),
+        (
+            "a2",
+            person_a.clone(),
+            VaccinationPayload::VaccinationCorrected {
+                target: CorrectionTarget::Certificate(CertificateId::parse("c", &c1).unwrap()),
+                corrected,
+            },
+        ),
+        (
+            "b1",
+            person_b.clone(),
+            VaccinationPayload::VaccinationRecorded(b.clone()),
+        ),
+    ];
+    for (id, person, payload) in events {
+        writer.append(&envelope(id, person, payload)).await;
+    }
+
+    // The key rotates: key-2 signs from now on; key-1 stays published.
+    let client = reqwest::Client::new();
+    let (query, url) = spawn_query_api(&stack, &issuer.dir, None, &auth).await;
+    let facility = auth.bearer("facility-1", &[Role::Facility]);
+    let outcome = |event: &'static str| answered(client.clone(), url.clone(), facility.clone(), event);
+    eventually(Duration::from_secs(90), "the first three events answered", || async {
+        for event in ["a1", "a2", "b1"] {
+            outcome(event).await?;
+        }
+        Some(())
+    })
+    .await;
+    signer.stop().await;
+    query.cancel();
+    std::fs::write(issuer.dir.join("key-2.pem"), credentials::keys::generate_pem()).unwrap();
+    let mut signer = SignerProcess::spawn(&stack, &issuer, &[("VAXTRAIL_ISSUER_ACTIVE_KEY", "key-2")]);
+    let (_query, url) = spawn_query_api(&stack, &issuer.dir, Some("key-2"), &auth).await;
+    let revoke = VaccinationPayload::RevocationRequested {
+        certificate_id: CertificateId::parse("c", &c3).unwrap(),
+        reason: Text::parse("reason", "issued in error").unwrap(),
+    };
+    writer.append(&envelope("b2", person_b.clone(), revoke)).await;
+    let mut c = a.clone();
+    c.recipient.identity = Identity::parse("identity", "did:in.gov.uidai.aadhaar:111122223333").unwrap();
+    let person_c = recipient(c.recipient.identity.as_str());
+    writer
+        .append(&envelope(
+            "c1",
+            person_c.clone(),
+            VaccinationPayload::VaccinationRecorded(c),
+        ))
+        .await;
+    let c4 = id_of("c1");
+    let outcome = |event: &'static str| answered(client.clone(), url.clone(), facility.clone(), event);
+    let b2 = eventually(Duration::from_secs(90), "the revocation and c1 answered", || async {
+        let b2 = outcome("b2").await?;
+        outcome("c1").await?;
+        Some(b2)
+    })
+    .await;
+    assert_eq!(b2["status"], "revoked");
+    assert_eq!(b2["certificateId"], c3.as_str());
+
+    // Event outcomes need a token, and say what happened.
+    let unauthenticated = client
+        .get(format!("{url}/v1/events/{}", EventId::derive("tests", "a1")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unauthenticated.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let a2 = outcome("a2").await.unwrap();
+    assert_eq!(
+        (a2["status"].as_str(), a2["certificateId"].as_str()),
+        (Some("issued"), Some(c2.as_str()))
+    );
+    assert_eq!(a2["superseded"], c1.as_str());
+
+    // Certificates, with their status.
+    let get = |path: String| {
+        let client = client.clone();
+        let url = url.clone();
+        async move { client.get(format!("{url}{path}")).send().await.unwrap() }
+    };
+    let response = client
+        .get(format!("{url}/v1/certificates/{c2}"))
+        .header(header::ACCEPT, "application/vc+ld+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/vc+ld+json");
+    assert_eq!(response.headers()["vaxtrail-certificate-status"], "active");
+    let c2_text = response.text().await.unwrap();
+    let c2_credential: Value = serde_json::from_str(&c2_text).unwrap();
+    let c1_response = get(format!("/v1/certificates/{c1}")).await;
+    assert_eq!(
+        c1_response.headers()["vaxtrail-certificate-status"],
+        format!("superseded; by={c2}").as_str()
+    );
+    let c1_credential: Value = c1_response.json().await.unwrap();
+    let c3_credential: Value = get(format!("/v1/certificates/{c3}")).await.json().await.unwrap();
+    let c4_credential: Value = get(format!("/v1/certificates/{c4}")).await.json().await.unwrap();
+    let status: Value = get(format!("/v1/certificates/{c3}/status")).await.json().await.unwrap();
+    assert_eq!(
+        (status["status"].as_str(), status["reason"].as_str()),
+        (Some("revoked"), Some("issued in error"))
+    );
+    let missing = get("/v1/certificates/NOSUCHCERT1".into()).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(
+        get("/v1/certificates/not%20an%20id".into()).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // Verification: valid, superseded, revoked, and invalid for each reason.
+    let answer = verify(&client, &url, c2_credential.clone()).await;
+    assert_eq!(answer["outcome"], "valid", "{answer}");
+    assert_eq!(answer["verificationMethod"], "did:web:certificates.test#key-1");
+    let answer = verify(&client, &url, c4_credential.clone()).await;
+    assert_eq!(answer["outcome"], "valid", "{answer}");
+    assert_eq!(
+        answer["verificationMethod"], "did:web:certificates.test#key-2",
+        "signed after the rotation"
+    );
+    let answer = verify(&client, &url, c1_credential.clone()).await;
+    assert_eq!(
+        (answer["outcome"].as_str(), answer["supersededBy"].as_str()),
+        (Some("superseded"), Some(c2.as_str()))
+    );
+    let answer = verify(&client, &url, c3_credential.clone()).await;
+    assert_eq!(answer["outcome"], "revoked", "{answer}");
+    assert_eq!(answer["revocationReason"], "issued in error");
+    assert!(answer["revokedAt"].is_string());
+    let mut tampered = c2_credential.clone();
+    match &mut tampered["evidence"] {
+        Value::Array(items) => items[0]["dose"] = json!(2),
+        one => one["dose"] = json!(2),
+    }
+    let answer = verify(&client, &url, tampered).await;
+    assert_eq!(answer["outcome"], "invalid");
+    assert!(
+        answer["reasons"][0].as_str().unwrap().starts_with("bad signature"),
+        "{answer}"
+    );
+    let mut unknown = c2_credential.clone();
+    unknown["proof"]["verificationMethod"] = json!("did:web:certificates.test#key-9");
+    let answer = verify(&client, &url, unknown).await;
+    assert!(
+        answer["reasons"][0].as_str().unwrap().starts_with("unknown key"),
+        "{answer}"
+    );
+    let mut divoc_context = c2_credential.clone();
+    divoc_context["@context"][1] = json!("https://cowin.gov.in/credentials/vaccination/v1");
+    let answer = verify(&client, &url, divoc_context).await;
+    assert!(
+        answer["reasons"][0].as_str().unwrap().starts_with("context mismatch"),
+        "{answer}"
+    );
+    let bad = client
+        .post(format!("{url}/v1/verify"))
+        .json(&json!({"qr": "not base64!"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = bad.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "qr");
+
+    // The status list: signed by the issuer, C3's bit set, C2's not.
+    let list_url = c3_credential["credentialStatus"]["statusListCredential"]
+        .as_str()
+        .unwrap();
+    let path = list_url.strip_prefix("https://certificates.test").unwrap();
+    let list_text = get(path.to_owned()).await.text().await.unwrap();
+    let verifier = credentials::CredentialVerifier::new(&issuer_keyring(&issuer));
+    assert!(
+        matches!(verifier.verify(&list_text).await, credentials::Verdict::Valid { .. }),
+        "{list_text}"
+    );
+    let list: Value = serde_json::from_str(&list_text).unwrap();
+    let encoded = list["credentialSubject"]["encodedList"].as_str().unwrap();
+    let index = |c: &Value| {
+        c["credentialStatus"]["statusListIndex"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(query_api::status_list::is_set(encoded, index(&c3_credential)).unwrap());
+    if c2_credential["credentialStatus"]["statusListCredential"] == list_url {
+        assert!(!query_api::status_list::is_set(encoded, index(&c2_credential)).unwrap());
+    }
+
+    // The DID document lists both keys; the context is served, immutable.
+    let did: Value = get("/.well-known/did.json".into()).await.json().await.unwrap();
+    assert_eq!(did["assertionMethod"].as_array().unwrap().len(), 2, "{did}");
+    let context = get("/credentials/vaccination/v1".into()).await;
+    assert!(
+        context.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let context: Value = context.json().await.unwrap();
+    assert!(
+        context["@context"]["@protected"].as_bool().unwrap_or(false),
+        "{context}"
+    );
+
+    // QR PNG and the PDF, decoded with real tools, give back a credential that verifies.
+    let dir = std::env::temp_dir().join(format!("vaxtrail-query-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = get(format!("/v1/certificates/{c2}/qr.png"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(dir.join("qr.png"), &png).unwrap();
+    let payload = scan(&dir.join("qr.png"));
+    let from_qr = query_api::qr::credential_of(&payload).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&from_qr).unwrap(), c2_credential);
+    let answer = verify(
+        &client,
+        &url,
+        json!({"qr": base64::engine::general_purpose::STANDARD.encode(&payload)}),
+    )
+    .await;
+    assert_eq!(answer["outcome"], "valid", "{answer}");
+    let svg = get(format!("/v1/certificates/{c2}/qr.svg")).await.text().await.unwrap();
+    assert!(
+        svg.starts_with("<?xml") && svg.contains("<svg"),
+        "{}",
+        &svg[..80.min(svg.len())]
+    );
+
+    let pdf = get(format!("/v1/certificates/{c2}.pdf")).await;
+    assert_eq!(pdf.headers()[header::CONTENT_TYPE], "application/pdf");
+    std::fs::write(dir.join("certificate.pdf"), pdf.bytes().await.unwrap()).unwrap();
+    let rendered = Command::new("pdftoppm")
+        .args(["-r", "150", "-png", "-singlefile"])
+        .arg(dir.join("certificate.pdf"))
+        .arg(dir.join("page"))
+        .status()
+        .expect("pdftoppm is installed (deploy/local/install)");
+    assert!(rendered.success());
+    let from_pdf = query_api::qr::credential_of(&scan(&dir.join("page.png"))).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&from_pdf).unwrap(), c2_credential);
+    let text = Command::new("pdftotext")
+        .arg(dir.join("certificate.pdf"))
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for field in ["Bhaya Mitra", c2.as_str(), "MB3428BY", "Dose", "Batch"] {
+        assert!(text.contains(field), "the PDF shows {field}:\n{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Recipients: authenticated only; by key and by DIVOC's pre-enrollment code.
+    let certificates: Value = client
+        .get(format!("{url}/v1/recipients/{}/certificates", person_a.as_str()))
+        .header(header::AUTHORIZATION, &facility)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<(&str, &str)> = certificates["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["certificateId"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert!(
+        statuses.contains(&(c1.as_str(), "superseded")) && statuses.contains(&(c2.as_str(), "active")),
+        "{statuses:?}"
+    );
+    let by_code = client
+        .get(format!("{url}/v1/recipients"))
+        .query(&[("preEnrollmentCode", a.pre_enrollment_code.as_str())])
+        .header(header::AUTHORIZATION, &facility)
+        .send()
+        .await
+        .unwrap();
+    let by_code: Value = by_code.json().await.unwrap();
+    assert!(
+        by_code["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["recipientKey"] == person_a.as_str())
+    );
+    let anonymous = get(format!("/v1/recipients/{}/certificates", person_a.as_str())).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Redis flushed: the same answers, from Postgres.
+    stack.flush_redis().await;
+    let answer = verify(&client, &url, c3_credential.clone()).await;
+    assert_eq!(answer["outcome"], "revoked", "{answer}");
+    let answer = verify(&client, &url, c1_credential.clone()).await;
+    assert_eq!(answer["outcome"], "superseded", "{answer}");
+    let after = get(format!("/v1/certificates/{c1}")).await;
+    assert_eq!(
+        after.headers()["vaxtrail-certificate-status"],
+        format!("superseded; by={c2}").as_str()
+    );
+    let list_after: Value = get(path.to_owned()).await.json().await.unwrap();
+    assert!(
+        query_api::status_list::is_set(
+            list_after["credentialSubject"]["encodedList"].as_str().unwrap(),
+            index(&c3_credential)
+        )
+        .unwrap()
+    );
+
+    // Stores that cannot answer: 503 with Retry-After, never "invalid".
+    let (_down_query, down_url) = spawn_query_api_with(&stack, &issuer.dir, Some("key-2"), &auth, |config| {
+        config.postgres.url = "postgres://postgres@127.0.0.1:9/vaxtrail".parse().unwrap();
+        config.redis.url = "redis://127.0.0.1:9".parse().unwrap();
+    })
+    .await;
+    let response = client
+        .post(format!("{down_url}/v1/verify"))
+        .json(&c2_credential)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+
+    signer.stop().await;
+    projectors.cancel();
+}
+
+fn issuer_keyring(issuer: &Issuer) -> credentials::Keyring {
+    credentials::Keyring::load(vaxtrail_tests::signer::DID, &issuer.dir, Some("key-2")).unwrap()
+}
