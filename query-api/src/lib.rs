@@ -5,6 +5,8 @@
 //! issuer's keys, connects to the dependencies (lazily) and binds the listener;
 //! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
 
+pub mod analytics;
+mod dashboard;
 pub mod pdf;
 pub mod qr;
 mod routes;
@@ -71,6 +73,9 @@ pub struct AppState {
     pub profile: IssuerProfile,
     pub partitions: u32,
     pub verifier_help: String,
+    pub clickhouse: clickhouse::Client,
+    pub brokers: String,
+    pub topics: platform::TopicCatalog,
 }
 
 /// The running service.
@@ -98,6 +103,9 @@ impl Application {
             profile,
             partitions: u32::try_from(config.kafka.partitions).unwrap_or(1).max(1),
             verifier_help: config.verifier_help.clone(),
+            clickhouse: config.clickhouse.client(),
+            brokers: config.kafka.brokers.clone(),
+            topics: config.kafka.topics(),
         });
         let readiness = Readiness::default()
             .with("postgres", checks::postgres(pool))
@@ -118,6 +126,13 @@ impl Application {
             .route("/v1/status-lists/{list}", get(routes::status_list))
             .route("/.well-known/did.json", get(routes::did_document))
             .route("/credentials/vaccination/v1", get(routes::vaccination_context))
+            .route("/v1/analytics/doses", get(analytics::doses))
+            .route("/v1/analytics/certificates", get(analytics::certificates))
+            .route("/v1/analytics/signing-latency", get(analytics::signing_latency))
+            .route("/v1/pipeline/lag", get(analytics::lag))
+            .route("/dashboard", get(dashboard::page))
+            .route("/verify", get(dashboard::verifier_page))
+            .route("/assets/{name}", get(dashboard::asset))
             .with_state(state);
         let router = api.merge(platform::ops_router("query-api", readiness));
         let http = HttpService::bind(config.listen, router, shutdown).await?;

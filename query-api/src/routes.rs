@@ -255,11 +255,11 @@ pub struct RecipientQuery {
 /// `GET /v1/recipients?preEnrollmentCode=...` (authenticated): DIVOC's lookup.
 pub async fn recipients(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<RecipientQuery>,
+    query: Result<Query<RecipientQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     caller(&state, &headers, &READERS)?;
-    let code = query
+    let code = crate::analytics::query(query)?
         .pre_enrollment_code
         .filter(|c| !c.is_empty() && c.len() <= 64)
         .ok_or_else(|| Problem::field("preEnrollmentCode", "is required, 1 to 64 characters"))?;

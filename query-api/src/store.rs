@@ -392,3 +392,38 @@ impl SummaryRow {
         }
     }
 }
+
+/// Each store's next offsets, summed per topic (for the pipeline's lag).
+pub struct StoredOffsets {
+    pub postgres: Result<Vec<(String, i64)>, String>,
+    pub redis: Result<Vec<(String, i64)>, String>,
+}
+
+impl Store {
+    /// What the Postgres and Redis projections have applied, per topic.
+    pub async fn stored_offsets(&self) -> StoredOffsets {
+        let postgres = sqlx::query_as::<_, (String, i64)>(
+            "SELECT topic, sum(next_offset)::bigint FROM projection_offsets GROUP BY topic",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| e.to_string());
+        let redis = async {
+            let mut connection = self.redis().await?;
+            let offsets: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+                .arg(self.key("offsets"))
+                .query_async(&mut connection)
+                .await?;
+            let mut sums: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+            for (field, next) in offsets {
+                if let Some((topic, _)) = field.rsplit_once(':') {
+                    *sums.entry(topic.to_owned()).or_default() += next;
+                }
+            }
+            Ok::<_, redis::RedisError>(sums.into_iter().collect())
+        }
+        .await
+        .map_err(|e| e.to_string());
+        StoredOffsets { postgres, redis }
+    }
+}
