@@ -83,7 +83,18 @@ struct Rows {
     /// Status changes in log order; applied in waves that touch each certificate once.
     changes: Vec<StatusChange>,
     outcomes: OutcomeColumns,
+    checkpoints: Vec<CheckpointRow>,
     next: BTreeMap<(String, i32), i64>,
+}
+
+struct CheckpointRow {
+    log_partition: i32,
+    log_offset: i64,
+    last_offset: i64,
+    chain_head: Vec<u8>,
+    key_id: String,
+    signature: Vec<u8>,
+    recorded_at: DateTime<Utc>,
 }
 
 #[derive(Default)]
@@ -221,14 +232,25 @@ impl Rows {
     }
 
     fn certificate(&mut self, at: &Positioned, envelope: &CertificateEnvelope) {
-        let CertificateBody::Outcome {
-            recipient_key,
-            event,
-            credential,
-            ..
-        } = &envelope.body
-        else {
-            return;
+        let (recipient_key, event, credential) = match &envelope.body {
+            CertificateBody::Outcome {
+                recipient_key,
+                event,
+                credential,
+                ..
+            } => (recipient_key, event, credential),
+            CertificateBody::Checkpoint(checkpoint) => {
+                self.checkpoints.push(CheckpointRow {
+                    log_partition: at.partition,
+                    log_offset: at.offset,
+                    last_offset: checkpoint.last_offset,
+                    chain_head: checkpoint.chain_head.to_vec(),
+                    key_id: checkpoint.key_id.clone(),
+                    signature: checkpoint.signature.clone(),
+                    recorded_at: envelope.recorded_at,
+                });
+                return;
+            }
         };
         let decided_at = envelope.recorded_at;
         let (outcome, certificate_id, rule, detail) = match &event.outcome {
@@ -471,6 +493,25 @@ impl Rows {
             .bind(o.decided_at)
             .bind(o.log_partition)
             .bind(o.log_offset)
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        if !self.checkpoints.is_empty() {
+            let rows = self.checkpoints;
+            sqlx::query(
+                "INSERT INTO checkpoints (log_partition, log_offset, last_offset, chain_head, key_id, signature, recorded_at)
+                 SELECT * FROM UNNEST($1::int[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::bytea[],
+                     $7::timestamptz[])
+                 ON CONFLICT (log_partition, log_offset) DO NOTHING",
+            )
+            .bind(rows.iter().map(|r| r.log_partition).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.log_offset).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.last_offset).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.chain_head.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.key_id.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.signature.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
         }

@@ -6,6 +6,7 @@
 //! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
 
 pub mod analytics;
+mod audit;
 mod dashboard;
 pub mod pdf;
 pub mod qr;
@@ -75,6 +76,7 @@ pub struct AppState {
     pub verifier_help: String,
     pub clickhouse: clickhouse::Client,
     pub brokers: String,
+    pub registry_url: String,
     pub topics: platform::TopicCatalog,
 }
 
@@ -105,6 +107,7 @@ impl Application {
             verifier_help: config.verifier_help.clone(),
             clickhouse: config.clickhouse.client(),
             brokers: config.kafka.brokers.clone(),
+            registry_url: config.kafka.schema_registry_url.clone(),
             topics: config.kafka.topics(),
         });
         let readiness = Readiness::default()
@@ -130,6 +133,8 @@ impl Application {
             .route("/v1/analytics/certificates", get(analytics::certificates))
             .route("/v1/analytics/signing-latency", get(analytics::signing_latency))
             .route("/v1/pipeline/lag", get(analytics::lag))
+            .route("/v1/audit/events", get(audit::events))
+            .route("/v1/audit/checkpoints", get(audit::checkpoints))
             .route("/dashboard", get(dashboard::page))
             .route("/verify", get(dashboard::verifier_page))
             .route("/assets/{name}", get(dashboard::asset))

@@ -127,7 +127,14 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     signer.stop().await;
     query.cancel();
     std::fs::write(issuer.dir.join("key-2.pem"), credentials::keys::generate_pem()).unwrap();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[("VAXTRAIL_ISSUER_ACTIVE_KEY", "key-2")]);
+    let mut signer = SignerProcess::spawn(
+        &stack,
+        &issuer,
+        &[
+            ("VAXTRAIL_ISSUER_ACTIVE_KEY", "key-2"),
+            ("VAXTRAIL_CHECKPOINT_EVERY", "1"),
+        ],
+    );
     let (_query, url) = spawn_query_api(&stack, &issuer.dir, Some("key-2"), &auth).await;
     let revoke = VaccinationPayload::RevocationRequested {
         certificate_id: CertificateId::parse("c", &c3).unwrap(),
@@ -393,6 +400,84 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     let anonymous = get(format!("/v1/recipients/{}/certificates", person_a.as_str())).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
+    // Audit reads, from the log itself: auditors only.
+    let auditor = auth.bearer("auditor-1", &[Role::Auditor]);
+    let audit = |query: String| {
+        let (client, url, auditor) = (client.clone(), url.clone(), auditor.clone());
+        async move {
+            let response = client
+                .get(format!("{url}/v1/audit/{query}"))
+                .header(header::AUTHORIZATION, auditor)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let forbidden = client
+        .get(format!("{url}/v1/audit/events?recipient={}", person_b.as_str()))
+        .header(header::AUTHORIZATION, &facility)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let events = audit(format!("events?recipient={}", person_b.as_str())).await;
+    let events = events["events"].as_array().unwrap().clone();
+    let types: Vec<&str> = events.iter().map(|e| e["eventType"].as_str().unwrap()).collect();
+    for wanted in [
+        "VaccinationRecorded",
+        "RevocationRequested",
+        "CertificateIssued",
+        "CertificateRevoked",
+    ] {
+        assert!(types.contains(&wanted), "{types:?}");
+    }
+    // Each outcome names the SHA-256 of the vaccination record it answers, as read from the log.
+    for outcome in events.iter().filter(|e| e.get("sourceSha256").is_some()) {
+        let source = events
+            .iter()
+            .find(|e| e.get("eventId") == outcome.get("answers"))
+            .expect("the answered event is listed");
+        assert_eq!(outcome["sourceSha256"], source["sha256"]);
+        assert_eq!(outcome["source"]["offset"], source["offset"]);
+    }
+    let by_certificate = audit(format!("events?certificate={c3}")).await;
+    assert_eq!(
+        by_certificate["events"].as_array().unwrap().len(),
+        4,
+        "{by_certificate}"
+    );
+    let since = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let by_time = audit(format!("events?from={since}&limit=100")).await;
+    assert!(by_time["events"].as_array().unwrap().len() >= 8, "{by_time}");
+    let checkpoints = audit("checkpoints".into()).await;
+    let checkpoints = checkpoints["checkpoints"].as_array().unwrap();
+    assert!(!checkpoints.is_empty(), "the signer checkpoints every outcome here");
+    let keyring = issuer_keyring(&issuer);
+    for checkpoint in checkpoints {
+        let head: [u8; 32] = hex_bytes(checkpoint["chainHead"].as_str().unwrap()).try_into().unwrap();
+        let message = credentials::checkpoint::message(
+            checkpoint["partition"].as_i64().unwrap() as i32,
+            checkpoint["lastOffset"].as_i64().unwrap(),
+            &head,
+        );
+        let signature: [u8; 64] = hex_bytes(checkpoint["signature"].as_str().unwrap()).try_into().unwrap();
+        let method = format!(
+            "{}#{}",
+            vaxtrail_tests::signer::DID,
+            checkpoint["keyId"].as_str().unwrap()
+        );
+        let method = if checkpoint["keyId"].as_str().unwrap().starts_with("did:") {
+            checkpoint["keyId"].as_str().unwrap().to_owned()
+        } else {
+            method
+        };
+        keyring
+            .verify(&method, &message, &ed25519_dalek::Signature::from_bytes(&signature))
+            .expect("the checkpoint's signature verifies");
+    }
+
     // Redis flushed: the same answers, from Postgres.
     stack.flush_redis().await;
     let answer = verify(&client, &url, c3_credential.clone()).await;
@@ -430,6 +515,13 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
 
     signer.stop().await;
     projectors.cancel();
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn issuer_keyring(issuer: &Issuer) -> credentials::Keyring {

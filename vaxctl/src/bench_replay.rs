@@ -303,11 +303,12 @@ async fn replay<P: Projection>(
 }
 
 /// The Postgres tables, in the order a `COPY` fills them.
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "recipients",
     "vaccinations",
     "certificates",
     "event_outcomes",
+    "checkpoints",
     "projection_offsets",
 ];
 
