@@ -8,6 +8,7 @@
 pub mod analytics;
 mod audit;
 mod dashboard;
+mod openapi;
 pub mod pdf;
 pub mod qr;
 mod routes;
@@ -139,7 +140,9 @@ impl Application {
             .route("/verify", get(dashboard::verifier_page))
             .route("/assets/{name}", get(dashboard::asset))
             .with_state(state);
-        let router = api.merge(platform::ops_router("query-api", readiness));
+        let document = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
+        let openapi = Router::new().route("/openapi.json", get(move || async move { axum::Json(document) }));
+        let router = api.merge(openapi).merge(platform::ops_router("query-api", readiness));
         let http = HttpService::bind(config.listen, router, shutdown).await?;
         Ok(Self { http })
     }

@@ -478,6 +478,31 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
             .expect("the checkpoint's signature verifies");
     }
 
+    // Every documented path is served (a 404 would be a route the document invented).
+    let document: Value = get("/openapi.json".into()).await.json().await.unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 19, "{}", paths.len());
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{id}", &c2)
+            .replace("{eventId}", &EventId::derive("tests", "a1").to_string())
+            .replace("{key}", person_a.as_str())
+            .replace("{list}", "0");
+        let request = if operations.get("post").is_some() {
+            client.post(format!("{url}{concrete}")).json(&c2_credential)
+        } else {
+            client.get(format!("{url}{concrete}"))
+        };
+        let status = request
+            .header(header::AUTHORIZATION, &auditor)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_ne!(status, StatusCode::NOT_FOUND, "{path} is documented but not served");
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+    }
+
     // Redis flushed: the same answers, from Postgres.
     stack.flush_redis().await;
     let answer = verify(&client, &url, c3_credential.clone()).await;

@@ -1,0 +1,166 @@
+//! The OpenAPI 3 document served at `/openapi.json`. The handlers take axum extractors that
+//! utoipa cannot read, so each operation is described here on a function of the same name; the
+//! integration test calls every documented path to keep the two in step.
+
+#![allow(dead_code)]
+
+use serde::Serialize;
+use utoipa::{
+    Modify, OpenApi, ToSchema,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+/// An RFC 7807 problem.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    r#type: String,
+    title: String,
+    status: u16,
+    /// Each field and the rule it broke.
+    errors: Vec<FieldProblem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FieldProblem {
+    field: String,
+    rule: String,
+}
+
+/// The answer of `POST /v1/verify`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyAnswer {
+    /// `valid`, `invalid`, `revoked` or `superseded`.
+    outcome: String,
+    /// Why, in words: bad signature, unknown key, context mismatch, revoked at T for R, superseded by X.
+    reasons: Vec<String>,
+    certificate_id: Option<String>,
+    verification_method: Option<String>,
+    revoked_at: Option<String>,
+    revocation_reason: Option<String>,
+    superseded_by: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}", tag = "certificates",
+    params(("id" = String, Path, description = "Certificate id; `{id}.pdf` gives the printable A4 PDF")),
+    responses(
+        (status = 200, description = "The signed credential (application/json or application/vc+ld+json); its status in the `Vaxtrail-Certificate-Status` header"),
+        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a certificate id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read models cannot answer; retry", body = Problem, content_type = "application/problem+json")))]
+fn certificate() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/status", tag = "certificates",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "active / superseded (by, at) / revoked (reason, at)"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn certificate_status() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/qr.png", tag = "certificates", params(("id" = String, Path)),
+    responses((status = 200, description = "QR code (level M) of DIVOC's payload: a ZIP holding certificate.json", content_type = "image/png")))]
+fn qr_png() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/qr.svg", tag = "certificates", params(("id" = String, Path)),
+    responses((status = 200, description = "The same QR code as SVG", content_type = "image/svg+xml")))]
+fn qr_svg() {}
+
+#[utoipa::path(get, path = "/v1/events/{eventId}", tag = "events", params(("eventId" = String, Path)),
+    security(("bearer" = [])),
+    responses((status = 200, description = "accepted / issued (certificate id, superseded) / revoked / rejected (rule)"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn event() {}
+
+#[utoipa::path(get, path = "/v1/recipients", tag = "recipients", security(("bearer" = [])),
+    params(("preEnrollmentCode" = String, Query)),
+    responses((status = 200, description = "The recipients with this DIVOC pre-enrollment code and their certificates")))]
+fn recipients() {}
+
+#[utoipa::path(get, path = "/v1/recipients/{key}/certificates", tag = "recipients", security(("bearer" = [])),
+    params(("key" = String, Path)), responses((status = 200, description = "Every certificate of the recipient, with its status")))]
+fn recipient_certificates() {}
+
+#[utoipa::path(post, path = "/v1/verify", tag = "verification",
+    request_body(description = "A credential (JSON), `{\"qr\": \"<base64 of the QR payload>\"}`, or the raw payload as application/zip"),
+    responses((status = 200, body = VerifyAnswer),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Revocation cannot be checked now: never an 'invalid'", body = Problem, content_type = "application/problem+json")))]
+fn verify() {}
+
+#[utoipa::path(get, path = "/v1/status-lists/{list}", tag = "verification", params(("list" = u32, Path)),
+    responses((status = 200, description = "A signed StatusList2021Credential", content_type = "application/vc+ld+json")))]
+fn status_list() {}
+
+#[utoipa::path(get, path = "/.well-known/did.json", tag = "verification",
+    responses((status = 200, description = "The issuer's DID document: every key, active and retired", content_type = "application/did+json")))]
+fn did_document() {}
+
+#[utoipa::path(get, path = "/credentials/vaccination/v1", tag = "verification",
+    responses((status = 200, description = "vaxtrail's vaccination JSON-LD context (immutable)", content_type = "application/ld+json")))]
+fn vaccination_context() {}
+
+#[utoipa::path(get, path = "/v1/analytics/doses", tag = "analytics",
+    params(("by" = Option<String>, Query, description = "day, vaccine, dose, state, district, gender, ageBand"),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("programme" = Option<String>, Query)),
+    responses((status = 200, description = "Doses given, grouped"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+fn doses() {}
+
+#[utoipa::path(get, path = "/v1/analytics/certificates", tag = "analytics",
+    params(("by" = Option<String>, Query, description = "outcome, day, rule"), ("from" = Option<String>, Query), ("to" = Option<String>, Query)),
+    responses((status = 200, description = "Certificates issued / superseded / revoked / rejected")))]
+fn certificates() {}
+
+#[utoipa::path(get, path = "/v1/analytics/signing-latency", tag = "analytics",
+    params(("from" = Option<String>, Query), ("to" = Option<String>, Query)),
+    responses((status = 200, description = "p50 / p90 / p99 / max of outcome time minus event time, ms")))]
+fn signing_latency() {}
+
+#[utoipa::path(get, path = "/v1/pipeline/lag", tag = "analytics",
+    responses((status = 200, description = "Records each projection has still to apply, per topic")))]
+fn lag() {}
+
+#[utoipa::path(get, path = "/v1/audit/events", tag = "audit", security(("bearer" = [])),
+    params(("recipient" = Option<String>, Query), ("certificate" = Option<String>, Query),
+        ("from" = Option<String>, Query, description = "RFC 3339"), ("to" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, description = "Records from the log with position, SHA-256 and chain hashes"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
+fn audit_events() {}
+
+#[utoipa::path(get, path = "/v1/audit/checkpoints", tag = "audit", security(("bearer" = [])),
+    params(("partition" = Option<i32>, Query)),
+    responses((status = 200, description = "The signer's signed checkpoints")))]
+fn audit_checkpoints() {}
+
+#[utoipa::path(get, path = "/dashboard", tag = "pages", responses((status = 200, content_type = "text/html")))]
+fn dashboard() {}
+
+#[utoipa::path(get, path = "/verify", tag = "pages", responses((status = 200, content_type = "text/html")))]
+fn verifier_page() {}
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "vaxtrail query API", description = "Certificates, verification, status lists, analytics and audit reads."),
+    paths(certificate, certificate_status, qr_png, qr_svg, event, recipients, recipient_certificates, verify,
+          status_list, did_document, vaccination_context, doses, certificates, signing_latency, lag,
+          audit_events, audit_checkpoints, dashboard, verifier_page),
+    components(schemas(Problem, FieldProblem, VerifyAnswer)),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
