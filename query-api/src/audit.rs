@@ -337,6 +337,9 @@ fn certificate_of(outcome: &domain::events::CertificateOutcome) -> Option<&str> 
     }
 }
 
+/// Partition, offset, last offset covered, chain head, key id, signature, recorded at.
+type CheckpointRow = (i32, i64, i64, Vec<u8>, String, Vec<u8>, DateTime<Utc>);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointsQuery {
@@ -351,7 +354,7 @@ pub async fn checkpoints(
 ) -> Result<Response, Problem> {
     auditor(&state, &headers)?;
     let q = query(parsed)?;
-    let rows: Vec<(i32, i64, i64, Vec<u8>, String, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT log_partition, log_offset, last_offset, chain_head, key_id, signature, recorded_at
          FROM checkpoints WHERE ($1::int IS NULL OR log_partition = $1)
          ORDER BY log_partition, log_offset DESC LIMIT 1000",

@@ -312,7 +312,8 @@ fn credential_text(headers: &HeaderMap, body: &[u8]) -> Result<String, Problem> 
             "the body is a credential (a JSON object) or {\"qr\": ...}",
         ));
     }
-    Ok(value.to_string())
+    // The credential as sent (valid UTF-8: it parsed as JSON).
+    Ok(String::from_utf8_lossy(body).into_owned())
 }
 
 /// `POST /v1/verify`.

@@ -46,11 +46,14 @@ pub fn is_set(encoded: &str, index: u64) -> Result<bool, String> {
     Ok(bits.get(byte).is_some_and(|b| b & (0x80 >> (index % 8)) != 0))
 }
 
+type Signed = ([u8; 32], Arc<String>);
+
 /// Signed lists, kept until their bits change.
 pub struct StatusLists {
     signer: Arc<CredentialSigner>,
     profile: IssuerProfile,
-    signed: Mutex<HashMap<u32, ([u8; 32], Arc<String>)>>,
+    /// Per list: the SHA-256 of the bits last signed, and the signed text.
+    signed: Mutex<HashMap<u32, Signed>>,
 }
 
 impl StatusLists {

@@ -144,6 +144,34 @@ impl Store {
         Ok(row.map(CertificateRow::into_certificate))
     }
 
+    /// Where a certificate stands, without its credential: Redis, else Postgres.
+    pub async fn standing(&self, id: &str) -> Result<Option<Standing>, Unavailable> {
+        let cached: Result<std::collections::HashMap<String, String>, redis::RedisError> = async {
+            let mut connection = self.redis().await?;
+            redis::cmd("HGETALL")
+                .arg(self.key(&format!("cert:{id}:state")))
+                .query_async(&mut connection)
+                .await
+        }
+        .await;
+        match cached {
+            Ok(state) if !state.is_empty() => return Ok(Some(standing_of(&state))),
+            Ok(_) => {}
+            Err(error) => {
+                metrics::counter!("vaxtrail_query_cache_errors_total").increment(1);
+                tracing::warn!(%error, "redis unavailable; reading Postgres");
+            }
+        }
+        let row: Option<StandingRow> = sqlx::query_as(
+            "SELECT status, superseded_by, superseded_at, revocation_reason, revoked_at
+             FROM certificates WHERE certificate_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(status, by, at, reason, revoked_at)| standing(&status, by, at, reason, revoked_at)))
+    }
+
     async fn cached_certificate(&self, id: &str) -> Result<Option<Certificate>, redis::RedisError> {
         let mut connection = self.redis().await?;
         let (credential, state): (Option<String>, std::collections::HashMap<String, String>) = redis::pipe()
@@ -157,27 +185,10 @@ impl Store {
             return Ok(None);
         };
         let field = |name: &str| state.get(name).cloned().unwrap_or_default();
-        let time = |name: &str| {
-            state
-                .get(name)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc))
-        };
-        let standing = match field("status").as_str() {
-            "superseded" => Standing::Superseded {
-                superseded_by: field("supersededBy"),
-                superseded_at: time("supersededAt"),
-            },
-            "revoked" => Standing::Revoked {
-                reason: field("reason"),
-                revoked_at: time("revokedAt"),
-            },
-            _ => Standing::Active,
-        };
         Ok(Some(Certificate {
             id: id.to_owned(),
             credential,
-            standing,
+            standing: standing_of(&state),
             recipient_key: field("recipient"),
             status_list: field("statusList").parse().unwrap_or_default(),
             status_index: field("statusIndex").parse().unwrap_or_default(),
@@ -283,6 +294,37 @@ impl Store {
             bits[byte] |= 1 << bit;
         }
         Ok(bits)
+    }
+}
+
+/// Status, superseded by, superseded at, revocation reason, revoked at.
+type StandingRow = (
+    String,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
+
+/// A certificate's standing from its cached state hash.
+fn standing_of(state: &std::collections::HashMap<String, String>) -> Standing {
+    let field = |name: &str| state.get(name).cloned().unwrap_or_default();
+    let time = |name: &str| {
+        state
+            .get(name)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    match field("status").as_str() {
+        "superseded" => Standing::Superseded {
+            superseded_by: field("supersededBy"),
+            superseded_at: time("supersededAt"),
+        },
+        "revoked" => Standing::Revoked {
+            reason: field("reason"),
+            revoked_at: time("revokedAt"),
+        },
+        _ => Standing::Active,
     }
 }
 

@@ -126,8 +126,8 @@ impl Verifier {
         let Some(id) = certificate_id else {
             return Ok(Answer::invalid("the credential names no certificate id"));
         };
-        match store.certificate(&id).await? {
-            Some(found) => match found.standing {
+        match store.standing(&id).await? {
+            Some(standing) => match standing {
                 Standing::Active => {}
                 Standing::Revoked { reason, revoked_at } => {
                     answer.outcome = "revoked";

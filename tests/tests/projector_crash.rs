@@ -189,10 +189,9 @@ async fn kill_nine_mid_batch_leaves_no_row_missing_or_doubled() {
             event,
             ..
         } = &r.envelope.body
+            && let domain::events::CertificateOutcome::CertificateIssued { certificate_id, .. } = &event.outcome
         {
-            if let domain::events::CertificateOutcome::CertificateIssued { certificate_id, .. } = &event.outcome {
-                pipe.cmd("EXISTS").arg(format!("{prefix}cert:{certificate_id}"));
-            }
+            pipe.cmd("EXISTS").arg(format!("{prefix}cert:{certificate_id}"));
         }
     }
     let present: Vec<i64> = pipe.query_async(&mut redis).await.unwrap();

@@ -50,13 +50,13 @@ pub struct IngestArgs {
 }
 
 /// One side's figures.
-struct Figures {
-    events_per_second: f64,
-    p50: Duration,
-    p99: Duration,
+pub(crate) struct Figures {
+    pub(crate) events_per_second: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
 }
 
-fn figures(count: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Figures {
+pub(crate) fn figures(count: usize, elapsed: Duration, mut latencies: Vec<Duration>) -> Figures {
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     Figures {
@@ -87,7 +87,7 @@ fn body(i: usize) -> Value {
     })
 }
 
-fn progress(count: usize, what: &str, quiet: bool) -> ProgressBar {
+pub(crate) fn progress(count: usize, what: &str, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -99,7 +99,12 @@ fn progress(count: usize, what: &str, quiet: bool) -> ProgressBar {
 }
 
 /// Runs `one` for every item with `concurrency` in flight; each returns its own latency.
-async fn measure<'a, T, F, Fut>(items: &'a [T], concurrency: usize, bar: ProgressBar, one: F) -> anyhow::Result<Figures>
+pub(crate) async fn measure<'a, T, F, Fut>(
+    items: &'a [T],
+    concurrency: usize,
+    bar: ProgressBar,
+    one: F,
+) -> anyhow::Result<Figures>
 where
     F: Fn(&'a T) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Duration>> + 'a,

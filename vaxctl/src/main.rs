@@ -6,6 +6,7 @@ use platform::{KafkaArgs, LogArgs};
 mod auth;
 mod bench;
 mod bench_replay;
+mod bench_verify;
 mod keys;
 mod schemas;
 mod topics;
@@ -62,6 +63,8 @@ enum Bench {
     Sign(bench::SignArgs),
     /// Each projection replayed from offset zero vs. a bare consumer and a Postgres COPY.
     Replay(bench_replay::ReplayArgs),
+    /// POST /v1/verify and GET /v1/certificates/{id} against a query API vs. its /healthz.
+    Verify(bench_verify::VerifyArgs),
 }
 
 #[tokio::main]
@@ -84,5 +87,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             which: Bench::Replay(args),
         } => bench_replay::run(&cli.kafka, &args).await,
+        Command::Bench {
+            which: Bench::Verify(args),
+        } => bench_verify::run(&cli.kafka, &args).await,
     }
 }

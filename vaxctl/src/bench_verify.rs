@@ -1,0 +1,269 @@
+//! `vaxctl bench verify`: starts a query API in-process on a Redis key prefix and a Postgres
+//! schema of its own, signs `--certificates` synthetic credentials with a fresh key and caches them
+//! the way the Redis projection does, then, with `--concurrency` requests in flight, measures
+//! `POST /v1/verify` (each request re-checks revocation against the cache) and
+//! `GET /v1/certificates/{id}`; in the same run it measures `GET /healthz` (the HTTP stack's
+//! ceiling) and the first, uncached verification of each credential (a full eddsa-rdfc-2022
+//! check). Prints requests/s, p50 and p99, and the ratios to the HTTP ceiling.
+
+use std::{sync::Arc, time::Instant};
+
+use chrono::Utc;
+use clap::Args;
+use credentials::{CredentialSigner, IssuerKey, Keyring, keys};
+use domain::{
+    commands::{ParseContext, RecordVaccination},
+    credential::{CredentialInput, IssuerProfile, StatusSlot, unsigned_credential},
+    ids::{CertificateId, EventId},
+    vaccine::VaccineCatalog,
+    values::CountryCode,
+};
+use platform::{ClickHouseArgs, KafkaArgs, PostgresArgs, RedisArgs, Shutdown};
+use serde_json::json;
+use vaxctl::synthetic::Person;
+
+use crate::bench::{Figures, measure, progress};
+
+/// `vaxctl bench verify` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct VerifyArgs {
+    /// Distinct signed certificates.
+    #[arg(long, default_value_t = 200)]
+    certificates: usize,
+    /// Requests per measured endpoint.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    postgres: PostgresArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+}
+
+/// Runs the benchmark.
+pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let prefix = format!("bench-verify-{id}:");
+    let dir = std::env::temp_dir().join(format!("vaxtrail-bench-verify-{id}"));
+    std::fs::create_dir_all(&dir)?;
+    let pem = keys::generate_pem();
+    std::fs::write(dir.join("key-1.pem"), &pem)?;
+    let did = "did:web:bench.invalid";
+    let keyring = Keyring::new(
+        did,
+        vec![IssuerKey::from_pem("key-1", &pem).map_err(anyhow::Error::msg)?],
+        None,
+    )?;
+    let signer = CredentialSigner::new(keyring);
+    let profile = IssuerProfile {
+        issuer: did.into(),
+        base_url: "https://bench.invalid".into(),
+    };
+
+    // Sign the certificates and cache them as the Redis projection does.
+    let catalog = VaccineCatalog::divoc_default();
+    let today = Utc::now().date_naive();
+    let ctx = ParseContext {
+        catalog: &catalog,
+        zone: chrono_tz::Asia::Kolkata,
+        default_country: CountryCode::parse("c", "IND").map_err(|e| anyhow::anyhow!("{e}"))?,
+        today,
+    };
+    let mut redis = args.redis.client()?.get_multiplexed_async_connection().await?;
+    let mut credentials = Vec::with_capacity(args.certificates);
+    let mut ids = Vec::with_capacity(args.certificates);
+    let bar = progress(args.certificates, "signing", args.json);
+    for i in 0..args.certificates {
+        let record = RecordVaccination::parse(&Person::new(i as u64, today, 60).certify_request(1, ""), &ctx)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let certificate = CertificateId::for_event(EventId::derive("bench-verify", &i.to_string()));
+        let status = StatusSlot {
+            list: 0,
+            index: i as u64,
+        };
+        let unsigned = unsigned_credential(&CredentialInput {
+            profile: &profile,
+            certificate_id: &certificate,
+            record: &record,
+            previous: &[],
+            status,
+            issued_at: Utc::now(),
+        });
+        let text = signer.sign(unsigned).await?.text;
+        redis::pipe()
+            .cmd("SET")
+            .arg(format!("{prefix}cert:{certificate}"))
+            .arg(&text)
+            .cmd("HSET")
+            .arg(format!("{prefix}cert:{certificate}:state"))
+            .arg("status")
+            .arg("active")
+            .arg("statusList")
+            .arg(0)
+            .arg("statusIndex")
+            .arg(i)
+            .query_async::<()>(&mut redis)
+            .await?;
+        credentials.push(text);
+        ids.push(certificate.as_str().to_owned());
+        bar.inc(1);
+    }
+    bar.finish();
+
+    // The query API, in-process.
+    let mut config = <query_api::Config as clap::Parser>::parse_from([
+        "query-api",
+        "--issuer-keys",
+        dir.to_str().unwrap_or_default(),
+    ]);
+    config.kafka = kafka.clone();
+    config.postgres = args.postgres.clone();
+    config.clickhouse = args.clickhouse.clone();
+    config.redis = RedisArgs {
+        key_prefix: prefix.clone(),
+        ..args.redis.clone()
+    };
+    config.issuer.did = did.into();
+    config.issuer.public_base_url = profile.base_url.clone();
+    config.listen = "127.0.0.1:0".parse()?;
+    let shutdown = Shutdown::new();
+    let app = query_api::Application::build(&config, shutdown.clone()).await?;
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+
+    // Cold: the first verification of each credential (full proof check), one at a time.
+    let started = Instant::now();
+    for text in &credentials {
+        let answer: serde_json::Value = client
+            .post(format!("{url}/v1/verify"))
+            .header("content-type", "application/json")
+            .body(text.clone())
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(
+            answer["outcome"] == "valid",
+            "a benchmark credential did not verify: {answer}"
+        );
+    }
+    let cold = credentials.len() as f64 / started.elapsed().as_secs_f64();
+
+    let credentials = Arc::new(credentials);
+    let numbered: Vec<usize> = (0..args.requests).collect();
+    let health = measure(
+        &numbered,
+        args.concurrency,
+        progress(args.requests, "healthz", args.json),
+        |_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let sent = Instant::now();
+                client.get(format!("{url}/healthz")).send().await?.error_for_status()?;
+                Ok(sent.elapsed())
+            }
+        },
+    )
+    .await?;
+    let verify = measure(
+        &numbered,
+        args.concurrency,
+        progress(args.requests, "verify", args.json),
+        |i| {
+            let (client, url, credentials) = (client.clone(), url.clone(), credentials.clone());
+            let i = *i;
+            async move {
+                let sent = Instant::now();
+                let response = client
+                    .post(format!("{url}/v1/verify"))
+                    .header("content-type", "application/json")
+                    .body(credentials[i % credentials.len()].clone())
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let answer: serde_json::Value = response.json().await?;
+                anyhow::ensure!(answer["outcome"] == "valid", "{answer}");
+                Ok(sent.elapsed())
+            }
+        },
+    )
+    .await?;
+    let ids = Arc::new(ids);
+    let fetch = measure(
+        &numbered,
+        args.concurrency,
+        progress(args.requests, "certificate", args.json),
+        |i| {
+            let (client, url, ids) = (client.clone(), url.clone(), ids.clone());
+            let i = *i;
+            async move {
+                let sent = Instant::now();
+                client
+                    .get(format!("{url}/v1/certificates/{}", ids[i % ids.len()]))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                Ok(sent.elapsed())
+            }
+        },
+    )
+    .await?;
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await?;
+    if !keys.is_empty() {
+        redis::cmd("DEL").arg(&keys).query_async::<()>(&mut redis).await?;
+    }
+
+    let line = |f: &Figures| {
+        json!({ "requests_per_second": f.events_per_second.round(), "p50_ms": f.p50.as_secs_f64() * 1e3,
+                "p99_ms": f.p99.as_secs_f64() * 1e3, "ratio_to_healthz": f.events_per_second / health.events_per_second })
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({ "certificates": args.certificates, "requests": args.requests, "concurrency": args.concurrency,
+                    "cold_verifications_per_second": cold, "healthz": line(&health), "verify": line(&verify),
+                    "certificate": line(&fetch) })
+        );
+        return Ok(());
+    }
+    println!(
+        "{} requests per endpoint, {} in flight, {} distinct certificates",
+        args.requests, args.concurrency, args.certificates
+    );
+    println!(
+        "{:<30} {:>10} {:>9} {:>9} {:>8}",
+        "", "req/s", "p50 ms", "p99 ms", "ratio"
+    );
+    for (name, f) in [
+        ("GET /healthz (ceiling)", &health),
+        ("POST /v1/verify", &verify),
+        ("GET /v1/certificates/{id}", &fetch),
+    ] {
+        println!(
+            "{name:<30} {:>10.0} {:>9.2} {:>9.2} {:>8.2}",
+            f.events_per_second,
+            f.p50.as_secs_f64() * 1e3,
+            f.p99.as_secs_f64() * 1e3,
+            f.events_per_second / health.events_per_second
+        );
+    }
+    println!("first (uncached) verification of each credential, one at a time: {cold:.0}/s");
+    Ok(())
+}
