@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod contexts;
 pub mod keys;
 mod proof;
+pub mod published;
 
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ use domain::credential::IssuerProfile;
 
 pub use keys::{IssuerKey, KeyError, Keyring};
 pub use proof::{CredentialSigner, CredentialVerifier, SignError, SignedCredential, Verdict};
+pub use published::PublishedKeys;
 
 /// The issuer: who signs, with which keys, and where its certificates are published.
 #[derive(Clone, Debug, clap::Args)]

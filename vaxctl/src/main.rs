@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use platform::{KafkaArgs, LogArgs};
 
+mod audit;
 mod auth;
 mod bench;
 mod bench_replay;
@@ -48,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         action: keys::Action,
     },
+    /// Audit the log: the hash chain, the signed checkpoints, one outcome per vaccination.
+    Audit {
+        #[command(subcommand)]
+        action: audit::Action,
+    },
     /// Benchmarks that print figures and a ratio against a baseline run in the same process.
     Bench {
         #[command(subcommand)]
@@ -78,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DevAuth { action } => auth::init(action),
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
+        Command::Audit { action } => audit::run(&cli.kafka, action).await,
         Command::Bench {
             which: Bench::Ingest(args),
         } => bench::ingest(&cli.kafka, &args).await,

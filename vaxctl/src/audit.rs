@@ -1,0 +1,272 @@
+//! `vaxctl audit verify`: walks `certificate-events` partition by partition the way an auditor
+//! does, from the log alone and the issuer's published DID document:
+//! - every record links to the one before it (`previousSha256`);
+//! - every checkpoint names the record before it and its signature verifies under a published key;
+//! - every outcome answers a vaccination record of the same partition whose SHA-256 is the one it
+//!   names (the source was not altered), and no vaccination record is answered twice;
+//! - every decodable vaccination record before the last one answered has an outcome (records not
+//!   answered yet at the end are reported as pending).
+//!
+//! Prints the first broken link with its position and exits non-zero.
+
+use std::{collections::HashMap, time::Duration};
+
+use avro::{
+    certificate::{CertificateBody, chain::ChainWalk},
+    codec::{CertificateCodec, VaccinationCodec},
+};
+use clap::{Args, Subcommand};
+use credentials::PublishedKeys;
+use indicatif::{ProgressBar, ProgressStyle};
+use platform::KafkaArgs;
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    message::OwnedMessage,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Check the hash chain, the signed checkpoints and that every vaccination has its outcome.
+    Verify(VerifyArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct VerifyArgs {
+    /// Only this partition.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// The issuer's DID document: a file, or a URL (default: the query API's
+    /// `<VAXTRAIL_PUBLIC_BASE_URL>/.well-known/did.json`).
+    #[arg(long = "did-document")]
+    did_document: Option<String>,
+    /// Public base URL of the query API.
+    #[arg(
+        long = "public-base-url",
+        env = "VAXTRAIL_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    public_base_url: String,
+    /// Print one JSON object instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Verify(args) => verify(kafka, &args).await,
+    }
+}
+
+async fn did_document(args: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
+    let source = args
+        .did_document
+        .clone()
+        .unwrap_or_else(|| format!("{}/.well-known/did.json", args.public_base_url.trim_end_matches('/')));
+    let text = if source.starts_with("http://") || source.starts_with("https://") {
+        reqwest::get(&source).await?.error_for_status()?.text().await?
+    } else {
+        std::fs::read_to_string(&source)?
+    };
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Every record of a partition, in offset order.
+fn read_partition(brokers: &str, topic: &str, partition: i32, bar: &ProgressBar) -> anyhow::Result<Vec<OwnedMessage>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "vaxctl-audit")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(low))?;
+    consumer.assign(&list)?;
+    let mut records = Vec::with_capacity((high - low).max(0) as usize);
+    let mut next = low;
+    let mut idle = 0;
+    while next < high {
+        match consumer.poll(Duration::from_secs(1)) {
+            Some(message) => {
+                let message = message?;
+                next = message.offset() + 1;
+                records.push(message.detach());
+                bar.inc(1);
+                idle = 0;
+            }
+            None => {
+                idle += 1;
+                anyhow::ensure!(
+                    idle < 60,
+                    "{topic}/{partition}: nothing read for 60 s at offset {next} of {high}"
+                );
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// A break, with where it is.
+struct Broken {
+    partition: i32,
+    offset: i64,
+    topic: String,
+    reason: String,
+}
+
+async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
+    let keys = PublishedKeys::from_did_document(&did_document(args).await?).map_err(anyhow::Error::msg)?;
+    let topics = kafka.topics();
+    let vaccinations = VaccinationCodec::new(&kafka.schema_registry_url, &topics.vaccination_events);
+    let certificates = CertificateCodec::new(&kafka.schema_registry_url, &topics.certificate_events);
+    let partitions: Vec<i32> = match args.partition {
+        Some(p) => vec![p],
+        None => (0..kafka.partitions).collect(),
+    };
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}: {pos} records read, {per_sec}").expect("a template"),
+        );
+        bar
+    };
+    let (mut records, mut outcomes, mut checkpoints, mut pending) = (0_u64, 0_u64, 0_u64, 0_u64);
+    let mut broken: Option<Broken> = None;
+    'partitions: for partition in partitions {
+        bar.set_message(format!("partition {partition}"));
+        let (brokers, topic, progress) = (kafka.brokers.clone(), topics.vaccination_events.clone(), bar.clone());
+        let sources =
+            tokio::task::spawn_blocking(move || read_partition(&brokers, &topic, partition, &progress)).await??;
+        let (brokers, topic, progress) = (kafka.brokers.clone(), topics.certificate_events.clone(), bar.clone());
+        let outputs =
+            tokio::task::spawn_blocking(move || read_partition(&brokers, &topic, partition, &progress)).await??;
+
+        // The vaccination records: offset → (SHA-256, decodable).
+        let mut source_hashes: HashMap<i64, ([u8; 32], bool)> = HashMap::with_capacity(sources.len());
+        for record in &sources {
+            let bytes = record.payload().unwrap_or_default();
+            let decodable = vaccinations.decode(bytes).await.is_ok();
+            source_hashes.insert(record.offset(), (Sha256::digest(bytes).into(), decodable));
+        }
+
+        let mut walk = ChainWalk::default();
+        let mut answered: HashMap<i64, i64> = HashMap::new();
+        let mut last_source: Option<i64> = None;
+        for record in &outputs {
+            let bytes = record.payload().unwrap_or_default();
+            let hash: [u8; 32] = Sha256::digest(bytes).into();
+            let decoded = certificates.decode(bytes).await.map_err(|e| e.to_string());
+            let break_at = |reason: String| Broken {
+                partition,
+                offset: record.offset(),
+                topic: topics.certificate_events.clone(),
+                reason,
+            };
+            if let Err(error) = walk.next(record.offset(), hash, decoded.as_ref().map_err(Clone::clone), |c| {
+                let signature = ed25519_dalek::Signature::from_slice(&c.signature).map_err(|e| e.to_string())?;
+                keys.verify(
+                    &c.key_id,
+                    &credentials::checkpoint::message(c.partition, c.last_offset, &c.chain_head),
+                    &signature,
+                )
+            }) {
+                broken = Some(break_at(error.to_string()));
+                break 'partitions;
+            }
+            let Ok(envelope) = decoded else { continue };
+            if let CertificateBody::Outcome { source_sha256, .. } = &envelope.body {
+                let source = envelope.source;
+                if source.partition != partition {
+                    broken = Some(break_at(format!("answers partition {}, not its own", source.partition)));
+                    break 'partitions;
+                }
+                match source_hashes.get(&source.offset) {
+                    None => {
+                        broken = Some(break_at(format!(
+                            "answers vaccination-events offset {} that the log does not hold",
+                            source.offset
+                        )));
+                        break 'partitions;
+                    }
+                    Some((hash, _)) if hash != source_sha256 => {
+                        broken = Some(break_at(format!(
+                            "answers vaccination-events offset {} whose SHA-256 is not the one it names (the source was altered)",
+                            source.offset
+                        )));
+                        break 'partitions;
+                    }
+                    Some(_) => {}
+                }
+                // The outcomes of one event are consecutive; the same event answered again later is a double.
+                if let Some(first) = answered.get(&source.offset)
+                    && last_source != Some(source.offset)
+                {
+                    broken = Some(break_at(format!(
+                        "answers vaccination-events offset {} again (first answered at offset {first})",
+                        source.offset
+                    )));
+                    break 'partitions;
+                }
+                answered.entry(source.offset).or_insert(record.offset());
+                last_source = Some(source.offset);
+            }
+        }
+        let summary = walk.summary().clone();
+        records += summary.records;
+        outcomes += summary.outcomes;
+        checkpoints += summary.checkpoints;
+
+        // Every decodable vaccination up to the last answered one has its outcome.
+        let last_answered = answered.keys().max().copied().unwrap_or(-1);
+        let mut offsets: Vec<&i64> = source_hashes.keys().collect();
+        offsets.sort();
+        for offset in offsets {
+            let (_, decodable) = source_hashes[offset];
+            if !decodable || answered.contains_key(offset) {
+                continue;
+            }
+            if *offset < last_answered {
+                broken = Some(Broken {
+                    partition,
+                    offset: *offset,
+                    topic: topics.vaccination_events.clone(),
+                    reason: "this vaccination has no outcome, though later ones do".into(),
+                });
+                break 'partitions;
+            }
+            pending += 1;
+        }
+    }
+    bar.finish_and_clear();
+
+    if let Some(b) = &broken {
+        if args.json {
+            println!(
+                "{}",
+                json!({ "ok": false, "topic": b.topic, "partition": b.partition, "offset": b.offset, "reason": b.reason })
+            );
+        } else {
+            println!(
+                "BROKEN at {} partition {} offset {}: {}",
+                b.topic, b.partition, b.offset, b.reason
+            );
+        }
+        std::process::exit(1);
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({ "ok": true, "records": records, "outcomes": outcomes, "checkpoints": checkpoints, "pending": pending, "did": keys.did() })
+        );
+    } else {
+        println!(
+            "ok: {records} certificate records ({outcomes} outcomes, {checkpoints} checkpoints) chained and signed under {}; {pending} vaccinations not answered yet",
+            keys.did()
+        );
+    }
+    Ok(())
+}
