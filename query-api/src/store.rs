@@ -162,14 +162,14 @@ impl Store {
                 tracing::warn!(%error, "redis unavailable; reading Postgres");
             }
         }
-        let row: Option<StandingRow> = sqlx::query_as(
+        let row: Option<StandingColumns> = sqlx::query_as(
             "SELECT status, superseded_by, superseded_at, revocation_reason, revoked_at
              FROM certificates WHERE certificate_id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(status, by, at, reason, revoked_at)| standing(&status, by, at, reason, revoked_at)))
+        Ok(row.map(StandingColumns::into_standing))
     }
 
     async fn cached_certificate(&self, id: &str) -> Result<Option<Certificate>, redis::RedisError> {
@@ -297,15 +297,6 @@ impl Store {
     }
 }
 
-/// Status, superseded by, superseded at, revocation reason, revoked at.
-type StandingRow = (
-    String,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-);
-
 /// A certificate's standing from its cached state hash.
 fn standing_of(state: &std::collections::HashMap<String, String>) -> Standing {
     let field = |name: &str| state.get(name).cloned().unwrap_or_default();
@@ -349,50 +340,47 @@ fn outcome_of(fields: &std::collections::HashMap<String, String>) -> EventOutcom
     }
 }
 
+/// The columns that say where a certificate stands.
 #[derive(sqlx::FromRow)]
-struct CertificateRow {
-    certificate_id: String,
-    credential: String,
+struct StandingColumns {
     status: String,
     superseded_by: Option<String>,
     superseded_at: Option<DateTime<Utc>>,
     revocation_reason: Option<String>,
     revoked_at: Option<DateTime<Utc>>,
+}
+
+impl StandingColumns {
+    fn into_standing(self) -> Standing {
+        match self.status.as_str() {
+            "superseded" => Standing::Superseded {
+                superseded_by: self.superseded_by.unwrap_or_default(),
+                superseded_at: self.superseded_at,
+            },
+            "revoked" => Standing::Revoked {
+                reason: self.revocation_reason.unwrap_or_default(),
+                revoked_at: self.revoked_at,
+            },
+            _ => Standing::Active,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CertificateRow {
+    certificate_id: String,
+    credential: String,
+    #[sqlx(flatten)]
+    standing: StandingColumns,
     recipient_key: String,
     status_list: i32,
     status_index: i64,
 }
 
-fn standing(
-    status: &str,
-    superseded_by: Option<String>,
-    superseded_at: Option<DateTime<Utc>>,
-    reason: Option<String>,
-    revoked_at: Option<DateTime<Utc>>,
-) -> Standing {
-    match status {
-        "superseded" => Standing::Superseded {
-            superseded_by: superseded_by.unwrap_or_default(),
-            superseded_at,
-        },
-        "revoked" => Standing::Revoked {
-            reason: reason.unwrap_or_default(),
-            revoked_at,
-        },
-        _ => Standing::Active,
-    }
-}
-
 impl CertificateRow {
     fn into_certificate(self) -> Certificate {
         Certificate {
-            standing: standing(
-                &self.status,
-                self.superseded_by,
-                self.superseded_at,
-                self.revocation_reason,
-                self.revoked_at,
-            ),
+            standing: self.standing.into_standing(),
             id: self.certificate_id,
             credential: self.credential,
             recipient_key: self.recipient_key,
@@ -408,24 +396,15 @@ struct SummaryRow {
     programme: String,
     dose: i32,
     total_doses: i32,
-    status: String,
-    superseded_by: Option<String>,
-    superseded_at: Option<DateTime<Utc>>,
-    revocation_reason: Option<String>,
-    revoked_at: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
+    standing: StandingColumns,
     issued_at: DateTime<Utc>,
 }
 
 impl SummaryRow {
     fn into_summary(self) -> CertificateSummary {
         CertificateSummary {
-            standing: standing(
-                &self.status,
-                self.superseded_by,
-                self.superseded_at,
-                self.revocation_reason,
-                self.revoked_at,
-            ),
+            standing: self.standing.into_standing(),
             certificate_id: self.certificate_id,
             programme: self.programme,
             dose: self.dose,
