@@ -177,14 +177,12 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
         "the screenshot is not blank: {} colours",
         colours.len()
     );
-    println!(
-        "dashboard screenshot (CI artefact): {}",
+    // Straight to the process's stderr: the test harness captures println!/eprintln!.
+    let line = format!(
+        "dashboard screenshot (CI artefact): {}\n",
         screenshot.canonicalize().unwrap().display()
     );
-    eprintln!(
-        "dashboard screenshot (CI artefact): {}",
-        screenshot.canonicalize().unwrap().display()
-    );
+    std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
 
     signer.stop().await;
     projectors.cancel();
