@@ -1,5 +1,5 @@
-//! `vaxctl audit verify` on the real stack: a log the signer wrote (with checkpoints) verifies
-//! against the issuer's published DID document; a record forged into `certificate-events` is
+//! `vaxctl audit verify` on the real stack: a log the signer wrote (with checkpoints and an event
+//! appended twice, answered once) verifies against the issuer's published DID document; a record forged into `certificate-events` is
 //! found at its offset and the command exits non-zero; a DID document without the signing key
 //! fails at the first checkpoint.
 
@@ -64,6 +64,17 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
             ))
             .await;
     }
+    // A retried post appended twice: the signer answers it once, and the audit accepts that.
+    let mut again = template.clone();
+    let identity = format!("did:in.gov.uidai.aadhaar:{:012}", 500_000);
+    again.recipient.identity = Identity::parse("identity", &identity).unwrap();
+    writer
+        .append(&envelope(
+            "a0",
+            recipient(&identity),
+            VaccinationPayload::VaccinationRecorded(again),
+        ))
+        .await;
     let records = read_certificates(&stack, Duration::from_secs(60), |r| {
         r.iter()
             .filter(|r| matches!(r.envelope.body, CertificateBody::Outcome { .. }))
@@ -84,6 +95,7 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
     assert_eq!(report["outcomes"], EVENTS as u64, "{report}");
     assert!(report["checkpoints"].as_u64().unwrap() >= 1, "{report}");
     assert_eq!(report["pending"], 0);
+    assert_eq!(report["repeated_events"], 1, "{report}");
 
     // Someone else's key: the first checkpoint's signature does not verify.
     let stranger = Issuer::new();

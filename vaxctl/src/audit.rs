@@ -4,8 +4,9 @@
 //! - every checkpoint names the record before it and its signature verifies under a published key;
 //! - every outcome answers a vaccination record of the same partition whose SHA-256 is the one it
 //!   names (the source was not altered), and no vaccination record is answered twice;
-//! - every decodable vaccination record before the last one answered has an outcome (records not
-//!   answered yet at the end are reported as pending).
+//! - every decodable vaccination record before the last one answered has an outcome, or repeats an
+//!   event answered already (a retried post appended twice is answered once); records not answered
+//!   yet at the end are reported as pending.
 //!
 //! Prints the first broken link with its position and exits non-zero.
 
@@ -134,7 +135,7 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         );
         bar
     };
-    let (mut records, mut outcomes, mut checkpoints, mut pending) = (0_u64, 0_u64, 0_u64, 0_u64);
+    let (mut records, mut outcomes, mut checkpoints, mut pending, mut repeats) = (0_u64, 0_u64, 0_u64, 0_u64, 0_u64);
     let mut broken: Option<Broken> = None;
     'partitions: for partition in partitions {
         bar.set_message(format!("partition {partition}"));
@@ -145,13 +146,18 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         let outputs =
             tokio::task::spawn_blocking(move || read_partition(&brokers, &topic, partition, &progress)).await??;
 
-        // The vaccination records: offset → (SHA-256, decodable).
-        let mut source_hashes: HashMap<i64, ([u8; 32], bool)> = HashMap::with_capacity(sources.len());
+        // The vaccination records: offset → (SHA-256, event id when it decodes).
+        let mut source_hashes: HashMap<i64, ([u8; 32], Option<String>)> = HashMap::with_capacity(sources.len());
         for record in &sources {
             let bytes = record.payload().unwrap_or_default();
-            let decodable = vaccinations.decode(bytes).await.is_ok();
-            source_hashes.insert(record.offset(), (Sha256::digest(bytes).into(), decodable));
+            let event = vaccinations
+                .decode(bytes)
+                .await
+                .ok()
+                .map(|e| e.event.event_id.to_string());
+            source_hashes.insert(record.offset(), (Sha256::digest(bytes).into(), event));
         }
+        let mut answered_events: std::collections::HashSet<String> = std::collections::HashSet::new();
 
         let mut walk = ChainWalk::default();
         let mut answered: HashMap<i64, i64> = HashMap::new();
@@ -178,7 +184,11 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
                 break 'partitions;
             }
             let Ok(envelope) = decoded else { continue };
-            if let CertificateBody::Outcome { source_sha256, .. } = &envelope.body {
+            if let CertificateBody::Outcome {
+                source_sha256, event, ..
+            } = &envelope.body
+            {
+                answered_events.insert(event.answers.to_string());
                 let source = envelope.source;
                 if source.partition != partition {
                     broken = Some(break_at(format!("answers partition {}, not its own", source.partition)));
@@ -220,13 +230,20 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         outcomes += summary.outcomes;
         checkpoints += summary.checkpoints;
 
-        // Every decodable vaccination up to the last answered one has its outcome.
+        // Every decodable vaccination up to the last answered one has its outcome, unless it
+        // repeats an event answered already (a retry appended twice: the signer answers once).
         let last_answered = answered.keys().max().copied().unwrap_or(-1);
         let mut offsets: Vec<&i64> = source_hashes.keys().collect();
         offsets.sort();
         for offset in offsets {
-            let (_, decodable) = source_hashes[offset];
-            if !decodable || answered.contains_key(offset) {
+            let Some(event) = &source_hashes[offset].1 else {
+                continue;
+            };
+            if answered.contains_key(offset) {
+                continue;
+            }
+            if answered_events.contains(event) {
+                repeats += 1;
                 continue;
             }
             if *offset < last_answered {
@@ -260,11 +277,12 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({ "ok": true, "records": records, "outcomes": outcomes, "checkpoints": checkpoints, "pending": pending, "did": keys.did() })
+            json!({ "ok": true, "records": records, "outcomes": outcomes, "checkpoints": checkpoints, "pending": pending,
+                    "repeated_events": repeats, "did": keys.did() })
         );
     } else {
         println!(
-            "ok: {records} certificate records ({outcomes} outcomes, {checkpoints} checkpoints) chained and signed under {}; {pending} vaccinations not answered yet",
+            "ok: {records} certificate records ({outcomes} outcomes, {checkpoints} checkpoints) chained and signed under {}; {repeats} vaccination records repeat an event answered already; {pending} not answered yet",
             keys.did()
         );
     }

@@ -8,6 +8,7 @@ mod auth;
 mod bench;
 mod bench_replay;
 mod bench_verify;
+mod demo;
 mod keys;
 mod schemas;
 mod topics;
@@ -54,6 +55,8 @@ enum Command {
         #[command(subcommand)]
         action: audit::Action,
     },
+    /// Post realistic synthetic vaccinations through the command API, and say where to look.
+    Demo(demo::DemoArgs),
     /// Benchmarks that print figures and a ratio against a baseline run in the same process.
     Bench {
         #[command(subcommand)]
@@ -85,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
         Command::Audit { action } => audit::run(&cli.kafka, action).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Bench {
             which: Bench::Ingest(args),
         } => bench::ingest(&cli.kafka, &args).await,

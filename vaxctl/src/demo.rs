@@ -1,0 +1,213 @@
+//! `vaxctl demo`: posts realistic synthetic vaccinations through the command API, as a facility
+//! would: first doses of `--count` people (varied vaccines, states, ages), second doses for two in
+//! five of those whose schedule has one, a correction for one in forty, and a revocation (as a
+//! controller) for one in fifty. Person `i` and their requests are the same in every run (the
+//! Idempotency-Key names them), so running it twice adds nothing; `--first` moves to new people.
+//! Prints where to look: the dashboard, a certificate, its QR and PDF, the verifier page.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use domain::ids::{CertificateId, EventId};
+use futures::{StreamExt, TryStreamExt, stream};
+use indicatif::{ProgressBar, ProgressStyle};
+use platform::auth::{AuthArgs, DevKey, Role};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use vaxctl::synthetic::Person;
+
+/// `vaxctl demo` arguments.
+#[derive(Clone, Debug, Args)]
+pub struct DemoArgs {
+    /// People to vaccinate.
+    #[arg(long, default_value_t = 200)]
+    count: u64,
+    /// The first person's number (another value gives other people).
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+    /// Requests per second at most.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// The command API.
+    #[arg(
+        long = "command-url",
+        env = "VAXTRAIL_COMMAND_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    command_url: String,
+    /// The query API (public base URL).
+    #[arg(
+        long = "query-url",
+        env = "VAXTRAIL_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    query_url: String,
+    /// The development signing key (written by `vaxctl dev-auth init`).
+    #[arg(
+        long = "key",
+        env = "VAXTRAIL_DEV_TOKEN_KEY",
+        default_value = ".vaxtrail/keys/dev-token-key.json"
+    )]
+    key: PathBuf,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+struct Demo {
+    client: reqwest::Client,
+    args: DemoArgs,
+    facility: String,
+    controller: String,
+    ticker: Mutex<tokio::time::Interval>,
+    today: chrono::NaiveDate,
+}
+
+impl Demo {
+    /// Posts a body, rate-limited; the accepted event id.
+    async fn post(&self, path: &str, token: &str, key: &str, body: &Value) -> anyhow::Result<EventId> {
+        self.ticker.lock().await.tick().await;
+        let response = self
+            .client
+            .post(format!("{}{path}", self.args.command_url))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.as_u16() == 202, "{path} answered {status}: {answer}");
+        let id = answer["eventId"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{path}: no eventId in {answer}"))?;
+        EventId::parse("eventId", id).map_err(|e| anyhow::anyhow!("{e:?}"))
+    }
+
+    /// One person's doses and, for some, a correction. Their first certificate's id.
+    async fn person(&self, i: u64) -> anyhow::Result<(u64, CertificateId)> {
+        let person = Person::new(i, self.today, 60);
+        let first = self
+            .post(
+                "/v1/vaccinations",
+                &self.facility,
+                &format!("demo-{i}-1"),
+                &person.certify_request(1, ""),
+            )
+            .await?;
+        let certificate = CertificateId::for_event(first);
+        if person.doses() >= 2 && i % 5 < 2 {
+            self.post(
+                "/v1/vaccinations",
+                &self.facility,
+                &format!("demo-{i}-2"),
+                &person.certify_request(2, ""),
+            )
+            .await?;
+        }
+        if i % 40 == 7 {
+            let mut body = person.certify_request(1, "C");
+            body["certificateId"] = json!(certificate.as_str());
+            self.post("/v1/corrections", &self.facility, &format!("demo-{i}-c"), &body)
+                .await?;
+        }
+        Ok((i, certificate))
+    }
+
+    /// Revokes a person's first certificate once the query API knows the recipient.
+    async fn revoke(&self, i: u64, certificate: &CertificateId) -> anyhow::Result<()> {
+        let code = Person::new(i, self.today, 60).certify_request(1, "")["preEnrollmentCode"].clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let recipient = loop {
+            let found: Value = self
+                .client
+                .get(format!("{}/v1/recipients", self.args.query_url))
+                .query(&[("preEnrollmentCode", code.as_str().unwrap_or_default())])
+                .bearer_auth(&self.facility)
+                .send()
+                .await?
+                .json()
+                .await
+                .unwrap_or(Value::Null);
+            if let Some(key) = found["recipients"][0]["recipientKey"].as_str() {
+                break key.to_owned();
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "person {i} did not reach the query API within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let body = json!({
+            "certificateId": certificate.as_str(),
+            "reason": "recorded in error (demo)",
+            "recipientKey": recipient,
+        });
+        self.post("/v1/revocations", &self.controller, &format!("demo-{i}-r"), &body)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let key = DevKey::read(&args.key).map_err(|e| {
+        anyhow::anyhow!(
+            "reading {}: {e} (run deploy/local/up, or vaxctl dev-auth init)",
+            args.key.display()
+        )
+    })?;
+    let ttl = Duration::from_secs(3600);
+    let token = |roles: &[Role]| key.token("vaxctl-demo", roles, &args.auth.issuer, &args.auth.audience, ttl);
+    anyhow::ensure!(args.rate > 0.0, "--rate must be above 0");
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let demo = Arc::new(Demo {
+        client: reqwest::Client::new(),
+        facility: token(&[Role::Facility]),
+        controller: token(&[Role::Controller]),
+        ticker: Mutex::new(ticker),
+        today: chrono::Utc::now().date_naive(),
+        args: args.clone(),
+    });
+
+    let bar = ProgressBar::new(args.count);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} people {per_sec} eta {eta}")
+            .expect("a template"),
+    );
+    bar.set_message("posting");
+    let people: Vec<(u64, CertificateId)> = stream::iter(args.first..args.first + args.count)
+        .map(|i| {
+            let (demo, bar) = (demo.clone(), bar.clone());
+            async move {
+                let done = demo.person(i).await?;
+                bar.inc(1);
+                anyhow::Ok(done)
+            }
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    bar.finish_with_message("posted");
+
+    let revoked: Vec<&(u64, CertificateId)> = people.iter().filter(|(i, _)| i % 50 == 13).collect();
+    for (i, certificate) in &revoked {
+        demo.revoke(*i, certificate).await?;
+    }
+
+    let (_, sample) = &people[0];
+    let q = args.query_url.trim_end_matches('/');
+    println!(
+        "posted {} people (second doses, corrections and {} revocations among them). Look at:",
+        people.len(),
+        revoked.len()
+    );
+    println!("  dashboard     {q}/dashboard");
+    println!("  a certificate {q}/v1/certificates/{sample}   (.pdf, /qr.png, /status)");
+    println!("  verifier      {q}/verify");
+    Ok(())
+}
