@@ -100,12 +100,23 @@ impl CertifiedDose {
         }
     }
 
-    /// The dose certified by a credential built here (its first `evidence`).
+    /// The dose certified by a credential built here (its first `evidence`), from its JSON text.
+    /// Reads only the evidence: decoding `certificate-events` calls this for every issue.
     pub fn from_credential(credential: &str) -> Result<Self, CredentialError> {
         #[derive(Deserialize)]
         struct Credential {
             evidence: Value,
         }
+        let credential: Credential = serde_json::from_str(credential).map_err(|e| CredentialError(e.to_string()))?;
+        Self::from_evidence(first(&credential.evidence))
+    }
+
+    /// The same, from a credential already parsed.
+    pub fn from_document(credential: &Value) -> Result<Self, CredentialError> {
+        Self::from_evidence(first_evidence(credential))
+    }
+
+    fn from_evidence(evidence: Option<&Value>) -> Result<Self, CredentialError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Evidence {
@@ -123,14 +134,8 @@ impl CertifiedDose {
             name: String,
         }
         let bad = |e: &dyn fmt::Display| CredentialError(e.to_string());
-        let credential: Credential = serde_json::from_str(credential).map_err(|e| bad(&e))?;
-        // ssi writes a one-element array as the element itself.
-        let first = match credential.evidence {
-            Value::Array(mut items) if !items.is_empty() => items.swap_remove(0),
-            Value::Array(_) => return Err(CredentialError("evidence is empty".into())),
-            other => other,
-        };
-        let evidence: Evidence = serde_json::from_value(first).map_err(|e| bad(&e))?;
+        let first = evidence.ok_or_else(|| CredentialError("evidence is empty".into()))?;
+        let evidence = Evidence::deserialize(first).map_err(|e| bad(&e))?;
         Ok(Self {
             certificate_id: CertificateId::parse("evidence.certificateId", &evidence.certificate_id)
                 .map_err(|e| bad(&e))?,
@@ -155,6 +160,19 @@ impl CertifiedDose {
             "date": self.date.to_string(),
             "facility": {"name": self.facility},
         })
+    }
+}
+
+/// A credential's first `evidence`: ssi writes a one-element array as the element itself.
+pub fn first_evidence(credential: &Value) -> Option<&Value> {
+    first(&credential["evidence"])
+}
+
+fn first(evidence: &Value) -> Option<&Value> {
+    match evidence {
+        Value::Array(items) => items.first(),
+        Value::Null => None,
+        one => Some(one),
     }
 }
 

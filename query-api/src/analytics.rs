@@ -14,10 +14,7 @@ use axum::{
 };
 use chrono::NaiveDate;
 use platform::problem::Problem;
-use rdkafka::{
-    ClientConfig,
-    consumer::{BaseConsumer, Consumer},
-};
+use rdkafka::consumer::Consumer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -225,12 +222,8 @@ pub async fn lag(State(state): State<Arc<AppState>>) -> Result<Response, Problem
         state.topics.vaccination_events.clone(),
         state.topics.certificate_events.clone(),
     ];
-    let (brokers, partitions, asked) = (state.brokers.clone(), state.partitions, topics.clone());
+    let (consumer, partitions, asked) = (state.watermarks.clone(), state.partitions, topics.clone());
     let ends = tokio::task::spawn_blocking(move || -> Result<Vec<(String, i64)>, String> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .map_err(|e| e.to_string())?;
         let mut ends = Vec::new();
         for topic in asked {
             let mut sum = 0;

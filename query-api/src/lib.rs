@@ -77,6 +77,8 @@ pub struct AppState {
     pub verifier_help: String,
     pub clickhouse: clickhouse::Client,
     pub brokers: String,
+    /// One client for the topics' high watermarks (the pipeline's lag), made at start.
+    pub watermarks: Arc<rdkafka::consumer::BaseConsumer>,
     pub registry_url: String,
     pub topics: platform::TopicCatalog,
 }
@@ -108,6 +110,11 @@ impl Application {
             verifier_help: config.verifier_help.clone(),
             clickhouse: config.clickhouse.client(),
             brokers: config.kafka.brokers.clone(),
+            watermarks: Arc::new(
+                rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", &config.kafka.brokers)
+                    .create()?,
+            ),
             registry_url: config.kafka.schema_registry_url.clone(),
             topics: config.kafka.topics(),
         });

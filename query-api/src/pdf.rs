@@ -54,10 +54,7 @@ impl Sheet {
     /// Reads the page's fields from a credential vaxtrail signed.
     pub fn of(credential: &Value) -> Self {
         let subject = &credential["credentialSubject"];
-        let evidence = match &credential["evidence"] {
-            Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
-            other => other.clone(),
-        };
+        let evidence = domain::credential::first_evidence(credential).unwrap_or(&Value::Null);
         let dose_row = |e: &Value| {
             [
                 format!("{} of {}", text(&e["dose"]), text(&e["totalDoses"])),
@@ -73,7 +70,7 @@ impl Sheet {
             Value::Object(_) => vec![dose_row(&evidence["previousDoses"])],
             _ => Vec::new(),
         };
-        doses.push(dose_row(&evidence));
+        doses.push(dose_row(evidence));
         let birth = if subject["dob"].is_string() {
             ("Date of birth".to_owned(), text(&subject["dob"]))
         } else {

@@ -42,8 +42,25 @@ pub fn is_set(encoded: &str, index: u64) -> Result<bool, String> {
         .take(16 * 1024 * 1024)
         .read_to_end(&mut bits)
         .map_err(|e| format!("encodedList is not GZIP: {e}"))?;
-    let byte = usize::try_from(index / 8).map_err(|_| "index out of range".to_owned())?;
-    Ok(bits.get(byte).is_some_and(|b| b & (0x80 >> (index % 8)) != 0))
+    Ok(bit(&bits, index))
+}
+
+/// Bit `index` of a bitstring, the first byte's high bit first (StatusList2021's order, and
+/// Redis `SETBIT`'s).
+pub fn bit(bits: &[u8], index: u64) -> bool {
+    usize::try_from(index / 8)
+        .ok()
+        .and_then(|byte| bits.get(byte))
+        .is_some_and(|b| b & (0x80 >> (index % 8)) != 0)
+}
+
+/// Sets bit `index`, growing the bitstring as needed.
+pub fn set(bits: &mut Vec<u8>, index: u64) {
+    let byte = (index / 8) as usize;
+    if bits.len() <= byte {
+        bits.resize(byte + 1, 0);
+    }
+    bits[byte] |= 0x80 >> (index % 8);
 }
 
 type Signed = ([u8; 32], Arc<String>);
@@ -121,6 +138,15 @@ mod tests {
         }
         assert!(!is_set(&encoded, (MIN_BITS - 1) as u64).unwrap());
         assert!(!is_set(&encoded, 10 * MIN_BITS as u64).unwrap());
+    }
+
+    #[test]
+    fn set_builds_the_bits_that_bit_reads() {
+        let mut bits = Vec::new();
+        set(&mut bits, 0);
+        set(&mut bits, 21);
+        assert_eq!(bits, vec![0b1000_0000, 0, 0b0000_0100]);
+        assert!(bit(&bits, 0) && bit(&bits, 21) && !bit(&bits, 20) && !bit(&bits, 1_000));
     }
 
     #[test]

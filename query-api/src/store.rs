@@ -113,10 +113,6 @@ impl Store {
         format!("{}{rest}", self.prefix)
     }
 
-    async fn redis(&self) -> Result<ConnectionManager, redis::RedisError> {
-        Ok(self.redis.clone())
-    }
-
     /// The Postgres pool (analytics of the pipeline's progress read offsets from it).
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -147,7 +143,7 @@ impl Store {
     /// Where a certificate stands, without its credential: Redis, else Postgres.
     pub async fn standing(&self, id: &str) -> Result<Option<Standing>, Unavailable> {
         let cached: Result<std::collections::HashMap<String, String>, redis::RedisError> = async {
-            let mut connection = self.redis().await?;
+            let mut connection = self.redis.clone();
             redis::cmd("HGETALL")
                 .arg(self.key(&format!("cert:{id}:state")))
                 .query_async(&mut connection)
@@ -173,7 +169,7 @@ impl Store {
     }
 
     async fn cached_certificate(&self, id: &str) -> Result<Option<Certificate>, redis::RedisError> {
-        let mut connection = self.redis().await?;
+        let mut connection = self.redis.clone();
         let (credential, state): (Option<String>, std::collections::HashMap<String, String>) = redis::pipe()
             .cmd("GET")
             .arg(self.key(&format!("cert:{id}")))
@@ -246,7 +242,7 @@ impl Store {
     }
 
     async fn cached_event(&self, event_id: uuid::Uuid) -> Result<Option<EventOutcome>, redis::RedisError> {
-        let mut connection = self.redis().await?;
+        let mut connection = self.redis.clone();
         let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key(&format!("event:{event_id}")))
             .query_async(&mut connection)
@@ -258,7 +254,7 @@ impl Store {
     /// Redis, else Postgres.
     pub async fn revocation_bits(&self, list: u32) -> Result<Vec<u8>, Unavailable> {
         let cached: Result<Option<Vec<u8>>, redis::RedisError> = async {
-            let mut connection = self.redis().await?;
+            let mut connection = self.redis.clone();
             let offsets: Option<i64> = redis::cmd("HLEN")
                 .arg(self.key("offsets"))
                 .query_async(&mut connection)
@@ -287,11 +283,7 @@ impl Store {
         .await?;
         let mut bits = Vec::new();
         for index in indexes {
-            let (byte, bit) = ((index / 8) as usize, 7 - (index % 8) as u32);
-            if bits.len() <= byte {
-                bits.resize(byte + 1, 0);
-            }
-            bits[byte] |= 1 << bit;
+            crate::status_list::set(&mut bits, index as u64);
         }
         Ok(bits)
     }
@@ -430,7 +422,7 @@ impl Store {
         .await
         .map_err(|e| e.to_string());
         let redis = async {
-            let mut connection = self.redis().await?;
+            let mut connection = self.redis.clone();
             let offsets: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
                 .arg(self.key("offsets"))
                 .query_async(&mut connection)

@@ -104,7 +104,7 @@ impl Verifier {
                 "unknown key: {method:?} is not one of the issuer's published keys"
             )));
         }
-        let certificate_id = CertifiedDose::from_credential(text)
+        let certificate_id = CertifiedDose::from_document(&document)
             .ok()
             .map(|d| d.certificate_id.as_str().to_owned());
         let mut answer = match self.proof(text).await {
@@ -150,13 +150,10 @@ impl Verifier {
                 // Not (yet) in the read models: the status list still says whether it is revoked.
                 if let Some((list, index)) = crate::status_list::entry(&document)
                     && let Some(list) = list.rsplit('/').next().and_then(|l| l.parse::<u32>().ok())
+                    && crate::status_list::bit(&store.revocation_bits(list).await?, index)
                 {
-                    let bits = store.revocation_bits(list).await?;
-                    let byte = (index / 8) as usize;
-                    if bits.get(byte).is_some_and(|b| b & (0x80 >> (index % 8)) != 0) {
-                        answer.outcome = "revoked";
-                        answer.reasons.push("revoked (its status list bit is set)".into());
-                    }
+                    answer.outcome = "revoked";
+                    answer.reasons.push("revoked (its status list bit is set)".into());
                 }
             }
         }

@@ -49,13 +49,18 @@ pub fn init(action: DevAuth) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn token(args: TokenArgs) -> anyhow::Result<()> {
-    let key = DevKey::read(&args.key).map_err(|e| {
+/// The development signing key, with what to run when it is missing.
+pub fn dev_key(path: &std::path::Path) -> anyhow::Result<DevKey> {
+    DevKey::read(path).map_err(|e| {
         anyhow::anyhow!(
             "reading {}: {e} (run deploy/local/up, or vaxctl dev-auth init)",
-            args.key.display()
+            path.display()
         )
-    })?;
+    })
+}
+
+pub fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let key = dev_key(&args.key)?;
     let ttl = Duration::from_secs(args.ttl_secs);
     println!(
         "{}",

@@ -28,7 +28,6 @@ use domain::{
     values::{CountryCode, RecipientKey, RecipientKeySecret},
 };
 use futures::{StreamExt, TryStreamExt, stream};
-use indicatif::{ProgressBar, ProgressStyle};
 use platform::{ClickHouseArgs, KafkaArgs, PostgresArgs, RedisArgs};
 use projectors::{
     Kind,
@@ -46,6 +45,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use vaxctl::synthetic::Person;
+
+use crate::bench::progress;
 
 /// `vaxctl bench replay` arguments.
 #[derive(Clone, Debug, Args)]
@@ -69,17 +70,6 @@ pub struct ReplayArgs {
     redis: RedisArgs,
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
-}
-
-fn bar(len: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len).with_message(what.to_owned());
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").expect("a valid template"),
-    );
-    bar
 }
 
 /// The encoded records of a run, per topic, each with its partition.
@@ -112,7 +102,7 @@ async fn generate(kafka: &KafkaArgs, count: usize, quiet: bool) -> anyhow::Resul
         vaccinations: Vec::with_capacity(count),
         certificates: Vec::with_capacity(count),
     };
-    let progress = bar(count as u64, "generating", quiet);
+    let progress = progress(count, "generating", quiet);
     for i in 0..count {
         let body = Person::new(i as u64, today, 90).certify_request(1, "");
         let record = RecordVaccination::parse(&body, &ctx).map_err(|e| anyhow::anyhow!("record {i}: {e:?}"))?;
@@ -210,7 +200,7 @@ async fn write(brokers: &str, topic: &str, records: &[(i32, String, Vec<u8>)], q
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "500000")
         .create()?;
-    let progress = bar(records.len() as u64, "writing", quiet);
+    let progress = progress(records.len(), "writing", quiet);
     let started = Instant::now();
     stream::iter(records)
         .map(|(partition, key, value)| {
@@ -274,7 +264,7 @@ async fn replay<P: Projection>(
     quiet: bool,
 ) -> anyhow::Result<f64> {
     let total: i64 = ends.iter().map(|(_, _, end)| end).sum();
-    let progress = bar(total as u64, P::NAME, quiet);
+    let progress = progress(total as usize, P::NAME, quiet);
     let stop = CancellationToken::new();
     let started = Instant::now();
     let running = tokio::spawn(runner::run(settings, projection, stop.clone()));

@@ -15,7 +15,7 @@ use clap::Args;
 use domain::ids::{CertificateId, EventId};
 use futures::{StreamExt, TryStreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
-use platform::auth::{AuthArgs, DevKey, Role};
+use platform::auth::{AuthArgs, Role};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use vaxctl::synthetic::Person;
@@ -154,12 +154,7 @@ impl Demo {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let key = DevKey::read(&args.key).map_err(|e| {
-        anyhow::anyhow!(
-            "reading {}: {e} (run deploy/local/up, or vaxctl dev-auth init)",
-            args.key.display()
-        )
-    })?;
+    let key = crate::auth::dev_key(&args.key)?;
     let ttl = Duration::from_secs(3600);
     let token = |roles: &[Role]| key.token("vaxctl-demo", roles, &args.auth.issuer, &args.auth.audience, ttl);
     anyhow::ensure!(args.rate > 0.0, "--rate must be above 0");
