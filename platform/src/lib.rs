@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod checks;
 pub mod config;
+pub mod log;
 pub mod ops;
 pub mod problem;
 pub mod server;

@@ -13,12 +13,14 @@ use serde::Serialize;
 
 use crate::runner::{Positioned, Projected, Projection};
 
-/// The tables, then the dashboard's daily aggregates. The aggregates are materialized views that
-/// keep each group's distinct event ids (`uniqExactState`), so a redelivered batch, which the base
-/// tables merge away only eventually, never counts twice: read them with `uniqExactMerge`.
-/// A view sees only rows inserted after it exists; the projection creates it before its first
-/// insert, and `vaxctl replay` rebuilds both.
-const TABLES: [&str; 5] = [
+/// The tables, the dashboard's daily aggregates, then the materialized views that fill them. The
+/// aggregates keep each group's distinct event ids (`uniqExactState`), so a redelivered batch,
+/// which the base tables merge away only eventually, never counts twice: read them with
+/// `uniqExactMerge`. A view sees only rows inserted after it exists; the projection creates it
+/// before its first insert. The views write into tables of their own (`TO`), because a view
+/// cannot be renamed on ClickHouse 18.16 while tables can: `vaxctl replay` swaps the tables and
+/// creates the views again.
+pub const TABLES: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS vaccinations (
         event_id String, event_type String, vaccination_date Date, programme String, vaccine String,
         manufacturer String, dose UInt8, total_doses UInt8, gender String, age_band String,
@@ -31,19 +33,46 @@ const TABLES: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS projection_offsets (
         topic String, partition Int32, next_offset Int64
      ) ENGINE = ReplacingMergeTree(next_offset) ORDER BY (topic, partition)",
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS daily_vaccinations
-     ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(vaccination_date)
-     ORDER BY (vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band)
-     AS SELECT vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band,
-               uniqExactState(event_id) AS events
-     FROM vaccinations
-     GROUP BY vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band",
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS daily_outcomes
-     ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(day) ORDER BY (day, outcome, rule)
-     AS SELECT toDate(decided_at) AS day, outcome, rule, uniqExactState(record_id) AS outcomes
-     FROM certificate_outcomes
-     GROUP BY day, outcome, rule",
+    "CREATE TABLE IF NOT EXISTS daily_vaccinations (
+        vaccination_date Date, programme String, event_type String, vaccine String, dose UInt8,
+        state String, district String, gender String, age_band String,
+        events AggregateFunction(uniqExact, String)
+     ) ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(vaccination_date)
+     ORDER BY (vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band)",
+    "CREATE TABLE IF NOT EXISTS daily_outcomes (
+        day Date, outcome String, rule String, outcomes AggregateFunction(uniqExact, String)
+     ) ENGINE = AggregatingMergeTree() PARTITION BY toYYYYMM(day) ORDER BY (day, outcome, rule)",
 ];
+
+/// The views feeding the daily aggregates, by name.
+pub const VIEWS: [(&str, &str); 2] = [
+    (
+        "daily_vaccinations_view",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS daily_vaccinations_view TO daily_vaccinations
+         AS SELECT vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band,
+                   uniqExactState(event_id) AS events
+         FROM vaccinations
+         GROUP BY vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band",
+    ),
+    (
+        "daily_outcomes_view",
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS daily_outcomes_view TO daily_outcomes
+         AS SELECT toDate(decided_at) AS day, outcome, rule, uniqExactState(record_id) AS outcomes
+         FROM certificate_outcomes
+         GROUP BY day, outcome, rule",
+    ),
+];
+
+/// Every table and view, on a client bound to the projection's database.
+pub async fn create_schema(client: &clickhouse::Client) -> anyhow::Result<()> {
+    for table in TABLES {
+        client.query(table).execute().await?;
+    }
+    for (_, view) in VIEWS {
+        client.query(view).execute().await?;
+    }
+    Ok(())
+}
 
 #[derive(clickhouse::Row, Serialize)]
 struct VaccinationRow {
@@ -125,10 +154,7 @@ impl Projection for AnalyticsProjection {
     const NAME: &'static str = "clickhouse";
 
     async fn prepare(&self) -> anyhow::Result<()> {
-        for table in TABLES {
-            self.client.query(table).execute().await?;
-        }
-        Ok(())
+        create_schema(&self.client).await
     }
 
     async fn next_offset(&self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
@@ -239,4 +265,59 @@ mod tests {
         let date = chrono::NaiveDate::from_ymd_opt(2021, 1, 2).unwrap();
         assert_eq!(super::days(date), 18_629);
     }
+}
+
+/// A database name safe to put in SQL unquoted.
+pub fn valid_database(name: &str) -> anyhow::Result<&str> {
+    let ok = !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    anyhow::ensure!(ok, "database name {name:?}: use letters, digits and _");
+    Ok(name)
+}
+
+/// The tables of a database, and which of them are views.
+async fn tables(admin: &clickhouse::Client, database: &str) -> anyhow::Result<Vec<(String, bool)>> {
+    Ok(admin
+        .query("SELECT name, engine = 'MaterializedView' FROM system.tables WHERE database = ? AND name NOT LIKE '.inner%'")
+        .bind(database)
+        .fetch_all::<(String, u8)>()
+        .await?
+        .into_iter()
+        .map(|(name, view)| (name, view == 1))
+        .collect())
+}
+
+/// Makes the `shadow` database's tables the `live` database's: the views of both are dropped,
+/// every table is moved in one `RENAME` (live to a database that is then dropped, shadow to live),
+/// and the views are created again over the moved tables. Rows inserted into the live tables
+/// between the rename and the views' creation are not aggregated: the caller applies the log
+/// again from where the shadow ended once this returns (the aggregates count distinct ids).
+pub async fn swap_databases(admin: &clickhouse::Client, live: &str, shadow: &str) -> anyhow::Result<()> {
+    let (live, shadow) = (valid_database(live)?, valid_database(shadow)?);
+    let replaced = format!("{live}_replaced");
+    let run = |sql: String| async move { admin.query(&sql).execute().await };
+    run(format!("CREATE DATABASE IF NOT EXISTS {live}")).await?;
+    run(format!("DROP DATABASE IF EXISTS {replaced}")).await?;
+    run(format!("CREATE DATABASE {replaced}")).await?;
+    let mut renames = Vec::new();
+    for (database, to) in [(live, replaced.as_str()), (shadow, live)] {
+        for (table, view) in tables(admin, database).await? {
+            if view {
+                run(format!("DROP TABLE {database}.{table}")).await?;
+            } else {
+                renames.push(format!("{database}.{table} TO {to}.{table}"));
+            }
+        }
+    }
+    if !renames.is_empty() {
+        run(format!("RENAME TABLE {}", renames.join(", "))).await?;
+    }
+    let client = admin.clone().with_database(live);
+    for (_, view) in VIEWS {
+        client.query(view).execute().await?;
+    }
+    run(format!("DROP DATABASE {replaced}")).await?;
+    run(format!("DROP DATABASE IF EXISTS {shadow}")).await?;
+    Ok(())
 }

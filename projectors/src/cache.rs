@@ -1,7 +1,8 @@
 //! The Redis cache: what verifiers and citizens hit hardest. A batch's writes and its partitions'
 //! next offsets go in one MULTI/EXEC, so the cache resumes exactly after what it applied; every
-//! write is idempotent (a re-issued certificate that was since superseded or revoked is not
-//! brought back: the issue is a guarded script). The cache can be flushed and rebuilt from the log.
+//! write is idempotent and commutes with the writes after it (a re-issued certificate that was
+//! since superseded or revoked is not brought back, a revoked one is not superseded: both are
+//! guarded scripts), so a replay's catch-up may apply records again in any order. The cache can be flushed and rebuilt from the log.
 //!
 //! Keys, under the configured prefix:
 //! - `cert:{id}`: the signed credential, exactly as signed;
@@ -25,6 +26,15 @@ if redis.call('HSETNX', KEYS[1], 'status', 'active') == 1 then
   redis.call('HSET', KEYS[1], 'recipient', ARGV[2], 'statusList', ARGV[3], 'statusIndex', ARGV[4])
   redis.call('SET', KEYS[2], ARGV[1])
   redis.call('SADD', KEYS[3], ARGV[5])
+end
+return 0
+";
+
+/// Supersedes unless revoked already: a replay's catch-up may apply a correction after the
+/// revocation that followed it, and revoked is where a certificate ends.
+const SUPERSEDE: &str = r"
+if redis.call('HGET', KEYS[1], 'status') ~= 'revoked' then
+  redis.call('HSET', KEYS[1], 'status', 'superseded', 'supersededBy', ARGV[1], 'supersededAt', ARGV[2])
 end
 return 0
 ";
@@ -142,13 +152,11 @@ impl RedisProjection {
                 ..
             } => {
                 let id = certificate_id.as_str();
-                pipe.cmd("HSET")
+                pipe.cmd("EVAL")
+                    .arg(SUPERSEDE)
+                    .arg(1)
                     .arg(self.key(&format!("cert:{id}:state")))
-                    .arg("status")
-                    .arg("superseded")
-                    .arg("supersededBy")
                     .arg(superseded_by.as_str())
-                    .arg("supersededAt")
                     .arg(envelope.recorded_at.to_rfc3339())
                     .ignore();
                 pipe.cmd("SREM").arg(&current).arg(id).ignore();
@@ -183,4 +191,77 @@ impl RedisProjection {
             }
         }
     }
+}
+
+/// The key families the projection writes, under its prefix (other keys under the same prefix,
+/// the command API's, are not the projection's).
+pub const FAMILIES: [&str; 6] = ["cert:*", "recipient:*", "revoked", "status:*", "event:*", "offsets"];
+
+/// Replaces the projection's keys under `live` by those under `shadow`, in one script: readers
+/// see the old cache or the new one, never a mix. It runs in O(keys) and holds Redis meanwhile
+/// (about a second per million keys).
+const SWAP: &str = r"
+local families = cjson.decode(ARGV[3])
+local moved = 0
+for _, family in ipairs(families) do
+  for _, key in ipairs(redis.call('KEYS', ARGV[1] .. family)) do
+    redis.call('DEL', key)
+  end
+end
+for _, family in ipairs(families) do
+  for _, key in ipairs(redis.call('KEYS', ARGV[2] .. family)) do
+    redis.call('RENAME', key, ARGV[4] .. string.sub(key, #ARGV[5] + 1))
+    moved = moved + 1
+  end
+end
+return moved
+";
+
+/// A prefix with the glob characters of `KEYS` patterns escaped.
+fn glob_escaped(prefix: &str) -> String {
+    let mut escaped = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Makes the keys under `shadow` the projection's keys under `live` (see [`SWAP`]); returns how
+/// many keys moved.
+pub async fn swap_prefixes(client: &redis::Client, live: &str, shadow: &str) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        !live.is_empty() && !shadow.is_empty() && !shadow.starts_with(live) && !live.starts_with(shadow),
+        "the live and shadow key prefixes must be non-empty and neither a prefix of the other"
+    );
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let moved: u64 = redis::cmd("EVAL")
+        .arg(SWAP)
+        .arg(0)
+        .arg(glob_escaped(live))
+        .arg(glob_escaped(shadow))
+        .arg(serde_json::to_string(&FAMILIES)?)
+        .arg(live)
+        .arg(shadow)
+        .query_async(&mut connection)
+        .await?;
+    Ok(moved)
+}
+
+/// Deletes the projection's keys under `prefix` (an abandoned shadow, say).
+pub async fn delete_prefix(client: &redis::Client, prefix: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(!prefix.is_empty(), "refusing to delete under an empty prefix");
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    for family in FAMILIES {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}{family}", glob_escaped(prefix)))
+            .query_async(&mut connection)
+            .await?;
+        for chunk in keys.chunks(1000) {
+            redis::cmd("DEL").arg(chunk).query_async::<()>(&mut connection).await?;
+        }
+    }
+    Ok(())
 }

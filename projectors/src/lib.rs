@@ -6,6 +6,7 @@
 pub mod analytics;
 pub mod cache;
 pub mod postgres;
+pub mod replay;
 pub mod runner;
 
 use std::{net::SocketAddr, time::Duration};

@@ -536,3 +536,37 @@ impl Rows {
         Ok(())
     }
 }
+
+/// A schema name safe to put in SQL unquoted.
+pub fn valid_schema(name: &str) -> anyhow::Result<&str> {
+    let ok = name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    anyhow::ensure!(ok, "schema name {name:?}: use lower-case letters, digits and _ (at most 63)");
+    Ok(name)
+}
+
+/// Makes `shadow` the `live` schema in one transaction: the live one (if any) is renamed away and
+/// dropped, the shadow renamed to its name. Statements that were using the old tables wait for the
+/// transaction, then find the new ones by name (the services' `search_path` names the schema).
+pub async fn swap_schemas(admin: &PgPool, live: &str, shadow: &str) -> anyhow::Result<()> {
+    let (live, shadow) = (valid_schema(live)?, valid_schema(shadow)?);
+    let replaced = format!("{live}_replaced");
+    let sql = |text: String| sqlx::query(sqlx::AssertSqlSafe(text));
+    let mut tx = admin.begin().await?;
+    sql("SET LOCAL lock_timeout = '60s'".into()).execute(&mut *tx).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(live)
+        .fetch_one(&mut *tx)
+        .await?;
+    sql(format!("DROP SCHEMA IF EXISTS {replaced} CASCADE")).execute(&mut *tx).await?;
+    if exists {
+        sql(format!("ALTER SCHEMA {live} RENAME TO {replaced}")).execute(&mut *tx).await?;
+    }
+    sql(format!("ALTER SCHEMA {shadow} RENAME TO {live}")).execute(&mut *tx).await?;
+    if exists {
+        sql(format!("DROP SCHEMA {replaced} CASCADE")).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

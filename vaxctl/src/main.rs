@@ -10,6 +10,7 @@ mod bench_replay;
 mod bench_verify;
 mod demo;
 mod keys;
+mod replay;
 mod schemas;
 mod topics;
 
@@ -55,6 +56,8 @@ enum Command {
         #[command(subcommand)]
         action: audit::Action,
     },
+    /// Rebuild a read model from the log beside the live one, then swap it in atomically.
+    Replay(replay::ReplayArgs),
     /// Post realistic synthetic vaccinations through the command API, and say where to look.
     Demo(demo::DemoArgs),
     /// Benchmarks that print figures and a ratio against a baseline run in the same process.
@@ -89,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { action } => keys::run(action),
         Command::Audit { action } => audit::run(&cli.kafka, action).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Replay(args) => replay::run(&cli.kafka, &args).await,
         Command::Bench {
             which: Bench::Ingest(args),
         } => bench::ingest(&cli.kafka, &args).await,

@@ -1,0 +1,160 @@
+//! Reading the log directly, without a consumer group: the partitions' watermarks, and every
+//! record of chosen offset spans in offset order. The operator's tools (replay, backup, audit)
+//! read this way, so they never join or disturb the services' groups. The calls block: run them
+//! on a blocking thread.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Context as _;
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    message::OwnedMessage,
+};
+
+/// How long reading may make no progress before it fails.
+const STALLED_AFTER: Duration = Duration::from_secs(60);
+
+/// A partition with its low and high watermarks (the first offset held and the next to come).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watermarks {
+    pub topic: String,
+    pub partition: i32,
+    pub low: i64,
+    pub high: i64,
+}
+
+/// The offsets `[from, to)` of a partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Span {
+    pub fn len(&self) -> u64 {
+        (self.to - self.from).max(0) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn consumer(brokers: &str) -> anyhow::Result<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        // Needed by librdkafka, never joined: partitions are assigned, offsets never committed.
+        .set("group.id", "vaxtrail-log-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("creating a log reader")
+}
+
+/// Every partition of the topics that exist, in topic order then partition order.
+pub fn watermarks(brokers: &str, topics: &[String]) -> anyhow::Result<Vec<Watermarks>> {
+    let consumer = consumer(brokers)?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(None, timeout).context("reading the broker's metadata")?;
+    let mut found = Vec::new();
+    for name in topics {
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
+            continue;
+        };
+        let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(name, partition, timeout)
+                .with_context(|| format!("watermarks of {name}/{partition}"))?;
+            found.push(Watermarks {
+                topic: name.clone(),
+                partition,
+                low,
+                high,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Reads the spans' records, each partition in offset order (partitions interleave), handing
+/// them to `each` in batches of up to `batch` records. A partition ends at its span's end, or at
+/// its first record stamped after `until` (milliseconds since the epoch), if given. `each`
+/// returns `false` to stop early. Returns where each partition ended: `(topic, partition)` → the
+/// first offset not handed over.
+pub fn read_spans(
+    brokers: &str,
+    spans: &[Span],
+    until: Option<i64>,
+    batch: usize,
+    mut each: impl FnMut(Vec<OwnedMessage>) -> bool,
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let mut ends: HashMap<(String, i32), i64> = spans
+        .iter()
+        .map(|s| ((s.topic.clone(), s.partition), s.from))
+        .collect();
+    let mut open: HashMap<(String, i32), i64> = spans
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| ((s.topic.clone(), s.partition), s.to))
+        .collect();
+    if open.is_empty() {
+        return Ok(ends);
+    }
+    let consumer = consumer(brokers)?;
+    let mut list = TopicPartitionList::new();
+    for span in spans.iter().filter(|s| !s.is_empty()) {
+        list.add_partition_offset(&span.topic, span.partition, Offset::Offset(span.from))?;
+    }
+    consumer.assign(&list).context("assigning the partitions to read")?;
+    let mut pending: Vec<OwnedMessage> = Vec::with_capacity(batch);
+    let mut last_progress = std::time::Instant::now();
+    while !open.is_empty() {
+        let polled = consumer.poll(Duration::from_millis(200));
+        let Some(message) = polled else {
+            if !pending.is_empty() && !each(std::mem::take(&mut pending)) {
+                return Ok(ends);
+            }
+            anyhow::ensure!(
+                last_progress.elapsed() < STALLED_AFTER,
+                "nothing read for {} s; still to read: {:?}",
+                STALLED_AFTER.as_secs(),
+                ends
+            );
+            continue;
+        };
+        let message = message.context("reading the log")?;
+        last_progress = std::time::Instant::now();
+        let key = (message.topic().to_owned(), message.partition());
+        let Some(&to) = open.get(&key) else { continue };
+        let stamped_after = until.is_some_and(|limit| message.timestamp().to_millis().is_some_and(|at| at > limit));
+        if message.offset() >= to || stamped_after {
+            close(&consumer, &mut open, &key)?;
+            continue;
+        }
+        ends.insert(key.clone(), message.offset() + 1);
+        if message.offset() + 1 >= to {
+            close(&consumer, &mut open, &key)?;
+        }
+        pending.push(message.detach());
+        if pending.len() >= batch && !each(std::mem::take(&mut pending)) {
+            return Ok(ends);
+        }
+    }
+    if !pending.is_empty() {
+        each(pending);
+    }
+    Ok(ends)
+}
+
+fn close(consumer: &BaseConsumer, open: &mut HashMap<(String, i32), i64>, key: &(String, i32)) -> anyhow::Result<()> {
+    open.remove(key);
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&key.0, key.1);
+    consumer.pause(&list).context("pausing a partition read to its end")?;
+    Ok(())
+}

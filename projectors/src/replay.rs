@@ -1,0 +1,139 @@
+//! Applying spans of the log to a projection directly, without a consumer group: what
+//! `vaxctl replay` does to build a shadow projection, and to bring the live one up to date after a
+//! swap. The log is read on a blocking thread while the previous batch is decoded and applied;
+//! a store that fails is retried with backoff, then the error is returned (what was applied stays,
+//! with its offsets, so running again resumes).
+
+use std::{collections::HashMap, time::Duration};
+
+use avro::codec::{CertificateCodec, VaccinationCodec, through_registry};
+use platform::log::{Span, read_spans};
+use rdkafka::{Message, message::OwnedMessage};
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::{Positioned, Projected, Projection};
+
+/// Where the records come from.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub brokers: String,
+    pub registry_url: String,
+    pub vaccination_events: String,
+    pub certificate_events: String,
+}
+
+/// What a replay applied.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// Records applied, the undecodable ones included.
+    pub records: u64,
+    /// Records that did not decode (skipped; the live projection dead-lettered them).
+    pub skipped: u64,
+    /// `(topic, partition)` → the first offset not applied.
+    pub ends: HashMap<(String, i32), i64>,
+}
+
+/// How long a failing store is retried before the replay gives up.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+/// The spans to apply to reach `highs` from what `projection` stored (or from each partition's
+/// low watermark).
+pub async fn spans_from_stored<P: Projection>(
+    projection: &P,
+    marks: &[platform::log::Watermarks],
+) -> anyhow::Result<Vec<Span>> {
+    let mut spans = Vec::with_capacity(marks.len());
+    for mark in marks {
+        let stored = projection.next_offset(&mark.topic, mark.partition).await?;
+        spans.push(Span {
+            topic: mark.topic.clone(),
+            partition: mark.partition,
+            from: stored.unwrap_or(mark.low).max(mark.low),
+            to: mark.high,
+        });
+    }
+    Ok(spans)
+}
+
+/// Applies the spans' records (up to the first record stamped after `until`, in milliseconds, if
+/// given) to `projection` in batches of `batch`, calling `progress` with each batch's size.
+pub async fn apply_spans<P: Projection>(
+    source: &Source,
+    projection: &P,
+    spans: Vec<Span>,
+    until: Option<i64>,
+    batch: usize,
+    progress: impl Fn(u64),
+) -> anyhow::Result<Applied> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<OwnedMessage>>(4);
+    let brokers = source.brokers.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        read_spans(&brokers, &spans, until, batch.max(1), |messages| {
+            sender.blocking_send(messages).is_ok()
+        })
+    });
+    let vaccinations = VaccinationCodec::new(&source.registry_url, &source.vaccination_events);
+    let certificates = CertificateCodec::new(&source.registry_url, &source.certificate_events);
+    let never = CancellationToken::new();
+    let mut applied = Applied::default();
+    let mut failed = None;
+    while let Some(messages) = receiver.recv().await {
+        let mut items = Vec::with_capacity(messages.len());
+        for message in &messages {
+            let bytes = message.payload().unwrap_or_default();
+            let record = if message.topic() == source.vaccination_events {
+                through_registry(&never, || vaccinations.decode(bytes))
+                    .await?
+                    .map(|e| Projected::Vaccination(Box::new(e)))
+                    .ok()
+            } else {
+                through_registry(&never, || certificates.decode(bytes))
+                    .await?
+                    .map(|e| Projected::Certificate(Box::new(e)))
+                    .ok()
+            };
+            if record.is_none() {
+                applied.skipped += 1;
+            }
+            items.push(Positioned {
+                topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
+                record: record.unwrap_or(Projected::Skipped),
+            });
+        }
+        if let Err(error) = with_retries::<P, _, _>(|| projection.apply(&items)).await {
+            failed = Some(error);
+            break;
+        }
+        applied.records += items.len() as u64;
+        progress(items.len() as u64);
+    }
+    drop(receiver);
+    let ends = reader.await??;
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    applied.ends = ends;
+    Ok(applied)
+}
+
+async fn with_retries<P: Projection, F, Fut>(call: F) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Ok(()) => return Ok(()),
+            Err(error) if started.elapsed() < GIVE_UP_AFTER => {
+                tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), "store unavailable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error.context(format!("{} kept failing for {:?}", P::NAME, GIVE_UP_AFTER))),
+        }
+    }
+}
