@@ -265,7 +265,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn describe(
+pub async fn describe(
     record: &OwnedMessage,
     vaccination_topic: &str,
     vaccinations: &VaccinationCodec,
@@ -327,7 +327,7 @@ fn describe_certificate(out: &mut Value, envelope: &CertificateEnvelope) {
     }
 }
 
-fn certificate_of(outcome: &domain::events::CertificateOutcome) -> Option<&str> {
+pub fn certificate_of(outcome: &domain::events::CertificateOutcome) -> Option<&str> {
     use domain::events::CertificateOutcome::*;
     match outcome {
         CertificateIssued { certificate_id, .. }

@@ -6,7 +6,7 @@
 //! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
 
 pub mod analytics;
-mod audit;
+pub mod audit;
 mod dashboard;
 mod openapi;
 pub mod pdf;

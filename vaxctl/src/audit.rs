@@ -10,7 +10,7 @@
 //!
 //! Prints the first broken link with its position and exits non-zero.
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use avro::{
     certificate::{CertificateBody, chain::ChainWalk},
@@ -21,8 +21,7 @@ use credentials::PublishedKeys;
 use indicatif::{ProgressBar, ProgressStyle};
 use platform::KafkaArgs;
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
+    Message,
     message::OwnedMessage,
 };
 use serde_json::json;
@@ -32,6 +31,21 @@ use sha2::{Digest, Sha256};
 pub enum Action {
     /// Check the hash chain, the signed checkpoints and that every vaccination has its outcome.
     Verify(VerifyArgs),
+    /// The records of a recipient or of a certificate, read from the log itself (not the read
+    /// models), each with its position and SHA-256; outcomes with the hashes that chain them.
+    Events(EventsArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct EventsArgs {
+    /// A recipient key: every vaccination posted for the recipient and every outcome.
+    #[arg(long)]
+    recipient: Option<String>,
+    /// A certificate id: the outcomes that issued, superseded or revoked it, and the vaccination
+    /// records they answer.
+    #[arg(long)]
+    certificate: Option<String>,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -58,7 +72,72 @@ pub struct VerifyArgs {
 pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
     match action {
         Action::Verify(args) => verify(kafka, &args).await,
+        Action::Events(args) => events(kafka, &args).await,
     }
+}
+
+/// Every record of the event topics, all partitions.
+async fn read_log(kafka: &KafkaArgs) -> anyhow::Result<Vec<OwnedMessage>> {
+    let topics = kafka.topics();
+    let brokers = kafka.brokers.clone();
+    let names = vec![topics.vaccination_events, topics.certificate_events];
+    tokio::task::spawn_blocking(move || {
+        let spans: Vec<platform::log::Span> = platform::log::watermarks(&brokers, &names)?
+            .into_iter()
+            .map(|m| platform::log::Span {
+                topic: m.topic,
+                partition: m.partition,
+                from: m.low,
+                to: m.high,
+            })
+            .collect();
+        let mut records = Vec::new();
+        platform::log::read_spans(&brokers, &spans, None, 1000, |batch| {
+            records.extend(batch);
+            true
+        })?;
+        anyhow::Ok(records)
+    })
+    .await?
+}
+
+async fn events(kafka: &KafkaArgs, args: &EventsArgs) -> anyhow::Result<()> {
+    let topics = kafka.topics();
+    let vaccinations = VaccinationCodec::new(&kafka.schema_registry_url, &topics.vaccination_events);
+    let certificates = CertificateCodec::new(&kafka.schema_registry_url, &topics.certificate_events);
+    let records = read_log(kafka).await?;
+    let mut chosen: Vec<&OwnedMessage> = Vec::new();
+    match (&args.recipient, &args.certificate) {
+        (Some(recipient), _) => {
+            // Both topics are keyed by the recipient key.
+            chosen.extend(records.iter().filter(|r| r.key() == Some(recipient.as_bytes())));
+        }
+        (None, Some(certificate)) => {
+            let mut sources: std::collections::HashSet<(i32, i64)> = std::collections::HashSet::new();
+            for record in records.iter().filter(|r| r.topic() == topics.certificate_events) {
+                let Ok(envelope) = certificates.decode(record.payload().unwrap_or_default()).await else {
+                    continue;
+                };
+                if let CertificateBody::Outcome { event, .. } = &envelope.body
+                    && query_api::audit::certificate_of(&event.outcome) == Some(certificate.as_str())
+                {
+                    sources.insert((envelope.source.partition, envelope.source.offset));
+                    chosen.push(record);
+                }
+            }
+            chosen.extend(records.iter().filter(|r| {
+                r.topic() == topics.vaccination_events && sources.contains(&(r.partition(), r.offset()))
+            }));
+        }
+        (None, None) => anyhow::bail!("name --recipient or --certificate"),
+    }
+    chosen.sort_by_key(|r| (r.timestamp().to_millis(), r.topic() != topics.vaccination_events, r.offset()));
+    let mut out = Vec::with_capacity(chosen.len());
+    for record in chosen {
+        out.push(query_api::audit::describe(record, &topics.vaccination_events, &vaccinations, &certificates).await);
+    }
+    println!("{}", serde_json::to_string_pretty(&json!({ "events": out }))?);
+    Ok(())
 }
 
 async fn did_document(args: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
@@ -76,36 +155,23 @@ async fn did_document(args: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
 
 /// Every record of a partition, in offset order.
 fn read_partition(brokers: &str, topic: &str, partition: i32, bar: &ProgressBar) -> anyhow::Result<Vec<OwnedMessage>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "vaxctl-audit")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, partition, Offset::Offset(low))?;
-    consumer.assign(&list)?;
-    let mut records = Vec::with_capacity((high - low).max(0) as usize);
-    let mut next = low;
-    let mut idle = 0;
-    while next < high {
-        match consumer.poll(Duration::from_secs(1)) {
-            Some(message) => {
-                let message = message?;
-                next = message.offset() + 1;
-                records.push(message.detach());
-                bar.inc(1);
-                idle = 0;
-            }
-            None => {
-                idle += 1;
-                anyhow::ensure!(
-                    idle < 60,
-                    "{topic}/{partition}: nothing read for 60 s at offset {next} of {high}"
-                );
-            }
-        }
-    }
+    let marks = platform::log::watermarks(brokers, &[topic.to_owned()])?;
+    let mark = marks
+        .iter()
+        .find(|m| m.partition == partition)
+        .ok_or_else(|| anyhow::anyhow!("{topic} has no partition {partition}"))?;
+    let span = platform::log::Span {
+        topic: topic.to_owned(),
+        partition,
+        from: mark.low,
+        to: mark.high,
+    };
+    let mut records = Vec::with_capacity(span.len() as usize);
+    platform::log::read_spans(brokers, &[span], None, 1000, |batch| {
+        bar.inc(batch.len() as u64);
+        records.extend(batch);
+        true
+    })?;
     Ok(records)
 }
 

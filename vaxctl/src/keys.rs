@@ -22,6 +22,16 @@ pub enum Action {
         #[arg(long)]
         if_missing: bool,
     },
+    /// Generate a new key and retire every other private key to its public half, so the new key
+    /// is the only one that signs (restart the signers and the query API to take it up). What the
+    /// old keys signed still verifies: they stay published.
+    Rotate {
+        #[arg(long, env = "VAXTRAIL_ISSUER_KEYS")]
+        dir: PathBuf,
+        /// The new key's id; by default `key-<UTC date and time>`.
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Replace a key by its public half: it no longer signs, and stays published for verifying.
     Retire {
         #[arg(long, env = "VAXTRAIL_ISSUER_KEYS")]
@@ -41,28 +51,47 @@ fn has_key(dir: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+fn default_id() -> String {
+    format!("key-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))
+}
+
 pub fn run(action: Action) -> anyhow::Result<()> {
     match action {
+        Action::Rotate { dir, id } => {
+            let id = id.unwrap_or_else(default_id);
+            let others: Vec<String> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+                .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
+                .collect();
+            anyhow::ensure!(!others.contains(&id), "{id} exists already in {}", dir.display());
+            write_new(&dir, &id)?;
+            for old in others {
+                let path = dir.join(format!("{old}.pem"));
+                let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                if credentials::IssuerKey::from_pem(&old, &pem).is_ok_and(|k| k.can_sign()) {
+                    let public = keys::public_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    std::fs::write(&path, public).with_context(|| format!("writing {}", path.display()))?;
+                    println!("retired {old}: it stays published for verifying");
+                }
+            }
+            if std::env::var_os("VAXTRAIL_ISSUER_ACTIVE_KEY").is_some() {
+                println!("VAXTRAIL_ISSUER_ACTIVE_KEY is set: point it at {id}");
+            }
+            println!("{id} now signs; restart the signers and the query API to take it up");
+        }
         Action::Generate { dir, id, if_missing } => {
             if if_missing && has_key(&dir) {
                 println!("{} already holds an issuer key", dir.display());
                 return Ok(());
             }
-            let id = id.unwrap_or_else(|| format!("key-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
-            let pem = keys::generate_pem();
-            credentials::IssuerKey::from_pem(&id, &pem).map_err(|e| anyhow::anyhow!(e))?;
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let path = dir.join(format!("{id}.pem"));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            file.write_all(pem.as_bytes())?;
+            let id = id.unwrap_or_else(default_id);
+            let path = write_new(&dir, &id)?;
             println!("{}", path.display());
         }
+
         Action::Retire { dir, id } => {
             let path = dir.join(format!("{id}.pem"));
             let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -72,4 +101,21 @@ pub fn run(action: Action) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes a new key `DIR/ID.pem`, readable by its owner only.
+fn write_new(dir: &std::path::Path, id: &str) -> anyhow::Result<PathBuf> {
+    let pem = keys::generate_pem();
+    credentials::IssuerKey::from_pem(id, &pem).map_err(|e| anyhow::anyhow!(e))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{id}.pem"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(pem.as_bytes())?;
+    Ok(path)
 }

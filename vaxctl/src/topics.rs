@@ -53,14 +53,78 @@ pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
         Action::List => {
             let brokers = kafka.brokers.clone();
             let names = catalog.names();
-            let rows = tokio::task::spawn_blocking(move || watermarks(&brokers, &names)).await??;
+            let groups = groups(&kafka.topic_prefix);
+            let (rows, lags) = tokio::task::spawn_blocking(move || {
+                let rows = watermarks(&brokers, &names)?;
+                let lags = lag(&brokers, &groups, &rows);
+                anyhow::Ok((rows, lags))
+            })
+            .await??;
             println!("{:<32} {:>9} {:>12}", "topic", "partition", "high mark");
-            for (topic, partition, high) in rows {
+            for (topic, partition, high) in &rows {
                 println!("{topic:<32} {partition:>9} {high:>12}");
             }
+            println!();
+            println!("{:<32} {:<24} {:>9} {:>10} {:>8}", "consumer group", "topic", "partition", "committed", "lag");
+            for (group, topic, partition, committed, lag) in lags {
+                let committed = committed.map_or_else(|| "-".to_owned(), |c| c.to_string());
+                println!("{group:<32} {topic:<24} {partition:>9} {committed:>10} {lag:>8}");
+            }
+            println!(
+                "(the projections keep their own positions in their stores; their groups' offsets are for lag only)"
+            );
         }
     }
     Ok(())
+}
+
+/// The services' consumer groups, with the topic prefix.
+fn groups(prefix: &str) -> Vec<String> {
+    ["signer", "projector-postgres", "projector-redis", "projector-clickhouse"]
+        .iter()
+        .map(|g| format!("{prefix}{g}"))
+        .collect()
+}
+
+/// Per group and partition it reads: the committed offset (if any) and how far it is behind the
+/// high watermark. The signer reads `vaccination-events`; the projectors both event topics.
+fn lag(
+    brokers: &str,
+    groups: &[String],
+    rows: &[(String, i32, i64)],
+) -> Vec<(String, String, i32, Option<i64>, i64)> {
+    let mut out = Vec::new();
+    for group in groups {
+        let Ok(consumer) = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create::<BaseConsumer>()
+        else {
+            continue;
+        };
+        let reads: Vec<&(String, i32, i64)> = rows
+            .iter()
+            .filter(|(topic, _, _)| {
+                (group.ends_with("signer") && topic.ends_with("vaccination-events"))
+                    || (group.contains("projector-") && !topic.ends_with("dead-letters"))
+            })
+            .collect();
+        let mut asked = rdkafka::TopicPartitionList::new();
+        for (topic, partition, _) in &reads {
+            asked.add_partition(topic, *partition);
+        }
+        let committed = consumer.committed_offsets(asked, Duration::from_secs(10)).ok();
+        for (topic, partition, high) in reads {
+            let offset = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(topic, *partition))
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0);
+            out.push((group.clone(), topic.clone(), *partition, offset, high - offset.unwrap_or(0)));
+        }
+    }
+    out
 }
 
 fn watermarks(brokers: &str, names: &[String]) -> anyhow::Result<Vec<(String, i32, i64)>> {
