@@ -5,7 +5,7 @@ use platform::{KafkaArgs, LogArgs};
 
 mod audit;
 mod auth;
-mod backup;
+
 mod bench;
 mod bench_replay;
 mod bench_verify;
@@ -60,9 +60,9 @@ enum Command {
     /// Rebuild a read model from the log beside the live one, then swap it in atomically.
     Replay(replay::ReplayArgs),
     /// Back the log up into Avro container files with a manifest, or verify a backup offline.
-    Backup(backup::BackupArgs),
+    Backup(vaxctl::backup::BackupArgs),
     /// Restore a backup into an empty cluster, then read it back and compare.
-    Restore(backup::RestoreArgs),
+    Restore(vaxctl::backup::RestoreArgs),
     /// Post realistic synthetic vaccinations through the command API, and say where to look.
     Demo(demo::DemoArgs),
     /// Benchmarks that print figures and a ratio against a baseline run in the same process.
@@ -97,8 +97,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { action } => keys::run(action),
         Command::Audit { action } => audit::run(&cli.kafka, action).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Backup(args) => backup::backup(&cli.kafka, args).await,
-        Command::Restore(args) => backup::restore(&cli.kafka, args).await,
+        Command::Backup(args) => vaxctl::backup::backup(&cli.kafka, args).await,
+        Command::Restore(args) => vaxctl::backup::restore(&cli.kafka, args).await,
         Command::Replay(args) => replay::run(&cli.kafka, &args).await,
         Command::Bench {
             which: Bench::Ingest(args),

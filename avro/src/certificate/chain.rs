@@ -17,8 +17,11 @@ pub struct ChainSummary {
 /// The first place the chain does not hold.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
-    #[error("offset {offset}: previousSha256 does not match the record before it")]
-    Link { offset: i64 },
+    #[error(
+        "offset {offset}: previousSha256 does not match the record before it{}: that record or this link was altered",
+        previous.map(|p| format!(" (offset {p})")).unwrap_or_default()
+    )]
+    Link { offset: i64, previous: Option<i64> },
     #[error("offset {offset}: the record does not decode: {reason}")]
     Unreadable { offset: i64, reason: String },
     #[error("offset {offset}: the checkpoint names offset {named} and a head other than the record before it")]
@@ -45,7 +48,10 @@ impl ChainWalk {
     ) -> Result<(), ChainBreak> {
         let envelope = envelope.map_err(|reason| ChainBreak::Unreadable { offset, reason })?;
         if envelope.previous_sha256 != self.summary.head {
-            return Err(ChainBreak::Link { offset });
+            return Err(ChainBreak::Link {
+                offset,
+                previous: self.previous_offset,
+            });
         }
         match &envelope.body {
             CertificateBody::Checkpoint(checkpoint) => {
