@@ -7,6 +7,8 @@
 //! connected clients, and once left the broker refusing connections. Test topics all start with
 //! [`TEST_TOPIC_PREFIX`]; `deploy/local/down --wipe` clears them from a developer's stack.
 
+pub mod e2e;
+
 use std::{path::PathBuf, time::Duration};
 
 use clap::Parser;
