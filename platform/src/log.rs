@@ -54,14 +54,21 @@ fn consumer(brokers: &str) -> anyhow::Result<BaseConsumer> {
         .context("creating a log reader")
 }
 
-/// Every partition of the topics that exist, in topic order then partition order.
+/// Every partition of the topics that exist, in topic order then partition order. Metadata is
+/// asked per topic (a broker holding thousands of topics answers that quickly).
 pub fn watermarks(brokers: &str, topics: &[String]) -> anyhow::Result<Vec<Watermarks>> {
     let consumer = consumer(brokers)?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(None, timeout).context("reading the broker's metadata")?;
+    let timeout = Duration::from_secs(30);
     let mut found = Vec::new();
     for name in topics {
-        let Some(topic) = metadata.topics().iter().find(|t| t.name() == name) else {
+        let metadata = consumer
+            .fetch_metadata(Some(name), timeout)
+            .with_context(|| format!("reading the metadata of {name}"))?;
+        let Some(topic) = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+        else {
             continue;
         };
         let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();

@@ -408,22 +408,45 @@ impl<'a> FileWriter<'a> {
     }
 }
 
-/// What a file's records say, for checking against the manifest.
-fn summarize(records: &[LogRecord], chained: bool) -> (u64, Option<i64>, Option<i64>, String, Option<String>) {
+/// What a file's records say, read in one pass, for checking against the manifest.
+struct Summary {
+    records: u64,
+    first_offset: Option<i64>,
+    last_offset: Option<i64>,
+    content_sha256: String,
+    chain_head: Option<String>,
+    /// The first place offsets jump, if they do.
+    gap: Option<(i64, i64)>,
+}
+
+fn summarize(path: &Path, chained: bool) -> anyhow::Result<Summary> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = Reader::new(BufReader::new(file)).with_context(|| format!("reading {}", path.display()))?;
     let mut content = Sha256::new();
-    for record in records {
+    let (mut records, mut first, mut last, mut gap) = (0_u64, None, None::<i64>, None);
+    let mut head = hex::encode(Sha256::digest(b""));
+    for value in reader {
+        let record = LogRecord::from_value(value.context("decoding a record")?)?;
         record.digest(&mut content);
+        if let Some(previous) = last
+            && record.offset != previous + 1
+            && gap.is_none()
+        {
+            gap = Some((previous, record.offset));
+        }
+        records += 1;
+        first.get_or_insert(record.offset);
+        last = Some(record.offset);
+        head = record.value_sha256();
     }
-    let head = records
-        .last()
-        .map_or_else(|| hex::encode(Sha256::digest(b"")), LogRecord::value_sha256);
-    (
-        records.len() as u64,
-        records.first().map(|r| r.offset),
-        records.last().map(|r| r.offset),
-        hex::encode(content.finalize()),
-        chained.then_some(head),
-    )
+    Ok(Summary {
+        records,
+        first_offset: first,
+        last_offset: last,
+        content_sha256: hex::encode(content.finalize()),
+        chain_head: chained.then_some(head),
+        gap,
+    })
 }
 
 /// The topics a backup holds by default, without the prefix.
@@ -609,32 +632,38 @@ fn check(dir: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
                 problems.push(format!("{where_}: {} has SHA-256 {sha256}, the manifest says {}", file.path, file.sha256));
                 continue;
             }
-            let records = match read_file(&path) {
-                Ok(records) => records,
+            let found = match summarize(&path, file.chain_head.is_some()) {
+                Ok(found) => found,
                 Err(error) => {
                     problems.push(format!("{where_}: {error:#}"));
                     continue;
                 }
             };
-            let (count, first, last, content, head) = summarize(&records, file.chain_head.is_some());
-            if count != file.records || first != file.first_offset || last != file.last_offset {
+            if found.records != file.records
+                || found.first_offset != file.first_offset
+                || found.last_offset != file.last_offset
+            {
                 problems.push(format!(
-                    "{where_}: holds {count} records ({first:?}..{last:?}), the manifest says {} ({:?}..{:?})",
-                    file.records, file.first_offset, file.last_offset
+                    "{where_}: holds {} records ({:?}..{:?}), the manifest says {} ({:?}..{:?})",
+                    found.records,
+                    found.first_offset,
+                    found.last_offset,
+                    file.records,
+                    file.first_offset,
+                    file.last_offset
                 ));
             }
-            if content != file.content_sha256 {
+            if found.content_sha256 != file.content_sha256 {
                 problems.push(format!("{where_}: the records' content SHA-256 differs from the manifest's"));
             }
-            if head != file.chain_head {
+            if found.chain_head != file.chain_head {
                 problems.push(format!("{where_}: the chain head differs from the manifest's"));
             }
             // The registry's topic is compacted: its offsets may jump.
-            if topic.name == SCHEMAS_TOPIC {
-                continue;
-            }
-            if let Some(gap) = records.windows(2).find(|w| w[1].offset != w[0].offset + 1) {
-                problems.push(format!("{where_}: offsets jump from {} to {}", gap[0].offset, gap[1].offset));
+            if let Some((from, to)) = found.gap
+                && topic.name != SCHEMAS_TOPIC
+            {
+                problems.push(format!("{where_}: offsets jump from {from} to {to}"));
             }
         }
     }
@@ -744,11 +773,18 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
     let mut restored = 0_u64;
     for (topic, name) in &plan {
         for file in &topic.files {
-            let records = read_file(&args.from.join(&file.path))?;
-            let sends = stream::iter(records.iter())
-                .map(|record| {
+            // Streamed from the file, 500 records in flight; the idempotent producer keeps
+            // their order within the partition.
+            let path = args.from.join(&file.path);
+            let reader = Reader::new(BufReader::new(
+                File::open(&path).with_context(|| format!("opening {}", path.display()))?,
+            ))?;
+            let (topic_name, partition) = (name.as_str(), file.partition);
+            let sends = stream::iter(reader)
+                .map(|value| {
                     let producer = &producer;
                     async move {
+                        let record = LogRecord::from_value(value.context("decoding a backup record")?)?;
                         let mut headers = OwnedHeaders::new();
                         for (key, value) in &record.headers {
                             headers = headers.insert(Header {
@@ -757,7 +793,7 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
                             });
                         }
                         let mut message: FutureRecord<'_, [u8], [u8]> =
-                            FutureRecord::to(name).partition(file.partition).headers(headers);
+                            FutureRecord::to(topic_name).partition(partition).headers(headers);
                         if let Some(key) = &record.key {
                             message = message.key(key.as_slice());
                         }
@@ -770,7 +806,8 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
                         producer
                             .send(message, Duration::from_secs(60))
                             .await
-                            .map_err(|(e, _)| anyhow::anyhow!("{name}/{}: {e}", file.partition))
+                            .map_err(|(e, _)| anyhow::anyhow!("{topic_name}/{partition}: {e}"))?;
+                        anyhow::Ok(())
                     }
                 })
                 .buffered(500);

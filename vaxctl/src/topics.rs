@@ -128,15 +128,8 @@ fn lag(
 }
 
 fn watermarks(brokers: &str, names: &[String]) -> anyhow::Result<Vec<(String, i32, i64)>> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(None, timeout)?;
-    let mut rows = Vec::new();
-    for topic in metadata.topics().iter().filter(|t| names.iter().any(|n| n == t.name())) {
-        for partition in topic.partitions() {
-            let (_, high) = consumer.fetch_watermarks(topic.name(), partition.id(), timeout)?;
-            rows.push((topic.name().to_owned(), partition.id(), high));
-        }
-    }
-    Ok(rows)
+    Ok(platform::log::watermarks(brokers, names)?
+        .into_iter()
+        .map(|m| (m.topic, m.partition, m.high))
+        .collect())
 }

@@ -1,0 +1,167 @@
+//! A certificate's whole life, end to end, with the four services as processes and driven over
+//! HTTP as their users drive them: DIVOC's sample certify request is accepted, the certificate is
+//! issued and fetched, its QR code (decoded by zbar from the PNG) verifies, a controller revokes
+//! it, the same QR code then verifies as revoked, and the vaccination certified again gives a new
+//! certificate that verifies as valid.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vaxtrail_tests::{TestStack, e2e::Deployment, eventually, fixtures, signer::Issuer};
+
+/// Decodes the QR code in a PNG with zbar: the payload bytes.
+fn scan(png: &[u8]) -> Vec<u8> {
+    let path = std::env::temp_dir().join(format!("vaxtrail-qr-{}.png", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, png).expect("writable");
+    let out = std::process::Command::new("zbarimg")
+        .args(["-q", "--raw", "-Sbinary"])
+        .arg(&path)
+        .output()
+        .expect("zbarimg is installed (deploy/local/install)");
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "zbarimg found no code");
+    let mut bytes = out.stdout;
+    if bytes.last() == Some(&b'\n') && query_api::qr::credential_of(&bytes).is_err() {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// Posts DIVOC's sample with an Idempotency-Key; the accepted event id.
+async fn certify(client: &reqwest::Client, command: &str, token: &str, key: &str) -> String {
+    let response = client
+        .post(format!("{command}/v1/certify"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", key)
+        .json(&fixtures::divoc_certify_request())
+        .send()
+        .await
+        .expect("the command API answers");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.expect("JSON");
+    let id = body.to_string();
+    let start = id.find("\"eventId\":\"").expect("an eventId") + 11;
+    id[start..start + 36].to_owned()
+}
+
+/// The certificate an event was answered with, once the query API has it.
+async fn certificate_of(client: &reqwest::Client, query: &str, token: &str, event: &str) -> String {
+    eventually(Duration::from_secs(120), "the certificate to be issued", || async {
+        let body: Value = client
+            .get(format!("{query}/v1/events/{event}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        body["certificateId"].as_str().map(str::to_owned)
+    })
+    .await
+}
+
+async fn verify_qr(client: &reqwest::Client, query: &str, payload: &[u8]) -> Value {
+    let response = client
+        .post(format!("{query}/v1/verify"))
+        .json(&json!({ "qr": base64::engine::general_purpose::STANDARD.encode(payload) }))
+        .send()
+        .await
+        .expect("the query API answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn divoc_sample_issued_verified_revoked_and_certified_again() {
+    let issuer = Issuer::new();
+    let mut deployment = Deployment::new(TestStack::new().await, &issuer).await;
+    deployment.start_all().await;
+    let (command, query) = (deployment.url("command-api"), deployment.url("query-api"));
+    let facility = deployment.token("facility").await;
+    let controller = deployment.token("controller").await;
+    let client = reqwest::Client::new();
+
+    // Issued and fetched.
+    let event = certify(&client, &command, &facility, "journey-1").await;
+    let certificate = certificate_of(&client, &query, &facility, &event).await;
+    let credential: Value = client
+        .get(format!("{query}/v1/certificates/{certificate}"))
+        .send()
+        .await
+        .expect("the certificate")
+        .json()
+        .await
+        .expect("JSON");
+    let sample = fixtures::divoc_certify_request();
+    assert_eq!(
+        credential["credentialSubject"]["name"],
+        sample[0]["recipient"]["name"],
+        "the credential names the sample's recipient"
+    );
+
+    // Its QR code, decoded by zbar, verifies.
+    let png = client
+        .get(format!("{query}/v1/certificates/{certificate}/qr.png"))
+        .send()
+        .await
+        .expect("the QR code")
+        .bytes()
+        .await
+        .expect("PNG bytes");
+    let payload = scan(&png);
+    let verdict = verify_qr(&client, &query, &payload).await;
+    assert_eq!(verdict["outcome"], "valid", "{verdict}");
+    assert_eq!(verdict["certificateId"], certificate.as_str());
+
+    // A controller revokes it.
+    let code = sample[0]["preEnrollmentCode"].as_str().expect("a code");
+    let found: Value = client
+        .get(format!("{query}/v1/recipients"))
+        .query(&[("preEnrollmentCode", code)])
+        .bearer_auth(&facility)
+        .send()
+        .await
+        .expect("recipients")
+        .json()
+        .await
+        .expect("JSON");
+    let recipient = found["recipients"][0]["recipientKey"].as_str().expect("the recipient");
+    let revoked = client
+        .post(format!("{command}/v1/revocations"))
+        .bearer_auth(&controller)
+        .header("Idempotency-Key", "journey-revoke")
+        .json(&json!({ "certificateId": certificate, "reason": "issued in error", "recipientKey": recipient }))
+        .send()
+        .await
+        .expect("the command API answers");
+    assert_eq!(revoked.status(), StatusCode::ACCEPTED);
+
+    // The same QR code now verifies as revoked, with the reason.
+    let verdict = eventually(Duration::from_secs(120), "the revocation to be seen", || async {
+        let verdict = verify_qr(&client, &query, &payload).await;
+        (verdict["outcome"] == "revoked").then_some(verdict)
+    })
+    .await;
+    assert_eq!(verdict["revocationReason"], "issued in error", "{verdict}");
+
+    // Certified again: a new certificate, valid; the old one stays revoked.
+    let again = certify(&client, &command, &facility, "journey-2").await;
+    let renewed = certificate_of(&client, &query, &facility, &again).await;
+    assert_ne!(renewed, certificate);
+    let png = client
+        .get(format!("{query}/v1/certificates/{renewed}/qr.png"))
+        .send()
+        .await
+        .expect("the QR code")
+        .bytes()
+        .await
+        .expect("PNG bytes");
+    let verdict = verify_qr(&client, &query, &scan(&png)).await;
+    assert_eq!(verdict["outcome"], "valid", "{verdict}");
+    let old = verify_qr(&client, &query, &payload).await;
+    assert_eq!(old["outcome"], "revoked", "{old}");
+    deployment.stop_all().await;
+}
