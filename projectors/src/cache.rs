@@ -198,8 +198,9 @@ impl RedisProjection {
 pub const FAMILIES: [&str; 6] = ["cert:*", "recipient:*", "revoked", "status:*", "event:*", "offsets"];
 
 /// Replaces the projection's keys under `live` by those under `shadow`, in one script: readers
-/// see the old cache or the new one, never a mix. It runs in O(keys) and holds Redis meanwhile
-/// (about a second per million keys).
+/// see the old cache or the new one, never a mix. It scans the keyspace and renames every key of
+/// the shadow, holding Redis meanwhile: 0.4 s for 56,000 keys among 120,000 here (measured by the
+/// disaster drill), so seconds per million keys.
 const SWAP: &str = r"
 local families = cjson.decode(ARGV[3])
 local moved = 0
@@ -237,6 +238,8 @@ pub async fn swap_prefixes(client: &redis::Client, live: &str, shadow: &str) -> 
         "the live and shadow key prefixes must be non-empty and neither a prefix of the other"
     );
     let mut connection = client.get_multiplexed_async_connection().await?;
+    // The script runs for as long as the keys take (the default wait is half a second).
+    connection.set_response_timeout(std::time::Duration::from_secs(600));
     let moved: u64 = redis::cmd("EVAL")
         .arg(SWAP)
         .arg(0)
@@ -248,20 +251,4 @@ pub async fn swap_prefixes(client: &redis::Client, live: &str, shadow: &str) -> 
         .query_async(&mut connection)
         .await?;
     Ok(moved)
-}
-
-/// Deletes the projection's keys under `prefix` (an abandoned shadow, say).
-pub async fn delete_prefix(client: &redis::Client, prefix: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(!prefix.is_empty(), "refusing to delete under an empty prefix");
-    let mut connection = client.get_multiplexed_async_connection().await?;
-    for family in FAMILIES {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}{family}", glob_escaped(prefix)))
-            .query_async(&mut connection)
-            .await?;
-        for chunk in keys.chunks(1000) {
-            redis::cmd("DEL").arg(chunk).query_async::<()>(&mut connection).await?;
-        }
-    }
-    Ok(())
 }

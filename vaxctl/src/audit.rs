@@ -53,6 +53,14 @@ pub struct VerifyArgs {
     /// Only this partition.
     #[arg(long)]
     partition: Option<i32>,
+    /// Only `certificate-events` records from this offset on (in each partition checked); the
+    /// record before it anchors the chain. A window checks links, checkpoints, sources and
+    /// doubles; that no vaccination was skipped is checked on whole partitions only.
+    #[arg(long)]
+    from: Option<i64>,
+    /// Only `certificate-events` records up to this offset (inclusive).
+    #[arg(long)]
+    to: Option<i64>,
     /// The issuer's DID document: a file, or a URL (default: the query API's
     /// `<VAXTRAIL_PUBLIC_BASE_URL>/.well-known/did.json`).
     #[arg(long = "did-document")]
@@ -155,6 +163,18 @@ async fn did_document(args: &VerifyArgs) -> anyhow::Result<serde_json::Value> {
 
 /// Every record of a partition, in offset order.
 fn read_partition(brokers: &str, topic: &str, partition: i32, bar: &ProgressBar) -> anyhow::Result<Vec<OwnedMessage>> {
+    read_window(brokers, topic, partition, None, None, bar)
+}
+
+/// The records of a partition from `from` (or its start) to `to` inclusive (or its end).
+fn read_window(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    from: Option<i64>,
+    to: Option<i64>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<OwnedMessage>> {
     let marks = platform::log::watermarks(brokers, &[topic.to_owned()])?;
     let mark = marks
         .iter()
@@ -163,8 +183,8 @@ fn read_partition(brokers: &str, topic: &str, partition: i32, bar: &ProgressBar)
     let span = platform::log::Span {
         topic: topic.to_owned(),
         partition,
-        from: mark.low,
-        to: mark.high,
+        from: from.map_or(mark.low, |f| f.clamp(mark.low, mark.high)),
+        to: to.map_or(mark.high, |t| (t + 1).clamp(mark.low, mark.high)),
     };
     let mut records = Vec::with_capacity(span.len() as usize);
     platform::log::read_spans(brokers, &[span], None, 1000, |batch| {
@@ -209,8 +229,18 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         let sources =
             tokio::task::spawn_blocking(move || read_partition(&brokers, &topic, partition, &progress)).await??;
         let (brokers, topic, progress) = (kafka.brokers.clone(), topics.certificate_events.clone(), bar.clone());
-        let outputs =
-            tokio::task::spawn_blocking(move || read_partition(&brokers, &topic, partition, &progress)).await??;
+        // A window starts one record early: that record anchors the chain and is not checked.
+        let (from, to) = (args.from.map(|f| (f - 1).max(0)), args.to);
+        let mut outputs = tokio::task::spawn_blocking(move || read_window(&brokers, &topic, partition, from, to, &progress))
+            .await??;
+        let windowed = args.from.is_some_and(|f| f > 0) || args.to.is_some();
+        let mut walk = match (args.from, outputs.first()) {
+            (Some(from), Some(anchor)) if from > 0 && anchor.offset() == from - 1 => {
+                let anchor = outputs.remove(0);
+                ChainWalk::after(anchor.offset(), Sha256::digest(anchor.payload().unwrap_or_default()).into())
+            }
+            _ => ChainWalk::default(),
+        };
 
         // The vaccination records: offset → (SHA-256, event id when it decodes).
         let mut source_hashes: HashMap<i64, ([u8; 32], Option<String>)> = HashMap::with_capacity(sources.len());
@@ -225,7 +255,6 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         }
         let mut answered_events: std::collections::HashSet<String> = std::collections::HashSet::new();
 
-        let mut walk = ChainWalk::default();
         let mut answered: HashMap<i64, i64> = HashMap::new();
         let mut last_source: Option<i64> = None;
         for record in &outputs {
@@ -295,6 +324,9 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         records += summary.records;
         outcomes += summary.outcomes;
         checkpoints += summary.checkpoints;
+        if windowed {
+            continue;
+        }
 
         // Every decodable vaccination up to the last answered one has its outcome, unless it
         // repeats an event answered already (a retry appended twice: the signer answers once).

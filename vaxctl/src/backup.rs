@@ -471,6 +471,57 @@ pub async fn backup(kafka: &KafkaArgs, args: BackupArgs) -> anyhow::Result<()> {
         return verify(&dir, json);
     }
     let dir = args.out.context("--out DIR is required")?;
+    let names = if args.topics.is_empty() {
+        default_topics()
+    } else {
+        args.topics.clone()
+    };
+    let taken = take(kafka, &names, &dir, args.json).await?;
+    let Taken {
+        records,
+        files,
+        log_bytes,
+        file_bytes: bytes,
+        seconds,
+    } = taken;
+    if args.json {
+        println!(
+            "{}",
+            json!({ "dir": dir, "records": records, "logBytes": log_bytes, "fileBytes": bytes, "seconds": seconds,
+                    "recordsPerSecond": records as f64 / seconds, "megabytesPerSecond": log_bytes as f64 / 1e6 / seconds })
+        );
+    } else {
+        println!(
+            "backed up {records} records ({:.1} MB of log in {files} files of {:.1} MB) in {seconds:.1} s: {:.0} records/s, {:.2} MB/s, into {}",
+            log_bytes as f64 / 1e6,
+            bytes as f64 / 1e6,
+            records as f64 / seconds,
+            log_bytes as f64 / 1e6 / seconds,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// What a backup wrote.
+#[derive(Clone, Debug)]
+pub struct Taken {
+    pub records: u64,
+    pub files: usize,
+    /// Bytes of keys, values and headers read from the log.
+    pub log_bytes: u64,
+    pub file_bytes: u64,
+    pub seconds: f64,
+}
+
+/// The default topics of a backup, without the prefix.
+pub fn default_topic_names() -> Vec<String> {
+    default_topics()
+}
+
+/// Backs the topics (names without the prefix) up into `dir` (created; must be empty).
+pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) -> anyhow::Result<Taken> {
+    let dir = dir.to_path_buf();
     if dir.exists() {
         ensure!(
             std::fs::read_dir(&dir)?.next().is_none(),
@@ -479,11 +530,6 @@ pub async fn backup(kafka: &KafkaArgs, args: BackupArgs) -> anyhow::Result<()> {
         );
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let names = if args.topics.is_empty() {
-        default_topics()
-    } else {
-        args.topics.clone()
-    };
     let full: Vec<String> = names.iter().map(|n| full_name(&kafka.topic_prefix, n)).collect();
     let brokers = kafka.brokers.clone();
     let lookup = full.clone();
@@ -492,7 +538,7 @@ pub async fn backup(kafka: &KafkaArgs, args: BackupArgs) -> anyhow::Result<()> {
         ensure!(marks.iter().any(|m| &m.topic == topic), "topic {topic} ({name}) does not exist");
     }
     let total: u64 = marks.iter().map(|m| (m.high - m.low).max(0) as u64).sum();
-    let progress = bar(total, "backup", args.json);
+    let progress = bar(total, "backup", quiet);
     let started = Instant::now();
 
     let (brokers, certificate_topic, out) = (
@@ -500,7 +546,7 @@ pub async fn backup(kafka: &KafkaArgs, args: BackupArgs) -> anyhow::Result<()> {
         full_name(&kafka.topic_prefix, "certificate-events"),
         dir.clone(),
     );
-    let (names_for_files, full_for_files, reading_bar) = (names.clone(), full.clone(), progress.clone());
+    let (names_for_files, full_for_files, reading_bar) = (names.to_vec(), full.clone(), progress.clone());
     let (entries, schema_ids, log_bytes) = tokio::task::spawn_blocking(move || {
         // Every partition at once, each read to the high watermark seen at the start.
         let schema = record_schema();
@@ -588,25 +634,15 @@ pub async fn backup(kafka: &KafkaArgs, args: BackupArgs) -> anyhow::Result<()> {
     };
     std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
     let seconds = started.elapsed().as_secs_f64();
-    let bytes: u64 = manifest.topics.iter().flat_map(|t| &t.files).map(|f| f.bytes).sum();
+    let file_bytes: u64 = manifest.topics.iter().flat_map(|t| &t.files).map(|f| f.bytes).sum();
     let records: u64 = manifest.topics.iter().flat_map(|t| &t.files).map(|f| f.records).sum();
-    if args.json {
-        println!(
-            "{}",
-            json!({ "dir": dir, "records": records, "logBytes": log_bytes, "fileBytes": bytes, "seconds": seconds,
-                    "recordsPerSecond": records as f64 / seconds, "megabytesPerSecond": log_bytes as f64 / 1e6 / seconds })
-        );
-    } else {
-        println!(
-            "backed up {records} records ({:.1} MB of log in {:.1} MB of files) in {seconds:.1} s: {:.0} records/s, {:.2} MB/s, into {}",
-            log_bytes as f64 / 1e6,
-            bytes as f64 / 1e6,
-            records as f64 / seconds,
-            log_bytes as f64 / 1e6 / seconds,
-            dir.display()
-        );
-    }
-    Ok(())
+    Ok(Taken {
+        records,
+        files: manifest.topics.iter().map(|t| t.files.len()).sum(),
+        log_bytes,
+        file_bytes,
+        seconds,
+    })
 }
 
 /// What is wrong with a backup, if anything, and its counts.

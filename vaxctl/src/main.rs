@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 
 mod bench;
+mod bench_backup;
 mod bench_replay;
 mod bench_verify;
 mod demo;
@@ -80,6 +81,8 @@ enum Bench {
     Sign(bench::SignArgs),
     /// Each projection replayed from offset zero vs. a bare consumer and a Postgres COPY.
     Replay(bench_replay::ReplayArgs),
+    /// `vaxctl backup` of the event topics vs. a bare read of the same partitions.
+    Backup(bench_backup::BackupBenchArgs),
     /// POST /v1/verify and GET /v1/certificates/{id} against a query API vs. its /healthz.
     Verify(bench_verify::VerifyArgs),
 }
@@ -109,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             which: Bench::Replay(args),
         } => bench_replay::run(&cli.kafka, &args).await,
+        Command::Bench {
+            which: Bench::Backup(args),
+        } => bench_backup::run(&cli.kafka, &args).await,
         Command::Bench {
             which: Bench::Verify(args),
         } => bench_verify::run(&cli.kafka, &args).await,

@@ -38,6 +38,18 @@ pub struct ChainWalk {
 }
 
 impl ChainWalk {
+    /// A walk that goes on after the record at `offset`, whose SHA-256 is `head` (auditing a
+    /// window of a partition).
+    pub fn after(offset: i64, head: Sha256) -> Self {
+        Self {
+            summary: ChainSummary {
+                head: Some(head),
+                ..ChainSummary::default()
+            },
+            previous_offset: Some(offset),
+        }
+    }
+
     /// Checks the next record: its offset, its value bytes' hash, and what it decoded to.
     pub fn next(
         &mut self,

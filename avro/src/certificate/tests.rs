@@ -195,7 +195,10 @@ mod chain_walk {
     }
 
     fn walk(records: &[(i64, Sha256, CertificateEnvelope)]) -> Result<(), ChainBreak> {
-        let mut walk = ChainWalk::default();
+        walk_from(ChainWalk::default(), records)
+    }
+
+    fn walk_from(mut walk: ChainWalk, records: &[(i64, Sha256, CertificateEnvelope)]) -> Result<(), ChainBreak> {
         for (offset, hash, envelope) in records {
             walk.next(*offset, *hash, Ok(envelope), |c| {
                 if c.signature == vec![7; 64] {
@@ -212,6 +215,20 @@ mod chain_walk {
     #[test]
     fn an_intact_chain_walks_to_the_end() {
         assert_eq!(walk(&linked()), Ok(()));
+    }
+
+    #[test]
+    fn a_window_anchored_on_the_record_before_it_walks_and_a_wrong_anchor_breaks() {
+        let records = linked();
+        let (anchor_offset, anchor_hash, _) = &records[0];
+        assert_eq!(walk_from(ChainWalk::after(*anchor_offset, *anchor_hash), &records[1..]), Ok(()));
+        assert_eq!(
+            walk_from(ChainWalk::after(*anchor_offset, [0; 32]), &records[1..]),
+            Err(ChainBreak::Link {
+                offset: 1,
+                previous: Some(0)
+            })
+        );
     }
 
     #[test]
