@@ -78,7 +78,15 @@ async fn verify_qr(client: &reqwest::Client, query: &str, payload: &[u8]) -> Val
 async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     let issuer = Issuer::new();
     let mut deployment = Deployment::new(TestStack::new().await, &issuer).await;
-    deployment.start_all().await;
+    // The sample names "CoVax": the programme's master list has it, as DIVOC's deployments did.
+    let list = vaxtrail_tests::TempFile::with(&fixtures::master_list_with_covax());
+    let list_path = list.path();
+    deployment
+        .start("command-api", &[("VAXTRAIL_VACCINE_MASTER_LIST", list_path.as_str())])
+        .await;
+    for name in ["signer-worker", "projectors", "query-api"] {
+        deployment.start(name, &[]).await;
+    }
     let (command, query) = (deployment.url("command-api"), deployment.url("query-api"));
     let facility = deployment.token("facility").await;
     let controller = deployment.token("controller").await;
