@@ -124,7 +124,8 @@ async fn two_signers_and_two_projectors_share_the_work_and_survive_losing_one() 
     })
     .await;
     let pool = deployment.stack.postgres.pool().expect("a pool");
-    let (vaccinations, outcomes): (i64, i64) = eventually(Duration::from_secs(300), "the read models to catch up", || {
+    // Every outcome record projected once (a correction's event has two: issued and superseded).
+    let (answered, outcomes): (i64, i64) = eventually(Duration::from_secs(300), "the read models to catch up", || {
         let pool = pool.clone();
         let expected = audit["outcomes"].as_i64().unwrap_or(-1);
         async move {
@@ -138,11 +139,11 @@ async fn two_signers_and_two_projectors_share_the_work_and_survive_losing_one() 
         }
     })
     .await;
-    assert_eq!(vaccinations, outcomes, "no vaccination has two outcomes in the read model");
-    let posted: i64 = sqlx::query_scalar("SELECT count(DISTINCT event_id) FROM vaccinations")
+    let posted: i64 = sqlx::query_scalar("SELECT count(*) FROM vaccinations")
         .fetch_one(&pool)
         .await
         .expect("a count");
-    assert_eq!(posted, outcomes, "every vaccination has its outcome: {audit}");
+    assert_eq!(posted, answered, "every vaccination has its outcome: {audit}");
+    assert!(outcomes >= answered);
     deployment.stop_all().await;
 }
