@@ -100,10 +100,8 @@ pub fn read_spans(
     batch: usize,
     mut each: impl FnMut(Vec<OwnedMessage>) -> bool,
 ) -> anyhow::Result<HashMap<(String, i32), i64>> {
-    let mut ends: HashMap<(String, i32), i64> = spans
-        .iter()
-        .map(|s| ((s.topic.clone(), s.partition), s.from))
-        .collect();
+    let mut ends: HashMap<(String, i32), i64> =
+        spans.iter().map(|s| ((s.topic.clone(), s.partition), s.from)).collect();
     let mut open: HashMap<(String, i32), i64> = spans
         .iter()
         .filter(|s| !s.is_empty())

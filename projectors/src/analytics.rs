@@ -258,15 +258,6 @@ impl Projection for AnalyticsProjection {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn days_since_the_epoch() {
-        let date = chrono::NaiveDate::from_ymd_opt(2021, 1, 2).unwrap();
-        assert_eq!(super::days(date), 18_629);
-    }
-}
-
 /// A database name safe to put in SQL unquoted.
 pub fn valid_database(name: &str) -> anyhow::Result<&str> {
     let ok = !name.is_empty()
@@ -320,4 +311,21 @@ pub async fn swap_databases(admin: &clickhouse::Client, live: &str, shadow: &str
     run(format!("DROP DATABASE {replaced}")).await?;
     run(format!("DROP DATABASE IF EXISTS {shadow}")).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn days_since_the_epoch() {
+        let date = chrono::NaiveDate::from_ymd_opt(2021, 1, 2).unwrap();
+        assert_eq!(super::days(date), 18_629);
+    }
+
+    #[test]
+    fn only_plain_database_names_are_spliced_into_sql() {
+        assert!(super::valid_database("vaxtrail_replay").is_ok());
+        for bad in ["", "1db", "db; DROP DATABASE x", "db-name", "db.t"] {
+            assert!(super::valid_database(bad).is_err(), "{bad:?}");
+        }
+    }
 }

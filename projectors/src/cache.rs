@@ -252,3 +252,12 @@ pub async fn swap_prefixes(client: &redis::Client, live: &str, shadow: &str) -> 
         .await?;
     Ok(moved)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_characters_of_a_prefix_are_escaped_for_keys() {
+        assert_eq!(super::glob_escaped("vaxtrail:"), "vaxtrail:");
+        assert_eq!(super::glob_escaped("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

@@ -541,8 +541,13 @@ impl Rows {
 pub fn valid_schema(name: &str) -> anyhow::Result<&str> {
     let ok = name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    anyhow::ensure!(ok, "schema name {name:?}: use lower-case letters, digits and _ (at most 63)");
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    anyhow::ensure!(
+        ok,
+        "schema name {name:?}: use lower-case letters, digits and _ (at most 63)"
+    );
     Ok(name)
 }
 
@@ -559,14 +564,31 @@ pub async fn swap_schemas(admin: &PgPool, live: &str, shadow: &str) -> anyhow::R
         .bind(live)
         .fetch_one(&mut *tx)
         .await?;
-    sql(format!("DROP SCHEMA IF EXISTS {replaced} CASCADE")).execute(&mut *tx).await?;
+    sql(format!("DROP SCHEMA IF EXISTS {replaced} CASCADE"))
+        .execute(&mut *tx)
+        .await?;
     if exists {
-        sql(format!("ALTER SCHEMA {live} RENAME TO {replaced}")).execute(&mut *tx).await?;
+        sql(format!("ALTER SCHEMA {live} RENAME TO {replaced}"))
+            .execute(&mut *tx)
+            .await?;
     }
-    sql(format!("ALTER SCHEMA {shadow} RENAME TO {live}")).execute(&mut *tx).await?;
+    sql(format!("ALTER SCHEMA {shadow} RENAME TO {live}"))
+        .execute(&mut *tx)
+        .await?;
     if exists {
         sql(format!("DROP SCHEMA {replaced} CASCADE")).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_schema_names_are_spliced_into_sql() {
+        assert!(super::valid_schema("public_replay").is_ok());
+        for bad in ["", "Public", "1s", "s; DROP SCHEMA public", "s-x", &"s".repeat(64)] {
+            assert!(super::valid_schema(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -57,9 +57,11 @@ impl Cluster {
     pub async fn start_empty() -> Self {
         let dir = Scratch::new("cluster");
         std::fs::write(dir.0.join(".env"), "").expect("writable");
-        let tansu = std::env::var_os("VAXTRAIL_TANSU").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/vaxtrail/tools/bin/tansu")
-        });
+        let tansu = std::env::var_os("VAXTRAIL_TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/vaxtrail/tools/bin/tansu")
+            });
         let (broker_port, registry_port) = (free_port(), free_port());
         let brokers = format!("127.0.0.1:{broker_port}");
         let log = |name: &str| Stdio::from(std::fs::File::create(dir.0.join(name)).expect("writable"));
@@ -92,7 +94,15 @@ impl Cluster {
         let client = reqwest::Client::new();
         eventually(Duration::from_secs(60), "the new registry to answer", || {
             let (client, url) = (client.clone(), format!("{registry_url}/subjects"));
-            async move { client.get(url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
         Self {
@@ -129,7 +139,9 @@ impl Service {
     /// SIGTERM, then waits for the exit.
     pub async fn stop(&mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         let _ = self.child.start_kill();
@@ -176,7 +188,10 @@ impl Deployment {
             ("VAXTRAIL_ISSUER_KEYS", self.issuer_keys.display().to_string()),
             ("VAXTRAIL_PUBLIC_BASE_URL", PUBLIC_BASE_URL.to_owned()),
             ("VAXTRAIL_JWKS", keys.join("dev-jwks.json").display().to_string()),
-            ("VAXTRAIL_DEV_TOKEN_KEY", keys.join("dev-token-key.json").display().to_string()),
+            (
+                "VAXTRAIL_DEV_TOKEN_KEY",
+                keys.join("dev-token-key.json").display().to_string(),
+            ),
             ("VAXTRAIL_KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
             ("VAXTRAIL_KAFKA_MAX_POLL_INTERVAL_MS", "20000".to_owned()),
             ("VAXTRAIL_LOG", "warn".to_owned()),
@@ -193,9 +208,7 @@ impl Deployment {
         let address = format!("127.0.0.1:{}", free_port());
         let index = self.services.len();
         let log = |suffix: &str| {
-            Stdio::from(
-                std::fs::File::create(self.logs.0.join(format!("{name}-{index}.{suffix}"))).expect("writable"),
-            )
+            Stdio::from(std::fs::File::create(self.logs.0.join(format!("{name}-{index}.{suffix}"))).expect("writable"))
         };
         let mut command = tokio::process::Command::new(bin_dir().join(name));
         command
@@ -312,7 +325,6 @@ pub fn listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-
 // The drills' shared steps.
 
 /// Posts `people` demo people through the deployment's command API (`vaxctl demo`) and waits until
@@ -333,11 +345,16 @@ pub async fn load(deployment: &Deployment, people: u64) {
             &query,
         ])
         .await;
-    eventually(Duration::from_secs(1800), "every vaccination answered and projected", || {
-        settled(&deployment.stack)
-    })
+    eventually(
+        Duration::from_secs(1800),
+        "every vaccination answered and projected",
+        || settled(&deployment.stack),
+    )
     .await;
-    eprintln!("drill: {people} people posted, signed and projected in {:?}", started.elapsed());
+    eprintln!(
+        "drill: {people} people posted, signed and projected in {:?}",
+        started.elapsed()
+    );
 }
 
 /// What the query API answers, by request, for comparing before and after.
@@ -365,7 +382,13 @@ pub async fn settled(stack: &TestStack) -> Option<()> {
             .fetch_all(&pool)
             .await
             .ok()?;
-    let mut redis = stack.redis.client().ok()?.get_multiplexed_async_connection().await.ok()?;
+    let mut redis = stack
+        .redis
+        .client()
+        .ok()?
+        .get_multiplexed_async_connection()
+        .await
+        .ok()?;
     let cached: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
         .arg(format!("{}offsets", stack.redis.key_prefix))
         .query_async(&mut redis)
@@ -404,10 +427,7 @@ pub async fn sample(stack: &TestStack) -> Vec<String> {
     .fetch_all(&pool)
     .await
     .expect("certificates");
-    assert!(
-        changed.len() >= 2,
-        "the demo supersedes and revokes some certificates"
-    );
+    assert!(changed.len() >= 2, "the demo supersedes and revokes some certificates");
     ids.extend(changed);
     ids
 }

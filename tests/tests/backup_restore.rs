@@ -40,7 +40,11 @@ async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
     let mut restored = restore(&live, &dir, &issuer).await;
     restored.serve().await;
     let restored_query = restored.url("query-api");
-    assert_same(&before, &snapshot(&restored_query, &ids).await, "restored into a new cluster");
+    assert_same(
+        &before,
+        &snapshot(&restored_query, &ids).await,
+        "restored into a new cluster",
+    );
     // The issuer's published keys, as an auditor keeps them.
     let did = backup.0.join("did.json").display().to_string();
     let document = reqwest::get(format!("{restored_query}/.well-known/did.json"))
@@ -50,7 +54,11 @@ async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
         .await
         .expect("a body");
     std::fs::write(&did, document).expect("writable");
-    let audit = last_json(&restored.vaxctl_ok(&["audit", "verify", "--did-document", &did, "--json"]).await);
+    let audit = last_json(
+        &restored
+            .vaxctl_ok(&["audit", "verify", "--did-document", &did, "--json"])
+            .await,
+    );
     assert_eq!(audit["ok"], true, "{audit}");
     assert!(audit["outcomes"].as_u64().unwrap_or(0) >= people, "{audit}");
     drop(restored);
@@ -95,7 +103,17 @@ async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
         let did = did.clone();
         let tampered = &tampered;
         async move {
-            let args = ["audit", "verify", "--did-document", &did, "--partition", "0", "--from", &from, "--json"];
+            let args = [
+                "audit",
+                "verify",
+                "--did-document",
+                &did,
+                "--partition",
+                "0",
+                "--from",
+                &from,
+                "--json",
+            ];
             last_json(&String::from_utf8_lossy(&tampered.vaxctl(&args).await.stdout))
         }
     };

@@ -30,14 +30,22 @@ async fn every_read_model_lost_is_rebuilt_from_the_log_with_the_same_answers() {
         .fetch_one(&live.stack.postgres.pool().expect("a pool"))
         .await
         .expect("a count");
-    assert!(vaccinations >= people as i64, "{vaccinations} vaccinations for {people} people");
+    assert!(
+        vaccinations >= people as i64,
+        "{vaccinations} vaccinations for {people} people"
+    );
 
     // Every read model lost at once.
-    let admin = sqlx::PgPool::connect(live.stack.postgres.url.expose()).await.expect("postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", live.stack.postgres.schema)))
-        .execute(&admin)
+    let admin = sqlx::PgPool::connect(live.stack.postgres.url.expose())
         .await
-        .expect("dropping the schema");
+        .expect("postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA {} CASCADE",
+        live.stack.postgres.schema
+    )))
+    .execute(&admin)
+    .await
+    .expect("dropping the schema");
     live.stack.flush_redis().await;
     live.stack
         .clickhouse
@@ -47,7 +55,9 @@ async fn every_read_model_lost_is_rebuilt_from_the_log_with_the_same_answers() {
         .execute()
         .await
         .expect("dropping the database");
-    let lost = reqwest::get(format!("{query}/v1/certificates/{}", ids[0])).await.expect("an answer");
+    let lost = reqwest::get(format!("{query}/v1/certificates/{}", ids[0]))
+        .await
+        .expect("an answer");
     assert_eq!(
         lost.status(),
         StatusCode::SERVICE_UNAVAILABLE,

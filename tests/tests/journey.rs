@@ -105,8 +105,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
         .expect("JSON");
     let sample = fixtures::divoc_certify_request();
     assert_eq!(
-        credential["credentialSubject"]["name"],
-        sample[0]["recipient"]["name"],
+        credential["credentialSubject"]["name"], sample[0]["recipient"]["name"],
         "the credential names the sample's recipient"
     );
 

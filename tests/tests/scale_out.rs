@@ -88,16 +88,20 @@ async fn two_signers_and_two_projectors_share_the_work_and_survive_losing_one() 
         .iter()
         .map(|&i| deployment.services[i].address.clone())
         .collect();
-    eventually(Duration::from_secs(180), "both projectors processes to apply records", || {
-        let addresses = projector_addresses.clone();
-        async move {
-            let mut each = Vec::new();
-            for address in &addresses {
-                each.push(counter(&metrics(address).await, "vaxtrail_projection_applied_total"));
+    eventually(
+        Duration::from_secs(180),
+        "both projectors processes to apply records",
+        || {
+            let addresses = projector_addresses.clone();
+            async move {
+                let mut each = Vec::new();
+                for address in &addresses {
+                    each.push(counter(&metrics(address).await, "vaxtrail_projection_applied_total"));
+                }
+                each.iter().all(|n| *n > 0.0).then_some(())
             }
-            each.iter().all(|n| *n > 0.0).then_some(())
-        }
-    })
+        },
+    )
     .await;
 
     // One of each goes, mid-stream.
@@ -108,7 +112,11 @@ async fn two_signers_and_two_projectors_share_the_work_and_survive_losing_one() 
         .await
         .expect("the demo finishes")
         .expect("it runs");
-    assert!(status.status.success(), "vaxctl demo: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "vaxctl demo: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 
     // Exactly one outcome per vaccination, and the chain intact.
     let did = format!("{query}/.well-known/did.json");
@@ -116,7 +124,9 @@ async fn two_signers_and_two_projectors_share_the_work_and_survive_losing_one() 
         let deployment = &deployment;
         let did = did.clone();
         async move {
-            let out = deployment.vaxctl(&["audit", "verify", "--did-document", &did, "--json"]).await;
+            let out = deployment
+                .vaxctl(&["audit", "verify", "--did-document", &did, "--json"])
+                .await;
             let report = last_json(&String::from_utf8_lossy(&out.stdout));
             assert_ne!(report["ok"], false, "the audit finds a break: {report}");
             (report["pending"] == 0).then_some(report)

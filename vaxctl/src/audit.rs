@@ -20,10 +20,7 @@ use clap::{Args, Subcommand};
 use credentials::PublishedKeys;
 use indicatif::{ProgressBar, ProgressStyle};
 use platform::KafkaArgs;
-use rdkafka::{
-    Message,
-    message::OwnedMessage,
-};
+use rdkafka::{Message, message::OwnedMessage};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -133,13 +130,21 @@ async fn events(kafka: &KafkaArgs, args: &EventsArgs) -> anyhow::Result<()> {
                     chosen.push(record);
                 }
             }
-            chosen.extend(records.iter().filter(|r| {
-                r.topic() == topics.vaccination_events && sources.contains(&(r.partition(), r.offset()))
-            }));
+            chosen.extend(
+                records.iter().filter(|r| {
+                    r.topic() == topics.vaccination_events && sources.contains(&(r.partition(), r.offset()))
+                }),
+            );
         }
         (None, None) => anyhow::bail!("name --recipient or --certificate"),
     }
-    chosen.sort_by_key(|r| (r.timestamp().to_millis(), r.topic() != topics.vaccination_events, r.offset()));
+    chosen.sort_by_key(|r| {
+        (
+            r.timestamp().to_millis(),
+            r.topic() != topics.vaccination_events,
+            r.offset(),
+        )
+    });
     let mut out = Vec::with_capacity(chosen.len());
     for record in chosen {
         out.push(query_api::audit::describe(record, &topics.vaccination_events, &vaccinations, &certificates).await);
@@ -231,13 +236,17 @@ async fn verify(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         let (brokers, topic, progress) = (kafka.brokers.clone(), topics.certificate_events.clone(), bar.clone());
         // A window starts one record early: that record anchors the chain and is not checked.
         let (from, to) = (args.from.map(|f| (f - 1).max(0)), args.to);
-        let mut outputs = tokio::task::spawn_blocking(move || read_window(&brokers, &topic, partition, from, to, &progress))
-            .await??;
+        let mut outputs =
+            tokio::task::spawn_blocking(move || read_window(&brokers, &topic, partition, from, to, &progress))
+                .await??;
         let windowed = args.from.is_some_and(|f| f > 0) || args.to.is_some();
         let mut walk = match (args.from, outputs.first()) {
             (Some(from), Some(anchor)) if from > 0 && anchor.offset() == from - 1 => {
                 let anchor = outputs.remove(0);
-                ChainWalk::after(anchor.offset(), Sha256::digest(anchor.payload().unwrap_or_default()).into())
+                ChainWalk::after(
+                    anchor.offset(),
+                    Sha256::digest(anchor.payload().unwrap_or_default()).into(),
+                )
             }
             _ => ChainWalk::default(),
         };

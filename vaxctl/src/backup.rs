@@ -242,7 +242,9 @@ impl LogRecord {
         };
         let mut headers = Vec::with_capacity(items.len());
         for item in items {
-            let Value::Record(pair) = item else { bail!("header: a record was expected") };
+            let Value::Record(pair) = item else {
+                bail!("header: a record was expected")
+            };
             let key = match pair.first() {
                 Some((_, Value::String(k))) => k.clone(),
                 _ => bail!("header key: a string was expected"),
@@ -288,7 +290,11 @@ impl LogRecord {
 
     /// Bytes of the key, value and headers.
     fn size(&self) -> u64 {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
         (self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len) + headers) as u64
     }
 
@@ -396,7 +402,12 @@ impl<'a> FileWriter<'a> {
         let (sha256, bytes) = file_sha256(&self.path)?;
         Ok(FileEntry {
             partition: self.partition,
-            path: self.path.strip_prefix(dir).unwrap_or(&self.path).to_string_lossy().into_owned(),
+            path: self
+                .path
+                .strip_prefix(dir)
+                .unwrap_or(&self.path)
+                .to_string_lossy()
+                .into_owned(),
             records: self.records,
             first_offset: self.first_offset,
             last_offset: self.last_offset,
@@ -535,7 +546,10 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
     let lookup = full.clone();
     let marks = tokio::task::spawn_blocking(move || platform::log::watermarks(&brokers, &lookup)).await??;
     for (name, topic) in names.iter().zip(&full) {
-        ensure!(marks.iter().any(|m| &m.topic == topic), "topic {topic} ({name}) does not exist");
+        ensure!(
+            marks.iter().any(|m| &m.topic == topic),
+            "topic {topic} ({name}) does not exist"
+        );
     }
     let total: u64 = marks.iter().map(|m| (m.high - m.low).max(0) as u64).sum();
     let progress = bar(total, "backup", quiet);
@@ -554,7 +568,10 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
             std::collections::HashMap::new();
         let mut spans = Vec::with_capacity(marks.len());
         for mark in &marks {
-            let index = full_for_files.iter().position(|t| *t == mark.topic).expect("a listed topic");
+            let index = full_for_files
+                .iter()
+                .position(|t| *t == mark.topic)
+                .expect("a listed topic");
             let name = names_for_files[index].clone();
             std::fs::create_dir_all(out.join(&name))?;
             let path = out.join(&name).join(format!("{}.avro", mark.partition));
@@ -648,7 +665,8 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
 /// What is wrong with a backup, if anything, and its counts.
 fn check(dir: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
     let manifest: Manifest = serde_json::from_slice(
-        &std::fs::read(dir.join("manifest.json")).with_context(|| format!("reading {}/manifest.json", dir.display()))?,
+        &std::fs::read(dir.join("manifest.json"))
+            .with_context(|| format!("reading {}/manifest.json", dir.display()))?,
     )
     .context("manifest.json is not a vaxtrail backup manifest")?;
     ensure!(manifest.format == FORMAT, "unknown backup format {:?}", manifest.format);
@@ -665,7 +683,10 @@ fn check(dir: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
                 }
             };
             if sha256 != file.sha256 {
-                problems.push(format!("{where_}: {} has SHA-256 {sha256}, the manifest says {}", file.path, file.sha256));
+                problems.push(format!(
+                    "{where_}: {} has SHA-256 {sha256}, the manifest says {}",
+                    file.path, file.sha256
+                ));
                 continue;
             }
             let found = match summarize(&path, file.chain_head.is_some()) {
@@ -690,7 +711,9 @@ fn check(dir: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
                 ));
             }
             if found.content_sha256 != file.content_sha256 {
-                problems.push(format!("{where_}: the records' content SHA-256 differs from the manifest's"));
+                problems.push(format!(
+                    "{where_}: the records' content SHA-256 differs from the manifest's"
+                ));
             }
             if found.chain_head != file.chain_head {
                 problems.push(format!("{where_}: the chain head differs from the manifest's"));
@@ -711,9 +734,14 @@ fn verify(dir: &Path, json: bool) -> anyhow::Result<()> {
     let records: u64 = manifest.topics.iter().flat_map(|t| &t.files).map(|f| f.records).sum();
     let files: usize = manifest.topics.iter().map(|t| t.files.len()).sum();
     if json {
-        println!("{}", json!({ "ok": problems.is_empty(), "records": records, "files": files, "problems": problems }));
+        println!(
+            "{}",
+            json!({ "ok": problems.is_empty(), "records": records, "files": files, "problems": problems })
+        );
     } else if problems.is_empty() {
-        println!("ok: {files} files, {records} records, every SHA-256, count, offset and chain head as the manifest says");
+        println!(
+            "ok: {files} files, {records} records, every SHA-256, count, offset and chain head as the manifest says"
+        );
     } else {
         for problem in &problems {
             println!("BROKEN: {problem}");
@@ -923,7 +951,11 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
                 "{} partition {}: read back {count} records of {records}{}",
                 key.0,
                 key.1,
-                if found == *content { "" } else { ", content differs (offsets moved?)" }
+                if found == *content {
+                    ""
+                } else {
+                    ", content differs (offsets moved?)"
+                }
             ));
         }
     }

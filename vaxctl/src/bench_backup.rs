@@ -36,7 +36,13 @@ pub async fn run(kafka: &KafkaArgs, args: &BackupBenchArgs) -> anyhow::Result<()
     // The baseline: the same partitions read to their ends, nothing kept.
     let full: Vec<String> = names
         .iter()
-        .map(|n| if n == "_schemas" { n.clone() } else { format!("{}{n}", kafka.topic_prefix) })
+        .map(|n| {
+            if n == "_schemas" {
+                n.clone()
+            } else {
+                format!("{}{n}", kafka.topic_prefix)
+            }
+        })
         .collect();
     let brokers = kafka.brokers.clone();
     let (read_records, read_bytes, read_seconds) = tokio::task::spawn_blocking(move || {
@@ -55,10 +61,12 @@ pub async fn run(kafka: &KafkaArgs, args: &BackupBenchArgs) -> anyhow::Result<()
             for message in &batch {
                 records += 1;
                 let headers: usize = message.headers().map_or(0, |h| {
-                    h.iter().map(|header| header.key.len() + header.value.map_or(0, <[u8]>::len)).sum()
+                    h.iter()
+                        .map(|header| header.key.len() + header.value.map_or(0, <[u8]>::len))
+                        .sum()
                 });
-                bytes += (message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len) + headers)
-                    as u64;
+                bytes +=
+                    (message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len) + headers) as u64;
             }
             true
         })?;

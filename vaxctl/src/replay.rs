@@ -107,9 +107,13 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
             let swap = match args.at {
                 Some(_) => None,
                 None => Some(
-                    finish(&source, args, rebuilt.ends(), &PostgresProjection::new(args.postgres.pool()?), async {
-                        postgres::swap_schemas(&admin, &live, &shadow).await
-                    })
+                    finish(
+                        &source,
+                        args,
+                        rebuilt.ends(),
+                        &PostgresProjection::new(args.postgres.pool()?),
+                        async { postgres::swap_schemas(&admin, &live, &shadow).await },
+                    )
                     .await?,
                 ),
             };
@@ -122,13 +126,23 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
                 None => format!("replay:{live}"),
             };
             let client = args.redis.client()?;
-            let rebuilt = rebuild(&source, args, &RedisProjection::new(client.clone(), &shadow), shadow.clone()).await?;
+            let rebuilt = rebuild(
+                &source,
+                args,
+                &RedisProjection::new(client.clone(), &shadow),
+                shadow.clone(),
+            )
+            .await?;
             let swap = match args.at {
                 Some(_) => None,
                 None => Some(
-                    finish(&source, args, rebuilt.ends(), &RedisProjection::new(client.clone(), &live), async {
-                        cache::swap_prefixes(&client, &live, &shadow).await.map(|_| ())
-                    })
+                    finish(
+                        &source,
+                        args,
+                        rebuilt.ends(),
+                        &RedisProjection::new(client.clone(), &live),
+                        async { cache::swap_prefixes(&client, &live, &shadow).await.map(|_| ()) },
+                    )
                     .await?,
                 ),
             };
@@ -208,7 +222,11 @@ async fn rebuild<P: Projection>(
         .sum();
     let total: u64 = spans.iter().map(|s| s.len()).sum();
     if !args.json {
-        let what = if args.at.is_some() { "point-in-time copy" } else { "shadow" };
+        let what = if args.at.is_some() {
+            "point-in-time copy"
+        } else {
+            "shadow"
+        };
         println!(
             "replaying {total} records into the {what} {target}{}",
             if resumed_from > 0 {

@@ -65,7 +65,10 @@ pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
                 println!("{topic:<32} {partition:>9} {high:>12}");
             }
             println!();
-            println!("{:<32} {:<24} {:>9} {:>10} {:>8}", "consumer group", "topic", "partition", "committed", "lag");
+            println!(
+                "{:<32} {:<24} {:>9} {:>10} {:>8}",
+                "consumer group", "topic", "partition", "committed", "lag"
+            );
             for (group, topic, partition, committed, lag) in lags {
                 let committed = committed.map_or_else(|| "-".to_owned(), |c| c.to_string());
                 println!("{group:<32} {topic:<24} {partition:>9} {committed:>10} {lag:>8}");
@@ -80,19 +83,20 @@ pub async fn run(kafka: &KafkaArgs, action: Action) -> anyhow::Result<()> {
 
 /// The services' consumer groups, with the topic prefix.
 fn groups(prefix: &str) -> Vec<String> {
-    ["signer", "projector-postgres", "projector-redis", "projector-clickhouse"]
-        .iter()
-        .map(|g| format!("{prefix}{g}"))
-        .collect()
+    [
+        "signer",
+        "projector-postgres",
+        "projector-redis",
+        "projector-clickhouse",
+    ]
+    .iter()
+    .map(|g| format!("{prefix}{g}"))
+    .collect()
 }
 
 /// Per group and partition it reads: the committed offset (if any) and how far it is behind the
 /// high watermark. The signer reads `vaccination-events`; the projectors both event topics.
-fn lag(
-    brokers: &str,
-    groups: &[String],
-    rows: &[(String, i32, i64)],
-) -> Vec<(String, String, i32, Option<i64>, i64)> {
+fn lag(brokers: &str, groups: &[String], rows: &[(String, i32, i64)]) -> Vec<(String, String, i32, Option<i64>, i64)> {
     let mut out = Vec::new();
     for group in groups {
         let Ok(consumer) = ClientConfig::new()
@@ -121,7 +125,13 @@ fn lag(
                 .and_then(|c| c.find_partition(topic, *partition))
                 .and_then(|e| e.offset().to_raw())
                 .filter(|o| *o >= 0);
-            out.push((group.clone(), topic.clone(), *partition, offset, high - offset.unwrap_or(0)));
+            out.push((
+                group.clone(),
+                topic.clone(),
+                *partition,
+                offset,
+                high - offset.unwrap_or(0),
+            ));
         }
     }
     out

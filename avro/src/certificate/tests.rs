@@ -221,7 +221,10 @@ mod chain_walk {
     fn a_window_anchored_on_the_record_before_it_walks_and_a_wrong_anchor_breaks() {
         let records = linked();
         let (anchor_offset, anchor_hash, _) = &records[0];
-        assert_eq!(walk_from(ChainWalk::after(*anchor_offset, *anchor_hash), &records[1..]), Ok(()));
+        assert_eq!(
+            walk_from(ChainWalk::after(*anchor_offset, *anchor_hash), &records[1..]),
+            Ok(())
+        );
         assert_eq!(
             walk_from(ChainWalk::after(*anchor_offset, [0; 32]), &records[1..]),
             Err(ChainBreak::Link {
@@ -235,14 +238,26 @@ mod chain_walk {
     fn a_changed_record_breaks_the_link_after_it() {
         let mut records = linked();
         records[1].1 = [0; 32]; // the record at offset 1 no longer hashes to what offset 2 names
-        assert_eq!(walk(&records), Err(ChainBreak::Link { offset: 2, previous: Some(1) }));
+        assert_eq!(
+            walk(&records),
+            Err(ChainBreak::Link {
+                offset: 2,
+                previous: Some(1)
+            })
+        );
     }
 
     #[test]
     fn a_dropped_record_or_a_forged_checkpoint_is_found() {
         let mut dropped = linked();
         dropped.remove(1);
-        assert_eq!(walk(&dropped), Err(ChainBreak::Link { offset: 2, previous: Some(0) }));
+        assert_eq!(
+            walk(&dropped),
+            Err(ChainBreak::Link {
+                offset: 2,
+                previous: Some(0)
+            })
+        );
         let mut forged = linked();
         if let CertificateBody::Checkpoint(c) = &mut forged[3].2.body {
             c.signature = vec![8; 64];
