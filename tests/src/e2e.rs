@@ -327,6 +327,18 @@ pub fn listing(dir: &Path) -> Vec<String> {
 
 // The drills' shared steps.
 
+/// A count from the environment, or `default`.
+pub fn count_from_env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A deployment on a new slice of the local stack with the four services started.
+pub async fn live_deployment(issuer: &Issuer) -> Deployment {
+    let mut live = Deployment::new(TestStack::new().await, issuer).await;
+    live.start_all().await;
+    live
+}
+
 /// Posts `people` demo people through the deployment's command API (`vaxctl demo`) and waits until
 /// every vaccination is answered and every projection has reached the topics' ends.
 pub async fn load(deployment: &Deployment, people: u64) {

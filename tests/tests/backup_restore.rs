@@ -10,20 +10,15 @@
 //!   altered record's position, also when auditing a window that holds it.
 
 use vaxtrail_tests::{
-    TestStack,
-    e2e::{Deployment, Scratch, assert_same, last_json, load, restore, sample, snapshot},
+    e2e::{Scratch, assert_same, count_from_env, last_json, live_deployment, load, restore, sample, snapshot},
     signer::Issuer,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
-    let people: u64 = std::env::var("VAXTRAIL_DRILL_BACKUP_PEOPLE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
+    let people = count_from_env("VAXTRAIL_DRILL_BACKUP_PEOPLE", 1_000);
     let issuer = Issuer::new();
-    let mut live = Deployment::new(TestStack::new().await, &issuer).await;
-    live.start_all().await;
+    let mut live = live_deployment(&issuer).await;
     let query = live.url("query-api");
     load(&live, people).await;
     let ids = sample(&live.stack).await;

@@ -8,20 +8,15 @@
 
 use reqwest::StatusCode;
 use vaxtrail_tests::{
-    TestStack,
-    e2e::{Deployment, assert_same, load, replay, sample, snapshot},
+    e2e::{assert_same, count_from_env, live_deployment, load, replay, sample, snapshot},
     signer::Issuer,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_model_lost_is_rebuilt_from_the_log_with_the_same_answers() {
-    let people: u64 = std::env::var("VAXTRAIL_DRILL_PEOPLE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let people = count_from_env("VAXTRAIL_DRILL_PEOPLE", 10_000);
     let issuer = Issuer::new();
-    let mut live = Deployment::new(TestStack::new().await, &issuer).await;
-    live.start_all().await;
+    let mut live = live_deployment(&issuer).await;
     let query = live.url("query-api");
     load(&live, people).await;
     let ids = sample(&live.stack).await;

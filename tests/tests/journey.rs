@@ -63,6 +63,19 @@ async fn certificate_of(client: &reqwest::Client, query: &str, token: &str, even
     .await
 }
 
+/// The certificate's QR code, as the PNG the query API serves.
+async fn qr_png(client: &reqwest::Client, query: &str, certificate: &str) -> Vec<u8> {
+    client
+        .get(format!("{query}/v1/certificates/{certificate}/qr.png"))
+        .send()
+        .await
+        .expect("the QR code")
+        .bytes()
+        .await
+        .expect("PNG bytes")
+        .to_vec()
+}
+
 async fn verify_qr(client: &reqwest::Client, query: &str, payload: &[u8]) -> Value {
     let response = client
         .post(format!("{query}/v1/verify"))
@@ -110,15 +123,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     );
 
     // Its QR code, decoded by zbar, verifies.
-    let png = client
-        .get(format!("{query}/v1/certificates/{certificate}/qr.png"))
-        .send()
-        .await
-        .expect("the QR code")
-        .bytes()
-        .await
-        .expect("PNG bytes");
-    let payload = scan(&png);
+    let payload = scan(&qr_png(&client, &query, &certificate).await);
     let verdict = verify_qr(&client, &query, &payload).await;
     assert_eq!(verdict["outcome"], "valid", "{verdict}");
     assert_eq!(verdict["certificateId"], certificate.as_str());
@@ -158,15 +163,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     let again = certify(&client, &command, &facility, "journey-2").await;
     let renewed = certificate_of(&client, &query, &facility, &again).await;
     assert_ne!(renewed, certificate);
-    let png = client
-        .get(format!("{query}/v1/certificates/{renewed}/qr.png"))
-        .send()
-        .await
-        .expect("the QR code")
-        .bytes()
-        .await
-        .expect("PNG bytes");
-    let verdict = verify_qr(&client, &query, &scan(&png)).await;
+    let verdict = verify_qr(&client, &query, &scan(&qr_png(&client, &query, &renewed).await)).await;
     assert_eq!(verdict["outcome"], "valid", "{verdict}");
     let old = verify_qr(&client, &query, &payload).await;
     assert_eq!(old["outcome"], "revoked", "{old}");

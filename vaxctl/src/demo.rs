@@ -67,24 +67,43 @@ struct Demo {
 }
 
 impl Demo {
-    /// Posts a body, rate-limited; the accepted event id.
+    /// Posts a body, rate-limited; the accepted event id. A 503 (the log did not acknowledge) or a
+    /// connection error is retried with the same Idempotency-Key, as the API asks, for up to two
+    /// minutes; any other refusal is an error.
     async fn post(&self, path: &str, token: &str, key: &str, body: &Value) -> anyhow::Result<EventId> {
         self.ticker.lock().await.tick().await;
-        let response = self
-            .client
-            .post(format!("{}{path}", self.args.command_url))
-            .bearer_auth(token)
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(status.as_u16() == 202, "{path} answered {status}: {answer}");
-        let id = answer["eventId"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("{path}: no eventId in {answer}"))?;
-        EventId::parse("eventId", id).map_err(|e| anyhow::anyhow!("{e:?}"))
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let sent = self
+                .client
+                .post(format!("{}{path}", self.args.command_url))
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(body)
+                .send()
+                .await;
+            let retry = match sent {
+                Ok(response) if response.status().as_u16() == 202 => {
+                    let answer: Value = response.json().await.unwrap_or(Value::Null);
+                    let id = answer["eventId"]
+                        .as_str()
+                        .ok_or_else(|| anyhow::anyhow!("{path}: no eventId in {answer}"))?;
+                    return EventId::parse("eventId", id).map_err(|e| anyhow::anyhow!("{e:?}"));
+                }
+                Ok(response) if response.status().as_u16() == 503 => format!("{path} answered 503"),
+                Ok(response) => {
+                    let status = response.status();
+                    let answer: Value = response.json().await.unwrap_or(Value::Null);
+                    anyhow::bail!("{path} answered {status}: {answer}");
+                }
+                Err(error) => format!("{path}: {error}"),
+            };
+            anyhow::ensure!(Instant::now() < deadline, "{retry}, still after two minutes of retries");
+            tracing::warn!(%retry, "retrying with the same Idempotency-Key");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 
     /// One person's doses and, for some, a correction. Their first certificate's id.

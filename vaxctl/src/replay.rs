@@ -103,21 +103,14 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
                 ..args.postgres.clone()
             }
             .pool()?;
-            let rebuilt = rebuild(&source, args, &PostgresProjection::new(pool), shadow.clone()).await?;
-            let swap = match args.at {
-                Some(_) => None,
-                None => Some(
-                    finish(
-                        &source,
-                        args,
-                        rebuilt.ends(),
-                        &PostgresProjection::new(args.postgres.pool()?),
-                        async { postgres::swap_schemas(&admin, &live, &shadow).await },
-                    )
-                    .await?,
-                ),
-            };
-            (rebuilt, swap)
+            replay_into(
+                &source,
+                args,
+                (&PostgresProjection::new(pool), shadow.clone()),
+                &PostgresProjection::new(args.postgres.pool()?),
+                async { postgres::swap_schemas(&admin, &live, &shadow).await },
+            )
+            .await?
         }
         Kind::Redis => {
             let live = args.redis.key_prefix.clone();
@@ -126,27 +119,14 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
                 None => format!("replay:{live}"),
             };
             let client = args.redis.client()?;
-            let rebuilt = rebuild(
+            replay_into(
                 &source,
                 args,
-                &RedisProjection::new(client.clone(), &shadow),
-                shadow.clone(),
+                (&RedisProjection::new(client.clone(), &shadow), shadow.clone()),
+                &RedisProjection::new(client.clone(), &live),
+                async { cache::swap_prefixes(&client, &live, &shadow).await.map(|_| ()) },
             )
-            .await?;
-            let swap = match args.at {
-                Some(_) => None,
-                None => Some(
-                    finish(
-                        &source,
-                        args,
-                        rebuilt.ends(),
-                        &RedisProjection::new(client.clone(), &live),
-                        async { cache::swap_prefixes(&client, &live, &shadow).await.map(|_| ()) },
-                    )
-                    .await?,
-                ),
-            };
-            (rebuilt, swap)
+            .await?
         }
         Kind::Clickhouse => {
             let live = args.clickhouse.database.clone();
@@ -166,21 +146,14 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
                 .await
                 .context("creating the shadow database")?;
             let shadow_client = admin.clone().with_database(&shadow);
-            let rebuilt = rebuild(&source, args, &AnalyticsProjection::new(shadow_client), shadow.clone()).await?;
-            let swap = match args.at {
-                Some(_) => None,
-                None => Some(
-                    finish(
-                        &source,
-                        args,
-                        rebuilt.ends(),
-                        &AnalyticsProjection::new(args.clickhouse.client()),
-                        async { analytics::swap_databases(&admin, &live, &shadow).await },
-                    )
-                    .await?,
-                ),
-            };
-            (rebuilt, swap)
+            replay_into(
+                &source,
+                args,
+                (&AnalyticsProjection::new(shadow_client), shadow.clone()),
+                &AnalyticsProjection::new(args.clickhouse.client()),
+                async { analytics::swap_databases(&admin, &live, &shadow).await },
+            )
+            .await?
         }
     };
     report(args, &rebuilt, swap, started.elapsed().as_secs_f64());
@@ -203,6 +176,23 @@ impl Rebuilt {
             })
             .collect()
     }
+}
+
+/// Rebuilds the shadow, then (without `--at`) swaps it in and brings it up to date. The swap
+/// future runs only when awaited.
+async fn replay_into<P: Projection>(
+    source: &Source,
+    args: &ReplayArgs,
+    (shadow, target): (&P, String),
+    live: &P,
+    swap: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<(Rebuilt, Option<Swapped>)> {
+    let rebuilt = rebuild(source, args, shadow, target).await?;
+    let swapped = match args.at {
+        Some(_) => None,
+        None => Some(finish(source, args, rebuilt.ends(), live, swap).await?),
+    };
+    Ok((rebuilt, swapped))
 }
 
 /// Brings the shadow from what it stored to the high watermarks read now (or to `--at`).
