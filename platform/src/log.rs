@@ -12,8 +12,9 @@ use rdkafka::{
     message::OwnedMessage,
 };
 
-/// How long reading may make no progress before it fails.
-const STALLED_AFTER: Duration = Duration::from_secs(60);
+/// How long reading may make no progress before it fails (an overloaded Tansu has answered no
+/// fetch for over a minute).
+const STALLED_AFTER: Duration = Duration::from_secs(300);
 
 /// A partition with its low and high watermarks (the first offset held and the next to come).
 #[derive(Clone, Debug, PartialEq, Eq)]
