@@ -4,12 +4,16 @@
 //! certified; then every read model is lost at once, under the running services: the Postgres
 //! schema dropped, Redis flushed, the ClickHouse database dropped. The query API answers 503
 //! meanwhile, never a false "not found". `vaxctl replay` rebuilds each beside the live one and
-//! swaps it in, and the query API answers exactly as before: a sample of certificates (the
-//! credential, its status header, `/status`, its verification) and the analytics totals.
+//! swaps it in (the Postgres replay is killed midway first, and the next run resumes it), and
+//! the query API answers exactly as before: a sample of certificates (the credential, its status
+//! header, `/status`, its verification) and the analytics totals.
+
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use vaxtrail_tests::{
     e2e::{assert_same, count_from_env, live_deployment, load, replay, sample, snapshot},
+    eventually,
     signer::Issuer,
 };
 
@@ -60,7 +64,40 @@ async fn every_read_model_lost_is_rebuilt_from_the_log_with_the_same_answers() {
         "with its stores gone the query API says so, never 'not found'"
     );
 
-    for projection in ["postgres", "redis", "clickhouse"] {
+    // Postgres: interrupted (SIGKILL) once it has applied some records, then run again: it
+    // resumes from what its shadow stored.
+    let mut interrupted = tokio::process::Command::new(vaxtrail_tests::bin_dir().join("vaxctl"))
+        .envs(live.env())
+        .args(["replay", "--projection", "postgres", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("vaxctl was built");
+    let shadow = format!("{}_replay", live.stack.postgres.schema);
+    eventually(Duration::from_secs(300), "the shadow to hold applied records", || {
+        let (admin, shadow) = (admin.clone(), shadow.clone());
+        async move {
+            let applied: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT coalesce(sum(next_offset), 0)::bigint FROM {shadow}.projection_offsets"
+            )))
+            .fetch_one(&admin)
+            .await
+            .ok()?;
+            (applied > 0).then_some(())
+        }
+    })
+    .await;
+    interrupted.start_kill().expect("the replay runs");
+    interrupted.wait().await.expect("it exits");
+    let figures = replay(&live, "postgres").await;
+    let (resumed, records) = (
+        figures["resumedFrom"].as_u64().unwrap_or(0),
+        figures["records"].as_u64().unwrap_or(0),
+    );
+    assert!(resumed > 0, "the second run resumes: {figures}");
+    assert!(resumed + records >= 2 * people, "{figures}");
+    for projection in ["redis", "clickhouse"] {
         let figures = replay(&live, projection).await;
         assert!(figures["records"].as_u64().unwrap_or(0) >= 2 * people, "{figures}");
     }
