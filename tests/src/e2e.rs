@@ -154,6 +154,8 @@ pub struct Deployment {
     pub issuer_keys: PathBuf,
     pub services: Vec<Service>,
     logs: Scratch,
+    /// The broker and registry of its own, if it has them (dropped after the services).
+    cluster: Option<Cluster>,
 }
 
 impl Deployment {
@@ -166,7 +168,21 @@ impl Deployment {
             issuer_keys: issuer.dir.clone(),
             services: Vec::new(),
             logs: Scratch::new("logs"),
+            cluster: None,
         }
+    }
+
+    /// A deployment on a broker and registry of its own (new and empty) and a new slice of the
+    /// local stack's stores: the drills' load then neither slows nor is slowed by other tests'
+    /// records in the shared broker. Nothing started yet.
+    pub async fn on_own_cluster(issuer: &Issuer) -> Self {
+        let cluster = Cluster::start_empty().await;
+        let mut stack = TestStack::new().await;
+        stack.kafka.brokers = cluster.brokers.clone();
+        stack.kafka.schema_registry_url = cluster.registry_url.clone();
+        let mut deployment = Self::new(stack, issuer).await;
+        deployment.cluster = Some(cluster);
+        deployment
     }
 
     /// The environment every process of this deployment gets.
@@ -332,9 +348,9 @@ pub fn count_from_env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// A deployment on a new slice of the local stack with the four services started.
+/// A deployment on a cluster of its own with the four services started.
 pub async fn live_deployment(issuer: &Issuer) -> Deployment {
-    let mut live = Deployment::new(TestStack::new().await, issuer).await;
+    let mut live = Deployment::on_own_cluster(issuer).await;
     live.start_all().await;
     live
 }

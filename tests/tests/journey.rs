@@ -2,14 +2,15 @@
 //! HTTP as their users drive them: DIVOC's sample certify request is accepted, the certificate is
 //! issued and fetched, its QR code (decoded by zbar from the PNG) verifies, a controller revokes
 //! it, the same QR code then verifies as revoked, and the vaccination certified again gives a new
-//! certificate that verifies as valid.
+//! certificate that verifies as valid; `vaxctl audit events` then reads the certificate's records
+//! from the log. Also `vaxctl keys rotate` on a key directory.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use vaxtrail_tests::{TestStack, e2e::Deployment, eventually, fixtures, signer::Issuer};
+use vaxtrail_tests::{e2e::Deployment, eventually, fixtures, signer::Issuer};
 
 /// Decodes the QR code in a PNG with zbar: the payload bytes.
 fn scan(png: &[u8]) -> Vec<u8> {
@@ -90,7 +91,7 @@ async fn verify_qr(client: &reqwest::Client, query: &str, payload: &[u8]) -> Val
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     let issuer = Issuer::new();
-    let mut deployment = Deployment::new(TestStack::new().await, &issuer).await;
+    let mut deployment = Deployment::on_own_cluster(&issuer).await;
     // The sample names "CoVax": the programme's master list has it, as DIVOC's deployments did.
     let list = vaxtrail_tests::TempFile::with(&fixtures::master_list_with_covax());
     let list_path = list.path();
@@ -167,5 +168,53 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     assert_eq!(verdict["outcome"], "valid", "{verdict}");
     let old = verify_qr(&client, &query, &payload).await;
     assert_eq!(old["outcome"], "revoked", "{old}");
+
+    // What an auditor reads of that certificate, from the log itself: the vaccination, its
+    // issuance, the revocation and its outcome, each with its hashes.
+    let read: Value = serde_json::from_str(
+        &deployment
+            .vaxctl_ok(&["audit", "events", "--certificate", &certificate])
+            .await,
+    )
+    .expect("JSON");
+    let kinds: Vec<&str> = read["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap_or_default())
+        .collect();
+    for kind in ["VaccinationRecorded", "CertificateIssued", "CertificateRevoked"] {
+        assert!(kinds.contains(&kind), "{kind} among {kinds:?}");
+    }
+    assert!(
+        read["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .all(|e| e["sha256"].as_str().is_some_and(|h| h.len() == 64)),
+        "{read}"
+    );
     deployment.stop_all().await;
+}
+
+/// `vaxctl keys rotate`: a new key signs, every other key is kept as a public key only.
+#[test]
+fn keys_rotate_leaves_one_signing_key_and_keeps_the_old_ones_published() {
+    let issuer = Issuer::new();
+    let dir = issuer.dir.display().to_string();
+    let rotate = |id: &str| {
+        let out = std::process::Command::new(vaxtrail_tests::bin_dir().join("vaxctl"))
+            .args(["keys", "rotate", "--dir", &dir, "--id", id])
+            .output()
+            .expect("vaxctl was built");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    rotate("key-2");
+    rotate("key-3");
+    let keyring = credentials::Keyring::load(vaxtrail_tests::signer::DID, &issuer.dir, None)
+        .expect("exactly one private key is left");
+    assert_eq!(keyring.active().id, "key-3");
+    let ids: Vec<&str> = keyring.keys().iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["key-1", "key-2", "key-3"]);
+    assert_eq!(keyring.keys().iter().filter(|k| k.can_sign()).count(), 1);
 }

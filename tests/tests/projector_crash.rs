@@ -77,7 +77,7 @@ async fn kill_nine_mid_batch_leaves_no_row_missing_or_doubled() {
     let mut last = projectors(&stack, 4);
     stream.await.unwrap();
 
-    let records = read_certificates(&stack, Duration::from_secs(240), |r| {
+    let records = read_certificates(&stack, Duration::from_secs(600), |r| {
         r.iter()
             .filter(|r| matches!(r.envelope.body, CertificateBody::Outcome { .. }))
             .count()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use vaxtrail_tests::{
     TestStack,
-    e2e::{Deployment, last_json},
+    e2e::{Cluster, Deployment, last_json},
     eventually,
     signer::Issuer,
 };
@@ -41,8 +41,11 @@ async fn metrics(address: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_signers_and_two_projectors_share_the_work_and_survive_losing_one() {
     let issuer = Issuer::new();
+    let cluster = Cluster::start_empty().await;
     let mut stack = TestStack::new().await;
     stack.kafka.partitions = 4;
+    stack.kafka.brokers = cluster.brokers.clone();
+    stack.kafka.schema_registry_url = cluster.registry_url.clone();
     let mut deployment = Deployment::new(stack, &issuer).await;
     deployment.start("command-api", &[]).await;
     let signers = [
