@@ -25,6 +25,18 @@ pub struct Watermarks {
     pub high: i64,
 }
 
+impl Watermarks {
+    /// Every record the partition holds now.
+    pub fn span(&self) -> Span {
+        Span {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            from: self.low,
+            to: self.high,
+        }
+    }
+}
+
 /// The offsets `[from, to)` of a partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Span {
@@ -87,6 +99,12 @@ pub fn watermarks(brokers: &str, topics: &[String]) -> anyhow::Result<Vec<Waterm
         }
     }
     Ok(found)
+}
+
+/// [`watermarks`], on a blocking thread (for async callers).
+pub async fn watermarks_async(brokers: &str, topics: &[String]) -> anyhow::Result<Vec<Watermarks>> {
+    let (brokers, topics) = (brokers.to_owned(), topics.to_vec());
+    tokio::task::spawn_blocking(move || watermarks(&brokers, &topics)).await?
 }
 
 /// Reads the spans' records, each partition in offset order (partitions interleave), handing

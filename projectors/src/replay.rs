@@ -6,12 +6,11 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use avro::codec::{CertificateCodec, VaccinationCodec, through_registry};
 use platform::log::{Span, read_spans};
-use rdkafka::{Message, message::OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{Positioned, Projected, Projection};
+use crate::runner::{Decoder, Positioned, Projected, Projection};
 
 /// Where the records come from.
 #[derive(Clone, Debug)]
@@ -72,35 +71,22 @@ pub async fn apply_spans<P: Projection>(
             sender.blocking_send(messages).is_ok()
         })
     });
-    let vaccinations = VaccinationCodec::new(&source.registry_url, &source.vaccination_events);
-    let certificates = CertificateCodec::new(&source.registry_url, &source.certificate_events);
+    let decoder = Decoder::new(
+        &source.registry_url,
+        &source.vaccination_events,
+        &source.certificate_events,
+    );
     let never = CancellationToken::new();
     let mut applied = Applied::default();
     let mut failed = None;
     while let Some(messages) = receiver.recv().await {
         let mut items = Vec::with_capacity(messages.len());
         for message in &messages {
-            let bytes = message.payload().unwrap_or_default();
-            let record = if message.topic() == source.vaccination_events {
-                through_registry(&never, || vaccinations.decode(bytes))
-                    .await?
-                    .map(|e| Projected::Vaccination(Box::new(e)))
-                    .ok()
-            } else {
-                through_registry(&never, || certificates.decode(bytes))
-                    .await?
-                    .map(|e| Projected::Certificate(Box::new(e)))
-                    .ok()
-            };
+            let record = decoder.decode(&never, message).await?.ok();
             if record.is_none() {
                 applied.skipped += 1;
             }
-            items.push(Positioned {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
-                record: record.unwrap_or(Projected::Skipped),
-            });
+            items.push(Positioned::of(message, record.unwrap_or(Projected::Skipped)));
         }
         if let Err(error) = with_retries::<P, _, _>(|| projection.apply(&items)).await {
             failed = Some(error);

@@ -40,6 +40,56 @@ pub struct Positioned {
     pub record: Projected,
 }
 
+impl Positioned {
+    /// A record at the message's position.
+    pub fn of(message: &OwnedMessage, record: Projected) -> Self {
+        Self {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            record,
+        }
+    }
+}
+
+/// Decodes the event topics' records into what projections apply, through the registry (an
+/// outage of the registry is waited out until `stop`).
+pub struct Decoder {
+    vaccination_events: String,
+    vaccinations: VaccinationCodec,
+    certificates: CertificateCodec,
+}
+
+impl Decoder {
+    pub fn new(registry_url: &str, vaccination_events: &str, certificate_events: &str) -> Self {
+        Self {
+            vaccination_events: vaccination_events.to_owned(),
+            vaccinations: VaccinationCodec::new(registry_url, vaccination_events),
+            certificates: CertificateCodec::new(registry_url, certificate_events),
+        }
+    }
+
+    /// The record, or why it does not decode.
+    pub async fn decode(
+        &self,
+        stop: &CancellationToken,
+        message: &OwnedMessage,
+    ) -> anyhow::Result<Result<Projected, String>> {
+        let bytes = message.payload().unwrap_or_default();
+        Ok(if message.topic() == self.vaccination_events {
+            through_registry(stop, || self.vaccinations.decode(bytes))
+                .await?
+                .map_err(|e| e.to_string())
+                .map(|e| Projected::Vaccination(Box::new(e)))
+        } else {
+            through_registry(stop, || self.certificates.decode(bytes))
+                .await?
+                .map_err(|e| e.to_string())
+                .map(|e| Projected::Certificate(Box::new(e)))
+        })
+    }
+}
+
 /// A read model fed from the log. `apply` must store the batch and its partitions' next offsets
 /// atomically, or write rows that are idempotent and the offsets only after them.
 pub trait Projection: Send + Sync + 'static {
@@ -114,8 +164,11 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         .set("acks", "all")
         .create()?;
     let mut feed = Feed {
-        vaccinations: VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events),
-        certificates: CertificateCodec::new(&settings.registry_url, &settings.certificate_events),
+        decoder: Decoder::new(
+            &settings.registry_url,
+            &settings.vaccination_events,
+            &settings.certificate_events,
+        ),
         consumer: consumer.clone(),
         dead_letters,
         positions: HashMap::new(),
@@ -184,8 +237,7 @@ struct Feed<'a> {
     settings: &'a Settings,
     consumer: Arc<StreamConsumer>,
     dead_letters: FutureProducer,
-    vaccinations: VaccinationCodec,
-    certificates: CertificateCodec,
+    decoder: Decoder,
     positions: HashMap<(String, i32), Position>,
 }
 
@@ -272,18 +324,7 @@ impl Feed<'_> {
         // Decode; what does not decode goes to dead-letters and only its offset counts.
         let mut items = Vec::with_capacity(accepted.len());
         for message in &accepted {
-            let bytes = message.payload().unwrap_or_default();
-            let decoded = if message.topic() == self.settings.vaccination_events {
-                through_registry(stop, || self.vaccinations.decode(bytes))
-                    .await?
-                    .map_err(|e| e.to_string())
-                    .map(|e| Projected::Vaccination(Box::new(e)))
-            } else {
-                through_registry(stop, || self.certificates.decode(bytes))
-                    .await?
-                    .map_err(|e| e.to_string())
-                    .map(|e| Projected::Certificate(Box::new(e)))
-            };
+            let decoded = self.decoder.decode(stop, message).await?;
             let record = match decoded {
                 Ok(record) => record,
                 Err(reason) => {
@@ -291,12 +332,7 @@ impl Feed<'_> {
                     Projected::Skipped
                 }
             };
-            items.push(Positioned {
-                topic: message.topic().to_owned(),
-                partition: message.partition(),
-                offset: message.offset(),
-                record,
-            });
+            items.push(Positioned::of(message, record));
         }
         Ok(items)
     }

@@ -391,11 +391,10 @@ pub type Snapshot = BTreeMap<String, String>;
 /// Offsets every projection stored, against the topics' high watermarks: `None` while any lags
 /// or any vaccination has no outcome yet.
 pub async fn settled(stack: &TestStack) -> Option<()> {
-    let (brokers, topics) = (stack.kafka.brokers.clone(), stack.kafka.topics());
-    let names = vec![topics.vaccination_events.clone(), topics.certificate_events.clone()];
-    let marks = tokio::task::spawn_blocking(move || platform::log::watermarks(&brokers, &names))
+    let topics = stack.kafka.topics();
+    let names = [topics.vaccination_events, topics.certificate_events];
+    let marks = platform::log::watermarks_async(&stack.kafka.brokers, &names)
         .await
-        .ok()?
         .ok()?;
     let pool = stack.postgres.pool().ok()?;
     let unanswered: i64 = sqlx::query_scalar(

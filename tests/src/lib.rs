@@ -191,6 +191,22 @@ pub fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
+/// Decodes the QR code in an image file with zbar: the raw payload bytes.
+pub fn zbar_scan(image: &std::path::Path) -> Vec<u8> {
+    let out = std::process::Command::new("zbarimg")
+        .args(["-q", "--raw", "-Sbinary"])
+        .arg(image)
+        .output()
+        .expect("zbarimg is installed (deploy/local/install)");
+    assert!(out.status.success(), "zbarimg found no code in {}", image.display());
+    let mut bytes = out.stdout;
+    // zbar ends its output with a newline, unless the payload is one.
+    if bytes.last() == Some(&b'\n') && query_api::qr::credential_of(&bytes).is_err() {
+        bytes.pop();
+    }
+    bytes
+}
+
 /// Polls `check` until it returns `Some` or the deadline passes.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
 where

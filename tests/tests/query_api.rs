@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use vaxtrail_tests::{
     TestAuth, TestStack, eventually, fixtures,
     signer::{EventWriter, Issuer, SignerProcess, envelope, recipient},
-    spawn_projectors, spawn_query_api, spawn_query_api_with,
+    spawn_projectors, spawn_query_api, spawn_query_api_with, zbar_scan as scan,
 };
 
 fn id_of(event: &str) -> String {
@@ -37,21 +37,6 @@ async fn verify(client: &reqwest::Client, url: &str, body: Value) -> Value {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
-}
-
-/// Decodes the QR code in an image file with zbar: the raw payload bytes.
-fn scan(image: &std::path::Path) -> Vec<u8> {
-    let out = Command::new("zbarimg")
-        .args(["-q", "--raw", "-Sbinary"])
-        .arg(image)
-        .output()
-        .expect("zbarimg is installed (deploy/local/install)");
-    assert!(out.status.success(), "zbarimg found no code in {}", image.display());
-    let mut bytes = out.stdout;
-    if bytes.last() == Some(&b'\n') && query_api::qr::credential_of(&bytes).is_err() {
-        bytes.pop();
-    }
-    bytes
 }
 
 /// The event's outcome once the signer answered it and the projections have it.

@@ -88,13 +88,8 @@ async fn read_log(kafka: &KafkaArgs) -> anyhow::Result<Vec<OwnedMessage>> {
     let names = vec![topics.vaccination_events, topics.certificate_events];
     tokio::task::spawn_blocking(move || {
         let spans: Vec<platform::log::Span> = platform::log::watermarks(&brokers, &names)?
-            .into_iter()
-            .map(|m| platform::log::Span {
-                topic: m.topic,
-                partition: m.partition,
-                from: m.low,
-                to: m.high,
-            })
+            .iter()
+            .map(platform::log::Watermarks::span)
             .collect();
         let mut records = Vec::new();
         platform::log::read_spans(&brokers, &spans, None, 1000, |batch| {

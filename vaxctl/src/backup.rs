@@ -26,7 +26,6 @@ use anyhow::{Context as _, bail, ensure};
 use apache_avro::{Codec, DeflateSettings, Reader, Schema, Writer, types::Value};
 use clap::{Args, Subcommand};
 use futures::{StreamExt, stream};
-use indicatif::{ProgressBar, ProgressStyle};
 use platform::{
     KafkaArgs,
     log::{Span, Watermarks, read_spans},
@@ -315,18 +314,6 @@ fn record_schema() -> Schema {
     Schema::parse_str(RECORD_SCHEMA).expect("the record schema parses")
 }
 
-fn bar(total: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total).with_message(what.to_owned());
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} records {per_sec} eta {eta}")
-            .expect("a valid template"),
-    );
-    bar
-}
-
 fn file_sha256(path: &Path) -> anyhow::Result<(String, u64)> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hash = Sha256::new();
@@ -353,18 +340,54 @@ fn read_file(path: &Path) -> anyhow::Result<Vec<LogRecord>> {
         .with_context(|| format!("reading {}", path.display()))
 }
 
+/// What the manifest says of a file's records, kept one record at a time: the backup that writes
+/// a file and the check that reads it back keep the same account.
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    first_offset: Option<i64>,
+    last_offset: Option<i64>,
+    content: Sha256,
+    /// SHA-256 of the last record's value.
+    head: Option<String>,
+    /// Bytes of keys, values and headers, as in the log.
+    log_bytes: u64,
+    /// The first place offsets jump, if they do.
+    gap: Option<(i64, i64)>,
+}
+
+impl Tally {
+    fn add(&mut self, record: &LogRecord) {
+        if let Some(previous) = self.last_offset
+            && record.offset != previous + 1
+            && self.gap.is_none()
+        {
+            self.gap = Some((previous, record.offset));
+        }
+        record.digest(&mut self.content);
+        self.records += 1;
+        self.first_offset.get_or_insert(record.offset);
+        self.last_offset = Some(record.offset);
+        self.head = Some(record.value_sha256());
+        self.log_bytes += record.size();
+    }
+
+    fn content_sha256(&self) -> String {
+        hex::encode(self.content.clone().finalize())
+    }
+
+    /// The chain head, for a chained topic (the SHA-256 of nothing for an empty partition).
+    fn chain_head(&self, chained: bool) -> Option<String> {
+        chained.then(|| self.head.clone().unwrap_or_else(|| hex::encode(Sha256::digest(b""))))
+    }
+}
+
 /// Streams a partition's records into a container file, keeping what the manifest says of them.
 struct FileWriter<'a> {
     writer: Writer<'a, BufWriter<File>>,
     path: PathBuf,
     partition: i32,
-    records: u64,
-    first_offset: Option<i64>,
-    last_offset: Option<i64>,
-    content: Sha256,
-    last_value_sha256: String,
-    /// Bytes of keys, values and headers, as in the log.
-    log_bytes: u64,
+    tally: Tally,
 }
 
 impl<'a> FileWriter<'a> {
@@ -375,23 +398,13 @@ impl<'a> FileWriter<'a> {
             writer,
             path,
             partition,
-            records: 0,
-            first_offset: None,
-            last_offset: None,
-            content: Sha256::new(),
-            last_value_sha256: hex::encode(Sha256::digest(b"")),
-            log_bytes: 0,
+            tally: Tally::default(),
         })
     }
 
     fn append(&mut self, record: &LogRecord) -> anyhow::Result<()> {
         self.writer.append_value(record.to_value())?;
-        record.digest(&mut self.content);
-        self.records += 1;
-        self.first_offset.get_or_insert(record.offset);
-        self.last_offset = Some(record.offset);
-        self.last_value_sha256 = record.value_sha256();
-        self.log_bytes += record.size();
+        self.tally.add(record);
         Ok(())
     }
 
@@ -408,68 +421,38 @@ impl<'a> FileWriter<'a> {
                 .unwrap_or(&self.path)
                 .to_string_lossy()
                 .into_owned(),
-            records: self.records,
-            first_offset: self.first_offset,
-            last_offset: self.last_offset,
+            records: self.tally.records,
+            first_offset: self.tally.first_offset,
+            last_offset: self.tally.last_offset,
             bytes,
             sha256,
-            content_sha256: hex::encode(self.content.finalize()),
-            chain_head: chained.then_some(self.last_value_sha256),
+            content_sha256: self.tally.content_sha256(),
+            chain_head: self.tally.chain_head(chained),
         })
     }
 }
 
-/// What a file's records say, read in one pass, for checking against the manifest.
-struct Summary {
-    records: u64,
-    first_offset: Option<i64>,
-    last_offset: Option<i64>,
-    content_sha256: String,
-    chain_head: Option<String>,
-    /// The first place offsets jump, if they do.
-    gap: Option<(i64, i64)>,
-}
-
-fn summarize(path: &Path, chained: bool) -> anyhow::Result<Summary> {
+/// A file's records, read in one pass, for checking against the manifest.
+fn summarize(path: &Path) -> anyhow::Result<Tally> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = Reader::new(BufReader::new(file)).with_context(|| format!("reading {}", path.display()))?;
-    let mut content = Sha256::new();
-    let (mut records, mut first, mut last, mut gap) = (0_u64, None, None::<i64>, None);
-    let mut head = hex::encode(Sha256::digest(b""));
+    let mut tally = Tally::default();
     for value in reader {
-        let record = LogRecord::from_value(value.context("decoding a record")?)?;
-        record.digest(&mut content);
-        if let Some(previous) = last
-            && record.offset != previous + 1
-            && gap.is_none()
-        {
-            gap = Some((previous, record.offset));
-        }
-        records += 1;
-        first.get_or_insert(record.offset);
-        last = Some(record.offset);
-        head = record.value_sha256();
+        tally.add(&LogRecord::from_value(value.context("decoding a record")?)?);
     }
-    Ok(Summary {
-        records,
-        first_offset: first,
-        last_offset: last,
-        content_sha256: hex::encode(content.finalize()),
-        chain_head: chained.then_some(head),
-        gap,
-    })
+    Ok(tally)
 }
 
 /// The topics a backup holds by default, without the prefix.
-fn default_topics() -> Vec<String> {
+pub fn default_topics() -> Vec<String> {
     let catalog = platform::TopicCatalog::new("", 1);
     let mut names = catalog.names();
     names.push(SCHEMAS_TOPIC.to_owned());
     names
 }
 
-/// A topic's name in the cluster.
-fn full_name(prefix: &str, name: &str) -> String {
+/// A topic's name in the cluster (the registry's topic has no prefix).
+pub fn full_name(prefix: &str, name: &str) -> String {
     if name == SCHEMAS_TOPIC {
         name.to_owned()
     } else {
@@ -525,11 +508,6 @@ pub struct Taken {
     pub seconds: f64,
 }
 
-/// The default topics of a backup, without the prefix.
-pub fn default_topic_names() -> Vec<String> {
-    default_topics()
-}
-
 /// Backs the topics (names without the prefix) up into `dir` (created; must be empty).
 pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) -> anyhow::Result<Taken> {
     let dir = dir.to_path_buf();
@@ -542,9 +520,7 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let full: Vec<String> = names.iter().map(|n| full_name(&kafka.topic_prefix, n)).collect();
-    let brokers = kafka.brokers.clone();
-    let lookup = full.clone();
-    let marks = tokio::task::spawn_blocking(move || platform::log::watermarks(&brokers, &lookup)).await??;
+    let marks = platform::log::watermarks_async(&kafka.brokers, &full).await?;
     for (name, topic) in names.iter().zip(&full) {
         ensure!(
             marks.iter().any(|m| &m.topic == topic),
@@ -552,7 +528,7 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
         );
     }
     let total: u64 = marks.iter().map(|m| (m.high - m.low).max(0) as u64).sum();
-    let progress = bar(total, "backup", quiet);
+    let progress = crate::progress(total as usize, "backup", quiet);
     let started = Instant::now();
 
     let (brokers, certificate_topic, out) = (
@@ -577,12 +553,7 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
             let path = out.join(&name).join(format!("{}.avro", mark.partition));
             let file = FileWriter::create(&schema, path, mark.partition)?;
             files.insert((mark.topic.clone(), mark.partition), (name, file));
-            spans.push(Span {
-                topic: mark.topic.clone(),
-                partition: mark.partition,
-                from: mark.low,
-                to: mark.high,
-            });
+            spans.push(mark.span());
         }
         let mut schema_ids = std::collections::BTreeSet::new();
         let mut failed = None;
@@ -609,7 +580,7 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
         let mut entries: BTreeMap<String, Vec<FileEntry>> = BTreeMap::new();
         let mut log_bytes = 0;
         for ((topic, _), (name, file)) in files {
-            log_bytes += file.log_bytes;
+            log_bytes += file.tally.log_bytes;
             let entry = file.finish(&out, topic == certificate_topic)?;
             entries.entry(name).or_default().push(entry);
         }
@@ -689,7 +660,7 @@ fn check(dir: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
                 ));
                 continue;
             }
-            let found = match summarize(&path, file.chain_head.is_some()) {
+            let found = match summarize(&path) {
                 Ok(found) => found,
                 Err(error) => {
                     problems.push(format!("{where_}: {error:#}"));
@@ -710,12 +681,12 @@ fn check(dir: &Path) -> anyhow::Result<(Manifest, Vec<String>)> {
                     file.last_offset
                 ));
             }
-            if found.content_sha256 != file.content_sha256 {
+            if found.content_sha256() != file.content_sha256 {
                 problems.push(format!(
                     "{where_}: the records' content SHA-256 differs from the manifest's"
                 ));
             }
-            if found.chain_head != file.chain_head {
+            if found.chain_head(file.chain_head.is_some()) != file.chain_head {
                 problems.push(format!("{where_}: the chain head differs from the manifest's"));
             }
             // The registry's topic is compacted: its offsets may jump.
@@ -765,9 +736,7 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
     let mut topics = manifest.topics.clone();
     topics.sort_by_key(|t| t.name != SCHEMAS_TOPIC);
     let full: Vec<String> = topics.iter().map(|t| full_name(&kafka.topic_prefix, &t.name)).collect();
-    let brokers = kafka.brokers.clone();
-    let lookup = full.clone();
-    let existing = tokio::task::spawn_blocking(move || platform::log::watermarks(&brokers, &lookup)).await??;
+    let existing = platform::log::watermarks_async(&kafka.brokers, &full).await?;
 
     let mut plan = Vec::new();
     for (topic, name) in topics.iter().zip(&full) {
@@ -826,7 +795,7 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
     platform::topics::ensure_topics(&kafka.brokers, &specs).await?;
 
     let total: u64 = plan.iter().flat_map(|(t, _)| &t.files).map(|f| f.records).sum();
-    let progress = bar(total, "restore", args.json);
+    let progress = crate::progress(total as usize, "restore", args.json);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
         .set("enable.idempotence", "true")
@@ -887,7 +856,7 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
 
     // Read everything back: the same records at the same offsets (the registry's compacted
     // topic: the same records in the same order).
-    let verify_bar = bar(total, "verify", args.json);
+    let verify_bar = crate::progress(total as usize, "verify", args.json);
     let mut expected: HashMap<(String, i32), (u64, String)> = HashMap::new();
     let mut spans = Vec::new();
     for (topic, name) in &plan {

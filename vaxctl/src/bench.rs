@@ -22,7 +22,7 @@ use domain::{
     values::{CountryCode, RecipientKey, RecipientKeySecret},
 };
 use futures::{StreamExt, stream};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use platform::{
     KafkaArgs, RedisArgs, Shutdown,
     auth::{DevKey, Role},
@@ -87,16 +87,7 @@ fn body(i: usize) -> Value {
     })
 }
 
-pub(crate) fn progress(count: usize, what: &str, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(count as u64).with_message(what.to_owned());
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").expect("a valid template"),
-    );
-    bar
-}
+pub(crate) use vaxctl::progress;
 
 /// Runs `one` for every item with `concurrency` in flight; each returns its own latency.
 pub(crate) async fn measure<'a, T, F, Fut>(

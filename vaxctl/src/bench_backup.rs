@@ -5,7 +5,10 @@
 use std::time::Instant;
 
 use clap::Args;
-use platform::{KafkaArgs, log::Span};
+use platform::{
+    KafkaArgs,
+    log::{Span, Watermarks},
+};
 use rdkafka::{Message, message::Headers};
 use serde_json::json;
 
@@ -24,7 +27,7 @@ pub struct BackupBenchArgs {
 
 pub async fn run(kafka: &KafkaArgs, args: &BackupBenchArgs) -> anyhow::Result<()> {
     let names = if args.topics.is_empty() {
-        backup::default_topic_names()
+        backup::default_topics()
     } else {
         args.topics.clone()
     };
@@ -36,24 +39,13 @@ pub async fn run(kafka: &KafkaArgs, args: &BackupBenchArgs) -> anyhow::Result<()
     // The baseline: the same partitions read to their ends, nothing kept.
     let full: Vec<String> = names
         .iter()
-        .map(|n| {
-            if n == "_schemas" {
-                n.clone()
-            } else {
-                format!("{}{n}", kafka.topic_prefix)
-            }
-        })
+        .map(|n| backup::full_name(&kafka.topic_prefix, n))
         .collect();
     let brokers = kafka.brokers.clone();
     let (read_records, read_bytes, read_seconds) = tokio::task::spawn_blocking(move || {
         let spans: Vec<Span> = platform::log::watermarks(&brokers, &full)?
-            .into_iter()
-            .map(|m| Span {
-                topic: m.topic,
-                partition: m.partition,
-                from: m.low,
-                to: m.high,
-            })
+            .iter()
+            .map(Watermarks::span)
             .collect();
         let started = Instant::now();
         let (mut records, mut bytes) = (0_u64, 0_u64);

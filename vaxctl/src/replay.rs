@@ -281,9 +281,8 @@ async fn finish<P: Projection>(
 }
 
 async fn watermarks(source: &Source) -> anyhow::Result<Vec<Watermarks>> {
-    let brokers = source.brokers.clone();
-    let topics = vec![source.vaccination_events.clone(), source.certificate_events.clone()];
-    tokio::task::spawn_blocking(move || platform::log::watermarks(&brokers, &topics)).await?
+    let topics = [source.vaccination_events.clone(), source.certificate_events.clone()];
+    platform::log::watermarks_async(&source.brokers, &topics).await
 }
 
 fn report(args: &ReplayArgs, rebuilt: &Rebuilt, swap: Option<Swapped>, total_seconds: f64) {
