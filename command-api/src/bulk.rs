@@ -4,8 +4,18 @@
 //! their order) with many acknowledgements awaited at once. If the broker fails, the answer is 503
 //! saying how far the file got; posting the same file again with the same Idempotency-Key appends
 //! only the rows not yet appended (row ids are derived from the key and the row number).
+//!
+//! The body is counted as it streams: past `VAXTRAIL_MAX_BULK_BYTES` (or past
+//! `VAXTRAIL_MAX_BULK_ROWS` rows) the answer is 413, saying how many rows were acknowledged, so
+//! neither the file nor the reply can grow without bound.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use axum::{
     Json,
@@ -14,7 +24,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use domain::{commands::RecordVaccination, values::FieldError};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use platform::auth::Role;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -141,19 +151,33 @@ pub async fn bulk(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, Problem> {
-    let caller = intake.authorize(&headers, &[Role::Facility])?;
+    let caller = intake.authorize(&headers, &[Role::Facility]).await?;
     let programme = query
         .program_id
         .filter(|p| !p.trim().is_empty())
         .ok_or_else(|| Problem::invalid(vec![FieldError::new("programId", "is required (query parameter)")]))?;
-    let body = request.into_body().into_data_stream().map_err(std::io::Error::other);
+    let limit = intake.max_bulk_bytes;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|l| l.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|l| l > limit) {
+        return Err(too_large(limit, intake.max_bulk_rows, 0));
+    }
+    let over = Arc::new(AtomicBool::new(false));
+    let body = counted(request, limit, over.clone());
     let mut reader = csv_async::AsyncReaderBuilder::new()
         .trim(csv_async::Trim::All)
         .create_reader(tokio_util::io::StreamReader::new(body));
     let header = reader
         .headers()
         .await
-        .map_err(|e| Problem::malformed(format!("the CSV header cannot be read: {e}")))?
+        .map_err(|e| {
+            if over.load(Ordering::Acquire) {
+                too_large(limit, intake.max_bulk_rows, 0)
+            } else {
+                Problem::malformed(format!("the CSV header cannot be read: {e}"))
+            }
+        })?
         .clone();
     let mut columns = [0usize; COLUMNS.len()];
     let mut missing = Vec::new();
@@ -175,9 +199,21 @@ pub async fn bulk(
     let mut in_flight = InFlight::new();
     let (mut accepted, mut rejected) = (0usize, 0usize);
     let mut rows = reader.records().enumerate();
+    let mut cut_short = false;
     while let Some((index, row)) = rows.next().await {
         let number = index + 1;
-        let row = row.map_err(|e| Problem::malformed(format!("row {number} cannot be read: {e}")))?;
+        let row = match row {
+            Ok(row) if number <= intake.max_bulk_rows => row,
+            Ok(_) => {
+                cut_short = true;
+                break;
+            }
+            Err(_) if over.load(Ordering::Acquire) => {
+                cut_short = true;
+                break;
+            }
+            Err(e) => return Err(Problem::malformed(format!("row {number} cannot be read: {e}"))),
+        };
         match RecordVaccination::parse(&row_to_record(&columns, &row, &programme), &ctx) {
             Err(problems) => {
                 rejected += 1;
@@ -203,11 +239,47 @@ pub async fn bulk(
     while !in_flight.is_empty() {
         outcomes.push(complete_oldest(&intake, &mut in_flight, &mut accepted).await?);
     }
+    if cut_short {
+        metrics::counter!("vaxtrail_commands_bulk_rows_total", "outcome" => "accepted").increment(accepted as u64);
+        return Err(too_large(limit, intake.max_bulk_rows, accepted));
+    }
     outcomes.sort_by_key(|o| o["row"].as_u64());
     metrics::counter!("vaxtrail_commands_bulk_rows_total", "outcome" => "accepted").increment(accepted as u64);
     metrics::counter!("vaxtrail_commands_bulk_rows_total", "outcome" => "rejected").increment(rejected as u64);
     let body = json!({ "accepted": accepted, "rejected": rejected, "rows": outcomes });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// The request body as a stream of bytes that fails (and raises `over`) once more than `limit`
+/// bytes have come.
+fn counted(
+    request: Request,
+    limit: usize,
+    over: Arc<AtomicBool>,
+) -> impl futures::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    let mut seen = 0usize;
+    request.into_body().into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len();
+        if seen > limit {
+            over.store(true, Ordering::Release);
+            return Err(std::io::Error::other("the file is larger than the limit"));
+        }
+        Ok(chunk)
+    })
+}
+
+/// 413: the file passed a limit; how many rows were acknowledged before.
+fn too_large(bytes: usize, rows: usize, accepted: usize) -> Problem {
+    metrics::counter!("vaxtrail_http_refused_total", "reason" => "too-large").increment(1);
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        format!(
+            "The file is larger than {bytes} bytes or {rows} rows; the first {accepted} rows were acknowledged and the rest was not read. Post the rest as another file"
+        ),
+    )
+    .with_error("", format!("at most {bytes} bytes and {rows} rows per file"))
 }
 
 fn halted(error: &dyn std::error::Error, accepted: usize) -> Problem {

@@ -9,6 +9,7 @@
 mod append;
 mod bulk;
 pub mod openapi;
+mod ownership;
 mod problem;
 mod routes;
 
@@ -18,10 +19,14 @@ use axum::{Router, extract::DefaultBodyLimit, routing::post};
 use chrono_tz::Tz;
 use clap::Parser;
 use domain::{
+    ids::IdKey,
     vaccine::VaccineCatalog,
     values::{CountryCode, RecipientKeySecret},
 };
 use platform::{HttpService, LogArgs, Readiness, Shutdown, checks, config::SecretUrl};
+
+/// The recipient-key secret the local stack uses; refused outside development.
+pub const DEVELOPMENT_RECIPIENT_SECRET: &str = "vaxtrail-local-development-only";
 
 /// Configuration of `command-api`, read from the environment at start.
 #[derive(Clone, Debug, Parser)]
@@ -34,7 +39,13 @@ pub struct Config {
     #[command(flatten)]
     pub redis: platform::RedisArgs,
     #[command(flatten)]
+    pub postgres: platform::PostgresArgs,
+    #[command(flatten)]
     pub auth: platform::auth::AuthArgs,
+    #[command(flatten)]
+    pub environment: platform::EnvironmentArgs,
+    #[command(flatten)]
+    pub http: platform::HttpLimitArgs,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -52,15 +63,26 @@ pub struct Config {
         default_value = "IND"
     )]
     pub country: String,
-    /// Secret keying recipient hashes (the Kafka keys). The default is for local development only.
+    /// Secret keying recipient hashes (the Kafka keys). The default is for local development only:
+    /// outside development the service refuses to start with it.
     #[arg(
         long = "recipient-key-secret",
         env = "VAXTRAIL_RECIPIENT_KEY_SECRET",
-        default_value = "vaxtrail-local-development-only",
+        default_value = DEVELOPMENT_RECIPIENT_SECRET,
         hide_env_values = true,
         hide_default_value = true
     )]
     pub recipient_secret: SecretUrl,
+    /// Secret keying event ids (and, in the signer, certificate ids), so nobody outside can compute
+    /// them from a record. The default is for local development only.
+    #[arg(
+        long = "id-secret",
+        env = "VAXTRAIL_ID_SECRET",
+        default_value = IdKey::DEVELOPMENT_SECRET,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub id_secret: SecretUrl,
     /// Vaccine master list in DIVOC's VACCINE_ICD.json format (default: DIVOC's, bundled).
     #[arg(long = "vaccine-master-list", env = "VAXTRAIL_VACCINE_MASTER_LIST")]
     pub vaccine_list: Option<PathBuf>,
@@ -70,9 +92,23 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     #[arg(long = "max-body-bytes", env = "VAXTRAIL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Largest bulk CSV accepted, in bytes (it is read as a stream, row by row).
-    #[arg(long = "max-bulk-bytes", env = "VAXTRAIL_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
+    /// Most records in one certify request (an array).
+    #[arg(long = "max-records", env = "VAXTRAIL_MAX_RECORDS", default_value_t = 1000)]
+    pub max_records: usize,
+    /// Largest bulk CSV accepted, in bytes (it is read as a stream, row by row; a larger file is
+    /// answered 413 once the limit is crossed).
+    #[arg(long = "max-bulk-bytes", env = "VAXTRAIL_MAX_BULK_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_bulk_bytes: usize,
+    /// Most rows in one bulk CSV (each answered in the reply).
+    #[arg(long = "max-bulk-rows", env = "VAXTRAIL_MAX_BULK_ROWS", default_value_t = 20_000)]
+    pub max_bulk_rows: usize,
+    /// Longest a bulk upload may take, in seconds.
+    #[arg(
+        long = "bulk-timeout-secs",
+        env = "VAXTRAIL_BULK_TIMEOUT_SECS",
+        default_value_t = 600
+    )]
+    pub bulk_timeout_secs: u64,
     /// How long to wait for the broker's acknowledgement before answering 503, in milliseconds.
     #[arg(
         long = "produce-timeout-ms",
@@ -88,8 +124,13 @@ pub(crate) struct Intake {
     zone: Tz,
     default_country: CountryCode,
     recipient_secret: RecipientKeySecret,
+    ids: IdKey,
     appender: append::Appender,
     verifier: platform::auth::Verifier,
+    ownership: ownership::Ownership,
+    max_records: usize,
+    max_bulk_bytes: usize,
+    max_bulk_rows: usize,
 }
 
 fn catalog(config: &Config) -> anyhow::Result<VaccineCatalog> {
@@ -145,7 +186,20 @@ impl Application {
     /// Loads the master list, connects (lazily: a dependency that is down makes `/readyz` fail,
     /// not the start) and binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let environment = &config.environment;
+        environment.refuse_development_secret(
+            "VAXTRAIL_RECIPIENT_KEY_SECRET",
+            config.recipient_secret.expose(),
+            DEVELOPMENT_RECIPIENT_SECRET,
+        )?;
+        environment.refuse_development_secret(
+            "VAXTRAIL_ID_SECRET",
+            config.id_secret.expose(),
+            IdKey::DEVELOPMENT_SECRET,
+        )?;
         let verifier = platform::auth::Verifier::load(&config.auth).await?;
+        environment.refuse_development_jwks(&verifier)?;
+        let pool = config.postgres.pool()?;
         let topics = config.kafka.topics();
         let redis_client = config.redis.client()?;
         let redis_config = redis::aio::ConnectionManagerConfig::new()
@@ -167,8 +221,13 @@ impl Application {
             default_country: CountryCode::parse("VAXTRAIL_PROGRAMME_COUNTRY", &config.country)
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             recipient_secret: RecipientKeySecret::new(config.recipient_secret.expose().as_bytes()),
+            ids: IdKey::new(config.id_secret.expose().as_bytes()),
             appender,
             verifier,
+            ownership: ownership::Ownership::new(pool),
+            max_records: config.max_records.max(1),
+            max_bulk_bytes: config.max_bulk_bytes,
+            max_bulk_rows: config.max_bulk_rows.max(1),
         });
         let registered = register_schemas(config.kafka.clone(), shutdown.clone());
         let readiness = Readiness::default()
@@ -190,17 +249,21 @@ impl Application {
                     }
                 })
             });
+        let limits = platform::HttpLimits::new(&config.http);
         let api = Router::new()
             .route("/v1/certify", post(routes::certify))
             .route("/v1/vaccinations", post(routes::vaccination))
             .route("/v1/corrections", post(routes::correction))
             .route("/v1/revocations", post(routes::revocation))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
-            .route(
-                "/v1/vaccinations/bulk",
-                post(bulk::bulk).layer(DefaultBodyLimit::max(config.max_bulk_bytes)),
-            )
+            .with_state(intake.clone());
+        // The bulk body is a stream counted by the handler itself (413 once past the limit).
+        let bulk = Router::new()
+            .route("/v1/vaccinations/bulk", post(bulk::bulk))
             .with_state(intake);
+        let api = limits
+            .apply(api)
+            .merge(limits.apply_with_timeout(bulk, Duration::from_secs(config.bulk_timeout_secs.max(1))));
         let document = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
         let openapi = Router::new().route(
             "/openapi.json",

@@ -49,6 +49,53 @@ fn parse_json(body: &Body) -> Result<Value, Problem> {
     serde_json::from_slice(&body.0).map_err(|e| Problem::malformed(format!("the body is not valid JSON: {e}")))
 }
 
+/// Most field problems one answer lists (the count of the rest is given).
+const MAX_REPORTED_PROBLEMS: usize = 100;
+
+/// A JSON array of at most `max` elements, refused as soon as the next one would pass the limit,
+/// so an array of a million empty records costs nothing beyond the body itself.
+struct BoundedArray(Vec<Value>);
+
+struct BoundedVisitor(usize);
+
+impl<'de> serde::de::Visitor<'de> for BoundedVisitor {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of at most {} records", self.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            if items.len() == self.0 {
+                return Err(serde::de::Error::custom(format!(
+                    "the array holds more than {} records; split it",
+                    self.0
+                )));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+impl BoundedArray {
+    fn parse(body: &Body, max: usize) -> Result<Self, Problem> {
+        let mut deserializer = serde_json::Deserializer::from_slice(&body.0);
+        let items = serde::Deserializer::deserialize_seq(&mut deserializer, BoundedVisitor(max))
+            .and_then(|items| deserializer.end().map(|()| items))
+            .map_err(|e| {
+                if e.to_string().contains("split it") {
+                    Problem::field("", e.to_string())
+                } else {
+                    Problem::malformed(format!("DIVOC's certify body is a JSON array of records: {e}"))
+                }
+            })?;
+        Ok(Self(items))
+    }
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get(name)
@@ -82,8 +129,8 @@ impl Intake {
     }
 
     /// The caller, if its token is valid and holds one of `roles`.
-    pub(crate) fn authorize(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, Problem> {
-        let caller = self.verifier.authenticate(headers)?;
+    pub(crate) async fn authorize(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, Problem> {
+        let caller = self.verifier.authenticate(headers).await?;
         caller.require(roles)?;
         Ok(caller)
     }
@@ -100,7 +147,7 @@ impl Intake {
         let now = Utc::now();
         let envelope = avro::vaccination::VaccinationEnvelope {
             event: VaccinationEvent {
-                event_id: EventId::derive(&source, &record_id),
+                event_id: EventId::keyed(&self.ids, &source, &record_id),
                 recipient_key: recipient,
                 payload,
             },
@@ -122,15 +169,18 @@ impl Intake {
         index: Option<usize>,
         record: RecordVaccination,
     ) -> Pending {
+        let key = RecipientKey::derive(&self.recipient_secret, &record.recipient.identity);
+        // The recipient is part of the record's name: two people who share a pre-enrollment code
+        // (a family's phone number) are two events.
         let id = record_id(headers, index, || {
             format!(
-                "{}/{}/dose-{}",
+                "{}/{}/{}/dose-{}",
+                key.as_str(),
                 record.pre_enrollment_code,
                 record.programme,
                 record.vaccination.dose.number()
             )
         });
-        let key = RecipientKey::derive(&self.recipient_secret, &record.recipient.identity);
         self.pending(caller, id, key, VaccinationPayload::VaccinationRecorded(record))
     }
 
@@ -162,6 +212,37 @@ fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 impl Intake {
+    /// A facility corrects only what its own source system recorded (an administrator anything).
+    async fn check_owner(
+        &self,
+        caller: &Caller,
+        recipient: &RecipientKey,
+        target: &domain::commands::CorrectionTarget,
+    ) -> Result<(), Problem> {
+        if caller.roles.contains(&Role::Admin) {
+            return Ok(());
+        }
+        let recorded = self.ownership.of(recipient, target).await.map_err(|e| {
+            Problem::unavailable(
+                "Who recorded this dose cannot be checked now; nothing was accepted. Retry with the same Idempotency-Key",
+                &e,
+            )
+        })?;
+        match recorded {
+            crate::ownership::Recorded::By(source) if source != caller.subject => {
+                metrics::counter!("vaxtrail_commands_refused_total", "rule" => "recorded-by-another-source")
+                    .increment(1);
+                Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "recorded-by-another-source",
+                    "This dose was recorded by another source system; only that system (or an administrator) may correct it",
+                )
+                .with_error("certificateId", "recorded-by-another-source"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Appends one record and answers 202 with its id.
     async fn append_one(&self, pending: Pending) -> Result<Response, Problem> {
         let mut accepted_ids = self.append_all(vec![pending]).await?;
@@ -169,10 +250,23 @@ impl Intake {
     }
 }
 
-fn rejected(errors: Vec<FieldError>) -> Problem {
-    for error in &errors {
-        let rule = error.field.clone();
-        metrics::counter!("vaxtrail_commands_rejected_total", "field" => rule).increment(1);
+/// 422 naming each field and rule, at most [`MAX_REPORTED_PROBLEMS`] of them (then a count of the
+/// rest). Counted without labels from the request: field paths and indexes would grow the metrics
+/// without bound.
+pub(crate) fn rejected(errors: Vec<FieldError>) -> Problem {
+    rejected_with(errors, 0)
+}
+
+/// The same, with `unlisted` further problems only counted.
+fn rejected_with(mut errors: Vec<FieldError>, mut unlisted: usize) -> Problem {
+    metrics::counter!("vaxtrail_commands_rejected_total").increment(1);
+    metrics::counter!("vaxtrail_commands_field_problems_total").increment((errors.len() + unlisted) as u64);
+    if errors.len() > MAX_REPORTED_PROBLEMS {
+        unlisted += errors.len() - MAX_REPORTED_PROBLEMS;
+        errors.truncate(MAX_REPORTED_PROBLEMS);
+    }
+    if unlisted > 0 {
+        errors.push(FieldError::new("", format!("and {unlisted} more problems, not listed")));
     }
     Problem::invalid(errors)
 }
@@ -194,20 +288,19 @@ fn accepted(body: Value) -> Response {
     )
 )]
 pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
-    let caller = intake.authorize(&headers, &[Role::Facility])?;
-    let body = parse_json(&body)?;
-    let records = body
-        .as_array()
-        .ok_or_else(|| Problem::malformed("DIVOC's certify body is an array of records"))?;
+    let caller = intake.authorize(&headers, &[Role::Facility]).await?;
+    let BoundedArray(records) = BoundedArray::parse(&body, intake.max_records)?;
     if records.is_empty() {
         return Err(Problem::malformed("the array holds no record"));
     }
     let ctx = intake.context();
-    let mut errors = Vec::new();
+    let (mut errors, mut unlisted) = (Vec::new(), 0);
     let mut pending = Vec::new();
     for (i, raw) in records.iter().enumerate() {
         match RecordVaccination::parse(raw, &ctx) {
             Ok(record) => pending.push(intake.recorded(&caller, &headers, (records.len() > 1).then_some(i), record)),
+            // Past the listed maximum only the count matters.
+            Err(problems) if errors.len() >= MAX_REPORTED_PROBLEMS => unlisted += problems.len(),
             Err(problems) => errors.extend(
                 problems
                     .into_iter()
@@ -216,7 +309,7 @@ pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
         }
     }
     if !errors.is_empty() {
-        return Err(rejected(errors));
+        return Err(rejected_with(errors, unlisted));
     }
     Ok(accepted(json!(intake.append_all(pending).await?)))
 }
@@ -238,7 +331,7 @@ pub async fn vaccination(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let caller = intake.authorize(&headers, &[Role::Facility])?;
+    let caller = intake.authorize(&headers, &[Role::Facility]).await?;
     let record = RecordVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
     let pending = intake.recorded(&caller, &headers, None, record);
     intake.append_one(pending).await
@@ -261,15 +354,16 @@ pub async fn correction(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let caller = intake.authorize(&headers, &[Role::Facility])?;
+    let caller = intake.authorize(&headers, &[Role::Facility]).await?;
     let correction = CorrectVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
     let record = &correction.corrected;
+    let key = RecipientKey::derive(&intake.recipient_secret, &record.recipient.identity);
+    intake.check_owner(&caller, &key, &correction.target).await?;
     // Without a key, the correction's content names it: the same correction retried is one event.
     let id = record_id(&headers, None, || {
         let content = serde_json::to_vec(&correction).expect("commands serialize");
         format!("correction/{}", hex_sha256(&content))
     });
-    let key = RecipientKey::derive(&intake.recipient_secret, &record.recipient.identity);
     let payload = VaccinationPayload::VaccinationCorrected {
         target: correction.target,
         corrected: correction.corrected,
@@ -295,7 +389,7 @@ pub async fn revocation(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    let caller = intake.authorize(&headers, &[Role::Controller])?;
+    let caller = intake.authorize(&headers, &[Role::Controller]).await?;
     let body = parse_json(&body)?;
     let revoke = RevokeCertificate::parse(&body);
     // The certificate's owner keys the event so it lands beside the recipient's other events.

@@ -28,6 +28,43 @@ pub enum KeyError {
     AmbiguousActive { dir: String, count: usize },
     #[error("{0:?} is not a valid issuer DID (expected did:<method>:<id>)")]
     Did(String),
+    #[error(
+        "{path} is a private key: a service that only verifies holds public keys (write them with `vaxctl keys publish --dir <private keys> --out <public keys>`)"
+    )]
+    PrivateKeyPublished { path: String },
+}
+
+/// Writes the public half of every key of `dir` into `out` (created if missing), and removes the
+/// keys of `out` that `dir` no longer holds: what a service that only verifies is given. Returns
+/// the key ids written.
+pub fn publish(dir: &Path, out: &Path) -> Result<Vec<String>, KeyError> {
+    let keys = Keyring::read_dir(dir)?;
+    let failed = |path: &Path, reason: String| KeyError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(out).map_err(|e| failed(out, e.to_string()))?;
+    let mut written = Vec::new();
+    for key in &keys {
+        let path = out.join(format!("{}.pem", key.id));
+        let pem = key
+            .public
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|e| failed(&path, e.to_string()))?;
+        std::fs::write(&path, pem).map_err(|e| failed(&path, e.to_string()))?;
+        written.push(key.id.clone());
+    }
+    for entry in std::fs::read_dir(out)
+        .map_err(|e| failed(out, e.to_string()))?
+        .flatten()
+    {
+        let path = entry.path();
+        let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        if path.extension().is_some_and(|e| e == "pem") && !written.contains(&id) {
+            std::fs::remove_file(&path).map_err(|e| failed(&path, e.to_string()))?;
+        }
+    }
+    Ok(written)
 }
 
 /// One key of the issuer.
@@ -100,13 +137,69 @@ pub fn public_pem(private_pem: &str) -> Result<String, String> {
 pub struct Keyring {
     did: String,
     keys: Vec<IssuerKey>,
-    active: usize,
+    /// The signing key; `None` in a keyring of published (public) keys only.
+    active: Option<usize>,
 }
 
 impl Keyring {
     /// The keys of `dir` (`*.pem`, sorted by id). `active` names the signing key; without it, the
     /// only private key is.
     pub fn load(did: &str, dir: &Path, active: Option<&str>) -> Result<Self, KeyError> {
+        let keys = Self::read_dir(dir)?;
+        let shown = dir.display().to_string();
+        Self::new(did, keys, active).map_err(|e| match e {
+            KeyError::NoKeys { .. } => KeyError::NoKeys { dir: shown.clone() },
+            KeyError::UnknownActive { id, known, .. } => KeyError::UnknownActive {
+                id,
+                dir: shown.clone(),
+                known,
+            },
+            KeyError::AmbiguousActive { count, .. } => KeyError::AmbiguousActive {
+                dir: shown.clone(),
+                count,
+            },
+            other => other,
+        })
+    }
+
+    /// The published keys of `dir`, for verifying only (the query API): every file must be a
+    /// public key; a private key there is refused, so a service that verifies cannot sign.
+    pub fn published(did: &str, dir: &Path) -> Result<Self, KeyError> {
+        let keys = Self::read_dir(dir)?;
+        if let Some(private) = keys.iter().find(|k| k.can_sign()) {
+            return Err(KeyError::PrivateKeyPublished {
+                path: dir.join(format!("{}.pem", private.id)).display().to_string(),
+            });
+        }
+        let mut keyring = Self::new_unchecked(did, keys)?;
+        keyring.active = None;
+        if keyring.keys.is_empty() {
+            return Err(KeyError::NoKeys {
+                dir: dir.display().to_string(),
+            });
+        }
+        Ok(keyring)
+    }
+
+    /// Whether this keyring can sign (it holds the active private key).
+    pub fn can_sign(&self) -> bool {
+        self.active.is_some()
+    }
+
+    fn new_unchecked(did: &str, mut keys: Vec<IssuerKey>) -> Result<Self, KeyError> {
+        let well_formed = did.strip_prefix("did:").and_then(|rest| rest.split_once(':'));
+        if !well_formed.is_some_and(|(method, id)| !method.is_empty() && !id.is_empty()) {
+            return Err(KeyError::Did(did.to_owned()));
+        }
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Self {
+            did: did.to_owned(),
+            keys,
+            active: None,
+        })
+    }
+
+    fn read_dir(dir: &Path) -> Result<Vec<IssuerKey>, KeyError> {
         let shown = dir.display().to_string();
         let entries = std::fs::read_dir(dir).map_err(|source| KeyError::Directory {
             dir: shown.clone(),
@@ -131,19 +224,7 @@ impl Keyring {
             let pem = std::fs::read_to_string(&path).map_err(|e| file(e.to_string()))?;
             keys.push(IssuerKey::from_pem(&id, &pem).map_err(file)?);
         }
-        Self::new(did, keys, active).map_err(|e| match e {
-            KeyError::NoKeys { .. } => KeyError::NoKeys { dir: shown.clone() },
-            KeyError::UnknownActive { id, known, .. } => KeyError::UnknownActive {
-                id,
-                dir: shown.clone(),
-                known,
-            },
-            KeyError::AmbiguousActive { count, .. } => KeyError::AmbiguousActive {
-                dir: shown.clone(),
-                count,
-            },
-            other => other,
-        })
+        Ok(keys)
     }
 
     /// A keyring from keys in hand.
@@ -189,7 +270,7 @@ impl Keyring {
         Ok(Self {
             did: did.to_owned(),
             keys,
-            active,
+            active: Some(active),
         })
     }
 
@@ -203,9 +284,9 @@ impl Keyring {
         &self.keys
     }
 
-    /// The key that signs.
+    /// The key that signs. A keyring of published keys has none: only signers call this.
     pub fn active(&self) -> &IssuerKey {
-        &self.keys[self.active]
+        &self.keys[self.active.expect("a keyring of published keys does not sign")]
     }
 
     /// A key's verification method: the DID URL `did#id`.
@@ -309,6 +390,32 @@ mod tests {
                 .unwrap()
                 .starts_with("z6Mk")
         );
+    }
+
+    #[test]
+    fn a_published_keyring_holds_public_keys_only() {
+        let dir = std::env::temp_dir().join(format!("vaxtrail-published-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = generate_pem();
+        std::fs::write(dir.join("key-1.pem"), &pem).unwrap();
+        let refused = Keyring::published("did:web:example.gov", &dir).unwrap_err();
+        assert!(refused.to_string().contains("is a private key"), "{refused}");
+        std::fs::write(dir.join("key-1.pem"), public_pem(&pem).unwrap()).unwrap();
+        let published = Keyring::published("did:web:example.gov", &dir).unwrap();
+        assert!(!published.can_sign());
+        assert_eq!(
+            published.did_document()["assertionMethod"][0],
+            "did:web:example.gov#key-1"
+        );
+        let signer = Keyring::new(
+            "did:web:example.gov",
+            vec![IssuerKey::from_pem("key-1", &pem).unwrap()],
+            None,
+        )
+        .unwrap();
+        let (method, signature) = signer.sign(b"m");
+        assert_eq!(published.verify(&method, b"m", &signature), Ok(()));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod contexts;
 pub mod keys;
 mod proof;
 pub mod published;
+pub mod status_list;
 
 use std::path::PathBuf;
 

@@ -41,6 +41,11 @@ export VAXTRAIL_CLICKHOUSE_URL=${VAXTRAIL_CLICKHOUSE_URL:-$OWN_CH_URL}
 export VAXTRAIL_JWKS=${VAXTRAIL_JWKS:-$STATE/keys/dev-jwks.json}
 export VAXTRAIL_DEV_TOKEN_KEY=${VAXTRAIL_DEV_TOKEN_KEY:-$STATE/keys/dev-token-key.json}
 export VAXTRAIL_ISSUER_KEYS=${VAXTRAIL_ISSUER_KEYS:-$STATE/keys/issuer}
+# The query API gets the public halves only (`vaxctl keys` keeps this directory in step).
+export VAXTRAIL_ISSUER_PUBLIC_KEYS=${VAXTRAIL_ISSUER_PUBLIC_KEYS:-$STATE/keys/issuer-public}
+# This machine is a developer's: the development secrets (ids, recipient keys, holder codes) and
+# the machine-local token key are accepted. Anywhere else the services refuse to start with them.
+export VAXTRAIL_ENVIRONMENT=${VAXTRAIL_ENVIRONMENT:-development}
 export VAXTRAIL_ISSUER_DID=${VAXTRAIL_ISSUER_DID:-did:web:127.0.0.1%3A8090}
 export VAXTRAIL_PUBLIC_BASE_URL=${VAXTRAIL_PUBLIC_BASE_URL:-http://127.0.0.1:8090}
 

@@ -287,7 +287,7 @@ mod tests {
     }
 
     fn build(previous: &[CertifiedDose]) -> (CertificateId, RecordVaccination, Value) {
-        let id = CertificateId::for_event(EventId::derive("test", "e2"));
+        let id = CertificateId::for_event(&crate::ids::IdKey::development(), EventId::derive("test", "e2"));
         let record = record(2, "B2");
         let credential = unsigned_credential(&CredentialInput {
             profile: &profile(),
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn previous_doses_are_listed_and_a_credential_reads_back_as_its_dose() {
-        let first_id = CertificateId::for_event(EventId::derive("test", "e1"));
+        let first_id = CertificateId::for_event(&crate::ids::IdKey::development(), EventId::derive("test", "e1"));
         let first = CertifiedDose::of(&first_id, &record(1, "B1"));
         let (id, record, credential) = build(std::slice::from_ref(&first));
         assert_eq!(credential["evidence"][0]["previousDoses"][0]["batch"], "B1");

@@ -38,9 +38,12 @@ pub fn path(prefix: &str, key: &str) -> String {
     }
 }
 
-/// The value at `key`, `None` when absent or null.
+/// The value at `key`, `None` when absent, null or an empty (or blank) string: DIVOC's systems send
+/// `""` for optional values they do not have.
 pub fn optional<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
-    object.get(key).filter(|v| !v.is_null())
+    object
+        .get(key)
+        .filter(|v| !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()))
 }
 
 /// The value at `key`, which must be present.

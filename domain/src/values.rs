@@ -60,6 +60,14 @@ impl Text {
                 "must not contain control characters (tab, newline, ...)",
             ));
         }
+        // Zero-width joiners (ZWJ, ZWNJ) stay: Indic scripts need them. Bidirectional overrides
+        // and isolates could make a printed name or batch read other than it is signed.
+        if trimmed.chars().any(is_bidi_control) {
+            return Err(FieldError::new(
+                field,
+                "must not contain bidirectional override or isolate controls (U+202A-U+202E, U+2066-U+2069)",
+            ));
+        }
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -78,6 +86,11 @@ impl fmt::Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The bidirectional embedding, override and isolate controls.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A calendar date written `YYYY-MM-DD`.
@@ -218,6 +231,20 @@ impl fmt::Display for Gender {
 pub struct Identity(String);
 
 impl Identity {
+    /// The identity DIVOC gives a record that names none: a URI made from its pre-enrollment
+    /// code. Two people registered under the same code get the same identity (see the README).
+    pub fn from_pre_enrollment_code(code: &Text) -> Self {
+        let mut uri = String::from("urn:vaxtrail:pre-enrollment-code:");
+        for byte in code.as_str().bytes() {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                uri.push(byte as char);
+            } else {
+                uri.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        Self(uri)
+    }
+
     /// Parses `scheme:value` with no whitespace or control characters.
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let text = Text::parse(field, raw)?;
@@ -306,6 +333,30 @@ mod tests {
         let tab = Text::parse("vaccination.batch", "MB\t3428").unwrap_err();
         assert_eq!(tab.field, "vaccination.batch");
         assert!(tab.rule.contains("control"));
+    }
+
+    #[test]
+    fn indic_joiners_are_kept_and_bidi_controls_refused() {
+        // "क्‍ष" with a ZWJ, and a Malayalam chillu written with ZWNJ.
+        for name in ["क्\u{200D}ष", "ന\u{200C}്", "Bhaya Mitra"] {
+            assert_eq!(Text::parse("recipient.name", name).unwrap().as_str(), name);
+        }
+        for bidi in ['\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}'] {
+            let error = Text::parse("recipient.name", &format!("Bhaya{bidi}Mitra")).unwrap_err();
+            assert_eq!(error.field, "recipient.name");
+            assert!(error.rule.contains("bidirectional"), "{}", error.rule);
+        }
+    }
+
+    #[test]
+    fn an_identity_made_from_a_pre_enrollment_code_is_a_uri() {
+        let code = Text::parse("c", "98 80/41#4889").unwrap();
+        let identity = Identity::from_pre_enrollment_code(&code);
+        assert_eq!(
+            identity.as_str(),
+            "urn:vaxtrail:pre-enrollment-code:98%2080%2F41%234889"
+        );
+        assert_eq!(Identity::parse("i", identity.as_str()).unwrap(), identity);
     }
 
     #[test]

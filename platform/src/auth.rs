@@ -1,9 +1,18 @@
 //! Bearer-token authentication: JWTs verified against a JWKS (a file or an http(s) URL; EdDSA and
-//! RS256 keys, chosen by `kid`), with the issuer, audience and expiry checked, and roles read from
-//! the `roles` claim. For local development, [`DevKey`] makes a machine-local Ed25519 key whose
+//! RS256 keys, chosen by `kid`), with the issuer, audience (a string or an array), expiry and
+//! not-before checked, and roles read from the `roles` claim. A JWKS at a URL is fetched again
+//! when a token names a key it does not hold (at most once per refresh floor, so unknown `kid`s
+//! cannot make the service hammer the identity provider) and when it is older than its maximum
+//! age, so a key the provider rotated in is trusted and one it removed stops being trusted. For local development, [`DevKey`] makes a machine-local Ed25519 key whose
 //! public half the services trust when pointed at it; nothing is trusted by default.
 
-use std::{collections::HashMap, fmt, path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::Path,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use clap::Args;
@@ -88,9 +97,32 @@ pub struct AuthArgs {
     /// Expected `iss` of tokens.
     #[arg(long = "jwt-issuer", env = "VAXTRAIL_JWT_ISSUER", default_value = "vaxtrail-local")]
     pub issuer: String,
-    /// Expected `aud` of tokens.
+    /// Expected `aud` of tokens (a token's `aud` may be this string or an array holding it).
     #[arg(long = "jwt-audience", env = "VAXTRAIL_JWT_AUDIENCE", default_value = "vaxtrail")]
     pub audience: String,
+    /// Least time between two fetches of a JWKS URL, in seconds: a token with an unknown `kid`
+    /// fetches the JWKS again only this often.
+    #[arg(
+        long = "jwks-refresh-floor-secs",
+        env = "VAXTRAIL_JWKS_REFRESH_FLOOR_SECS",
+        default_value_t = 30
+    )]
+    pub refresh_floor_secs: u64,
+    /// Longest a JWKS fetched from a URL is trusted before it is fetched again, in seconds.
+    #[arg(
+        long = "jwks-max-age-secs",
+        env = "VAXTRAIL_JWKS_MAX_AGE_SECS",
+        default_value_t = 600
+    )]
+    pub max_age_secs: u64,
+}
+
+/// A token's audience: one string or several.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -99,44 +131,80 @@ struct Claims {
     #[serde(default)]
     roles: Vec<Role>,
     exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
     iss: String,
-    aud: String,
+    aud: Audience,
+}
+
+type Keys = HashMap<String, (DecodingKey, Algorithm)>;
+
+/// Where the keys come from, and when they were last fetched.
+struct Remote {
+    url: String,
+    client: reqwest::Client,
+    floor: Duration,
+    max_age: Duration,
+    /// When the keys were last fetched (or a fetch was last tried).
+    fetched: tokio::sync::Mutex<Instant>,
 }
 
 /// Verifies bearer tokens.
 pub struct Verifier {
-    keys: HashMap<String, (DecodingKey, Algorithm)>,
+    keys: RwLock<Keys>,
     issuer: String,
     audience: String,
+    remote: Option<Remote>,
+}
+
+fn parse_jwks(jwks: &str) -> Result<Keys, AuthError> {
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|e| AuthError::Jwks(e.to_string()))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .ok_or_else(|| AuthError::Jwks("a key has no kid".into()))?;
+        let algorithm = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            _ => {
+                return Err(AuthError::Jwks(format!(
+                    "key {kid}: only Ed25519 (EdDSA) and RSA (RS256) keys are supported"
+                )));
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Jwks(format!("key {kid}: {e}")))?;
+        keys.insert(kid, (key, algorithm));
+    }
+    Ok(keys)
+}
+
+/// Fetches a JWKS document (at most 1 MiB).
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<Keys, AuthError> {
+    let failed = |e: &dyn fmt::Display| AuthError::Jwks(format!("{url}: {e}"));
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| failed(&e))?;
+    if response.content_length().is_some_and(|l| l > 1024 * 1024) {
+        return Err(failed(&"the JWKS is larger than 1 MiB"));
+    }
+    let text = response.text().await.map_err(|e| failed(&e))?;
+    parse_jwks(&text)
 }
 
 impl Verifier {
     /// A verifier trusting the keys of a JWKS document.
     pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, AuthError> {
-        let set: JwkSet = serde_json::from_str(jwks).map_err(|e| AuthError::Jwks(e.to_string()))?;
-        let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            let kid = jwk
-                .common
-                .key_id
-                .clone()
-                .ok_or_else(|| AuthError::Jwks("a key has no kid".into()))?;
-            let algorithm = match &jwk.algorithm {
-                jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_) => Algorithm::EdDSA,
-                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                _ => {
-                    return Err(AuthError::Jwks(format!(
-                        "key {kid}: only Ed25519 (EdDSA) and RSA (RS256) keys are supported"
-                    )));
-                }
-            };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| AuthError::Jwks(format!("key {kid}: {e}")))?;
-            keys.insert(kid, (key, algorithm));
-        }
         Ok(Self {
-            keys,
+            keys: RwLock::new(parse_jwks(jwks)?),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            remote: None,
         })
     }
 
@@ -145,46 +213,84 @@ impl Verifier {
         let source = args.jwks.as_deref().ok_or_else(|| {
             AuthError::Jwks("VAXTRAIL_JWKS is not set: name the JWKS (file or URL) whose tokens to trust".into())
         })?;
-        let text = if source.starts_with("http://") || source.starts_with("https://") {
-            let response = reqwest::Client::builder()
+        if source.starts_with("http://") || source.starts_with("https://") {
+            let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
-                .map_err(|e| AuthError::Jwks(e.to_string()))?
-                .get(source)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| AuthError::Jwks(format!("{source}: {e}")))?;
-            response
-                .text()
-                .await
-                .map_err(|e| AuthError::Jwks(format!("{source}: {e}")))?
-        } else {
-            std::fs::read_to_string(source).map_err(|e| AuthError::Jwks(format!("{source}: {e}")))?
-        };
+                .map_err(|e| AuthError::Jwks(e.to_string()))?;
+            let keys = fetch(&client, source).await?;
+            return Ok(Self {
+                keys: RwLock::new(keys),
+                issuer: args.issuer.clone(),
+                audience: args.audience.clone(),
+                remote: Some(Remote {
+                    url: source.to_owned(),
+                    client,
+                    floor: Duration::from_secs(args.refresh_floor_secs),
+                    max_age: Duration::from_secs(args.max_age_secs.max(args.refresh_floor_secs)),
+                    fetched: tokio::sync::Mutex::new(Instant::now()),
+                }),
+            });
+        }
+        let text = std::fs::read_to_string(source).map_err(|e| AuthError::Jwks(format!("{source}: {e}")))?;
         Self::from_jwks(&text, &args.issuer, &args.audience)
     }
 
-    /// The caller a request's `Authorization` header names.
-    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Caller, AuthError> {
-        let header = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .ok_or(AuthError::Missing)?;
-        self.verify(token.trim())
+    /// Whether a key made by [`DevKey`] (its `kid` starts `dev-`) is trusted.
+    pub fn trusts_development_keys(&self) -> bool {
+        self.keys
+            .read()
+            .expect("not poisoned")
+            .keys()
+            .any(|kid| kid.starts_with("dev-"))
     }
 
-    /// The caller a token names, if its signature, issuer, audience and expiry hold.
+    /// Fetches the JWKS again if it is `stale` or `kid` is unknown, and the floor has passed
+    /// since the last fetch. A failed fetch keeps the keys held (and is logged).
+    async fn refresh(&self, kid: &str) {
+        let Some(remote) = &self.remote else { return };
+        let known = self.keys.read().expect("not poisoned").contains_key(kid);
+        let mut fetched = remote.fetched.lock().await;
+        let age = fetched.elapsed();
+        let wanted = (!known && age >= remote.floor) || age >= remote.max_age;
+        if !wanted || (!known && self.keys.read().expect("not poisoned").contains_key(kid)) {
+            return;
+        }
+        *fetched = Instant::now();
+        match fetch(&remote.client, &remote.url).await {
+            Ok(keys) => {
+                metrics::counter!("vaxtrail_jwks_refreshes_total", "outcome" => "ok").increment(1);
+                *self.keys.write().expect("not poisoned") = keys;
+            }
+            Err(error) => {
+                metrics::counter!("vaxtrail_jwks_refreshes_total", "outcome" => "failed").increment(1);
+                tracing::warn!(%error, "refreshing the JWKS failed; keeping the keys held");
+            }
+        }
+    }
+
+    /// The caller a request's `Authorization` header names (fetching the JWKS again first when
+    /// the token names a key not held, or the keys are old).
+    pub async fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Caller, AuthError> {
+        let token = bearer(headers)?;
+        if self.remote.is_some() {
+            let kid = jsonwebtoken::decode_header(token)
+                .map_err(|e| AuthError::Invalid(e.to_string()))?
+                .kid
+                .unwrap_or_default();
+            self.refresh(&kid).await;
+        }
+        self.verify(token)
+    }
+
+    /// The caller a token names, if its signature, issuer, audience, expiry and not-before hold.
     pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let kid = header
             .kid
             .ok_or_else(|| AuthError::Invalid("the token names no key (kid)".into()))?;
-        let (key, algorithm) = self.keys.get(&kid).ok_or_else(|| AuthError::UnknownKey(kid.clone()))?;
+        let keys = self.keys.read().expect("not poisoned");
+        let (key, algorithm) = keys.get(&kid).ok_or_else(|| AuthError::UnknownKey(kid.clone()))?;
         if header.alg != *algorithm {
             return Err(AuthError::Invalid(format!(
                 "key {kid} signs with {algorithm:?}, not {:?}",
@@ -194,6 +300,7 @@ impl Verifier {
         let mut validation = Validation::new(*algorithm);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
+        validation.validate_nbf = true;
         let claims =
             jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| AuthError::Invalid(e.to_string()))?;
         Ok(Caller {
@@ -201,6 +308,19 @@ impl Verifier {
             roles: claims.claims.roles,
         })
     }
+}
+
+/// The bearer token of a request.
+fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or(AuthError::Missing)
 }
 
 /// A development signing key (Ed25519), kept on the developer's machine, never in the repo.
@@ -248,12 +368,17 @@ impl DevKey {
             sub: subject.into(),
             roles: roles.to_vec(),
             exp: exp.as_secs(),
+            nbf: None,
             iss: issuer.into(),
-            aud: audience.into(),
+            aud: Audience::One(audience.into()),
         };
+        self.sign(&claims)
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&self.der())).expect("Ed25519 signing works")
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&self.der())).expect("Ed25519 signing works")
     }
 
     /// Reads a key written by [`DevKey::write_new_if_missing`].
@@ -282,6 +407,116 @@ mod tests {
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn claims(exp: u64, nbf: Option<u64>, aud: Audience) -> Claims {
+        Claims {
+            sub: "x".into(),
+            roles: vec![Role::Facility],
+            exp,
+            nbf,
+            iss: "vaxtrail-local".into(),
+            aud,
+        }
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let key = DevKey::generate();
+        let early = key.sign(&claims(
+            now() + 7200,
+            Some(now() + 3600),
+            Audience::One("vaxtrail".into()),
+        ));
+        let error = verifier(&key).verify(&early).unwrap_err();
+        assert!(error.to_string().contains("ImmatureSignature"), "{error}");
+        let ready = key.sign(&claims(
+            now() + 7200,
+            Some(now() - 10),
+            Audience::One("vaxtrail".into()),
+        ));
+        assert!(verifier(&key).verify(&ready).is_ok());
+    }
+
+    #[test]
+    fn an_audience_array_holding_ours_is_accepted_and_one_without_it_refused() {
+        let key = DevKey::generate();
+        let ours = key.sign(&claims(
+            now() + 600,
+            None,
+            Audience::Many(vec!["other".into(), "vaxtrail".into()]),
+        ));
+        assert_eq!(verifier(&key).verify(&ours).unwrap().subject, "x");
+        let theirs = key.sign(&claims(now() + 600, None, Audience::Many(vec!["other".into()])));
+        assert!(matches!(verifier(&key).verify(&theirs), Err(AuthError::Invalid(_))));
+    }
+
+    /// Serves a JWKS that the test can change.
+    async fn jwks_server(
+        jwks: std::sync::Arc<std::sync::Mutex<String>>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = jwks.lock().unwrap().clone();
+                async move { body }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, hits)
+    }
+
+    fn bearer_headers(token: &str) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_jwks_url_is_fetched_again_for_an_unknown_kid_but_not_more_often_than_the_floor() {
+        let (old, new) = (DevKey::generate(), DevKey::generate());
+        let served = std::sync::Arc::new(std::sync::Mutex::new(old.jwks()));
+        let (url, hits) = jwks_server(served.clone()).await;
+        let args = |floor| AuthArgs {
+            jwks: Some(url.clone()),
+            issuer: "vaxtrail-local".into(),
+            audience: "vaxtrail".into(),
+            refresh_floor_secs: floor,
+            max_age_secs: 3600,
+        };
+        let eager = Verifier::load(&args(0)).await.unwrap();
+        let patient = Verifier::load(&args(3600)).await.unwrap();
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // The provider rotates to a new key.
+        *served.lock().unwrap() = new.jwks();
+        let token = new.token("f", &[Role::Facility], "vaxtrail-local", "vaxtrail", HOUR);
+        assert_eq!(eager.authenticate(&bearer_headers(&token)).await.unwrap().subject, "f");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Within the floor, unknown kids fetch nothing: they are refused.
+        for _ in 0..20 {
+            let stranger = DevKey::generate().token("x", &[Role::Admin], "vaxtrail-local", "vaxtrail", HOUR);
+            assert!(matches!(
+                patient.authenticate(&bearer_headers(&stranger)).await,
+                Err(AuthError::UnknownKey(_))
+            ));
+        }
+        assert!(patient.authenticate(&bearer_headers(&token)).await.is_err());
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3, "the floor holds");
+        // The old key, removed by the provider, is no longer trusted by the refreshed verifier.
+        let retired = old.token("f", &[Role::Facility], "vaxtrail-local", "vaxtrail", HOUR);
+        assert!(eager.verify(&retired).is_err());
+    }
 
     fn verifier(key: &DevKey) -> Verifier {
         Verifier::from_jwks(&key.jwks(), "vaxtrail-local", "vaxtrail").unwrap()
@@ -322,18 +557,7 @@ mod tests {
         assert!(matches!(trusted.verify(&wrong_issuer), Err(AuthError::Invalid(_))));
         let wrong_audience = key.token("x", &[Role::Admin], "vaxtrail-local", "other", HOUR);
         assert!(matches!(trusted.verify(&wrong_audience), Err(AuthError::Invalid(_))));
-        let expired = {
-            let claims = Claims {
-                sub: "x".into(),
-                roles: vec![],
-                exp: 1_000,
-                iss: "vaxtrail-local".into(),
-                aud: "vaxtrail".into(),
-            };
-            let mut header = Header::new(Algorithm::EdDSA);
-            header.kid = Some(key.kid.clone());
-            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&key.der())).unwrap()
-        };
+        let expired = key.sign(&claims(1_000, None, Audience::One("vaxtrail".into())));
         assert!(matches!(trusted.verify(&expired), Err(AuthError::Invalid(_))));
         let mut tampered = key.token("x", &[Role::Facility], "vaxtrail-local", "vaxtrail", HOUR);
         tampered.replace_range(tampered.len() - 4.., "AAAA");
@@ -343,13 +567,14 @@ mod tests {
     #[test]
     fn a_missing_or_non_bearer_header_is_missing() {
         let trusted = verifier(&DevKey::generate());
-        assert!(matches!(
-            trusted.authenticate(&axum::http::HeaderMap::new()),
-            Err(AuthError::Missing)
-        ));
+        assert!(matches!(bearer(&axum::http::HeaderMap::new()), Err(AuthError::Missing)));
         let mut headers = axum::http::HeaderMap::new();
         headers.insert("authorization", "Basic abc".parse().unwrap());
-        assert!(matches!(trusted.authenticate(&headers), Err(AuthError::Missing)));
+        assert!(matches!(bearer(&headers), Err(AuthError::Missing)));
+        assert!(matches!(
+            trusted.verify(bearer(&bearer_headers("abc")).unwrap()),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]

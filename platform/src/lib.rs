@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod checks;
 pub mod config;
+pub mod environment;
 pub mod log;
 pub mod ops;
 pub mod problem;
@@ -15,7 +16,8 @@ pub mod telemetry;
 pub mod topics;
 
 pub use config::{ClickHouseArgs, KafkaArgs, LogArgs, PostgresArgs, RedisArgs};
+pub use environment::EnvironmentArgs;
 pub use ops::{Readiness, ops_router};
-pub use server::HttpService;
+pub use server::{HttpLimitArgs, HttpLimits, HttpService};
 pub use shutdown::Shutdown;
 pub use topics::TopicCatalog;

@@ -77,6 +77,23 @@ impl Problem {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", title).retry_after(5)
     }
 
+    /// Adds a field and the rule it broke (for a 403 that names its rule, say).
+    pub fn with_error(mut self, field: &str, rule: impl Into<String>) -> Self {
+        self.errors.push(json!({ "field": field, "rule": rule.into() }));
+        self
+    }
+
+    /// Too many requests from this client: retry after `seconds`.
+    pub fn too_many_requests(seconds: u32) -> Self {
+        metrics::counter!("vaxtrail_http_refused_total", "reason" => "rate-limited").increment(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests from this client; retry after the time Retry-After gives",
+        )
+        .retry_after(seconds.max(1))
+    }
+
     /// Adds a `Retry-After` header.
     pub fn retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);

@@ -84,7 +84,17 @@ struct Rows {
     changes: Vec<StatusChange>,
     outcomes: OutcomeColumns,
     checkpoints: Vec<CheckpointRow>,
+    /// The newest status list per list number in the batch.
+    status_lists: BTreeMap<i32, StatusListRow>,
     next: BTreeMap<(String, i32), i64>,
+}
+
+struct StatusListRow {
+    credential: String,
+    revoked_count: i64,
+    published_at: DateTime<Utc>,
+    log_partition: i32,
+    log_offset: i64,
 }
 
 struct CheckpointRow {
@@ -113,6 +123,7 @@ struct VaccinationColumns {
     district: Vec<Option<String>>,
     state: Vec<Option<String>>,
     target_certificate: Vec<Option<String>>,
+    source_system: Vec<String>,
     occurred_at: Vec<DateTime<Utc>>,
     recorded_at: Vec<DateTime<Utc>>,
     log_partition: Vec<i32>,
@@ -208,6 +219,7 @@ impl Rows {
         v.state
             .push(record.map(|r| r.facility.address.state.as_str().to_owned()));
         v.target_certificate.push(target);
+        v.source_system.push(p.source_system.clone());
         v.occurred_at.push(p.occurred_at);
         v.recorded_at.push(p.recorded_at);
         v.log_partition.push(at.partition);
@@ -239,6 +251,20 @@ impl Rows {
                 credential,
                 ..
             } => (recipient_key, event, credential),
+            CertificateBody::StatusList(list) => {
+                // Later records of a batch come later in the log: the last one stands.
+                self.status_lists.insert(
+                    list.list as i32,
+                    StatusListRow {
+                        credential: list.credential.clone(),
+                        revoked_count: list.revoked_count as i64,
+                        published_at: envelope.recorded_at,
+                        log_partition: at.partition,
+                        log_offset: at.offset,
+                    },
+                );
+                return;
+            }
             CertificateBody::Checkpoint(checkpoint) => {
                 self.checkpoints.push(CheckpointRow {
                     log_partition: at.partition,
@@ -326,10 +352,10 @@ impl Rows {
             sqlx::query(
                 "INSERT INTO vaccinations (event_id, event_type, recipient_key, programme, dose, total_doses, vaccine,
                      manufacturer, batch, vaccination_date, facility, district, state, target_certificate,
-                     occurred_at, recorded_at, log_partition, log_offset)
+                     occurred_at, recorded_at, log_partition, log_offset, source_system)
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::text[],
                      $8::text[], $9::text[], $10::date[], $11::text[], $12::text[], $13::text[], $14::text[],
-                     $15::timestamptz[], $16::timestamptz[], $17::int[], $18::bigint[])
+                     $15::timestamptz[], $16::timestamptz[], $17::int[], $18::bigint[], $19::text[])
                  ON CONFLICT (event_id) DO NOTHING",
             )
             .bind(v.event_id)
@@ -350,6 +376,7 @@ impl Rows {
             .bind(v.recorded_at)
             .bind(v.log_partition)
             .bind(v.log_offset)
+            .bind(v.source_system)
             .execute(&mut **tx)
             .await?;
         }
@@ -512,6 +539,27 @@ impl Rows {
             .bind(rows.iter().map(|r| r.key_id.clone()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.signature.clone()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        if !self.status_lists.is_empty() {
+            let rows: Vec<(i32, StatusListRow)> = self.status_lists.into_iter().collect();
+            // A redelivered older list never replaces a newer one.
+            sqlx::query(
+                "INSERT INTO status_lists (list, credential, revoked_count, published_at, log_partition, log_offset)
+                 SELECT * FROM UNNEST($1::int[], $2::text[], $3::bigint[], $4::timestamptz[], $5::int[], $6::bigint[])
+                 ON CONFLICT (list) DO UPDATE SET credential = EXCLUDED.credential,
+                     revoked_count = EXCLUDED.revoked_count, published_at = EXCLUDED.published_at,
+                     log_partition = EXCLUDED.log_partition, log_offset = EXCLUDED.log_offset
+                 WHERE status_lists.log_offset < EXCLUDED.log_offset",
+            )
+            .bind(rows.iter().map(|(l, _)| *l).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.credential.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.revoked_count).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.published_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.log_partition).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, r)| r.log_offset).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
         }

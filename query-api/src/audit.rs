@@ -16,7 +16,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use platform::{auth::Role, problem::Problem};
+use platform::problem::Problem;
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
@@ -43,8 +43,8 @@ pub struct EventsQuery {
     limit: Option<usize>,
 }
 
-fn auditor(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
-    state.auth.authenticate(headers)?.require(&[Role::Auditor])?;
+async fn auditor(state: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
+    crate::access::caller_for(&state.auth, headers, crate::access::Route::Audit).await?;
     Ok(())
 }
 
@@ -64,7 +64,7 @@ pub async fn events(
     headers: HeaderMap,
     parsed: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    auditor(&state, &headers)?;
+    auditor(&state, &headers).await?;
     let q = query(parsed)?;
     let limit = q.limit.unwrap_or(MAX_EVENTS);
     if limit == 0 || limit > MAX_EVENTS {
@@ -324,6 +324,12 @@ fn describe_certificate(out: &mut Value, envelope: &CertificateEnvelope) {
             out["chainHead"] = json!(hex(&checkpoint.chain_head));
             out["lastOffset"] = json!(checkpoint.last_offset);
         }
+        CertificateBody::StatusList(list) => {
+            out["eventType"] = json!("StatusListPublished");
+            out["list"] = json!(list.list);
+            out["revokedCount"] = json!(list.revoked_count);
+            out["bitsSha256"] = json!(hex(&list.bits_sha256));
+        }
     }
 }
 
@@ -352,7 +358,7 @@ pub async fn checkpoints(
     headers: HeaderMap,
     parsed: Result<Query<CheckpointsQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    auditor(&state, &headers)?;
+    auditor(&state, &headers).await?;
     let q = query(parsed)?;
     let rows: Vec<CheckpointRow> = sqlx::query_as(
         "SELECT log_partition, log_offset, last_offset, chain_head, key_id, signature, recorded_at

@@ -5,18 +5,21 @@
 //! issuer's keys, connects to the dependencies (lazily) and binds the listener;
 //! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
 
+pub mod access;
 pub mod analytics;
 pub mod audit;
 mod dashboard;
 mod openapi;
 pub mod pdf;
 pub mod qr;
+pub mod rate_limit;
 mod routes;
+pub mod shape;
 pub mod status_list;
 pub mod store;
 pub mod verify;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -24,7 +27,7 @@ use axum::{
     routing::{get, post},
 };
 use clap::Parser;
-use credentials::{CredentialSigner, IssuerArgs, Keyring};
+use credentials::Keyring;
 use domain::credential::IssuerProfile;
 use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
 
@@ -49,7 +52,40 @@ pub struct Config {
     #[command(flatten)]
     pub auth: platform::auth::AuthArgs,
     #[command(flatten)]
-    pub issuer: IssuerArgs,
+    pub issuer: PublishedIssuerArgs,
+    #[command(flatten)]
+    pub environment: platform::EnvironmentArgs,
+    #[command(flatten)]
+    pub http: platform::HttpLimitArgs,
+    #[command(flatten)]
+    pub rate: rate_limit::RateLimitArgs,
+    /// Secret keying holders' access codes (an HMAC of the certificate id). The default is for
+    /// local development only; rotating it invalidates every code handed out.
+    #[arg(
+        long = "holder-code-secret",
+        env = "VAXTRAIL_HOLDER_CODE_SECRET",
+        default_value = access::HolderCodes::DEVELOPMENT_SECRET,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub holder_code_secret: platform::config::SecretUrl,
+    /// Proof checks run at once by `POST /v1/verify` (each on a blocking thread).
+    #[arg(
+        long = "verify-concurrency",
+        env = "VAXTRAIL_VERIFY_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub verify_concurrency: usize,
+    /// Longest one proof check may take, in milliseconds (503 beyond).
+    #[arg(
+        long = "verify-deadline-ms",
+        env = "VAXTRAIL_VERIFY_DEADLINE_MS",
+        default_value_t = 2_000
+    )]
+    pub verify_deadline_ms: u64,
+    /// Longest a verification waits for a free slot, in milliseconds (503 beyond).
+    #[arg(long = "verify-queue-ms", env = "VAXTRAIL_VERIFY_QUEUE_MS", default_value_t = 1_000)]
+    pub verify_queue_ms: u64,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
@@ -65,13 +101,53 @@ pub struct Config {
     pub max_verify_bytes: usize,
 }
 
+/// The issuer as the query API knows it: its DID, its published (public) keys and where it
+/// publishes. The query API holds no private key: the signer signs credentials, checkpoints and
+/// status lists.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PublishedIssuerArgs {
+    /// The issuer's DID (`did:web:<host>`), whose document `/.well-known/did.json` serves.
+    #[arg(
+        long = "issuer-did",
+        env = "VAXTRAIL_ISSUER_DID",
+        default_value = "did:web:127.0.0.1%3A8090"
+    )]
+    pub did: String,
+    /// Directory of the issuer's public keys, `<key id>.pem` (SPKI), every key active or retired
+    /// (`vaxctl keys publish` writes it from the signer's keys). A private key there is refused.
+    #[arg(long = "issuer-public-keys", env = "VAXTRAIL_ISSUER_PUBLIC_KEYS")]
+    pub public_keys: PathBuf,
+    /// Public base URL of the query API: evidence ids and status lists are named under it.
+    #[arg(
+        long = "public-base-url",
+        env = "VAXTRAIL_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    pub public_base_url: String,
+}
+
+impl PublishedIssuerArgs {
+    /// The published keys (public halves only).
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        Ok(Keyring::published(&self.did, &self.public_keys)?)
+    }
+
+    /// The issuer's profile.
+    pub fn profile(&self) -> IssuerProfile {
+        IssuerProfile {
+            issuer: self.did.clone(),
+            base_url: self.public_base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
 /// What the handlers share.
 pub struct AppState {
     pub store: store::Store,
     pub verifier: verify::Verifier,
     pub verifier_keys: Keyring,
-    pub status_lists: status_list::StatusLists,
     pub auth: platform::auth::Verifier,
+    pub holder_codes: access::HolderCodes,
     pub profile: IssuerProfile,
     pub partitions: u32,
     pub verifier_help: String,
@@ -92,19 +168,28 @@ impl Application {
     /// Loads the issuer's keys and connects (lazily: a dependency that is down makes `/readyz`
     /// fail, not the start), then binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        config.environment.refuse_development_secret(
+            "VAXTRAIL_HOLDER_CODE_SECRET",
+            config.holder_code_secret.expose(),
+            access::HolderCodes::DEVELOPMENT_SECRET,
+        )?;
         let keyring = config.issuer.keyring()?;
         let profile = config.issuer.profile();
+        let auth = platform::auth::Verifier::load(&config.auth).await?;
+        config.environment.refuse_development_jwks(&auth)?;
+        let bounds = verify::Bounds {
+            max_concurrent: config.verify_concurrency.max(1),
+            deadline: Duration::from_millis(config.verify_deadline_ms.max(1)),
+            queue_wait: Duration::from_millis(config.verify_queue_ms),
+        };
         let pool = config.postgres.pool()?;
         let redis = config.redis.client()?;
         let state = Arc::new(AppState {
             store: store::Store::new(pool.clone(), &redis, &config.redis.key_prefix)?,
-            verifier: verify::Verifier::new(keyring.clone()),
-            status_lists: status_list::StatusLists::new(
-                Arc::new(CredentialSigner::new(keyring.clone())),
-                profile.clone(),
-            ),
+            verifier: verify::Verifier::new(keyring.clone(), bounds),
             verifier_keys: keyring,
-            auth: platform::auth::Verifier::load(&config.auth).await?,
+            auth,
+            holder_codes: access::HolderCodes::new(config.holder_code_secret.expose().as_bytes()),
             profile,
             partitions: u32::try_from(config.kafka.partitions).unwrap_or(1).max(1),
             verifier_help: config.verifier_help.clone(),
@@ -122,14 +207,12 @@ impl Application {
             .with("postgres", checks::postgres(pool))
             .with("redis", checks::redis(redis))
             .with("clickhouse", checks::clickhouse(config.clickhouse.client()));
-        let api = Router::new()
+        // Anyone may call these; each is rate-limited per client.
+        let public = Router::new()
             .route("/v1/certificates/{id}", get(routes::certificate))
             .route("/v1/certificates/{id}/status", get(routes::certificate_status))
             .route("/v1/certificates/{id}/qr.png", get(routes::qr_png))
             .route("/v1/certificates/{id}/qr.svg", get(routes::qr_svg))
-            .route("/v1/events/{event_id}", get(routes::event))
-            .route("/v1/recipients", get(routes::recipients))
-            .route("/v1/recipients/{key}/certificates", get(routes::recipient_certificates))
             .route(
                 "/v1/verify",
                 post(routes::verify).layer(DefaultBodyLimit::max(config.max_verify_bytes)),
@@ -141,12 +224,20 @@ impl Application {
             .route("/v1/analytics/certificates", get(analytics::certificates))
             .route("/v1/analytics/signing-latency", get(analytics::signing_latency))
             .route("/v1/pipeline/lag", get(analytics::lag))
-            .route("/v1/audit/events", get(audit::events))
-            .route("/v1/audit/checkpoints", get(audit::checkpoints))
             .route("/dashboard", get(dashboard::page))
             .route("/verify", get(dashboard::verifier_page))
             .route("/assets/{name}", get(dashboard::asset))
+            .with_state(state.clone());
+        // These need a token; what each role reads is `access::scope`.
+        let authenticated = Router::new()
+            .route("/v1/events/{event_id}", get(routes::event))
+            .route("/v1/recipients", get(routes::recipients))
+            .route("/v1/recipients/{key}/certificates", get(routes::recipient_certificates))
+            .route("/v1/audit/events", get(audit::events))
+            .route("/v1/audit/checkpoints", get(audit::checkpoints))
             .with_state(state);
+        let limits = platform::HttpLimits::new(&config.http);
+        let api = limits.apply(rate_limit::limit(public, &config.rate).merge(authenticated));
         let document = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
         let openapi = Router::new().route("/openapi.json", get(move || async move { axum::Json(document) }));
         let router = api.merge(openapi).merge(platform::ops_router("query-api", readiness));

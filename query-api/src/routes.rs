@@ -12,22 +12,28 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::Engine as _;
-use platform::{
-    auth::{Caller, Role},
-    problem::Problem,
-};
+use platform::{auth::Caller, problem::Problem};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    AppState, pdf, qr,
+    AppState,
+    access::{self, CertificateReader, Route, Scope},
+    pdf, qr,
     store::{Certificate, Unavailable},
+    verify::Refused,
 };
 
-/// A year: what never changes is cached that long.
+/// A year: what never changes (the vaccination context) is cached that long.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-/// A certificate's status can change: caches keep it a minute.
-const SHORT: &str = "public, max-age=60";
+/// Personal data, and answers that change: no cache, shared or private, keeps them.
+const PERSONAL: &str = "private, no-store";
+
+/// `?code=`: a holder's access code on a link.
+#[derive(Deserialize)]
+pub struct CodeQuery {
+    code: Option<String>,
+}
 
 fn unavailable(error: &Unavailable) -> Problem {
     Problem::unavailable(
@@ -45,25 +51,46 @@ fn with_headers(mut response: Response, pairs: &[(header::HeaderName, String)]) 
     response
 }
 
-/// A certificate id as vaxtrail prints it: 1–64 letters, digits and dashes.
-fn certificate_id(raw: &str) -> Result<&str, Problem> {
-    if raw.is_empty() || raw.len() > 64 || !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(Problem::field(
-            "id",
-            "a certificate id is 1 to 64 letters, digits or dashes",
-        ));
-    }
-    Ok(raw)
+/// A certificate id as vaxtrail prints it (checked, with its check character).
+fn certificate_id(raw: &str) -> Result<domain::ids::CertificateId, Problem> {
+    domain::ids::CertificateId::parse("id", raw).map_err(|e| Problem::field("id", e.rule))
 }
 
-async fn find(state: &AppState, raw: &str) -> Result<Certificate, Problem> {
-    let id = certificate_id(raw)?;
+async fn find(state: &AppState, id: &domain::ids::CertificateId) -> Result<Certificate, Problem> {
     state
         .store
-        .certificate(id)
+        .certificate(id.as_str())
         .await
         .map_err(|e| unavailable(&e))?
         .ok_or_else(|| Problem::not_found(format!("No certificate {id} is known")))
+}
+
+/// The certificate, for a reader allowed to read it: its holder (with its access code), a
+/// facility whose system recorded it, or a role that reads all. Who may read is decided before
+/// anything is looked up, so a stranger learns nothing of whether the id exists.
+async fn readable(
+    state: &AppState,
+    raw: &str,
+    headers: &HeaderMap,
+    code: Option<&str>,
+) -> Result<Certificate, Problem> {
+    let id = certificate_id(raw)?;
+    let reader = access::certificate_reader(&state.auth, &state.holder_codes, headers, code, &id).await?;
+    let certificate = find(state, &id).await?;
+    if let CertificateReader::Source(source) = reader {
+        let recorded_by = state
+            .store
+            .certificate_source(id.as_str())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if recorded_by.as_deref() != Some(source.as_str()) {
+            return Err(access::not_yours(
+                "recorded-by-another-source",
+                "This certificate was recorded by another source system",
+            ));
+        }
+    }
+    Ok(certificate)
 }
 
 /// `active`, `superseded; by=<id>` or `revoked; reason="<reason>"`.
@@ -78,12 +105,19 @@ fn status_header(certificate: &Certificate) -> String {
 }
 
 /// `GET /v1/certificates/{id}` (and `{id}.pdf`): the signed credential, its status in the
-/// `Vaxtrail-Certificate-Status` header.
-pub async fn certificate(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+/// `Vaxtrail-Certificate-Status` header. Personal data: the holder's code or a token.
+pub async fn certificate(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<CodeQuery>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(id) = id.strip_suffix(".pdf") {
-        return pdf_of(&state, id).await.unwrap_or_else(IntoResponse::into_response);
+        return pdf_of(&state, id, &headers, query.code.as_deref())
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
     }
-    let certificate = match find(&state, &id).await {
+    let certificate = match readable(&state, &id, &headers, query.code.as_deref()).await {
         Ok(found) => found,
         Err(problem) => return problem.into_response(),
     };
@@ -100,7 +134,7 @@ pub async fn certificate(State(state): State<Arc<AppState>>, Path(id): Path<Stri
         certificate.credential.clone().into_response(),
         &[
             (header::CONTENT_TYPE, content_type.into()),
-            (header::CACHE_CONTROL, SHORT.into()),
+            (header::CACHE_CONTROL, PERSONAL.into()),
             (header::VARY, "Accept".into()),
             (
                 header::HeaderName::from_static("vaxtrail-certificate-status"),
@@ -110,17 +144,26 @@ pub async fn certificate(State(state): State<Arc<AppState>>, Path(id): Path<Stri
     )
 }
 
-/// `GET /v1/certificates/{id}/status`: where the certificate stands.
+/// `GET /v1/certificates/{id}/status`: where the certificate stands, and nothing about whom it
+/// was issued to (anyone may ask).
 pub async fn certificate_status(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let certificate = find(&state, &id).await?;
-    let mut body = serde_json::to_value(&certificate.standing).expect("serializes");
-    body["certificateId"] = json!(certificate.id);
+    let id = certificate_id(&id)?;
+    let standing = state
+        .store
+        .standing(id.as_str())
+        .await
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| Problem::not_found(format!("No certificate {id} is known")))?;
+    let mut body = json!({ "certificateId": id.as_str(), "status": standing.name() });
+    if let crate::store::Standing::Superseded { superseded_by, .. } = &standing {
+        body["supersededBy"] = json!(superseded_by);
+    }
     Ok(with_headers(
         Json(body).into_response(),
-        &[(header::CACHE_CONTROL, SHORT.into())],
+        &[(header::CACHE_CONTROL, "no-store".into())],
     ))
 }
 
@@ -135,34 +178,44 @@ fn qr_code(certificate: &Certificate) -> Result<qrcode::QrCode, Problem> {
     })
 }
 
-/// `GET /v1/certificates/{id}/qr.png`.
-pub async fn qr_png(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let certificate = find(&state, &id).await?;
+/// `GET /v1/certificates/{id}/qr.png` (personal data, like the credential it carries).
+pub async fn qr_png(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<CodeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let certificate = readable(&state, &id, &headers, query.code.as_deref()).await?;
     let code = qr_code(&certificate)?;
     Ok(with_headers(
         qr::png(&code, 4).into_response(),
         &[
             (header::CONTENT_TYPE, "image/png".into()),
-            (header::CACHE_CONTROL, IMMUTABLE.into()),
+            (header::CACHE_CONTROL, PERSONAL.into()),
         ],
     ))
 }
 
 /// `GET /v1/certificates/{id}/qr.svg`.
-pub async fn qr_svg(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let certificate = find(&state, &id).await?;
+pub async fn qr_svg(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<CodeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let certificate = readable(&state, &id, &headers, query.code.as_deref()).await?;
     let code = qr_code(&certificate)?;
     Ok(with_headers(
         qr::svg(&code).into_response(),
         &[
             (header::CONTENT_TYPE, "image/svg+xml".into()),
-            (header::CACHE_CONTROL, IMMUTABLE.into()),
+            (header::CACHE_CONTROL, PERSONAL.into()),
         ],
     ))
 }
 
-async fn pdf_of(state: &AppState, id: &str) -> Result<Response, Problem> {
-    let certificate = find(state, id).await?;
+async fn pdf_of(state: &AppState, id: &str, headers: &HeaderMap, code: Option<&str>) -> Result<Response, Problem> {
+    let certificate = readable(state, id, headers, code).await?;
     let code = qr_code(&certificate)?;
     let credential: Value = serde_json::from_str(&certificate.credential).unwrap_or(Value::Null);
     let sheet = pdf::Sheet::of(&credential);
@@ -179,7 +232,7 @@ async fn pdf_of(state: &AppState, id: &str) -> Result<Response, Problem> {
         bytes.into_response(),
         &[
             (header::CONTENT_TYPE, "application/pdf".into()),
-            (header::CACHE_CONTROL, IMMUTABLE.into()),
+            (header::CACHE_CONTROL, PERSONAL.into()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("inline; filename=\"certificate-{}.pdf\"", certificate.id),
@@ -188,62 +241,91 @@ async fn pdf_of(state: &AppState, id: &str) -> Result<Response, Problem> {
     ))
 }
 
-fn caller(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, Problem> {
-    let caller = state.auth.authenticate(headers)?;
-    caller.require(roles)?;
-    Ok(caller)
-}
-
-/// Roles that may read recipients and event outcomes.
-const READERS: [Role; 4] = [Role::Facility, Role::Controller, Role::Auditor, Role::Admin];
-
-/// `GET /v1/events/{eventId}`: what became of a posted vaccination (authenticated).
+/// `GET /v1/events/{eventId}`: what became of a posted vaccination (authenticated; a facility
+/// reads only its own system's events). An issued certificate comes with the holder's access
+/// code, for the facility to hand to the recipient.
 pub async fn event(
     State(state): State<Arc<AppState>>,
     Path(event_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    caller(&state, &headers, &READERS)?;
+    let (caller, scope) = access::caller_for(&state.auth, &headers, Route::Event).await?;
     let id = uuid::Uuid::parse_str(&event_id).map_err(|_| Problem::field("eventId", "must be a UUID"))?;
+    let missing = || {
+        Problem::not_found(format!(
+            "No event {id} has been read from the log yet (an event just accepted appears within seconds)"
+        ))
+    };
+    if scope == Scope::OwnSource {
+        let source = state.store.event_source(id).await.map_err(|e| unavailable(&e))?;
+        match source {
+            None => return Err(missing()),
+            Some(source) if source != caller.subject => {
+                return Err(access::not_yours(
+                    "recorded-by-another-source",
+                    "This event was posted by another source system",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let outcome = state
         .store
         .event(id)
         .await
         .map_err(|e| unavailable(&e))?
-        .ok_or_else(|| {
-            Problem::not_found(format!(
-                "No event {id} has been read from the log yet (an event just accepted appears within seconds)"
-            ))
-        })?;
+        .ok_or_else(missing)?;
     let mut body = serde_json::to_value(&outcome).expect("serializes");
     body["eventId"] = json!(id);
-    Ok(Json(body).into_response())
+    if let Some(certificate) = &outcome.certificate_id {
+        body["holderCode"] = json!(state.holder_codes.code(certificate));
+    }
+    Ok(with_headers(
+        Json(body).into_response(),
+        &[(header::CACHE_CONTROL, PERSONAL.into())],
+    ))
 }
 
-/// `GET /v1/recipients/{key}/certificates` (authenticated).
+/// A recipient's certificates as the caller may see them, each with its holder code.
+async fn certificates_for(state: &AppState, caller: &Caller, scope: Scope, key: &str) -> Result<Vec<Value>, Problem> {
+    let certificates = match scope {
+        Scope::OwnSource => state.store.recipient_certificates_from(key, &caller.subject).await,
+        _ => state.store.recipient_certificates(key).await,
+    }
+    .map_err(|e| unavailable(&e))?;
+    Ok(certificates
+        .into_iter()
+        .map(|c| {
+            let mut row = serde_json::to_value(&c).expect("serializes");
+            row["holderCode"] = json!(state.holder_codes.code(&c.certificate_id));
+            row
+        })
+        .collect())
+}
+
+/// `GET /v1/recipients/{key}/certificates` (authenticated; a facility sees what it recorded).
 pub async fn recipient_certificates(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    caller(&state, &headers, &READERS)?;
+    let (caller, scope) = access::caller_for(&state.auth, &headers, Route::Recipient).await?;
     if key.is_empty() || key.len() > 128 || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(Problem::field(
             "key",
             "a recipient key is 1 to 128 letters, digits, '-' or '_'",
         ));
     }
-    let certificates = state
-        .store
-        .recipient_certificates(&key)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let certificates = certificates_for(&state, &caller, scope, &key).await?;
     if certificates.is_empty() {
         return Err(Problem::not_found(format!(
             "No certificate is known for recipient {key}"
         )));
     }
-    Ok(Json(json!({ "recipientKey": key, "certificates": certificates })).into_response())
+    Ok(with_headers(
+        Json(json!({ "recipientKey": key, "certificates": certificates })).into_response(),
+        &[(header::CACHE_CONTROL, PERSONAL.into())],
+    ))
 }
 
 #[derive(Deserialize)]
@@ -258,7 +340,7 @@ pub async fn recipients(
     query: Result<Query<RecipientQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    caller(&state, &headers, &READERS)?;
+    let (caller, scope) = access::caller_for(&state.auth, &headers, Route::Recipient).await?;
     let code = crate::analytics::query(query)?
         .pre_enrollment_code
         .filter(|c| !c.is_empty() && c.len() <= 64)
@@ -269,15 +351,16 @@ pub async fn recipients(
         .await
         .map_err(|e| unavailable(&e))?;
     let mut found = Vec::new();
-    for key in keys {
-        let certificates = state
-            .store
-            .recipient_certificates(&key)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        found.push(json!({ "recipientKey": key, "certificates": certificates }));
+    for key in keys.into_iter().take(100) {
+        let certificates = certificates_for(&state, &caller, scope, &key).await?;
+        if !certificates.is_empty() || scope == Scope::All {
+            found.push(json!({ "recipientKey": key, "certificates": certificates }));
+        }
     }
-    Ok(Json(json!({ "preEnrollmentCode": code, "recipients": found })).into_response())
+    Ok(with_headers(
+        Json(json!({ "preEnrollmentCode": code, "recipients": found })).into_response(),
+        &[(header::CACHE_CONTROL, PERSONAL.into())],
+    ))
 }
 
 #[derive(Deserialize)]
@@ -323,7 +406,22 @@ pub async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         .verifier
         .verify(&text, &state.store)
         .await
-        .map_err(|e| unavailable(&e))?;
+        .map_err(|refused| match refused {
+            Refused::Unavailable(e) => unavailable(&e),
+            Refused::Shape(e) => Problem::field(&e.field, e.rule),
+            Refused::Busy => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "Every verification slot is busy; retry shortly (nothing was decided about the credential)",
+            )
+            .retry_after(1),
+            Refused::TooSlow => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-slow",
+                "The verification took longer than allowed; retry shortly (nothing was decided about the credential)",
+            )
+            .retry_after(1),
+        })?;
     metrics::counter!("vaxtrail_query_verifications_total", "outcome" => answer.outcome).increment(1);
     Ok(with_headers(
         Json(answer).into_response(),
@@ -354,7 +452,8 @@ pub async fn vaccination_context() -> Response {
     )
 }
 
-/// `GET /v1/status-lists/{list}`: the signed revocation list of a partition.
+/// `GET /v1/status-lists/{list}`: the revocation list of a partition, as the signer signed and
+/// published it in the log.
 pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<String>) -> Result<Response, Problem> {
     let list: u32 = list.parse().ok().filter(|l| *l < state.partitions).ok_or_else(|| {
         Problem::field(
@@ -365,20 +464,24 @@ pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<St
             ),
         )
     })?;
-    let bits = state.store.revocation_bits(list).await.map_err(|e| unavailable(&e))?;
-    let text = state.status_lists.credential(list, &bits).await.map_err(|e| {
-        tracing::error!(error = %e, list, "signing a status list");
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "status-list",
-            "The status list could not be signed",
-        )
-    })?;
+    let text = state
+        .store
+        .published_status_list(list)
+        .await
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-published-yet",
+                "The signer has not published this status list yet (it does within seconds of taking its partition); retry shortly",
+            )
+            .retry_after(2)
+        })?;
     Ok(with_headers(
-        (*text).clone().into_response(),
+        text.into_response(),
         &[
             (header::CONTENT_TYPE, "application/vc+ld+json".into()),
-            (header::CACHE_CONTROL, "public, max-age=300".into()),
+            (header::CACHE_CONTROL, "public, max-age=60".into()),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into()),
         ],
     ))

@@ -250,42 +250,56 @@ impl Store {
         Ok((!fields.is_empty()).then(|| outcome_of(&fields)))
     }
 
-    /// The revoked indexes of a status list, as a bitstring (bit 0 is the first byte's high bit):
-    /// Redis, else Postgres.
-    pub async fn revocation_bits(&self, list: u32) -> Result<Vec<u8>, Unavailable> {
-        let cached: Result<Option<Vec<u8>>, redis::RedisError> = async {
-            let mut connection = self.redis.clone();
-            let offsets: Option<i64> = redis::cmd("HLEN")
-                .arg(self.key("offsets"))
-                .query_async(&mut connection)
-                .await?;
-            if offsets.unwrap_or(0) == 0 {
-                // An empty (flushed) cache says nothing about revocations.
-                return Ok(None);
-            }
-            redis::cmd("GET")
-                .arg(self.key(&format!("status:{list}")))
-                .query_async(&mut connection)
-                .await
-                .map(|bits: Option<Vec<u8>>| Some(bits.unwrap_or_default()))
-        }
-        .await;
-        match cached {
-            Ok(Some(bits)) => return Ok(bits),
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "redis unavailable; reading Postgres"),
-        }
-        let indexes: Vec<i64> = sqlx::query_scalar(
-            "SELECT status_index FROM certificates WHERE status_list = $1 AND status = 'revoked' ORDER BY 1",
+    /// The newest signed status list the signer published for `list` (Postgres; `None` before
+    /// the projection has read one).
+    pub async fn published_status_list(&self, list: u32) -> Result<Option<String>, Unavailable> {
+        Ok(
+            sqlx::query_scalar("SELECT credential FROM status_lists WHERE list = $1")
+                .bind(list as i32)
+                .fetch_optional(&self.pool)
+                .await?,
         )
-        .bind(list as i32)
+    }
+
+    /// The source system that recorded the vaccination a certificate answers.
+    pub async fn certificate_source(&self, id: &str) -> Result<Option<String>, Unavailable> {
+        let found: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT v.source_system FROM certificates c JOIN vaccinations v ON v.event_id = c.source_event_id
+             WHERE c.certificate_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.flatten())
+    }
+
+    /// The source system that posted a vaccination event.
+    pub async fn event_source(&self, event_id: uuid::Uuid) -> Result<Option<String>, Unavailable> {
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("SELECT source_system FROM vaccinations WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.flatten())
+    }
+
+    /// A recipient's certificates recorded by `source` only.
+    pub async fn recipient_certificates_from(
+        &self,
+        recipient_key: &str,
+        source: &str,
+    ) -> Result<Vec<CertificateSummary>, Unavailable> {
+        let rows: Vec<SummaryRow> = sqlx::query_as(
+            "SELECT c.certificate_id, c.programme, c.dose, c.total_doses, c.status, c.superseded_by, c.superseded_at,
+                    c.revocation_reason, c.revoked_at, c.issued_at
+             FROM certificates c JOIN vaccinations v ON v.event_id = c.source_event_id
+             WHERE c.recipient_key = $1 AND v.source_system = $2 ORDER BY c.programme, c.dose, c.issued_at",
+        )
+        .bind(recipient_key)
+        .bind(source)
         .fetch_all(&self.pool)
         .await?;
-        let mut bits = Vec::new();
-        for index in indexes {
-            crate::status_list::set(&mut bits, index as u64);
-        }
-        Ok(bits)
+        Ok(rows.into_iter().map(SummaryRow::into_summary).collect())
     }
 }
 

@@ -8,8 +8,17 @@
 //!
 //! A proof over the same bytes under the same keys always verifies the same way, so verdicts are
 //! kept by the credential's SHA-256 (the revocation check is made on every request).
+//!
+//! Nothing posted here reaches the canonicalizer before [`crate::shape::check`] says it is the
+//! shape vaxtrail issues; the proof check then runs on a blocking thread (never on the async
+//! workers that answer `/healthz`), at most `max_concurrent` at once, each under a deadline.
+//! A caller who finds every permit taken waits briefly, then gets 503 with `Retry-After`.
 
-use std::{num::NonZeroUsize, sync::Mutex};
+use std::{
+    num::NonZeroUsize,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use credentials::{CredentialVerifier, Keyring, Verdict};
@@ -19,6 +28,30 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::store::{Standing, Store, Unavailable};
+
+/// Why a verification gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("{0}")]
+    Unavailable(#[from] Unavailable),
+    #[error("{}: {}", .0.field, .0.rule)]
+    Shape(crate::shape::ShapeError),
+    #[error("every verification slot is busy")]
+    Busy,
+    #[error("the verification took longer than allowed")]
+    TooSlow,
+}
+
+/// Limits on the proof check.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// Proof checks at once.
+    pub max_concurrent: usize,
+    /// Longest a proof check may take.
+    pub deadline: Duration,
+    /// Longest a request waits for a free slot.
+    pub queue_wait: Duration,
+}
 
 /// The answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -57,33 +90,61 @@ impl Answer {
 /// Verifies against the issuer's keys and the read models.
 pub struct Verifier {
     keyring: Keyring,
-    proofs: CredentialVerifier,
+    proofs: Arc<CredentialVerifier>,
     verdicts: Mutex<lru::LruCache<[u8; 32], Verdict>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    bounds: Bounds,
 }
 
 impl Verifier {
-    pub fn new(keyring: Keyring) -> Self {
+    pub fn new(keyring: Keyring, bounds: Bounds) -> Self {
         Self {
-            proofs: CredentialVerifier::new(&keyring),
+            proofs: Arc::new(CredentialVerifier::new(&keyring)),
             keyring,
             verdicts: Mutex::new(lru::LruCache::new(NonZeroUsize::new(100_000).expect("not zero"))),
+            permits: Arc::new(tokio::sync::Semaphore::new(bounds.max_concurrent.max(1))),
+            bounds,
         }
     }
 
-    /// The issuer's proof check alone (cached by the credential's SHA-256).
-    async fn proof(&self, text: &str) -> Verdict {
+    /// The issuer's proof check alone (cached by the credential's SHA-256), on a blocking thread
+    /// under the concurrency limit and the deadline.
+    async fn proof(&self, text: &str) -> Result<Verdict, Refused> {
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         if let Some(verdict) = self.verdicts.lock().expect("not poisoned").get(&digest) {
             metrics::counter!("vaxtrail_query_verify_cache_hits_total").increment(1);
-            return verdict.clone();
+            return Ok(verdict.clone());
         }
-        let verdict = self.proofs.verify(text).await;
+        let permit = tokio::time::timeout(self.bounds.queue_wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                metrics::counter!("vaxtrail_query_verify_refused_total", "reason" => "busy").increment(1);
+                Refused::Busy
+            })?
+            .expect("the semaphore is never closed");
+        let (proofs, owned) = (self.proofs.clone(), text.to_owned());
+        let check = tokio::task::spawn_blocking(move || {
+            let verdict = futures::executor::block_on(proofs.verify(&owned));
+            drop(permit);
+            verdict
+        });
+        let verdict = match tokio::time::timeout(self.bounds.deadline, check).await {
+            Ok(Ok(verdict)) => verdict,
+            Ok(Err(panicked)) => Verdict::Invalid {
+                reason: format!("the proof check failed: {panicked}"),
+            },
+            Err(_) => {
+                // The shape check bounds the work, so the thread finishes soon and frees its slot.
+                metrics::counter!("vaxtrail_query_verify_refused_total", "reason" => "deadline").increment(1);
+                return Err(Refused::TooSlow);
+            }
+        };
         self.verdicts.lock().expect("not poisoned").put(digest, verdict.clone());
-        verdict
+        Ok(verdict)
     }
 
     /// Verifies a credential's JSON text.
-    pub async fn verify(&self, text: &str, store: &Store) -> Result<Answer, Unavailable> {
+    pub async fn verify(&self, text: &str, store: &Store) -> Result<Answer, Refused> {
         let document: Value = match serde_json::from_str(text) {
             Ok(document) => document,
             Err(e) => return Ok(Answer::invalid(format!("not JSON: {e}"))),
@@ -91,6 +152,10 @@ impl Verifier {
         if let Err(reason) = shape(&document) {
             return Ok(Answer::invalid(reason));
         }
+        crate::shape::check(&document).map_err(|e| {
+            metrics::counter!("vaxtrail_query_verify_refused_total", "reason" => "shape").increment(1);
+            Refused::Shape(e)
+        })?;
         let method = document["proof"]["verificationMethod"].as_str().unwrap_or_default();
         if document["issuer"].as_str() != Some(self.keyring.did()) {
             return Ok(Answer::invalid(format!(
@@ -107,7 +172,7 @@ impl Verifier {
         let certificate_id = CertifiedDose::from_document(&document)
             .ok()
             .map(|d| d.certificate_id.as_str().to_owned());
-        let mut answer = match self.proof(text).await {
+        let mut answer = match self.proof(text).await? {
             Verdict::Valid { verification_method } => Answer {
                 outcome: "valid",
                 reasons: Vec::new(),
@@ -147,10 +212,14 @@ impl Verifier {
                 }
             },
             None => {
-                // Not (yet) in the read models: the status list still says whether it is revoked.
+                // Not (yet) in the read models: the signer's published list still says whether
+                // it is revoked.
                 if let Some((list, index)) = crate::status_list::entry(&document)
                     && let Some(list) = list.rsplit('/').next().and_then(|l| l.parse::<u32>().ok())
-                    && crate::status_list::bit(&store.revocation_bits(list).await?, index)
+                    && let Some(published) = store.published_status_list(list).await?
+                    && let Ok(published) = serde_json::from_str::<Value>(&published)
+                    && let Some(encoded) = published["credentialSubject"]["encodedList"].as_str()
+                    && crate::status_list::is_set(encoded, index).unwrap_or(false)
                 {
                     answer.outcome = "revoked";
                     answer.reasons.push("revoked (its status list bit is set)".into());

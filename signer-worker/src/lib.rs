@@ -33,6 +33,18 @@ pub struct Config {
     pub kafka: platform::KafkaArgs,
     #[command(flatten)]
     pub issuer: IssuerArgs,
+    #[command(flatten)]
+    pub environment: platform::EnvironmentArgs,
+    /// Secret keying certificate ids (the command API keys event ids with it too), so nobody
+    /// outside can compute a person's certificate id. The default is for local development only.
+    #[arg(
+        long = "id-secret",
+        env = "VAXTRAIL_ID_SECRET",
+        default_value = domain::ids::IdKey::DEVELOPMENT_SECRET,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub id_secret: platform::config::SecretUrl,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:9101")]
     pub listen: SocketAddr,
@@ -52,6 +64,14 @@ pub struct Config {
         default_value_t = 60
     )]
     pub checkpoint_interval_secs: u64,
+    /// A partition's revocation status list is signed and published again at most this often,
+    /// in seconds, while revocations change it.
+    #[arg(
+        long = "status-list-interval-secs",
+        env = "VAXTRAIL_STATUS_LIST_INTERVAL_SECS",
+        default_value_t = 2
+    )]
+    pub status_list_interval_secs: u64,
     /// Output records in flight (sent, not yet acknowledged) at most.
     #[arg(long = "max-in-flight", env = "VAXTRAIL_SIGNER_MAX_IN_FLIGHT", default_value_t = 64)]
     pub max_in_flight: usize,
@@ -85,10 +105,12 @@ impl Config {
             profile: self.issuer.profile(),
             policy: Policy {
                 update_limit: self.update_limit,
+                ids: domain::ids::IdKey::new(self.id_secret.expose().as_bytes()),
             },
             checkpoint_every: self.checkpoint_every.max(1),
             checkpoint_interval: Duration::from_secs(self.checkpoint_interval_secs.max(1)),
             max_in_flight: self.max_in_flight.max(1),
+            status_list_interval: Duration::from_secs(self.status_list_interval_secs),
             session_timeout: Duration::from_millis(self.session_timeout_ms),
             max_poll_interval: Duration::from_millis(self.max_poll_interval_ms.max(self.session_timeout_ms)),
         }
@@ -106,6 +128,11 @@ impl Application {
     /// Loads the keys (a missing or unusable key stops the start), connects to the dependencies
     /// (lazily: one that is down makes `/readyz` fail, not the start) and binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
+        config.environment.refuse_development_secret(
+            "VAXTRAIL_ID_SECRET",
+            config.id_secret.expose(),
+            domain::ids::IdKey::DEVELOPMENT_SECRET,
+        )?;
         let keyring = config.issuer.keyring().context("loading the issuer's keys")?;
         tracing::info!(method = %keyring.active_method(), keys = keyring.keys().len(), "issuer keys loaded");
         let topics = config.kafka.topics();

@@ -36,6 +36,13 @@ pub struct PartitionState {
     pub position_confirmed: bool,
     /// Records folded whose `previousSha256` did not match the chain (a second writer, or tampering).
     pub chain_breaks: u64,
+    /// The partition's revocation bits, from every `CertificateRevoked` of its log: bits are only
+    /// ever set, so a list built from them never forgets a revocation.
+    pub revoked_bits: Vec<u8>,
+    /// SHA-256 of the bits of the last status list published in the log (`None`: never).
+    pub published_bits: Option<Sha256>,
+    /// When this signer last published the partition's list.
+    pub list_published_at: Option<std::time::Instant>,
 }
 
 impl PartitionState {
@@ -53,6 +60,9 @@ impl PartitionState {
             output_end: 0,
             position_confirmed: false,
             chain_breaks: 0,
+            revoked_bits: Vec::new(),
+            published_bits: None,
+            list_published_at: None,
         }
     }
 
@@ -77,6 +87,7 @@ impl PartitionState {
                 self.since_checkpoint = 0;
                 self.last_checkpoint_at = envelope.recorded_at;
             }
+            CertificateBody::StatusList(list) => self.published_bits = Some(list.bits_sha256),
             CertificateBody::Outcome {
                 recipient_key, event, ..
             } => {
@@ -88,11 +99,28 @@ impl PartitionState {
     }
 
     fn apply(&mut self, recipient: &RecipientKey, event: &CertificateEvent) {
-        if let CertificateOutcome::CertificateIssued { status, .. } = &event.outcome {
-            self.next_status_index = self.next_status_index.max(status.index + 1);
+        match &event.outcome {
+            CertificateOutcome::CertificateIssued { status, .. } => {
+                self.next_status_index = self.next_status_index.max(status.index + 1);
+            }
+            CertificateOutcome::CertificateRevoked { status, .. } => {
+                credentials::status_list::set(&mut self.revoked_bits, status.index);
+            }
+            _ => {}
         }
         let lineage = self.lineages.remove(recipient).unwrap_or_default();
         self.lineages.insert(recipient.clone(), evolve(lineage, event));
+    }
+
+    /// SHA-256 of the revocation bits now.
+    pub fn bits_sha256(&self) -> Sha256 {
+        use sha2::Digest;
+        sha2::Sha256::digest(&self.revoked_bits).into()
+    }
+
+    /// Whether the log's last published list differs from the bits (or none was published).
+    pub fn list_outdated(&self) -> bool {
+        self.published_bits != Some(self.bits_sha256())
     }
 
     /// Recipients known.

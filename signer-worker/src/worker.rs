@@ -60,6 +60,8 @@ pub struct Settings {
     pub checkpoint_interval: Duration,
     /// Records produced and not yet acknowledged, at most.
     pub max_in_flight: usize,
+    /// A partition's status list is published again at most this often while its bits change.
+    pub status_list_interval: Duration,
     pub session_timeout: Duration,
     /// Longest pause between polls (a rebuild counts); also how long a rebalance waits for a
     /// member that does not rejoin.
@@ -475,6 +477,22 @@ impl Worker {
                 return;
             }
         }
+        let lists: Vec<i32> = self
+            .states
+            .values()
+            .filter(|s| s.list_outdated())
+            .filter(|s| {
+                s.list_published_at
+                    .is_none_or(|at| at.elapsed() >= self.settings.status_list_interval)
+            })
+            .map(|s| s.partition)
+            .collect();
+        for partition in lists {
+            if let Err(error) = self.publish_status_list(partition).await {
+                self.reset(error).await;
+                return;
+            }
+        }
         if self.in_flight.is_empty() {
             self.commit();
         }
@@ -670,6 +688,7 @@ impl Worker {
         let key = match &record.body {
             CertificateBody::Outcome { recipient_key, .. } => recipient_key.as_str().to_owned(),
             CertificateBody::Checkpoint(_) => format!("checkpoint-{partition}"),
+            CertificateBody::StatusList(_) => format!("status-list-{partition}"),
         };
         while self.in_flight.len() >= self.settings.max_in_flight {
             self.settle(true).await?;
@@ -767,6 +786,43 @@ impl Worker {
         self.append(partition, &record, &stop).await?;
         self.drain().await?;
         metrics::counter!("vaxtrail_signer_checkpoints_total").increment(1);
+        Ok(())
+    }
+
+    /// Signs the partition's revocation list from its state (every revocation of its log) and
+    /// appends it, so the query side serves a list that is complete by construction and holds no
+    /// signing key. Published when the bits change (at most once per `status_list_interval`) and
+    /// once for a partition that never had one.
+    async fn publish_status_list(&mut self, partition: i32) -> anyhow::Result<()> {
+        let Some(state) = self.states.get(&partition) else {
+            return Ok(());
+        };
+        let list = u32::try_from(partition).context("a partition number is not negative")?;
+        let bits = state.revoked_bits.clone();
+        let bits_sha256 = state.bits_sha256();
+        let unsigned = credentials::status_list::unsigned(&self.settings.profile, list, &bits, Utc::now());
+        let signed = self.signer.sign(unsigned).await.context("signing a status list")?;
+        let record = CertificateEnvelope {
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            source: SourcePosition {
+                partition,
+                offset: state.next_source - 1,
+            },
+            previous_sha256: state.chain_head,
+            body: CertificateBody::StatusList(avro::certificate::StatusListPublished {
+                list,
+                credential: signed.text,
+                revoked_count: credentials::status_list::count(&bits),
+                bits_sha256,
+            }),
+        };
+        let stop = CancellationToken::new();
+        self.append(partition, &record, &stop).await?;
+        if let Some(state) = self.states.get_mut(&partition) {
+            state.list_published_at = Some(std::time::Instant::now());
+        }
+        metrics::counter!("vaxtrail_signer_status_lists_published_total").increment(1);
         Ok(())
     }
 

@@ -486,6 +486,7 @@ pub mod signer {
     impl Drop for Issuer {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = std::fs::remove_dir_all(self.dir.with_extension("public"));
         }
     }
 
@@ -715,15 +716,18 @@ pub async fn spawn_query_api_with(
     auth: &TestAuth,
     tweak: impl FnOnce(&mut query_api::Config),
 ) -> (platform::Shutdown, String) {
-    let keys_arg = keys.display().to_string();
-    let mut config = query_api::Config::parse_from(["query-api", "--issuer-keys", keys_arg.as_str()]);
+    // The query API holds the public halves only, as `vaxctl keys publish` writes them.
+    let public = keys.with_extension("public");
+    credentials::keys::publish(keys, &public).expect("publishing the test's keys");
+    let keys_arg = public.display().to_string();
+    let _ = active_key;
+    let mut config = query_api::Config::parse_from(["query-api", "--issuer-public-keys", keys_arg.as_str()]);
     config.kafka = stack.kafka.clone();
     config.postgres = stack.postgres.clone();
     config.redis = stack.redis.clone();
     config.clickhouse = stack.clickhouse.clone();
     config.listen = "127.0.0.1:0".parse().expect("an address");
     config.issuer.did = signer::DID.to_owned();
-    config.issuer.active_key = active_key.map(str::to_owned);
     config.issuer.public_base_url = "https://certificates.test".to_owned();
     config.auth.jwks = Some(auth.jwks.path());
     tweak(&mut config);

@@ -103,3 +103,43 @@ fn the_check_would_catch_a_misspelt_variable() {
             .any(|a| a.get_env().and_then(|e| e.to_str()) == Some("VAXTRAIL_REDIS_URI"))
     );
 }
+
+#[test]
+fn the_query_api_mounts_no_private_key_and_every_secret_is_set() {
+    let compose = compose();
+    let query = &compose["services"]["query-api"];
+    let env = query["environment"].as_mapping().unwrap();
+    assert!(
+        !env.contains_key("VAXTRAIL_ISSUER_KEYS"),
+        "the query API must not be given the signer's keys"
+    );
+    let volumes: Vec<&str> = query["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        volumes.iter().all(|v| !v.starts_with("issuer-keys:")),
+        "the query API mounts the private key volume: {volumes:?}"
+    );
+    // Outside development every service refuses the development secrets: compose sets its own.
+    for (service, variables) in [
+        (
+            "command-api",
+            &["VAXTRAIL_RECIPIENT_KEY_SECRET", "VAXTRAIL_ID_SECRET"][..],
+        ),
+        ("signer-worker", &["VAXTRAIL_ID_SECRET"][..]),
+        ("query-api", &["VAXTRAIL_HOLDER_CODE_SECRET"][..]),
+    ] {
+        let env = compose["services"][service]["environment"].as_mapping().unwrap();
+        for variable in variables {
+            assert!(env.contains_key(*variable), "{service} has no {variable}");
+        }
+    }
+    assert_eq!(
+        compose["services"]["command-api"]["environment"]["VAXTRAIL_ID_SECRET"],
+        compose["services"]["signer-worker"]["environment"]["VAXTRAIL_ID_SECRET"],
+        "event and certificate ids are keyed with one secret"
+    );
+}

@@ -26,12 +26,15 @@ fn profile() -> IssuerProfile {
 /// DIVOC's sample as dose 2 of 2, listing dose 1.
 fn sample_credential() -> Value {
     let mut record = fixtures::divoc_record();
-    let first_id = CertificateId::for_event(EventId::derive("test", "dose-1"));
+    let first_id = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("test", "dose-1"));
     let first = CertifiedDose::of(&first_id, &record);
     record.vaccination.dose = domain::values::Dose::new(2, 2).unwrap();
     unsigned_credential(&CredentialInput {
         profile: &profile(),
-        certificate_id: &CertificateId::for_event(EventId::derive("test", "dose-2")),
+        certificate_id: &CertificateId::for_event(
+            &domain::ids::IdKey::development(),
+            EventId::derive("test", "dose-2"),
+        ),
         record: &record,
         previous: &[first],
         status: StatusSlot { list: 0, index: 12 },

@@ -31,8 +31,8 @@ async fn digital_bazaars_verifier_accepts_vaxtrails_credentials_and_refuses_a_ta
 
     // Dose 1, and dose 2 listing dose 1.
     let mut record = fixtures::divoc_record();
-    let first = CertificateId::for_event(EventId::derive("js", "1"));
-    let second = CertificateId::for_event(EventId::derive("js", "2"));
+    let first = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("js", "1"));
+    let second = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("js", "2"));
     let mut signed = Vec::new();
     for (id, dose, previous) in [
         (&first, 1, vec![]),

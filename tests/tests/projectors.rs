@@ -88,7 +88,7 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
     let mut corrected = template.clone();
     corrected.recipient.identity = Identity::parse("identity", &person(0)).unwrap();
     corrected.vaccination.batch = Text::parse("batch", "CORRECTED").unwrap();
-    let first_of_0 = CertificateId::for_event(EventId::derive("tests", "p0d1"));
+    let first_of_0 = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "p0d1"));
     writer
         .append(&envelope(
             "fix",
@@ -104,7 +104,10 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
             "revoke",
             recipient(&person(1)),
             VaccinationPayload::RevocationRequested {
-                certificate_id: CertificateId::for_event(EventId::derive("tests", "p1d2")),
+                certificate_id: CertificateId::for_event(
+                    &domain::ids::IdKey::development(),
+                    EventId::derive("tests", "p1d2"),
+                ),
                 reason: Text::parse("reason", "issued in error").unwrap(),
             },
         ))
@@ -178,7 +181,7 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
         "SELECT COALESCE(credential #>> '{evidence,dose}', credential #>> '{evidence,0,dose}')::bigint
          FROM certificates WHERE certificate_id = $1",
     )
-    .bind(CertificateId::for_event(EventId::derive("tests", "p5d2")).as_str())
+    .bind(CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "p5d2")).as_str())
     .fetch_one(&pool)
     .await
     .unwrap();
@@ -226,7 +229,7 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
             "credential {id} in Redis"
         );
     }
-    let revoked = CertificateId::for_event(EventId::derive("tests", "p1d2"));
+    let revoked = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "p1d2"));
     let (_, _, _, index) = &expected[revoked.as_str()];
     let list = records
         .iter()
@@ -252,10 +255,10 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
         .unwrap();
     current.sort();
     let mut want = vec![
-        CertificateId::for_event(EventId::derive("tests", "fix"))
+        CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "fix"))
             .as_str()
             .to_owned(),
-        CertificateId::for_event(EventId::derive("tests", "p0d2"))
+        CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "p0d2"))
             .as_str()
             .to_owned(),
     ];

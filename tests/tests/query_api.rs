@@ -23,7 +23,7 @@ use vaxtrail_tests::{
 };
 
 fn id_of(event: &str) -> String {
-    CertificateId::for_event(EventId::derive("tests", event))
+    CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", event))
         .as_str()
         .to_owned()
 }

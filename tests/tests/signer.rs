@@ -65,8 +65,8 @@ async fn divocs_sample_is_issued_corrected_limited_revoked_and_certified_again()
 
     let record = fixtures::divoc_record();
     let person = recipient(record.recipient.identity.as_str());
-    let first = CertificateId::for_event(EventId::derive("tests", "e1"));
-    let second = CertificateId::for_event(EventId::derive("tests", "e2"));
+    let first = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "e1"));
+    let second = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "e2"));
     let mut corrected = record.clone();
     corrected.vaccination.batch = Text::parse("batch", "MB3428BY").unwrap();
     let mut again = record.clone();

@@ -91,7 +91,7 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
             .iter()
             .filter_map(|r| match &r.envelope.body {
                 CertificateBody::Outcome { event, .. } => Some(event.answers),
-                CertificateBody::Checkpoint(_) => None,
+                CertificateBody::Checkpoint(_) | CertificateBody::StatusList(_) => None,
             })
             .collect::<HashSet<_>>()
             .len()
@@ -117,6 +117,7 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
                 );
             }
             CertificateBody::Checkpoint(_) => checkpoints += 1,
+            CertificateBody::StatusList(_) => {}
         }
     }
     assert_eq!(per_event.len(), EVENTS);

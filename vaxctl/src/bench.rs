@@ -333,7 +333,10 @@ pub async fn sign(args: &SignArgs) -> anyhow::Result<()> {
         let record = RecordVaccination::parse(&body(i), &ctx).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         credentials.push(unsigned_credential(&CredentialInput {
             profile: &profile,
-            certificate_id: &CertificateId::for_event(EventId::derive("bench", &i.to_string())),
+            certificate_id: &CertificateId::for_event(
+                &domain::ids::IdKey::development(),
+                EventId::derive("bench", &i.to_string()),
+            ),
             record: &record,
             previous: &[],
             status: StatusSlot {

@@ -83,7 +83,10 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
     for i in 0..args.certificates {
         let record = RecordVaccination::parse(&Person::new(i as u64, today, 60).certify_request(1, ""), &ctx)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let certificate = CertificateId::for_event(EventId::derive("bench-verify", &i.to_string()));
+        let certificate = CertificateId::for_event(
+            &domain::ids::IdKey::development(),
+            EventId::derive("bench-verify", &i.to_string()),
+        );
         let status = StatusSlot {
             list: 0,
             index: i as u64,

@@ -1,7 +1,9 @@
 //! `vaxctl keys`: the issuer's signing keys, one PKCS#8 PEM file per key in a directory
 //! (`<key id>.pem`). Rotation: `generate` a new key, point `VAXTRAIL_ISSUER_ACTIVE_KEY` at it,
 //! restart the signers, then `retire` the old one (its public half stays published, so what it
-//! signed still verifies).
+//! signed still verifies). The query API is given only the public halves, in a directory of their
+//! own (`publish`; `generate`, `rotate` and `retire` refresh it when `VAXTRAIL_ISSUER_PUBLIC_KEYS`
+//! names it), so the internet-facing service holds no key that signs.
 
 use std::{io::Write, path::PathBuf};
 
@@ -39,6 +41,23 @@ pub enum Action {
         #[arg(long)]
         id: String,
     },
+    /// Write the public half of every key into OUT (the query API's `VAXTRAIL_ISSUER_PUBLIC_KEYS`),
+    /// removing keys OUT holds that DIR no longer does.
+    Publish {
+        #[arg(long, env = "VAXTRAIL_ISSUER_KEYS")]
+        dir: PathBuf,
+        #[arg(long, env = "VAXTRAIL_ISSUER_PUBLIC_KEYS")]
+        out: PathBuf,
+    },
+}
+
+/// Refreshes the public directory the environment names, if any.
+fn republish(dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(out) = std::env::var_os("VAXTRAIL_ISSUER_PUBLIC_KEYS") {
+        let written = keys::publish(dir, std::path::Path::new(&out))?;
+        println!("published {} public keys to {}", written.len(), out.to_string_lossy());
+    }
+    Ok(())
 }
 
 fn has_key(dir: &std::path::Path) -> bool {
@@ -56,7 +75,26 @@ fn default_id() -> String {
 }
 
 pub fn run(action: Action) -> anyhow::Result<()> {
+    let dir = match &action {
+        Action::Generate { dir, .. } | Action::Rotate { dir, .. } | Action::Retire { dir, .. } => dir.clone(),
+        Action::Publish { dir, out } => {
+            let written = keys::publish(dir, out)?;
+            println!(
+                "published {} public keys to {}: {}",
+                written.len(),
+                out.display(),
+                written.join(", ")
+            );
+            return Ok(());
+        }
+    };
+    change(action)?;
+    republish(&dir)
+}
+
+fn change(action: Action) -> anyhow::Result<()> {
     match action {
+        Action::Publish { .. } => unreachable!("handled by run"),
         Action::Rotate { dir, id } => {
             let id = id.unwrap_or_else(default_id);
             let others: Vec<String> = std::fs::read_dir(&dir)

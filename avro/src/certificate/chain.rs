@@ -10,6 +10,8 @@ pub struct ChainSummary {
     pub records: u64,
     pub outcomes: u64,
     pub checkpoints: u64,
+    /// Signed status lists published.
+    pub status_lists: u64,
     /// SHA-256 of the last record.
     pub head: Option<Sha256>,
 }
@@ -79,6 +81,7 @@ impl ChainWalk {
                 self.summary.checkpoints += 1;
             }
             CertificateBody::Outcome { .. } => self.summary.outcomes += 1,
+            CertificateBody::StatusList(_) => self.summary.status_lists += 1,
         }
         self.summary.records += 1;
         self.summary.head = Some(hash);

@@ -50,6 +50,19 @@ pub struct Checkpoint {
     pub signature: Vec<u8>,
 }
 
+/// The signer's signed revocation status list of one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusListPublished {
+    /// The list number (the partition).
+    pub list: u32,
+    /// The signed `StatusList2021Credential`, exactly as signed.
+    pub credential: String,
+    /// Bits set.
+    pub revoked_count: u64,
+    /// SHA-256 of the bitstring.
+    pub bits_sha256: Sha256,
+}
+
 /// What a record says. (Outcomes are far more common than checkpoints; boxing them would only
 /// add an allocation per record.)
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +76,7 @@ pub enum CertificateBody {
         credential: Option<IssuedCredential>,
     },
     Checkpoint(Checkpoint),
+    StatusList(StatusListPublished),
 }
 
 /// One `certificate-events` record.
@@ -88,6 +102,10 @@ impl CertificateEnvelope {
             CertificateBody::Checkpoint(c) => {
                 EventId::derive("vaxtrail-checkpoint", &format!("{}/{}", c.partition, c.last_offset))
             }
+            CertificateBody::StatusList(l) => EventId::derive(
+                "vaxtrail-status-list",
+                &format!("{}/{}/{}", l.list, self.source.offset, hex32(&l.bits_sha256)),
+            ),
         }
     }
 
@@ -95,9 +113,14 @@ impl CertificateEnvelope {
     pub fn event_type(&self) -> &'static str {
         match &self.body {
             CertificateBody::Checkpoint(_) => "Checkpoint",
+            CertificateBody::StatusList(_) => "StatusListPublished",
             CertificateBody::Outcome { event, .. } => event.outcome.event_type(),
         }
     }
+}
+
+fn hex32(hash: &Sha256) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn fixed(hash: &Sha256) -> Value {
@@ -119,6 +142,20 @@ pub fn to_avro(envelope: &CertificateEnvelope) -> Result<Value, ConvertError> {
                     ("chainHead", fixed(&c.chain_head)),
                     ("keyId", string(&c.key_id)),
                     ("signature", Value::Bytes(c.signature.clone())),
+                ])),
+            ),
+        ),
+        CertificateBody::StatusList(l) => (
+            String::new(),
+            None,
+            None,
+            Value::Union(
+                5,
+                Box::new(record(vec![
+                    ("list", Value::Int(l.list as i32)),
+                    ("credential", string(&l.credential)),
+                    ("revokedCount", Value::Long(l.revoked_count as i64)),
+                    ("bitsSha256", fixed(&l.bits_sha256)),
                 ])),
             ),
         ),
@@ -271,7 +308,17 @@ pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
     let p = Fields::of(inner, "payload")?;
     let certificate =
         |name: &str| -> Result<CertificateId, ConvertError> { Ok(CertificateId::parse(name, p.string(name)?)?) };
-    let body = if branch == 4 {
+    let body = if branch == 5 {
+        CertificateBody::StatusList(StatusListPublished {
+            list: u32::try_from(p.int("list")?).map_err(|_| ConvertError::Invalid {
+                field: "list".into(),
+                rule: "must not be negative".into(),
+            })?,
+            credential: p.string("credential")?.to_owned(),
+            revoked_count: u64::try_from(long(&p, "revokedCount")?).unwrap_or_default(),
+            bits_sha256: read_fixed(p.required("bitsSha256")?, "bitsSha256")?,
+        })
+    } else if branch == 4 {
         CertificateBody::Checkpoint(Checkpoint {
             partition: p.int("partition")?,
             last_offset: long(&p, "lastOffset")?,

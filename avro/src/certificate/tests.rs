@@ -18,7 +18,7 @@ fn at(second: u32) -> DateTime<Utc> {
 
 fn issued() -> (CertificateOutcome, IssuedCredential) {
     let record = sample_record();
-    let id = CertificateId::for_event(EventId::derive("cowin", "r-1"));
+    let id = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-1"));
     let status = StatusSlot { list: 3, index: 9 };
     let credential = unsigned_credential(&CredentialInput {
         profile: &IssuerProfile {
@@ -35,7 +35,10 @@ fn issued() -> (CertificateOutcome, IssuedCredential) {
         certified: CertifiedDose::of(&id, &record),
         certificate_id: id,
         programme: record.programme.clone(),
-        supersedes: Some(CertificateId::for_event(EventId::derive("cowin", "r-0"))),
+        supersedes: Some(CertificateId::for_event(
+            &domain::ids::IdKey::development(),
+            EventId::derive("cowin", "r-0"),
+        )),
         fingerprint: Fingerprint::of(&record),
         status,
     };
@@ -69,8 +72,8 @@ fn outcome_envelope(outcome: CertificateOutcome, credential: Option<IssuedCreden
 
 fn envelopes() -> Vec<CertificateEnvelope> {
     let (issue, credential) = issued();
-    let a = CertificateId::for_event(EventId::derive("cowin", "r-0"));
-    let b = CertificateId::for_event(EventId::derive("cowin", "r-1"));
+    let a = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-0"));
+    let b = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-1"));
     let mut first = outcome_envelope(
         CertificateOutcome::CertificateRejected {
             rule: "UpdateLimitReached".into(),
@@ -144,8 +147,8 @@ fn an_issue_without_its_credential_cannot_be_written() {
 fn a_credential_for_another_certificate_is_refused() {
     let (issue, mut credential) = issued();
     credential.text = credential.text.replace(
-        CertificateId::for_event(EventId::derive("cowin", "r-1")).as_str(),
-        CertificateId::for_event(EventId::derive("cowin", "r-7")).as_str(),
+        CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-1")).as_str(),
+        CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-7")).as_str(),
     );
     let value = to_avro(&outcome_envelope(issue, Some(credential))).unwrap();
     let error = from_avro(&value).unwrap_err();

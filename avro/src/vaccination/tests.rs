@@ -50,7 +50,7 @@ fn envelope(payload: VaccinationPayload) -> VaccinationEnvelope {
 
 fn payloads() -> Vec<VaccinationPayload> {
     let record = sample_record();
-    let certificate = CertificateId::for_event(EventId::derive("cowin", "r-0"));
+    let certificate = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-0"));
     vec![
         VaccinationPayload::VaccinationRecorded(record.clone()),
         VaccinationPayload::VaccinationCorrected {

@@ -171,9 +171,16 @@ fn birth(problems: &mut Problems, recipient: &Value, ctx: &ParseContext) -> Opti
 fn recipient(problems: &mut Problems, body: &Value, ctx: &ParseContext) -> Option<Recipient> {
     let object = problems.take(json::required_object(body, "", "recipient"))?;
     let p = "recipient";
-    let identity = problems
-        .take(json::required_str(object, p, "identity"))
-        .and_then(|raw| problems.take(Identity::parse("recipient.identity", raw)));
+    // DIVOC certifies a record without an identity under its pre-enrollment code.
+    let identity = match problems.take(json::optional_str(object, p, "identity")) {
+        Some(Some(raw)) => problems.take(Identity::parse("recipient.identity", raw)),
+        Some(None) => json::optional_str(body, "", "preEnrollmentCode")
+            .ok()
+            .flatten()
+            .and_then(|raw| Text::parse_max("preEnrollmentCode", raw, 64).ok())
+            .map(|code| Identity::from_pre_enrollment_code(&code)),
+        None => None,
+    };
     let gender = problems
         .take(json::required_str(object, p, "gender"))
         .and_then(|raw| problems.take(Gender::parse("recipient.gender", raw)));

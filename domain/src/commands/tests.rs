@@ -138,7 +138,8 @@ fn a_correction_targets_the_named_certificate_or_else_the_dose() {
         }
     );
 
-    let certificate = CertificateId::for_event(crate::ids::EventId::derive("s", "r"));
+    let certificate =
+        CertificateId::for_event(&crate::ids::IdKey::development(), crate::ids::EventId::derive("s", "r"));
     let mut body = divoc_sample();
     body["certificateId"] = json!(certificate.as_str());
     assert_eq!(
@@ -155,11 +156,50 @@ fn a_correction_targets_the_named_certificate_or_else_the_dose() {
 
 #[test]
 fn a_revocation_needs_a_valid_certificate_id_and_a_reason() {
-    let certificate = CertificateId::for_event(crate::ids::EventId::derive("s", "r"));
+    let certificate =
+        CertificateId::for_event(&crate::ids::IdKey::development(), crate::ids::EventId::derive("s", "r"));
     let revoke =
         RevokeCertificate::parse(&json!({ "certificateId": certificate.as_str(), "reason": "issued in error" }))
             .unwrap();
     assert_eq!(revoke.certificate_id, certificate);
     let errors = RevokeCertificate::parse(&json!({ "certificateId": "ABC" })).unwrap_err();
     assert_eq!(fields(&errors), ["certificateId", "reason"]);
+}
+
+#[test]
+fn optional_values_divoc_sends_as_empty_strings_are_absent() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["recipient"]["address"]["addressLine2"] = json!("");
+    body["facility"]["address"]["addressLine2"] = json!("  ");
+    body["facility"]["address"]["country"] = json!("");
+    body["recipient"]["email"] = json!("");
+    body["recipient"]["age"] = json!("");
+    let record = RecordVaccination::parse(&body, &context(&catalog)).unwrap();
+    assert_eq!(record.recipient.address.line2, None);
+    assert_eq!(record.facility.address.line2, None);
+    assert_eq!(record.facility.address.country.as_str(), "IND");
+    // A required value sent empty is reported as missing.
+    body["recipient"]["name"] = json!("");
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert_eq!(errors, [FieldError::new("recipient.name", "is required")]);
+}
+
+#[test]
+fn a_record_without_identity_is_certified_under_its_pre_enrollment_code() {
+    let catalog = catalog();
+    let mut body = divoc_sample();
+    body["recipient"].as_object_mut().unwrap().remove("identity");
+    let record = RecordVaccination::parse(&body, &context(&catalog)).unwrap();
+    assert_eq!(
+        record.recipient.identity.as_str(),
+        "urn:vaxtrail:pre-enrollment-code:1112"
+    );
+    body["recipient"]["identity"] = json!("");
+    let again = RecordVaccination::parse(&body, &context(&catalog)).unwrap();
+    assert_eq!(again.recipient.identity, record.recipient.identity);
+    // Without either, the pre-enrollment code is what is missing.
+    body.as_object_mut().unwrap().remove("preEnrollmentCode");
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert_eq!(fields(&errors), ["preEnrollmentCode"]);
 }

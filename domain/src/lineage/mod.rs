@@ -11,20 +11,26 @@ use crate::{
     commands::{CorrectionTarget, RecordVaccination},
     credential::{CertifiedDose, Fingerprint, StatusSlot},
     events::{CertificateEvent, CertificateOutcome, Rejection, VaccinationEvent, VaccinationPayload},
-    ids::{CertificateId, EventId},
+    ids::{CertificateId, EventId, IdKey},
     values::Text,
 };
 
-/// The programme's rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The programme's rules, and the key certificate ids are derived under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Corrections allowed per dose (CoWIN allows one).
     pub update_limit: u32,
+    /// Keys certificate ids, so nobody outside can compute them.
+    pub ids: IdKey,
 }
 
 impl Default for Policy {
+    /// One correction per dose, under the development id key.
     fn default() -> Self {
-        Self { update_limit: 1 }
+        Self {
+            update_limit: 1,
+            ids: IdKey::development(),
+        }
     }
 }
 
@@ -110,7 +116,7 @@ pub fn decide(
         return Ok(Vec::new());
     }
     let outcomes = match &event.payload {
-        VaccinationPayload::VaccinationRecorded(record) => record_dose(state, event.event_id, record, status)?,
+        VaccinationPayload::VaccinationRecorded(record) => record_dose(state, event.event_id, record, policy, status)?,
         VaccinationPayload::VaccinationCorrected { target, corrected } => {
             correct(state, event.event_id, target, corrected, policy, status)?
         }
@@ -153,12 +159,11 @@ pub fn outcomes(
 }
 
 fn issue(
-    event: EventId,
+    certificate_id: CertificateId,
     record: &RecordVaccination,
     supersedes: Option<CertificateId>,
     status: StatusSlot,
 ) -> CertificateOutcome {
-    let certificate_id = CertificateId::for_event(event);
     CertificateOutcome::CertificateIssued {
         certified: CertifiedDose::of(&certificate_id, record),
         certificate_id,
@@ -173,6 +178,7 @@ fn record_dose(
     state: &Lineage,
     event: EventId,
     record: &RecordVaccination,
+    policy: &Policy,
     status: StatusSlot,
 ) -> Result<Vec<CertificateOutcome>, Rejection> {
     match state.dose(&record.programme, record.vaccination.dose.number()) {
@@ -188,7 +194,12 @@ fn record_dose(
                 certificate_id: dose.current.clone(),
             }
         }),
-        _ => Ok(vec![issue(event, record, None, status)]),
+        _ => Ok(vec![issue(
+            CertificateId::for_event(&policy.ids, event),
+            record,
+            None,
+            status,
+        )]),
     }
 }
 
@@ -234,9 +245,9 @@ fn correct(
             certificate_id: dose.current.clone(),
         });
     }
-    let replacement = CertificateId::for_event(event);
+    let replacement = CertificateId::for_event(&policy.ids, event);
     Ok(vec![
-        issue(event, corrected, Some(dose.current.clone()), status),
+        issue(replacement.clone(), corrected, Some(dose.current.clone()), status),
         CertificateOutcome::CertificateSuperseded {
             certificate_id: dose.current.clone(),
             superseded_by: replacement,

@@ -59,7 +59,7 @@ fn slot() -> StatusSlot {
 }
 
 fn certificate_of(id: &str) -> CertificateId {
-    CertificateId::for_event(EventId::derive("test", id))
+    CertificateId::for_event(&crate::ids::IdKey::development(), EventId::derive("test", id))
 }
 
 fn programme() -> Text {
@@ -181,7 +181,10 @@ fn a_correction_beyond_the_update_limit_is_rejected_naming_the_limit() {
         decide(
             &state,
             &corrected("e3", target(), 1, "B3"),
-            &Policy { update_limit: 2 },
+            &Policy {
+                update_limit: 2,
+                ..Policy::default()
+            },
             slot()
         )
         .is_ok()
@@ -203,7 +206,10 @@ fn a_superseded_certificate_cannot_be_corrected_or_revoked() {
         decide(
             &state,
             &corrected("e3", stale, 1, "B3"),
-            &Policy { update_limit: 5 },
+            &Policy {
+                update_limit: 5,
+                ..Policy::default()
+            },
             slot()
         ),
         Err(expected.clone())

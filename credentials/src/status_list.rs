@@ -1,0 +1,129 @@
+//! Revocation status lists (`StatusList2021Credential`): one per partition of
+//! `certificate-events`, bit `i` set when the certificate with status index `i` is revoked. The
+//! signer, which owns the partition, builds and signs its list from the partition's own log and
+//! publishes it there; the query API only serves what was published. A verifier that holds a list
+//! checks revocation offline.
+
+use std::io::Write;
+
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::credential::{CREDENTIALS_V1, DATA_INTEGRITY_V2, IssuerProfile};
+use flate2::{Compression, write::GzEncoder};
+use serde_json::{Value, json};
+
+/// The status list context (bundled with ssi).
+pub const STATUS_LIST_2021_V1: &str = "https://w3id.org/vc/status-list/2021/v1";
+
+/// The smallest bitstring a list publishes (16 KB, 131,072 entries), so a list does not tell how
+/// many certificates a partition holds.
+pub const MIN_BITS: usize = 131_072;
+
+/// `encodedList`: the bitstring padded to at least [`MIN_BITS`], GZIP-compressed, base64url
+/// without padding.
+pub fn encode(bits: &[u8]) -> String {
+    let mut padded = bits.to_vec();
+    padded.resize(padded.len().max(MIN_BITS / 8), 0);
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+    gzip.write_all(&padded).expect("writing to memory");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(gzip.finish().expect("writing to memory"))
+}
+
+/// Whether bit `index` is set in an `encodedList`.
+pub fn is_set(encoded: &str, index: u64) -> Result<bool, String> {
+    use std::io::Read as _;
+    let compressed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|e| format!("encodedList is not base64url: {e}"))?;
+    let mut bits = Vec::new();
+    flate2::read::GzDecoder::new(compressed.as_slice())
+        .take(16 * 1024 * 1024)
+        .read_to_end(&mut bits)
+        .map_err(|e| format!("encodedList is not GZIP: {e}"))?;
+    Ok(bit(&bits, index))
+}
+
+/// Bit `index` of a bitstring, the first byte's high bit first (StatusList2021's order, and
+/// Redis `SETBIT`'s).
+pub fn bit(bits: &[u8], index: u64) -> bool {
+    usize::try_from(index / 8)
+        .ok()
+        .and_then(|byte| bits.get(byte))
+        .is_some_and(|b| b & (0x80 >> (index % 8)) != 0)
+}
+
+/// Sets bit `index`, growing the bitstring as needed.
+pub fn set(bits: &mut Vec<u8>, index: u64) {
+    let byte = (index / 8) as usize;
+    if bits.len() <= byte {
+        bits.resize(byte + 1, 0);
+    }
+    bits[byte] |= 0x80 >> (index % 8);
+}
+
+/// The unsigned list credential for `list` with these bits, issued at `issued_at`.
+pub fn unsigned(profile: &IssuerProfile, list: u32, bits: &[u8], issued_at: DateTime<Utc>) -> Value {
+    let url = profile.status_list_url(list);
+    json!({
+        "@context": [CREDENTIALS_V1, STATUS_LIST_2021_V1, DATA_INTEGRITY_V2],
+        "id": url,
+        "type": ["VerifiableCredential", "StatusList2021Credential"],
+        "issuer": profile.issuer,
+        "issuanceDate": issued_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "credentialSubject": {
+            "id": format!("{url}#list"),
+            "type": "StatusList2021",
+            "statusPurpose": "revocation",
+            "encodedList": encode(bits),
+        },
+    })
+}
+
+/// Bits set in a bitstring.
+pub fn count(bits: &[u8]) -> u64 {
+    bits.iter().map(|b| u64::from(b.count_ones())).sum()
+}
+
+/// The list URL and index a credential's `credentialStatus` names.
+pub fn entry(credential: &Value) -> Option<(String, u64)> {
+    let status = &credential["credentialStatus"];
+    let index = match &status["statusListIndex"] {
+        Value::String(s) => s.parse().ok()?,
+        Value::Number(n) => n.as_u64()?,
+        _ => return None,
+    };
+    Some((status["statusListCredential"].as_str()?.to_owned(), index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_round_trip_through_the_encoding_high_bit_first() {
+        let mut bits = vec![0_u8; 4];
+        bits[0] = 0b1000_0000; // index 0
+        bits[2] = 0b0000_0100; // index 21
+        let encoded = encode(&bits);
+        for index in 0..40 {
+            assert_eq!(is_set(&encoded, index).unwrap(), index == 0 || index == 21, "{index}");
+        }
+        assert!(!is_set(&encoded, (MIN_BITS - 1) as u64).unwrap());
+        assert!(!is_set(&encoded, 10 * MIN_BITS as u64).unwrap());
+    }
+
+    #[test]
+    fn set_builds_the_bits_that_bit_reads() {
+        let mut bits = Vec::new();
+        set(&mut bits, 0);
+        set(&mut bits, 21);
+        assert_eq!(bits, vec![0b1000_0000, 0, 0b0000_0100]);
+        assert!(bit(&bits, 0) && bit(&bits, 21) && !bit(&bits, 20) && !bit(&bits, 1_000));
+    }
+
+    #[test]
+    fn an_empty_list_is_padded_to_the_minimum_and_stays_small() {
+        let encoded = encode(&[]);
+        assert!(encoded.len() < 300, "{} chars", encoded.len());
+    }
+}
