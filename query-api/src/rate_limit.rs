@@ -35,7 +35,8 @@ pub struct RateLimitArgs {
     #[arg(
         long = "trust-forwarded-for",
         env = "VAXTRAIL_TRUST_FORWARDED_FOR",
-        default_value_t = false
+        default_value_t = false,
+        action = clap::ArgAction::Set
     )]
     pub trust_forwarded_for: bool,
 }

@@ -100,7 +100,8 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     // The key rotates: key-2 signs from now on; key-1 stays published.
     let client = reqwest::Client::new();
     let (query, url) = spawn_query_api(&stack, &issuer.dir, None, &auth).await;
-    let facility = auth.bearer("facility-1", &[Role::Facility]);
+    // The events below were posted by source system "tests": this facility recorded them.
+    let facility = auth.bearer("tests", &[Role::Facility]);
     let outcome = |event: &'static str| answered(client.clone(), url.clone(), facility.clone(), event);
     eventually(Duration::from_secs(90), "the first three events answered", || async {
         for event in ["a1", "a2", "b1"] {
@@ -165,14 +166,24 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     );
     assert_eq!(a2["superseded"], c1.as_str());
 
-    // Certificates, with their status.
+    // Certificates, with their status: personal data, read here by the facility that recorded
+    // them (the access tests walk every other reader).
     let get = |path: String| {
         let client = client.clone();
         let url = url.clone();
-        async move { client.get(format!("{url}{path}")).send().await.unwrap() }
+        let facility = facility.clone();
+        async move {
+            client
+                .get(format!("{url}{path}"))
+                .header(header::AUTHORIZATION, &facility)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let response = client
         .get(format!("{url}/v1/certificates/{c2}"))
+        .header(header::AUTHORIZATION, &facility)
         .header(header::ACCEPT, "application/vc+ld+json")
         .send()
         .await
@@ -180,7 +191,37 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "application/vc+ld+json");
     assert_eq!(response.headers()["vaxtrail-certificate-status"], "active");
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "private, no-store");
     let c2_text = response.text().await.unwrap();
+    // The holder reads it with the code the facility was given; nobody else without a token.
+    let holder_code = a2["holderCode"]
+        .as_str()
+        .expect("an issue carries the holder's code")
+        .to_owned();
+    let as_holder = client
+        .get(format!("{url}/v1/certificates/{c2}"))
+        .query(&[("code", holder_code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_holder.status(), StatusCode::OK);
+    assert_eq!(as_holder.text().await.unwrap(), c2_text);
+    let stranger = client.get(format!("{url}/v1/certificates/{c2}")).send().await.unwrap();
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
+    let wrong_code = client
+        .get(format!("{url}/v1/certificates/{c2}.pdf"))
+        .header("vaxtrail-access-code", &b2["holderCode"].as_str().unwrap().to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_code.status(), StatusCode::FORBIDDEN, "another certificate's code");
+    let other_facility = client
+        .get(format!("{url}/v1/certificates/{c2}/qr.png"))
+        .header(header::AUTHORIZATION, auth.bearer("facility-2", &[Role::Facility]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_facility.status(), StatusCode::FORBIDDEN);
     let c2_credential: Value = serde_json::from_str(&c2_text).unwrap();
     let c1_response = get(format!("/v1/certificates/{c1}")).await;
     assert_eq!(
@@ -190,12 +231,19 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     let c1_credential: Value = c1_response.json().await.unwrap();
     let c3_credential: Value = get(format!("/v1/certificates/{c3}")).await.json().await.unwrap();
     let c4_credential: Value = get(format!("/v1/certificates/{c4}")).await.json().await.unwrap();
-    let status: Value = get(format!("/v1/certificates/{c3}/status")).await.json().await.unwrap();
-    assert_eq!(
-        (status["status"].as_str(), status["reason"].as_str()),
-        (Some("revoked"), Some("issued in error"))
-    );
-    let missing = get("/v1/certificates/NOSUCHCERT1".into()).await;
+    // Anyone may read where a certificate stands, and nothing else.
+    let status: Value = client
+        .get(format!("{url}/v1/certificates/{c3}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status, json!({"certificateId": c3, "status": "revoked"}));
+    let nosuch =
+        domain::ids::CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("tests", "none"));
+    let missing = get(format!("/v1/certificates/{nosuch}")).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(missing.headers()[header::CONTENT_TYPE], "application/problem+json");
     assert_eq!(
@@ -257,19 +305,12 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     let problem: Value = bad.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "qr");
 
-    // The status list: signed by the issuer, C3's bit set, C2's not.
+    // The status list: signed by the issuer (in the signer, published through the log), C3's bit
+    // set, C2's not.
     let list_url = c3_credential["credentialStatus"]["statusListCredential"]
         .as_str()
         .unwrap();
     let path = list_url.strip_prefix("https://certificates.test").unwrap();
-    let list_text = get(path.to_owned()).await.text().await.unwrap();
-    let verifier = credentials::CredentialVerifier::new(&issuer_keyring(&issuer));
-    assert!(
-        matches!(verifier.verify(&list_text).await, credentials::Verdict::Valid { .. }),
-        "{list_text}"
-    );
-    let list: Value = serde_json::from_str(&list_text).unwrap();
-    let encoded = list["credentialSubject"]["encodedList"].as_str().unwrap();
     let index = |c: &Value| {
         c["credentialStatus"]["statusListIndex"]
             .as_str()
@@ -277,7 +318,26 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
             .parse::<u64>()
             .unwrap()
     };
-    assert!(query_api::status_list::is_set(encoded, index(&c3_credential)).unwrap());
+    let list_text = eventually(Duration::from_secs(60), "the signer's list with C3's bit", || async {
+        let response = get(path.to_owned()).await;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        let text = response.text().await.ok()?;
+        let list: Value = serde_json::from_str(&text).ok()?;
+        let encoded = list["credentialSubject"]["encodedList"].as_str()?.to_owned();
+        query_api::status_list::is_set(&encoded, index(&c3_credential))
+            .unwrap()
+            .then_some(text)
+    })
+    .await;
+    let verifier = credentials::CredentialVerifier::new(&issuer_keyring(&issuer));
+    assert!(
+        matches!(verifier.verify(&list_text).await, credentials::Verdict::Valid { .. }),
+        "{list_text}"
+    );
+    let list: Value = serde_json::from_str(&list_text).unwrap();
+    let encoded = list["credentialSubject"]["encodedList"].as_str().unwrap();
     if c2_credential["credentialStatus"]["statusListCredential"] == list_url {
         assert!(!query_api::status_list::is_set(encoded, index(&c2_credential)).unwrap());
     }
@@ -382,7 +442,11 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
             .iter()
             .any(|r| r["recipientKey"] == person_a.as_str())
     );
-    let anonymous = get(format!("/v1/recipients/{}/certificates", person_a.as_str())).await;
+    let anonymous = client
+        .get(format!("{url}/v1/recipients/{}/certificates", person_a.as_str()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
     // Audit reads, from the log itself: auditors only.
