@@ -130,6 +130,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL.
     pub async fn kill9(&mut self) {
         let _ = self.child.start_kill();
@@ -163,6 +168,7 @@ impl Deployment {
     /// created).
     pub async fn new(stack: TestStack, issuer: &Issuer) -> Self {
         stack.create_event_topics().await;
+        credentials::keys::publish(&issuer.dir, &issuer.dir.with_extension("public")).expect("publishing the keys");
         Self {
             stack,
             issuer_keys: issuer.dir.clone(),
@@ -202,6 +208,11 @@ impl Deployment {
             ("VAXTRAIL_CLICKHOUSE_DATABASE", s.clickhouse.database.clone()),
             ("VAXTRAIL_ISSUER_DID", DID.to_owned()),
             ("VAXTRAIL_ISSUER_KEYS", self.issuer_keys.display().to_string()),
+            (
+                "VAXTRAIL_ISSUER_PUBLIC_KEYS",
+                self.issuer_keys.with_extension("public").display().to_string(),
+            ),
+            ("VAXTRAIL_ENVIRONMENT", "development".to_owned()),
             ("VAXTRAIL_PUBLIC_BASE_URL", PUBLIC_BASE_URL.to_owned()),
             ("VAXTRAIL_JWKS", keys.join("dev-jwks.json").display().to_string()),
             (
@@ -459,13 +470,15 @@ pub async fn sample(stack: &TestStack) -> Vec<String> {
     ids
 }
 
-/// The query API's answers for the sample and the analytics totals.
-pub async fn snapshot(query: &str, ids: &[String]) -> Snapshot {
+/// The query API's answers for the sample and the analytics totals (certificates read with an
+/// administrator's token: they are personal data).
+pub async fn snapshot(query: &str, token: &str, ids: &[String]) -> Snapshot {
     let client = reqwest::Client::new();
     let mut out = Snapshot::new();
     for id in ids {
         let response = client
             .get(format!("{query}/v1/certificates/{id}"))
+            .bearer_auth(token)
             .send()
             .await
             .expect("the query API answers");

@@ -401,6 +401,7 @@ impl CommandApi {
         let mut config = command_api::Config::parse_from(["command-api"]);
         config.kafka = stack.kafka.clone();
         config.redis = stack.redis.clone();
+        config.postgres = stack.postgres.clone();
         config.listen = "127.0.0.1:0".parse().expect("a valid address");
         config.vaccine_list = Some(list.0.clone());
         config.auth.jwks = Some(auth.jwks.path());

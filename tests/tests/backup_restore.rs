@@ -22,7 +22,8 @@ async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
     let query = live.url("query-api");
     load(&live, people).await;
     let ids = sample(&live.stack).await;
-    let before = snapshot(&query, &ids).await;
+    let admin = live.token("admin").await;
+    let before = snapshot(&query, &admin, &ids).await;
 
     // Backup while the services run.
     let backup = Scratch::new("backup");
@@ -37,7 +38,7 @@ async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
     let restored_query = restored.url("query-api");
     assert_same(
         &before,
-        &snapshot(&restored_query, &ids).await,
+        &snapshot(&restored_query, &admin, &ids).await,
         "restored into a new cluster",
     );
     // The issuer's published keys, as an auditor keeps them.

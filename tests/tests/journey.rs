@@ -38,8 +38,9 @@ async fn certify(client: &reqwest::Client, command: &str, token: &str, key: &str
     id[start..start + 36].to_owned()
 }
 
-/// The certificate an event was answered with, once the query API has it.
-async fn certificate_of(client: &reqwest::Client, query: &str, token: &str, event: &str) -> String {
+/// The certificate an event was answered with, once the query API has it, and the holder's
+/// access code the facility hands to the recipient.
+async fn certificate_of(client: &reqwest::Client, query: &str, token: &str, event: &str) -> (String, String) {
     eventually(Duration::from_secs(120), "the certificate to be issued", || async {
         let body: Value = client
             .get(format!("{query}/v1/events/{event}"))
@@ -50,15 +51,19 @@ async fn certificate_of(client: &reqwest::Client, query: &str, token: &str, even
             .json()
             .await
             .ok()?;
-        body["certificateId"].as_str().map(str::to_owned)
+        Some((
+            body["certificateId"].as_str()?.to_owned(),
+            body["holderCode"].as_str()?.to_owned(),
+        ))
     })
     .await
 }
 
-/// The certificate's QR code, as the PNG the query API serves.
-async fn qr_png(client: &reqwest::Client, query: &str, certificate: &str) -> Vec<u8> {
+/// The certificate's QR code, as the PNG the query API serves its holder.
+async fn qr_png(client: &reqwest::Client, query: &str, (certificate, code): &(String, String)) -> Vec<u8> {
     client
         .get(format!("{query}/v1/certificates/{certificate}/qr.png"))
+        .query(&[("code", code)])
         .send()
         .await
         .expect("the QR code")
@@ -99,9 +104,11 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
 
     // Issued and fetched.
     let event = certify(&client, &command, &facility, "journey-1").await;
-    let certificate = certificate_of(&client, &query, &facility, &event).await;
+    let held = certificate_of(&client, &query, &facility, &event).await;
+    let certificate = held.0.clone();
     let credential: Value = client
         .get(format!("{query}/v1/certificates/{certificate}"))
+        .header("Vaxtrail-Access-Code", &held.1)
         .send()
         .await
         .expect("the certificate")
@@ -115,7 +122,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     );
 
     // Its QR code, decoded by zbar, verifies.
-    let payload = scan(&qr_png(&client, &query, &certificate).await);
+    let payload = scan(&qr_png(&client, &query, &held).await);
     let verdict = verify_qr(&client, &query, &payload).await;
     assert_eq!(verdict["outcome"], "valid", "{verdict}");
     assert_eq!(verdict["certificateId"], certificate.as_str());
@@ -154,7 +161,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     // Certified again: a new certificate, valid; the old one stays revoked.
     let again = certify(&client, &command, &facility, "journey-2").await;
     let renewed = certificate_of(&client, &query, &facility, &again).await;
-    assert_ne!(renewed, certificate);
+    assert_ne!(renewed.0, certificate);
     let verdict = verify_qr(&client, &query, &scan(&qr_png(&client, &query, &renewed).await)).await;
     assert_eq!(verdict["outcome"], "valid", "{verdict}");
     let old = verify_qr(&client, &query, &payload).await;
