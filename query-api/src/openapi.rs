@@ -42,9 +42,15 @@ pub struct VerifyAnswer {
 }
 
 #[utoipa::path(get, path = "/v1/certificates/{id}", tag = "certificates",
-    params(("id" = String, Path, description = "Certificate id; `{id}.pdf` gives the printable A4 PDF")),
+    description = "Personal data: the holder's access code (header or `?code=`) or a token whose role may read it (a facility: what its system recorded).",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "Certificate id; `{id}.pdf` gives the printable A4 PDF"),
+        ("code" = Option<String>, Query, description = "The holder's access code")),
     responses(
         (status = 200, description = "The signed credential (application/json or application/vc+ld+json); its status in the `Vaxtrail-Certificate-Status` header"),
+        (status = 401, description = "Neither an access code nor a token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The code is another certificate's, or the role or source system may not read it", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Past this client's rate; retry after Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a certificate id", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The read models cannot answer; retry", body = Problem, content_type = "application/problem+json")))]
@@ -52,15 +58,19 @@ fn certificate() {}
 
 #[utoipa::path(get, path = "/v1/certificates/{id}/status", tag = "certificates",
     params(("id" = String, Path)),
-    responses((status = 200, description = "active / superseded (by, at) / revoked (reason, at)"),
+    responses((status = 200, description = "`{certificateId, status}`: active / superseded (with `supersededBy`) / revoked; nothing about the holder"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 fn certificate_status() {}
 
-#[utoipa::path(get, path = "/v1/certificates/{id}/qr.png", tag = "certificates", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/certificates/{id}/qr.png", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
     responses((status = 200, description = "QR code (level M) of DIVOC's payload: a ZIP holding certificate.json", content_type = "image/png")))]
 fn qr_png() {}
 
-#[utoipa::path(get, path = "/v1/certificates/{id}/qr.svg", tag = "certificates", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/certificates/{id}/qr.svg", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
     responses((status = 200, description = "The same QR code as SVG", content_type = "image/svg+xml")))]
 fn qr_svg() {}
 
@@ -142,6 +152,12 @@ struct Bearer;
 impl Modify for Bearer {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "holderCode",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::new("Vaxtrail-Access-Code"),
+            )),
+        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
