@@ -86,7 +86,7 @@ impl KeyExtractor for ClientKey {
 pub fn limit(router: Router, args: &RateLimitArgs) -> Router {
     let per_second = args.per_second.max(1);
     let config = GovernorConfigBuilder::default()
-        .period(Duration::from_nanos(1_000_000_000 / u64::from(per_second)))
+        .period(Duration::from_nanos((1_000_000_000 / u64::from(per_second)).max(1)))
         .burst_size(args.burst.max(1))
         .key_extractor(ClientKey {
             trust_forwarded_for: args.trust_forwarded_for,

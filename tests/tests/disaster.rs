@@ -56,7 +56,10 @@ async fn every_read_model_lost_is_rebuilt_from_the_log_with_the_same_answers() {
         .execute()
         .await
         .expect("dropping the database");
-    let lost = reqwest::get(format!("{query}/v1/certificates/{}", ids[0]))
+    let lost = reqwest::Client::new()
+        .get(format!("{query}/v1/certificates/{}", ids[0]))
+        .bearer_auth(&reader)
+        .send()
         .await
         .expect("an answer");
     assert_eq!(

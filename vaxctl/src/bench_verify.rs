@@ -120,12 +120,18 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
     }
     bar.finish();
 
-    // The query API, in-process.
+    // The query API, in-process, with the public halves of the keys (it holds no private key),
+    // and no per-client rate: the bench is one client measuring the service.
+    let public = dir.with_extension("public");
+    credentials::keys::publish(&dir, &public)?;
     let mut config = <query_api::Config as clap::Parser>::parse_from([
         "query-api",
-        "--issuer-keys",
-        dir.to_str().unwrap_or_default(),
+        "--issuer-public-keys",
+        public.to_str().unwrap_or_default(),
     ]);
+    config.rate.per_second = 1_000_000_000;
+    config.rate.burst = 1_000_000_000;
+    config.verify_concurrency = args.concurrency.max(1);
     config.kafka = kafka.clone();
     config.postgres = args.postgres.clone();
     config.clickhouse = args.clickhouse.clone();
@@ -139,6 +145,9 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let app = query_api::Application::build(&config, shutdown.clone()).await?;
     let url = format!("http://{}", app.local_addr());
+    // The holder's access codes, as the query API computes them (its default secret).
+    let holder = query_api::access::HolderCodes::new(config.holder_code_secret.expose().as_bytes());
+    let codes: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| holder.code(id)).collect());
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -207,12 +216,13 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         args.concurrency,
         progress(args.requests, "certificate", args.json),
         |i| {
-            let (client, url, ids) = (client.clone(), url.clone(), ids.clone());
+            let (client, url, ids, codes) = (client.clone(), url.clone(), ids.clone(), codes.clone());
             let i = *i;
             async move {
                 let sent = Instant::now();
                 client
                     .get(format!("{url}/v1/certificates/{}", ids[i % ids.len()]))
+                    .header("vaxtrail-access-code", &codes[i % ids.len()])
                     .send()
                     .await?
                     .error_for_status()?
@@ -225,6 +235,7 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
     .await?;
     shutdown.cancel();
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&public);
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut redis)
