@@ -72,7 +72,7 @@ impl KeyExtractor for ClientKey {
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(|v| v.split(','))
                     .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                    .last()
+                    .next_back()
             })
             .flatten();
         forwarded

@@ -231,7 +231,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         revoked.len()
     );
     println!("  dashboard     {q}/dashboard");
-    println!("  a certificate {q}/v1/certificates/{sample}   (.pdf, /qr.png, /status)");
+    println!(
+        "  a certificate {q}/v1/certificates/{sample}/status   (its credential, PDF and QR need the holder's code or a token)"
+    );
     println!("  verifier      {q}/verify");
     Ok(())
 }
