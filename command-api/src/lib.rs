@@ -73,16 +73,8 @@ pub struct Config {
         hide_default_value = true
     )]
     pub recipient_secret: SecretUrl,
-    /// Secret keying event ids (and, in the signer, certificate ids), so nobody outside can compute
-    /// them from a record. The default is for local development only.
-    #[arg(
-        long = "id-secret",
-        env = "VAXTRAIL_ID_SECRET",
-        default_value = IdKey::DEVELOPMENT_SECRET,
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    pub id_secret: SecretUrl,
+    #[command(flatten)]
+    pub ids: platform::environment::IdSecretArgs,
     /// Vaccine master list in DIVOC's VACCINE_ICD.json format (default: DIVOC's, bundled).
     #[arg(long = "vaccine-master-list", env = "VAXTRAIL_VACCINE_MASTER_LIST")]
     pub vaccine_list: Option<PathBuf>,
@@ -192,11 +184,7 @@ impl Application {
             config.recipient_secret.expose(),
             DEVELOPMENT_RECIPIENT_SECRET,
         )?;
-        environment.refuse_development_secret(
-            "VAXTRAIL_ID_SECRET",
-            config.id_secret.expose(),
-            IdKey::DEVELOPMENT_SECRET,
-        )?;
+        let ids = config.ids.key(environment)?;
         let verifier = platform::auth::Verifier::load(&config.auth).await?;
         environment.refuse_development_jwks(&verifier)?;
         let pool = config.postgres.pool()?;
@@ -221,7 +209,7 @@ impl Application {
             default_country: CountryCode::parse("VAXTRAIL_PROGRAMME_COUNTRY", &config.country)
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             recipient_secret: RecipientKeySecret::new(config.recipient_secret.expose().as_bytes()),
-            ids: IdKey::new(config.id_secret.expose().as_bytes()),
+            ids,
             appender,
             verifier,
             ownership: ownership::Ownership::new(pool),

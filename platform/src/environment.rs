@@ -34,6 +34,40 @@ pub struct DevelopmentSecret {
     pub what: &'static str,
 }
 
+/// The secret keying event and certificate ids, read from `VAXTRAIL_ID_SECRET` by every process
+/// that derives them (the command API, the signer, `vaxctl demo`): they must all hold the same.
+#[derive(Clone, Debug, Args)]
+pub struct IdSecretArgs {
+    /// Secret keying event ids (command API) and certificate ids (signer), so nobody outside can
+    /// compute them from a record. The default is for local development only: outside development
+    /// the services refuse to start with it.
+    #[arg(
+        long = "id-secret",
+        env = "VAXTRAIL_ID_SECRET",
+        default_value = domain::ids::IdKey::DEVELOPMENT_SECRET,
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub id_secret: crate::config::SecretUrl,
+}
+
+impl IdSecretArgs {
+    /// The key, refused outside development when it is the development one.
+    pub fn key(&self, environment: &EnvironmentArgs) -> Result<domain::ids::IdKey, DevelopmentSecret> {
+        environment.refuse_development_secret(
+            "VAXTRAIL_ID_SECRET",
+            self.id_secret.expose(),
+            domain::ids::IdKey::DEVELOPMENT_SECRET,
+        )?;
+        Ok(self.key_unchecked())
+    }
+
+    /// The key, whatever it is (an operator's tool that only derives ids).
+    pub fn key_unchecked(&self) -> domain::ids::IdKey {
+        domain::ids::IdKey::new(self.id_secret.expose().as_bytes())
+    }
+}
+
 impl EnvironmentArgs {
     /// Whether this is a development deployment.
     pub fn is_development(&self) -> bool {

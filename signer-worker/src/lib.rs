@@ -35,16 +35,8 @@ pub struct Config {
     pub issuer: IssuerArgs,
     #[command(flatten)]
     pub environment: platform::EnvironmentArgs,
-    /// Secret keying certificate ids (the command API keys event ids with it too), so nobody
-    /// outside can compute a person's certificate id. The default is for local development only.
-    #[arg(
-        long = "id-secret",
-        env = "VAXTRAIL_ID_SECRET",
-        default_value = domain::ids::IdKey::DEVELOPMENT_SECRET,
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    pub id_secret: platform::config::SecretUrl,
+    #[command(flatten)]
+    pub ids: platform::environment::IdSecretArgs,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:9101")]
     pub listen: SocketAddr,
@@ -105,7 +97,7 @@ impl Config {
             profile: self.issuer.profile(),
             policy: Policy {
                 update_limit: self.update_limit,
-                ids: domain::ids::IdKey::new(self.id_secret.expose().as_bytes()),
+                ids: self.ids.key_unchecked(),
             },
             checkpoint_every: self.checkpoint_every.max(1),
             checkpoint_interval: Duration::from_secs(self.checkpoint_interval_secs.max(1)),
@@ -128,11 +120,7 @@ impl Application {
     /// Loads the keys (a missing or unusable key stops the start), connects to the dependencies
     /// (lazily: one that is down makes `/readyz` fail, not the start) and binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
-        config.environment.refuse_development_secret(
-            "VAXTRAIL_ID_SECRET",
-            config.id_secret.expose(),
-            domain::ids::IdKey::DEVELOPMENT_SECRET,
-        )?;
+        config.ids.key(&config.environment)?;
         let keyring = config.issuer.keyring().context("loading the issuer's keys")?;
         tracing::info!(method = %keyring.active_method(), keys = keyring.keys().len(), "issuer keys loaded");
         let topics = config.kafka.topics();

@@ -442,7 +442,7 @@ async fn development_secrets_are_refused_outside_development() {
         .err()
         .expect("refused");
     assert!(error.to_string().contains("VAXTRAIL_ID_SECRET"), "{error}");
-    command.id_secret = "another real one".parse().unwrap();
+    command.ids.id_secret = "another real one".parse().unwrap();
     let error = command_api::Application::build(&command, platform::Shutdown::new())
         .await
         .err()

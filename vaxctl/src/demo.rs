@@ -12,7 +12,7 @@ use std::{
 };
 
 use clap::Args;
-use domain::ids::{CertificateId, EventId, IdKey};
+use domain::ids::{CertificateId, EventId};
 use futures::{StreamExt, TryStreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
 use platform::auth::{AuthArgs, Role};
@@ -53,16 +53,10 @@ pub struct DemoArgs {
         default_value = ".vaxtrail/keys/dev-token-key.json"
     )]
     key: PathBuf,
-    /// The deployment's id secret (as the signer has it): the demo derives the certificate ids of
+    /// The deployment's id secret, as the signer has it: the demo derives the certificate ids of
     /// what it posted, to correct and revoke them.
-    #[arg(
-        long = "id-secret",
-        env = "VAXTRAIL_ID_SECRET",
-        default_value = domain::ids::IdKey::DEVELOPMENT_SECRET,
-        hide_env_values = true,
-        hide_default_value = true
-    )]
-    id_secret: String,
+    #[command(flatten)]
+    ids: platform::environment::IdSecretArgs,
     #[command(flatten)]
     auth: AuthArgs,
 }
@@ -127,7 +121,7 @@ impl Demo {
                 &person.certify_request(1, ""),
             )
             .await?;
-        let certificate = CertificateId::for_event(&IdKey::new(self.args.id_secret.as_bytes()), first);
+        let certificate = CertificateId::for_event(&self.args.ids.key_unchecked(), first);
         if person.doses() >= 2 && i % 5 < 2 {
             self.post(
                 "/v1/vaccinations",
