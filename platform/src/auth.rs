@@ -145,8 +145,11 @@ struct Remote {
     client: reqwest::Client,
     floor: Duration,
     max_age: Duration,
-    /// When the keys were last fetched (or a fetch was last tried).
-    fetched: tokio::sync::Mutex<Instant>,
+    /// When the keys were last fetched (or a fetch was last tried): read by every request, so a
+    /// plain lock never held across an await.
+    fetched: std::sync::Mutex<Instant>,
+    /// Held while fetching, so concurrent requests fetch once.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 /// Verifies bearer tokens.
@@ -228,7 +231,8 @@ impl Verifier {
                     client,
                     floor: Duration::from_secs(args.refresh_floor_secs),
                     max_age: Duration::from_secs(args.max_age_secs.max(args.refresh_floor_secs)),
-                    fetched: tokio::sync::Mutex::new(Instant::now()),
+                    fetched: std::sync::Mutex::new(Instant::now()),
+                    fetching: tokio::sync::Mutex::new(()),
                 }),
             });
         }
@@ -249,14 +253,20 @@ impl Verifier {
     /// since the last fetch. A failed fetch keeps the keys held (and is logged).
     async fn refresh(&self, kid: &str) {
         let Some(remote) = &self.remote else { return };
-        let known = self.keys.read().expect("not poisoned").contains_key(kid);
-        let mut fetched = remote.fetched.lock().await;
-        let age = fetched.elapsed();
-        let wanted = (!known && age >= remote.floor) || age >= remote.max_age;
-        if !wanted || (!known && self.keys.read().expect("not poisoned").contains_key(kid)) {
+        let due = || {
+            let known = self.keys.read().expect("not poisoned").contains_key(kid);
+            let age = remote.fetched.lock().expect("not poisoned").elapsed();
+            (!known && age >= remote.floor) || age >= remote.max_age
+        };
+        if !due() {
             return;
         }
-        *fetched = Instant::now();
+        let _fetching = remote.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        if !due() {
+            return;
+        }
+        *remote.fetched.lock().expect("not poisoned") = Instant::now();
         match fetch(&remote.client, &remote.url).await {
             Ok(keys) => {
                 metrics::counter!("vaxtrail_jwks_refreshes_total", "outcome" => "ok").increment(1);
