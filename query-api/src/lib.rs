@@ -237,7 +237,7 @@ impl Application {
             .route("/v1/audit/checkpoints", get(audit::checkpoints))
             .with_state(state);
         let limits = platform::HttpLimits::new(&config.http);
-        let api = limits.apply(rate_limit::limit(public, &config.rate).merge(authenticated));
+        let api = limits.apply(rate_limit::limit(public, &config.rate, &shutdown).merge(authenticated));
         let document = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
         let openapi = Router::new().route("/openapi.json", get(move || async move { axum::Json(document) }));
         let router = api.merge(openapi).merge(platform::ops_router("query-api", readiness));

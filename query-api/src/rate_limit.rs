@@ -82,8 +82,8 @@ impl KeyExtractor for ClientKey {
     }
 }
 
-/// `router` with the per-client rate.
-pub fn limit(router: Router, args: &RateLimitArgs) -> Router {
+/// `router` with the per-client rate; the limiter's sweep of idle clients ends with `shutdown`.
+pub fn limit(router: Router, args: &RateLimitArgs, shutdown: &platform::Shutdown) -> Router {
     let per_second = args.per_second.max(1);
     let config = GovernorConfigBuilder::default()
         .period(Duration::from_nanos((1_000_000_000 / u64::from(per_second)).max(1)))
@@ -95,10 +95,14 @@ pub fn limit(router: Router, args: &RateLimitArgs) -> Router {
         .expect("a positive period and burst");
     let config = Arc::new(config);
     let limiter = config.limiter().clone();
+    let shutdown = shutdown.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         loop {
-            every.tick().await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
             limiter.retain_recent();
             metrics::gauge!("vaxtrail_query_rate_limited_clients").set(limiter.len() as f64);
         }
