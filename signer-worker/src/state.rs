@@ -39,6 +39,8 @@ pub struct PartitionState {
     /// The partition's revocation bits, from every `CertificateRevoked` of its log: bits are only
     /// ever set, so a list built from them never forgets a revocation.
     pub revoked_bits: Vec<u8>,
+    /// SHA-256 of `revoked_bits`, kept until a bit is set (the list is compared every tick).
+    bits_digest: Option<Sha256>,
     /// SHA-256 of the bits of the last status list published in the log (`None`: never).
     pub published_bits: Option<Sha256>,
     /// When this signer last published the partition's list.
@@ -61,6 +63,7 @@ impl PartitionState {
             position_confirmed: false,
             chain_breaks: 0,
             revoked_bits: Vec::new(),
+            bits_digest: None,
             published_bits: None,
             list_published_at: None,
         }
@@ -105,6 +108,7 @@ impl PartitionState {
             }
             CertificateOutcome::CertificateRevoked { status, .. } => {
                 credentials::status_list::set(&mut self.revoked_bits, status.index);
+                self.bits_digest = None;
             }
             _ => {}
         }
@@ -112,15 +116,18 @@ impl PartitionState {
         self.lineages.insert(recipient.clone(), evolve(lineage, event));
     }
 
-    /// SHA-256 of the revocation bits now.
-    pub fn bits_sha256(&self) -> Sha256 {
+    /// SHA-256 of the revocation bits now (hashed again only after a bit was set).
+    pub fn bits_sha256(&mut self) -> Sha256 {
         use sha2::Digest;
-        sha2::Sha256::digest(&self.revoked_bits).into()
+        *self
+            .bits_digest
+            .get_or_insert_with(|| sha2::Sha256::digest(&self.revoked_bits).into())
     }
 
     /// Whether the log's last published list differs from the bits (or none was published).
-    pub fn list_outdated(&self) -> bool {
-        self.published_bits != Some(self.bits_sha256())
+    pub fn list_outdated(&mut self) -> bool {
+        let now = self.bits_sha256();
+        self.published_bits != Some(now)
     }
 
     /// Recipients known.

@@ -477,14 +477,12 @@ impl Worker {
                 return;
             }
         }
+        let interval = self.settings.status_list_interval;
         let lists: Vec<i32> = self
             .states
-            .values()
-            .filter(|s| s.list_outdated())
-            .filter(|s| {
-                s.list_published_at
-                    .is_none_or(|at| at.elapsed() >= self.settings.status_list_interval)
-            })
+            .values_mut()
+            .filter_map(|s| s.list_outdated().then_some(&*s))
+            .filter(|s| s.list_published_at.is_none_or(|at| at.elapsed() >= interval))
             .map(|s| s.partition)
             .collect();
         for partition in lists {
@@ -794,7 +792,7 @@ impl Worker {
     /// signing key. Published when the bits change (at most once per `status_list_interval`) and
     /// once for a partition that never had one.
     async fn publish_status_list(&mut self, partition: i32) -> anyhow::Result<()> {
-        let Some(state) = self.states.get(&partition) else {
+        let Some(state) = self.states.get_mut(&partition) else {
             return Ok(());
         };
         let list = u32::try_from(partition).context("a partition number is not negative")?;
