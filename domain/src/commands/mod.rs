@@ -168,17 +168,14 @@ fn birth(problems: &mut Problems, recipient: &Value, ctx: &ParseContext) -> Opti
     }
 }
 
-fn recipient(problems: &mut Problems, body: &Value, ctx: &ParseContext) -> Option<Recipient> {
+/// The recipient; `code` (the record's pre-enrollment code, parsed) names one sent without identity.
+fn recipient(problems: &mut Problems, body: &Value, code: Option<&Text>, ctx: &ParseContext) -> Option<Recipient> {
     let object = problems.take(json::required_object(body, "", "recipient"))?;
     let p = "recipient";
     // DIVOC certifies a record without an identity under its pre-enrollment code.
     let identity = match problems.take(json::optional_str(object, p, "identity")) {
         Some(Some(raw)) => problems.take(Identity::parse("recipient.identity", raw)),
-        Some(None) => json::optional_str(body, "", "preEnrollmentCode")
-            .ok()
-            .flatten()
-            .and_then(|raw| Text::parse_max("preEnrollmentCode", raw, 64).ok())
-            .map(|code| Identity::from_pre_enrollment_code(&code)),
+        Some(None) => code.map(Identity::from_pre_enrollment_code),
         None => None,
     };
     let gender = problems
@@ -266,7 +263,7 @@ impl RecordVaccination {
             .take(json::required_str(body, "", "preEnrollmentCode"))
             .and_then(|raw| problems.take(Text::parse_max("preEnrollmentCode", raw, 64)));
         let programme = text(problems, body, "", "programId");
-        let recipient = recipient(problems, body, ctx);
+        let recipient = recipient(problems, body, pre_enrollment_code.as_ref(), ctx);
         let vaccination = vaccination(problems, body, ctx);
         let vaccinator = problems
             .take(json::required_object(body, "", "vaccinator"))
