@@ -133,15 +133,7 @@ impl CertificateId {
     /// Parses an id as printed or typed: case-insensitive, Crockford's look-alikes (O→0, I/L→1)
     /// accepted, hyphens and spaces ignored; the check character must match.
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let normalized: Vec<u8> = raw
-            .bytes()
-            .filter(|b| *b != b'-' && *b != b' ')
-            .map(|b| match b.to_ascii_uppercase() {
-                b'O' => b'0',
-                b'I' | b'L' => b'1',
-                other => other,
-            })
-            .collect();
+        let normalized: Vec<u8> = as_typed(raw).collect();
         if normalized.len() != BODY_LEN + 1 || !normalized.iter().all(|b| ALPHABET.contains(b)) {
             return Err(FieldError::new(field, "must be a 17-character certificate id"));
         }
@@ -166,6 +158,18 @@ impl fmt::Display for CertificateId {
     }
 }
 
+/// Crockford text as people type it: hyphens and spaces dropped, upper-cased, look-alikes read as
+/// the digits they stand for (O→0, I/L→1).
+fn as_typed(raw: &str) -> impl Iterator<Item = u8> + '_ {
+    raw.bytes()
+        .filter(|b| *b != b'-' && *b != b' ')
+        .map(|b| match b.to_ascii_uppercase() {
+            b'O' => b'0',
+            b'I' | b'L' => b'1',
+            other => other,
+        })
+}
+
 /// 80 bits as 16 Crockford base-32 characters (holder access codes use it too).
 pub fn crockford_encode_80(bytes: &[u8; 10]) -> String {
     let mut bits = bytes.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
@@ -182,12 +186,7 @@ pub fn crockford_encode_80(bytes: &[u8; 10]) -> String {
 pub fn crockford_decode_80(text: &str) -> Option<[u8; 10]> {
     let mut bits = 0u128;
     let mut count = 0;
-    for byte in text.bytes().filter(|b| *b != b'-' && *b != b' ') {
-        let byte = match byte.to_ascii_uppercase() {
-            b'O' => b'0',
-            b'I' | b'L' => b'1',
-            other => other,
-        };
+    for byte in as_typed(text) {
         let value = ALPHABET.iter().position(|a| *a == byte)?;
         bits = (bits << 5) | value as u128;
         count += 1;
