@@ -288,11 +288,12 @@ pub async fn event(
 
 /// A recipient's certificates as the caller may see them, each with its holder code.
 async fn certificates_for(state: &AppState, caller: &Caller, scope: Scope, key: &str) -> Result<Vec<Value>, Problem> {
-    let certificates = match scope {
-        Scope::OwnSource => state.store.recipient_certificates_from(key, &caller.subject).await,
-        _ => state.store.recipient_certificates(key).await,
-    }
-    .map_err(|e| unavailable(&e))?;
+    let source = (scope == Scope::OwnSource).then_some(caller.subject.as_str());
+    let certificates = state
+        .store
+        .recipient_certificates(key, source)
+        .await
+        .map_err(|e| unavailable(&e))?;
     Ok(certificates
         .into_iter()
         .map(|c| {

@@ -191,14 +191,22 @@ impl Store {
         }))
     }
 
-    /// A recipient's certificates, every one with where it stands (Postgres).
-    pub async fn recipient_certificates(&self, recipient_key: &str) -> Result<Vec<CertificateSummary>, Unavailable> {
+    /// A recipient's certificates, every one with where it stands (Postgres): all of them, or
+    /// only those whose vaccination `source` recorded.
+    pub async fn recipient_certificates(
+        &self,
+        recipient_key: &str,
+        source: Option<&str>,
+    ) -> Result<Vec<CertificateSummary>, Unavailable> {
         let rows: Vec<SummaryRow> = sqlx::query_as(
-            "SELECT certificate_id, programme, dose, total_doses, status, superseded_by, superseded_at,
-                    revocation_reason, revoked_at, issued_at
-             FROM certificates WHERE recipient_key = $1 ORDER BY programme, dose, issued_at",
+            "SELECT c.certificate_id, c.programme, c.dose, c.total_doses, c.status, c.superseded_by, c.superseded_at,
+                    c.revocation_reason, c.revoked_at, c.issued_at
+             FROM certificates c LEFT JOIN vaccinations v ON v.event_id = c.source_event_id
+             WHERE c.recipient_key = $1 AND ($2::text IS NULL OR v.source_system = $2)
+             ORDER BY c.programme, c.dose, c.issued_at",
         )
         .bind(recipient_key)
+        .bind(source)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(SummaryRow::into_summary).collect())
@@ -281,25 +289,6 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(found.flatten())
-    }
-
-    /// A recipient's certificates recorded by `source` only.
-    pub async fn recipient_certificates_from(
-        &self,
-        recipient_key: &str,
-        source: &str,
-    ) -> Result<Vec<CertificateSummary>, Unavailable> {
-        let rows: Vec<SummaryRow> = sqlx::query_as(
-            "SELECT c.certificate_id, c.programme, c.dose, c.total_doses, c.status, c.superseded_by, c.superseded_at,
-                    c.revocation_reason, c.revoked_at, c.issued_at
-             FROM certificates c JOIN vaccinations v ON v.event_id = c.source_event_id
-             WHERE c.recipient_key = $1 AND v.source_system = $2 ORDER BY c.programme, c.dose, c.issued_at",
-        )
-        .bind(recipient_key)
-        .bind(source)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(SummaryRow::into_summary).collect())
     }
 }
 
