@@ -168,7 +168,7 @@ impl Deployment {
     /// created).
     pub async fn new(stack: TestStack, issuer: &Issuer) -> Self {
         stack.create_event_topics().await;
-        credentials::keys::publish(&issuer.dir, &issuer.dir.with_extension("public")).expect("publishing the keys");
+        crate::signer::publish(&issuer.dir);
         Self {
             stack,
             issuer_keys: issuer.dir.clone(),
@@ -210,7 +210,7 @@ impl Deployment {
             ("VAXTRAIL_ISSUER_KEYS", self.issuer_keys.display().to_string()),
             (
                 "VAXTRAIL_ISSUER_PUBLIC_KEYS",
-                self.issuer_keys.with_extension("public").display().to_string(),
+                crate::signer::public_dir(&self.issuer_keys).display().to_string(),
             ),
             ("VAXTRAIL_ENVIRONMENT", "development".to_owned()),
             // The drills read thousands of answers from one address: the operator's, not the

@@ -478,6 +478,18 @@ pub mod signer {
         }
     }
 
+    /// Where the public halves of a key directory are published for the query API (beside it).
+    pub fn public_dir(keys: &std::path::Path) -> PathBuf {
+        keys.with_extension("public")
+    }
+
+    /// Publishes the public halves of `keys` ([`public_dir`]) and returns that directory.
+    pub fn publish(keys: &std::path::Path) -> PathBuf {
+        let public = public_dir(keys);
+        credentials::keys::publish(keys, &public).expect("publishing the test's keys");
+        public
+    }
+
     impl Default for Issuer {
         fn default() -> Self {
             Self::new()
@@ -487,7 +499,7 @@ pub mod signer {
     impl Drop for Issuer {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
-            let _ = std::fs::remove_dir_all(self.dir.with_extension("public"));
+            let _ = std::fs::remove_dir_all(public_dir(&self.dir));
         }
     }
 
@@ -718,8 +730,7 @@ pub async fn spawn_query_api_with(
     tweak: impl FnOnce(&mut query_api::Config),
 ) -> (platform::Shutdown, String) {
     // The query API holds the public halves only, as `vaxctl keys publish` writes them.
-    let public = keys.with_extension("public");
-    credentials::keys::publish(keys, &public).expect("publishing the test's keys");
+    let public = signer::publish(keys);
     let keys_arg = public.display().to_string();
     let _ = active_key;
     let mut config = query_api::Config::parse_from(["query-api", "--issuer-public-keys", keys_arg.as_str()]);
