@@ -1,7 +1,9 @@
 //! Who recorded a dose: a facility corrects only what its own source system recorded. The answer
 //! comes from the Postgres read model (the vaccination event behind the certificate that stands
 //! for the dose now). A target the read model does not know yet (just issued) is left to the
-//! signer; a read model that cannot be asked is a 503, never a guess.
+//! signer; a read model that cannot be asked, or that is being rebuilt from the log (its generation
+//! marker is not complete, so "unknown" may only mean "not re-applied yet"), is a 503, never a
+//! guess.
 
 use domain::{commands::CorrectionTarget, values::RecipientKey};
 
@@ -19,13 +21,22 @@ pub enum Recorded {
     Unknown,
 }
 
+/// Why the read model cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnershipError {
+    #[error("postgres: {0}")]
+    Store(#[from] sqlx::Error),
+    #[error("the read model is being rebuilt from the log")]
+    Rebuilding,
+}
+
 impl Ownership {
     pub fn new(pool: sqlx::PgPool) -> Self {
         Self { pool }
     }
 
     /// The source system that recorded the certificate a correction targets.
-    pub async fn of(&self, recipient: &RecipientKey, target: &CorrectionTarget) -> Result<Recorded, sqlx::Error> {
+    pub async fn of(&self, recipient: &RecipientKey, target: &CorrectionTarget) -> Result<Recorded, OwnershipError> {
         let found: Option<Option<String>> = match target {
             CorrectionTarget::Certificate(id) => {
                 sqlx::query_scalar(
@@ -52,9 +63,17 @@ impl Ownership {
             }
         };
         // Rows projected before source systems were kept have none: the signer decides.
-        Ok(match found.flatten() {
-            Some(source) => Recorded::By(source),
-            None => Recorded::Unknown,
-        })
+        match found.flatten() {
+            Some(source) => Ok(Recorded::By(source)),
+            None => {
+                let complete: Option<bool> = sqlx::query_scalar("SELECT complete FROM projection_generation")
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match complete {
+                    Some(true) => Ok(Recorded::Unknown),
+                    _ => Err(OwnershipError::Rebuilding),
+                }
+            }
+        }
     }
 }

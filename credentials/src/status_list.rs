@@ -29,8 +29,8 @@ pub fn encode(bits: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(gzip.finish().expect("writing to memory"))
 }
 
-/// Whether bit `index` is set in an `encodedList`.
-pub fn is_set(encoded: &str, index: u64) -> Result<bool, String> {
+/// The bitstring of an `encodedList` (at most 16 MiB once inflated).
+pub fn decode(encoded: &str) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let compressed = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(encoded.trim_end_matches('='))
@@ -40,7 +40,40 @@ pub fn is_set(encoded: &str, index: u64) -> Result<bool, String> {
         .take(16 * 1024 * 1024)
         .read_to_end(&mut bits)
         .map_err(|e| format!("encodedList is not GZIP: {e}"))?;
-    Ok(bit(&bits, index))
+    Ok(bits)
+}
+
+/// Whether bit `index` is set in an `encodedList`.
+pub fn is_set(encoded: &str, index: u64) -> Result<bool, String> {
+    Ok(bit(&decode(encoded)?, index))
+}
+
+/// The bitstring a signed list credential (its JSON text) carries.
+pub fn bits_of(credential: &str) -> Result<Vec<u8>, String> {
+    let value: Value = serde_json::from_str(credential).map_err(|e| format!("the list is not JSON: {e}"))?;
+    let encoded = value["credentialSubject"]["encodedList"]
+        .as_str()
+        .ok_or("the list has no credentialSubject.encodedList")?;
+    decode(encoded)
+}
+
+/// Sets in `bits` every bit set in `published`, and answers the indexes that were missing: a
+/// list never goes backwards (no revocation is ever lifted), so a published bit the bits lack is
+/// a fault to report, and to mend before the next list is signed.
+pub fn keep_published(bits: &mut Vec<u8>, published: &[u8]) -> Vec<u64> {
+    let mut missing = Vec::new();
+    for (byte, set) in published.iter().enumerate() {
+        let lacking = set & !bits.get(byte).copied().unwrap_or(0);
+        for shift in 0..8u64 {
+            if lacking & (0x80 >> shift) != 0 {
+                missing.push(byte as u64 * 8 + shift);
+            }
+        }
+    }
+    for &index in &missing {
+        self::set(bits, index);
+    }
+    missing
 }
 
 /// Bit `index` of a bitstring, the first byte's high bit first (StatusList2021's order, and
@@ -98,6 +131,24 @@ pub fn entry(credential: &Value) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_published_bit_is_kept_and_reported_when_the_bits_lack_it() {
+        let mut published = Vec::new();
+        for index in [3, 9, 200_000] {
+            set(&mut published, index);
+        }
+        let mut bits = Vec::new();
+        set(&mut bits, 9);
+        set(&mut bits, 11);
+        let published = decode(&encode(&published)).unwrap();
+        assert_eq!(keep_published(&mut bits, &published), vec![3, 200_000]);
+        for index in [3, 9, 11, 200_000] {
+            assert!(bit(&bits, index), "{index}");
+        }
+        assert_eq!(count(&bits), 4);
+        assert!(keep_published(&mut bits, &published).is_empty());
+    }
 
     #[test]
     fn bits_round_trip_through_the_encoding_high_bit_first() {

@@ -49,12 +49,12 @@ export VAXTRAIL_ENVIRONMENT=${VAXTRAIL_ENVIRONMENT:-development}
 export VAXTRAIL_ISSUER_DID=${VAXTRAIL_ISSUER_DID:-did:web:127.0.0.1%3A8090}
 export VAXTRAIL_PUBLIC_BASE_URL=${VAXTRAIL_PUBLIC_BASE_URL:-http://127.0.0.1:8090}
 
-# The project's services: name, binary, listen address.
+# The project's services: name, binary, listen address (each address can be moved, for tests).
 SERVICES=(
-  "command-api command-api 127.0.0.1:8080"
-  "signer-worker signer-worker 127.0.0.1:9101"
-  "projectors projectors 127.0.0.1:9102"
-  "query-api query-api 127.0.0.1:8090"
+  "command-api command-api ${VAXTRAIL_COMMAND_API_ADDRESS:-127.0.0.1:8080}"
+  "signer-worker signer-worker ${VAXTRAIL_SIGNER_ADDRESS:-127.0.0.1:9101}"
+  "projectors projectors ${VAXTRAIL_PROJECTORS_ADDRESS:-127.0.0.1:9102}"
+  "query-api query-api ${VAXTRAIL_QUERY_API_ADDRESS:-127.0.0.1:8090}"
 )
 
 say() { printf '\033[1m%s\033[0m %s\n' "vaxtrail:" "$*" >&2; }

@@ -10,6 +10,7 @@ pub mod environment;
 pub mod log;
 pub mod ops;
 pub mod problem;
+pub mod read_models;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -11,7 +11,10 @@ use domain::{
 };
 use serde::Serialize;
 
-use crate::runner::{Positioned, Projected, Projection};
+use crate::{
+    generation::{Generation, StoreLost},
+    runner::{Positioned, Projected, Projection},
+};
 
 /// The tables, the dashboard's daily aggregates, then the materialized views that fill them. The
 /// aggregates keep each group's distinct event ids (`uniqExactState`), so a redelivered batch,
@@ -20,7 +23,7 @@ use crate::runner::{Positioned, Projected, Projection};
 /// before its first insert. The views write into tables of their own (`TO`), because a view
 /// cannot be renamed on ClickHouse 18.16 while tables can: `vaxctl replay` swaps the tables and
 /// creates the views again.
-pub const TABLES: [&str; 5] = [
+pub const TABLES: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS vaccinations (
         event_id String, event_type String, vaccination_date Date, programme String, vaccine String,
         manufacturer String, dose UInt8, total_doses UInt8, gender String, age_band String,
@@ -30,9 +33,12 @@ pub const TABLES: [&str; 5] = [
         record_id String, source_event_id String, outcome String, certificate_id String, rule String,
         decided_at DateTime, occurred_at DateTime, signing_latency_ms UInt64
      ) ENGINE = ReplacingMergeTree ORDER BY record_id",
-    "CREATE TABLE IF NOT EXISTS projection_offsets (
-        topic String, partition Int32, next_offset Int64
-     ) ENGINE = ReplacingMergeTree(next_offset) ORDER BY (topic, partition)",
+    "CREATE TABLE IF NOT EXISTS projection_positions (
+        generation String, topic String, partition Int32, next_offset Int64
+     ) ENGINE = ReplacingMergeTree(next_offset) ORDER BY (generation, topic, partition)",
+    "CREATE TABLE IF NOT EXISTS projection_generation (
+        slot UInt8, generation String, complete UInt8, at UInt64
+     ) ENGINE = ReplacingMergeTree(at) ORDER BY slot",
     "CREATE TABLE IF NOT EXISTS daily_vaccinations (
         vaccination_date Date, programme String, event_type String, vaccine String, dose UInt8,
         state String, district String, gender String, age_band String,
@@ -106,21 +112,64 @@ struct OutcomeRow {
 }
 
 #[derive(clickhouse::Row, Serialize)]
-struct OffsetRow {
+struct PositionRow {
+    generation: String,
     topic: String,
     partition: i32,
     next_offset: i64,
 }
 
+#[derive(clickhouse::Row, Serialize)]
+struct MarkerRow {
+    slot: u8,
+    generation: String,
+    complete: u8,
+    at: u64,
+}
+
+/// The generation marker and whether the store has one: the newest row of
+/// `projection_generation` (positions are stored per generation, so a new one starts empty).
+const MARKER_SQL: &str = platform::read_models::CLICKHOUSE_MARKER;
+
 /// The ClickHouse projection.
 pub struct AnalyticsProjection {
     client: clickhouse::Client,
+    database: String,
 }
 
 impl AnalyticsProjection {
-    pub fn new(client: clickhouse::Client) -> Self {
-        Self { client }
+    /// The projection into `database`, through `client` (bound to that database).
+    pub fn new(client: clickhouse::Client, database: &str) -> Self {
+        Self {
+            client,
+            database: database.to_owned(),
+        }
     }
+
+    async fn mark(&self, generation: &Generation) -> anyhow::Result<()> {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let mut insert = self.client.insert::<MarkerRow>("projection_generation").await?;
+        insert
+            .write(&MarkerRow {
+                slot: 0,
+                generation: generation.id.clone(),
+                complete: u8::from(generation.complete),
+                at,
+            })
+            .await?;
+        insert.end().await?;
+        Ok(())
+    }
+}
+
+/// Whether ClickHouse refused a query because the database or table is gone (codes 60 and 81).
+pub fn gone(error: &clickhouse::error::Error) -> bool {
+    let text = error.to_string();
+    ["Code: 60.", "Code: 81.", "Code: 60,", "Code: 81,"]
+        .iter()
+        .any(|code| text.contains(code))
 }
 
 fn days(date: NaiveDate) -> u16 {
@@ -153,14 +202,26 @@ pub fn age_band(record: &RecordVaccination) -> &'static str {
 impl Projection for AnalyticsProjection {
     const NAME: &'static str = "clickhouse";
 
+    /// Creates the database if it is missing (a dropped one comes back empty), then the schema.
     async fn prepare(&self) -> anyhow::Result<()> {
+        let database = valid_database(&self.database)?;
+        self.client
+            .clone()
+            .with_database("default")
+            .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
+            .execute()
+            .await?;
         create_schema(&self.client).await
     }
 
     async fn next_offset(&self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
         let (rows, next): (u64, i64) = self
             .client
-            .query("SELECT count(), max(next_offset) FROM projection_offsets WHERE topic = ? AND partition = ?")
+            .query(
+                "SELECT count(), max(next_offset) FROM projection_positions
+                 WHERE generation = (SELECT argMax(generation, at) FROM projection_generation)
+                   AND topic = ? AND partition = ?",
+            )
             .bind(topic)
             .bind(partition)
             .fetch_one()
@@ -168,7 +229,36 @@ impl Projection for AnalyticsProjection {
         Ok((rows > 0).then_some(next))
     }
 
-    async fn apply(&self, batch: &[Positioned]) -> anyhow::Result<()> {
+    async fn generation(&self) -> anyhow::Result<Option<Generation>> {
+        match self.client.query(MARKER_SQL).fetch_one::<(String, u8, u64)>().await {
+            Ok((id, complete, rows)) => Ok((rows > 0).then(|| Generation {
+                id,
+                complete: complete == 1,
+            })),
+            Err(error) if gone(&error) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn begin(&self, generation: &Generation) -> anyhow::Result<()> {
+        self.mark(generation).await
+    }
+
+    async fn complete(&self, id: &str) -> anyhow::Result<()> {
+        if self.generation().await?.is_some_and(|g| g.id == id && !g.complete) {
+            self.mark(&Generation {
+                id: id.to_owned(),
+                complete: true,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// ClickHouse has no transactions: the marker is checked first, the rows inserted, and the
+    /// positions (keyed by generation) only after them.
+    async fn apply(&self, id: &str, batch: &[Positioned]) -> anyhow::Result<()> {
+        StoreLost::check(id, self.generation().await?.map(|g| g.id))?;
         let mut vaccinations = Vec::new();
         let mut outcomes = Vec::new();
         let mut next = std::collections::BTreeMap::new();
@@ -243,10 +333,11 @@ impl Projection for AnalyticsProjection {
             insert.end().await?;
         }
         // Only after the rows are in: a crash between the two re-inserts rows that merge away.
-        let mut insert = self.client.insert::<OffsetRow>("projection_offsets").await?;
+        let mut insert = self.client.insert::<PositionRow>("projection_positions").await?;
         for ((topic, partition), next_offset) in next {
             insert
-                .write(&OffsetRow {
+                .write(&PositionRow {
+                    generation: id.to_owned(),
                     topic,
                     partition,
                     next_offset,

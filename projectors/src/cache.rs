@@ -12,14 +12,19 @@
 //! - `revoked`: set of revoked certificate ids; `status:{list}`: the list's revocation bits;
 //! - `event:{id}`: hash of what happened to a vaccination event (`accepted`, `issued`,
 //!   `superseded`, `revoked`, `rejected` → certificate id or rule);
-//! - `offsets`: hash of `{topic}:{partition}` → next offset.
+//! - `offsets`: hash of `{topic}:{partition}` → next offset;
+//! - `projection`: hash of `generation` (the store's generation marker) and `complete` (`1` once
+//!   it caught up with the log; readers trust the cache only then).
 
 use avro::certificate::CertificateBody;
 use domain::events::CertificateOutcome;
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
-use crate::runner::{Positioned, Projected, Projection};
+use crate::{
+    generation::{Generation, StoreLost},
+    runner::{Positioned, Projected, Projection},
+};
 
 const ISSUE: &str = r"
 if redis.call('HSETNX', KEYS[1], 'status', 'active') == 1 then
@@ -35,6 +40,17 @@ return 0
 const SUPERSEDE: &str = r"
 if redis.call('HGET', KEYS[1], 'status') ~= 'revoked' then
   redis.call('HSET', KEYS[1], 'status', 'superseded', 'supersededBy', ARGV[1], 'supersededAt', ARGV[2])
+end
+return 0
+";
+
+/// The generation marker's key (under the prefix).
+pub const MARKER: &str = platform::read_models::REDIS_MARKER;
+
+/// Marks the generation complete if it is still the marker's.
+const COMPLETE: &str = r"
+if redis.call('HGET', KEYS[1], 'generation') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'complete', '1')
 end
 return 0
 ";
@@ -86,9 +102,58 @@ impl Projection for RedisProjection {
             .await?)
     }
 
-    async fn apply(&self, batch: &[Positioned]) -> anyhow::Result<()> {
+    async fn generation(&self) -> anyhow::Result<Option<Generation>> {
+        let mut connection = self.connection().await?;
+        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key(MARKER))
+            .query_async(&mut connection)
+            .await?;
+        Ok(fields.get("generation").map(|id| Generation {
+            id: id.clone(),
+            complete: fields.get("complete").is_some_and(|c| c == "1"),
+        }))
+    }
+
+    async fn begin(&self, generation: &Generation) -> anyhow::Result<()> {
+        let mut connection = self.connection().await?;
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(self.key("offsets"))
+            .arg(self.key(MARKER))
+            .ignore()
+            .cmd("HSET")
+            .arg(self.key(MARKER))
+            .arg("generation")
+            .arg(&generation.id)
+            .arg("complete")
+            .arg(if generation.complete { "1" } else { "0" })
+            .ignore()
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn complete(&self, id: &str) -> anyhow::Result<()> {
+        let mut connection = self.connection().await?;
+        redis::cmd("EVAL")
+            .arg(COMPLETE)
+            .arg(1)
+            .arg(self.key(MARKER))
+            .arg(id)
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the batch in one MULTI/EXEC that also reads the marker. Redis cannot make the
+    /// writes conditional on it, so a batch that finds the marker gone (the cache was flushed
+    /// since the last one) has written into the emptied cache: [`StoreLost`] then begins a new
+    /// generation, which forgets those offsets and rebuilds from the first record.
+    async fn apply(&self, id: &str, batch: &[Positioned]) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        pipe.cmd("HGET").arg(self.key(MARKER)).arg("generation");
         for item in batch {
             match &item.record {
                 Projected::Vaccination(envelope) => {
@@ -108,8 +173,8 @@ impl Projection for RedisProjection {
                 .ignore();
         }
         let mut connection = self.connection().await?;
-        pipe.query_async::<()>(&mut connection).await?;
-        Ok(())
+        let (found,): (Option<String>,) = pipe.query_async(&mut connection).await?;
+        Ok(StoreLost::check(id, found)?)
     }
 }
 
@@ -195,7 +260,15 @@ impl RedisProjection {
 
 /// The key families the projection writes, under its prefix (other keys under the same prefix,
 /// the command API's, are not the projection's).
-pub const FAMILIES: [&str; 6] = ["cert:*", "recipient:*", "revoked", "status:*", "event:*", "offsets"];
+pub const FAMILIES: [&str; 7] = [
+    "cert:*",
+    "recipient:*",
+    "revoked",
+    "status:*",
+    "event:*",
+    "offsets",
+    MARKER,
+];
 
 /// Replaces the projection's keys under `live` by those under `shadow`, in one script: readers
 /// see the old cache or the new one, never a mix. It scans the keyspace and renames every key of

@@ -5,6 +5,7 @@
 
 pub mod analytics;
 pub mod cache;
+pub mod generation;
 pub mod postgres;
 pub mod replay;
 pub mod runner;
@@ -78,7 +79,7 @@ impl Config {
             dead_letters: topics.dead_letters,
             batch_size: self.batch_size.max(1),
             batch_time: Duration::from_millis(self.batch_ms.max(1)),
-            stall: runner::Stall::default(),
+            health: runner::Health::default(),
         }
     }
 }
@@ -116,9 +117,9 @@ impl Application {
                 Kind::Clickhouse => ("clickhouse", "projection-clickhouse"),
             };
             let settings = config.settings(name);
-            let stall = settings.stall.clone();
+            let health = settings.health.clone();
             readiness = readiness.with(check_name, move || {
-                let verdict = stall.check();
+                let verdict = health.check();
                 Box::pin(async move { verdict })
             });
             let stop = shutdown.clone();
@@ -135,7 +136,7 @@ impl Application {
                 )),
                 Kind::Clickhouse => projections.spawn(runner::run(
                     settings,
-                    analytics::AnalyticsProjection::new(config.clickhouse.client()),
+                    analytics::AnalyticsProjection::new(config.clickhouse.client(), &config.clickhouse.database),
                     stop,
                 )),
             };

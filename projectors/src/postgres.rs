@@ -14,7 +14,10 @@ use domain::events::{CertificateOutcome, VaccinationPayload};
 use sqlx::types::Uuid;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::runner::{Positioned, Projected, Projection};
+use crate::{
+    generation::{Generation, StoreLost},
+    runner::{Positioned, Projected, Projection},
+};
 
 /// The projection's migrations, applied at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -30,11 +33,38 @@ impl PostgresProjection {
         Self { pool }
     }
 
-    /// Applies the migrations (idempotent).
+    /// Creates the schema the pool's `search_path` names if it is missing (a dropped schema comes
+    /// back empty), then applies the migrations (idempotent).
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        let schema: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+            .fetch_one(&self.pool)
+            .await?;
+        if let Ok(schema) = valid_schema(schema.trim()) {
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+                .execute(&self.pool)
+                .await?;
+        }
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Whether a statement failed because the store's tables or schema are gone (undefined table,
+/// undefined schema): the store lost its data, no retry brings it back.
+fn gone(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "42P01" || code == "3F000")
+}
+
+/// The generation marker, read inside `tx` and held (`FOR SHARE`) until it ends.
+async fn marker(tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<Option<Generation>> {
+    let row: Option<(String, bool)> =
+        sqlx::query_as("SELECT generation, complete FROM projection_generation FOR SHARE")
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|(id, complete)| Generation { id, complete }))
 }
 
 impl Projection for PostgresProjection {
@@ -54,9 +84,42 @@ impl Projection for PostgresProjection {
         )
     }
 
-    /// Applies a batch and stores its partitions' next offsets, in one transaction: a handful of
-    /// multi-row statements (arrays bound once and `UNNEST`ed), whatever the batch's size.
-    async fn apply(&self, batch: &[Positioned]) -> anyhow::Result<()> {
+    async fn generation(&self) -> anyhow::Result<Option<Generation>> {
+        let mut tx = self.pool.begin().await?;
+        match marker(&mut tx).await {
+            Ok(found) => Ok(found),
+            Err(error) if gone(&error) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn begin(&self, generation: &Generation) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM projection_offsets").execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO projection_generation (generation, complete) VALUES ($1, $2)
+             ON CONFLICT (only_row) DO UPDATE SET generation = EXCLUDED.generation,
+               complete = EXCLUDED.complete, begun_at = now()",
+        )
+        .bind(&generation.id)
+        .bind(generation.complete)
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx.commit().await?)
+    }
+
+    async fn complete(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE projection_generation SET complete = true WHERE generation = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a batch and stores its partitions' next offsets, in one transaction that holds the
+    /// generation marker: a handful of multi-row statements (arrays bound once and `UNNEST`ed),
+    /// whatever the batch's size.
+    async fn apply(&self, id: &str, batch: &[Positioned]) -> anyhow::Result<()> {
         let mut rows = Rows::default();
         for item in batch {
             match &item.record {
@@ -68,6 +131,11 @@ impl Projection for PostgresProjection {
             *slot = (*slot).max(item.offset + 1);
         }
         let mut tx = self.pool.begin().await?;
+        match marker(&mut tx).await {
+            Ok(found) => StoreLost::check(id, found.map(|g| g.id))?,
+            Err(error) if gone(&error) => StoreLost::check(id, None)?,
+            Err(error) => return Err(error.into()),
+        }
         rows.write(&mut tx).await?;
         Ok(tx.commit().await?)
     }

@@ -10,7 +10,10 @@ use platform::log::{Span, read_spans};
 use rdkafka::message::OwnedMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{Decoder, Positioned, Projected, Projection};
+use crate::{
+    generation::StoreLost,
+    runner::{Decoder, Positioned, Projected, Projection, open},
+};
 
 /// Where the records come from.
 #[derive(Clone, Debug)]
@@ -30,6 +33,8 @@ pub struct Applied {
     pub skipped: u64,
     /// `(topic, partition)` → the first offset not applied.
     pub ends: HashMap<(String, i32), i64>,
+    /// The store's generation the records were applied to.
+    pub generation: String,
 }
 
 /// How long a failing store is retried before the replay gives up.
@@ -77,7 +82,11 @@ pub async fn apply_spans<P: Projection>(
         &source.certificate_events,
     );
     let never = CancellationToken::new();
-    let mut applied = Applied::default();
+    let generation = with_retries::<P, _, _, _>(|| open(projection)).await?;
+    let mut applied = Applied {
+        generation: generation.id.clone(),
+        ..Applied::default()
+    };
     let mut failed = None;
     while let Some(messages) = receiver.recv().await {
         let mut items = Vec::with_capacity(messages.len());
@@ -88,7 +97,7 @@ pub async fn apply_spans<P: Projection>(
             }
             items.push(Positioned::of(message, record.unwrap_or(Projected::Skipped)));
         }
-        if let Err(error) = with_retries::<P, _, _>(|| projection.apply(&items)).await {
+        if let Err(error) = with_retries::<P, _, _, _>(|| projection.apply(&generation.id, &items)).await {
             failed = Some(error);
             break;
         }
@@ -104,16 +113,17 @@ pub async fn apply_spans<P: Projection>(
     Ok(applied)
 }
 
-async fn with_retries<P: Projection, F, Fut>(call: F) -> anyhow::Result<()>
+async fn with_retries<P: Projection, T, F, Fut>(call: F) -> anyhow::Result<T>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(200);
     loop {
         match call().await {
-            Ok(()) => return Ok(()),
+            Ok(value) => return Ok(value),
+            Err(error) if StoreLost::is(&error) => return Err(error),
             Err(error) if started.elapsed() < GIVE_UP_AFTER => {
                 tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), "store unavailable; retrying");
                 tokio::time::sleep(backoff).await;

@@ -1,8 +1,13 @@
 //! The consuming loop of a projection: batches bounded by count and time, positions checked
-//! against what the projection stored (never the consumer group's), undecodable records to
-//! `dead-letters`, and a failing store retried with backoff without skipping anything. The next
-//! batch is fetched and decoded while the current one is written, so the store and the broker
-//! work at the same time.
+//! against what the projection stored (never the consumer group's: a partition with no stored
+//! position starts at its first record), undecodable records to `dead-letters`, and a failing
+//! store retried with backoff without skipping anything. The next batch is fetched and decoded
+//! while the current one is written, so the store and the broker work at the same time.
+//!
+//! Every batch is written for the store's generation (see [`crate::generation`]): a store that
+//! lost its data (a Redis restart without persistence, a dropped schema) is noticed at the next
+//! batch or within [`CHECK_EVERY`] when idle, and rebuilt from the log's first record while
+//! `/readyz` and the `vaxtrail_projection_rebuilding` gauge say so.
 
 use std::{
     collections::HashMap,
@@ -21,6 +26,8 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 
 use avro::{certificate::CertificateEnvelope, vaccination::VaccinationEnvelope};
+
+use crate::generation::{Generation, StoreLost, Targets};
 
 /// One decoded record.
 #[derive(Clone, Debug)]
@@ -91,35 +98,79 @@ impl Decoder {
 }
 
 /// A read model fed from the log. `apply` must store the batch and its partitions' next offsets
-/// atomically, or write rows that are idempotent and the offsets only after them.
+/// atomically, or write rows that are idempotent and the offsets only after them; either way only
+/// while the store's generation marker is the one given.
 pub trait Projection: Send + Sync + 'static {
     const NAME: &'static str;
     /// Creates what the projection needs (tables, migrations); retried until it succeeds.
     fn prepare(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
-    /// The next offset to apply of a topic's partition, if one was stored.
+    /// The next offset to apply of a topic's partition, if one was stored (in the current
+    /// generation).
     fn next_offset(
         &self,
         topic: &str,
         partition: i32,
     ) -> impl std::future::Future<Output = anyhow::Result<Option<i64>>> + Send;
-    /// Applies a batch (in log order per partition) with its next offsets.
-    fn apply(&self, batch: &[Positioned]) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// The store's generation marker; `None` when it has none (a new store, or one that lost its
+    /// data).
+    fn generation(&self) -> impl std::future::Future<Output = anyhow::Result<Option<Generation>>> + Send;
+    /// Begins `generation`: the stored positions are forgotten and the marker written, not
+    /// complete. Rows left from before are overwritten by the rebuild (every write is idempotent).
+    fn begin(&self, generation: &Generation) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Marks generation `id` complete (does nothing if the marker is another's).
+    fn complete(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    /// Applies a batch (in log order per partition) with its next offsets, for generation `id`:
+    /// [`StoreLost`] when the store's marker is not `id`.
+    fn apply(
+        &self,
+        id: &str,
+        batch: &[Positioned],
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
 }
 
-/// Why a projection is waiting, if it is (shown by `/readyz`).
-#[derive(Clone, Debug, Default)]
-pub struct Stall(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+/// The store's generation, begun if it has none.
+pub async fn open<P: Projection>(projection: &P) -> anyhow::Result<Generation> {
+    if let Some(generation) = projection.generation().await? {
+        return Ok(generation);
+    }
+    let generation = Generation::begin();
+    projection.begin(&generation).await?;
+    tracing::warn!(
+        projection = P::NAME,
+        generation = %generation.id,
+        "the store has no generation marker (new, or it lost its data): rebuilding it from the log's first record"
+    );
+    metrics::counter!("vaxtrail_projection_generations_begun_total", "projection" => P::NAME).increment(1);
+    Ok(generation)
+}
 
-impl Stall {
-    fn set(&self, why: Option<String>) {
-        *self.0.lock().expect("not poisoned") = why;
+/// What a projection is doing that makes it not ready (shown by `/readyz`): waiting for its
+/// store, or rebuilding it from the log.
+#[derive(Clone, Debug, Default)]
+pub struct Health(Arc<std::sync::Mutex<HealthState>>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    stalled: Option<String>,
+    rebuilding: Option<String>,
+}
+
+impl Health {
+    fn stalled(&self, why: Option<String>) {
+        self.0.lock().expect("not poisoned").stalled = why;
     }
 
-    /// `Err(why)` while the projection waits for its store.
+    fn rebuilding(&self, what: Option<String>) {
+        self.0.lock().expect("not poisoned").rebuilding = what;
+    }
+
+    /// `Err(why)` while the projection waits for its store or rebuilds it.
     pub fn check(&self) -> Result<(), String> {
-        match self.0.lock().expect("not poisoned").as_ref() {
-            Some(why) => Err(format!("waiting for its store: {why}")),
-            None => Ok(()),
+        let state = self.0.lock().expect("not poisoned");
+        match (&state.stalled, &state.rebuilding) {
+            (Some(why), _) => Err(format!("waiting for its store: {why}")),
+            (None, Some(what)) => Err(format!("rebuilding its store from the log: {what}")),
+            (None, None) => Ok(()),
         }
     }
 }
@@ -135,11 +186,14 @@ pub struct Settings {
     pub dead_letters: String,
     pub batch_size: usize,
     pub batch_time: Duration,
-    pub stall: Stall,
+    pub health: Health,
 }
 
 /// How often the lag gauge asks the broker for high watermarks.
 const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// How often an idle projection checks that its store still holds its generation marker.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Where a partition stands: the next offset to apply, and whether the consumer was seen there.
 struct Position {
@@ -147,9 +201,112 @@ struct Position {
     confirmed: bool,
 }
 
+/// The generation the loop writes, and what it must reach while it rebuilds.
+struct Store<'a, P> {
+    projection: &'a P,
+    settings: &'a Settings,
+    generation: Generation,
+    /// Set while the generation is not complete.
+    targets: Option<Targets>,
+    /// Each partition's low watermark when the rebuild began.
+    lows: HashMap<(String, i32), i64>,
+    settled: Instant,
+    checked: Instant,
+}
+
+impl<'a, P: Projection> Store<'a, P> {
+    /// Opens the store's generation (beginning one if it has none); a generation that is not
+    /// complete is rebuilding towards the log's high watermarks as they are now.
+    async fn open(projection: &'a P, settings: &'a Settings, stop: &CancellationToken) -> anyhow::Result<Self> {
+        let health = &settings.health;
+        retry::<P, _, _, _>(stop, health, "preparing the store", || projection.prepare()).await?;
+        let generation = retry::<P, _, _, _>(stop, health, "reading the generation marker", || open(projection)).await?;
+        let mut store = Self {
+            projection,
+            settings,
+            targets: None,
+            lows: HashMap::new(),
+            generation,
+            settled: Instant::now(),
+            checked: Instant::now(),
+        };
+        if !store.generation.complete {
+            let topics = [settings.vaccination_events.clone(), settings.certificate_events.clone()];
+            let marks = retry::<P, _, _, _>(stop, health, "reading the log's watermarks", || {
+                platform::log::watermarks_async(&settings.brokers, &topics)
+            })
+            .await?;
+            store.targets = Some(Targets(
+                marks.iter().map(|m| ((m.topic.clone(), m.partition), m.high)).collect(),
+            ));
+            store.lows = marks.iter().map(|m| ((m.topic.clone(), m.partition), m.low)).collect();
+        }
+        store.report();
+        Ok(store)
+    }
+
+    fn report(&self) {
+        let rebuilding = self.targets.as_ref().map(|t| {
+            let records: i64 = t.0.values().sum();
+            format!("generation {}, towards {records} records", self.generation.id)
+        });
+        metrics::gauge!("vaxtrail_projection_rebuilding", "projection" => P::NAME)
+            .set(if rebuilding.is_some() { 1.0 } else { 0.0 });
+        self.settings.health.rebuilding(rebuilding);
+    }
+
+    /// While rebuilding, at most every second: marks the generation complete once every
+    /// partition's stored position reached its target (whichever instance applied it). A store
+    /// that cannot answer is asked again next time (the batches wait for it meanwhile).
+    async fn settle(&mut self) {
+        if let Err(error) = self.try_settle().await {
+            tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), "checking the rebuild's progress");
+        }
+    }
+
+    async fn try_settle(&mut self) -> anyhow::Result<()> {
+        let Some(targets) = &self.targets else {
+            return Ok(());
+        };
+        if self.settled.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.settled = Instant::now();
+        let mut stored = HashMap::new();
+        for (topic, partition) in targets.0.keys() {
+            let next = self.projection.next_offset(topic, *partition).await?;
+            stored.insert((topic.clone(), *partition), next);
+        }
+        if targets.short(&stored, &self.lows) == 0 {
+            self.projection.complete(&self.generation.id).await?;
+            tracing::info!(projection = P::NAME, generation = %self.generation.id, "rebuilt: the store caught up with the log");
+            self.generation.complete = true;
+            self.targets = None;
+            self.report();
+        }
+        Ok(())
+    }
+
+    /// [`StoreLost`] when the store no longer holds this generation's marker (asked at most every
+    /// [`CHECK_EVERY`]; a store that cannot answer is asked again next time).
+    async fn still_there(&mut self) -> anyhow::Result<()> {
+        if self.checked.elapsed() < CHECK_EVERY {
+            return Ok(());
+        }
+        self.checked = Instant::now();
+        match self.projection.generation().await {
+            Ok(found) => Ok(StoreLost::check(&self.generation.id, found.map(|g| g.id))?),
+            Err(error) => {
+                tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), "checking the generation marker");
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Prepares the projection (retrying while its store is down), then runs it until `stop`.
 pub async fn run<P: Projection>(settings: Settings, projection: P, stop: CancellationToken) -> anyhow::Result<()> {
-    retry::<P, _, _, _>(&stop, &settings.stall, "preparing the store", || projection.prepare()).await?;
+    let mut store = Store::open(&projection, &settings, &stop).await?;
     let consumer: Arc<StreamConsumer> = ClientConfig::new()
         .set("bootstrap.servers", &settings.brokers)
         .set("group.id", &settings.group)
@@ -181,55 +338,96 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
     // The next batch is fetched and decoded while the current one is written.
     let mut items = feed.next::<P>(&projection, &stop).await?;
     while !stop.is_cancelled() {
-        if items.is_empty() {
-            items = feed.next::<P>(&projection, &stop).await?;
-            continue;
+        let checked = match items.is_empty() {
+            true => store.still_there().await,
+            false => Ok(()),
+        };
+        let outcome = match checked {
+            Err(error) => Err(error),
+            Ok(()) if items.is_empty() => {
+                items = feed.next::<P>(&projection, &stop).await?;
+                Ok(())
+            }
+            Ok(()) => {
+                let started = Instant::now();
+                let id = store.generation.id.clone();
+                let (applied, next) = tokio::join!(
+                    retry::<P, _, _, _>(&stop, &settings.health, "applying a batch", || projection.apply(&id, &items)),
+                    feed.next::<P>(&projection, &stop)
+                );
+                match applied {
+                    Ok(()) => {
+                        for item in &items {
+                            let slot = done.entry((item.topic.clone(), item.partition)).or_default();
+                            *slot = (*slot).max(item.offset + 1);
+                        }
+                        metrics::histogram!("vaxtrail_projection_batch_seconds", "projection" => P::NAME)
+                            .record(started.elapsed().as_secs_f64());
+                        metrics::histogram!("vaxtrail_projection_batch_size", "projection" => P::NAME)
+                            .record(items.len() as f64);
+                        metrics::counter!("vaxtrail_projection_applied_total", "projection" => P::NAME)
+                            .increment(items.len() as u64);
+                        items = next?;
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(error) if StoreLost::is(&error) => {
+                // The store is not the one the positions describe: read it again (a missing
+                // marker begins a new generation from the first record) and forget what was
+                // fetched; the feed seeks each partition back to what the store holds.
+                tracing::error!(projection = P::NAME, error = %format!("{error:#}"), "the store lost its data; rebuilding it from the log");
+                metrics::counter!("vaxtrail_projection_store_lost_total", "projection" => P::NAME).increment(1);
+                store = Store::open(&projection, &settings, &stop).await?;
+                feed.positions.clear();
+                done.clear();
+                items = Vec::new();
+                continue;
+            }
+            Err(error) => return Err(error),
         }
-        let started = Instant::now();
-        let (applied, next) = tokio::join!(
-            retry::<P, _, _, _>(&stop, &settings.stall, "applying a batch", || projection.apply(&items)),
-            feed.next::<P>(&projection, &stop)
-        );
-        applied?;
-        for item in &items {
-            let slot = done.entry((item.topic.clone(), item.partition)).or_default();
-            *slot = (*slot).max(item.offset + 1);
-        }
-        metrics::histogram!("vaxtrail_projection_batch_seconds", "projection" => P::NAME)
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("vaxtrail_projection_batch_size", "projection" => P::NAME).record(items.len() as f64);
-        metrics::counter!("vaxtrail_projection_applied_total", "projection" => P::NAME).increment(items.len() as u64);
+        store.settle().await;
 
         // Lag: records behind each partition's high watermark, asked of the broker at most every
         // few seconds and off the runtime's threads (the request blocks).
         if last_lag.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
             last_lag = Some(Instant::now());
-            let asked: Vec<(String, i32, i64)> = done
-                .iter()
-                .map(|((topic, partition), next)| (topic.clone(), *partition, *next))
-                .collect();
-            let reader = consumer.clone();
-            tokio::task::spawn_blocking(move || {
-                for (topic, partition, next) in asked {
-                    if let Ok((_, high)) = reader.fetch_watermarks(&topic, partition, Duration::from_secs(2)) {
-                        metrics::gauge!("vaxtrail_projection_lag", "projection" => P::NAME, "topic" => topic, "partition" => partition.to_string())
-                            .set((high - next).max(0) as f64);
-                    }
-                }
-            });
+            lag::<P>(&consumer, &done);
         }
 
-        // Consumer-group offsets: for lag metrics only.
+        // Consumer-group offsets: for lag metrics only, never a starting point.
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), next) in &done {
             let _ = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next));
         }
-        if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+        if offsets.count() > 0
+            && let Err(error) = consumer.commit(&offsets, CommitMode::Async)
+        {
             tracing::debug!(%error, "committing offsets (lag metrics only)");
         }
-        items = next?;
     }
     Ok(())
+}
+
+/// Sets the lag gauge of each partition applied so far, on a blocking thread.
+fn lag<P: Projection>(consumer: &Arc<StreamConsumer>, done: &HashMap<(String, i32), i64>) {
+    let asked: Vec<(String, i32, i64)> = done
+        .iter()
+        .map(|((topic, partition), next)| (topic.clone(), *partition, *next))
+        .collect();
+    let reader = consumer.clone();
+    tokio::task::spawn_blocking(move || {
+        for (topic, partition, next) in asked {
+            if let Ok((_, high)) = reader.fetch_watermarks(&topic, partition, Duration::from_secs(2)) {
+                metrics::gauge!("vaxtrail_projection_lag", "projection" => P::NAME, "topic" => topic, "partition" => partition.to_string())
+                    .set((high - next).max(0) as f64);
+            }
+        }
+    });
 }
 
 /// Where the records come from: the consumer, the positions the projection stored, the codecs.
@@ -284,17 +482,16 @@ impl Feed<'_> {
         for message in batch {
             let key = (message.topic().to_owned(), message.partition());
             if !self.positions.contains_key(&key) {
-                let stored = retry::<P, _, _, _>(stop, &self.settings.stall, "reading stored offsets", || {
+                let stored = retry::<P, _, _, _>(stop, &self.settings.health, "reading stored offsets", || {
                     projection.next_offset(&key.0, key.1)
                 })
                 .await?;
-                self.positions.insert(
-                    key.clone(),
-                    Position {
-                        next: stored.unwrap_or(0),
-                        confirmed: stored.is_none(),
-                    },
-                );
+                // No stored position: the partition's first record, never the group's position.
+                let next = match stored {
+                    Some(next) => next,
+                    None => self.low(&key).await?,
+                };
+                self.positions.insert(key.clone(), Position { next, confirmed: false });
             }
             let position = self.positions.get_mut(&key).expect("inserted above");
             if message.offset() < position.next {
@@ -338,11 +535,32 @@ impl Feed<'_> {
     }
 }
 
+impl Feed<'_> {
+    /// The first offset the partition holds (its low watermark), asked until the broker answers.
+    async fn low(&self, (topic, partition): &(String, i32)) -> anyhow::Result<i64> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let (reader, topic_name, partition) = (self.consumer.clone(), topic.clone(), *partition);
+            let asked = tokio::task::spawn_blocking(move || {
+                reader.fetch_watermarks(&topic_name, partition, Duration::from_secs(5))
+            })
+            .await?;
+            match asked {
+                Ok((low, _)) => return Ok(low),
+                Err(error) => tracing::warn!(%topic, partition, %error, "reading the low watermark; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
 /// Retries a store operation with backoff until it succeeds or `stop`: a store that is down
-/// pauses the projection, it never skips a record.
+/// pauses the projection, it never skips a record. A lost store ([`StoreLost`]) is returned at
+/// once: retrying cannot mend it.
 async fn retry<P: Projection, T, F, Fut>(
     stop: &CancellationToken,
-    stall: &Stall,
+    health: &Health,
     what: &str,
     mut call: F,
 ) -> anyhow::Result<T>
@@ -354,11 +572,15 @@ where
     loop {
         match call().await {
             Ok(value) => {
-                stall.set(None);
+                health.stalled(None);
                 return Ok(value);
             }
+            Err(error) if StoreLost::is(&error) => {
+                health.stalled(None);
+                return Err(error);
+            }
             Err(error) => {
-                stall.set(Some(format!("{what}: {error:#}")));
+                health.stalled(Some(format!("{what}: {error:#}")));
                 metrics::counter!("vaxtrail_projection_retries_total", "projection" => P::NAME).increment(1);
                 tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), what, "store unavailable; retrying");
             }

@@ -89,13 +89,36 @@ fn unavailable(error: &clickhouse::error::Error) -> Problem {
     Problem::unavailable("The analytics store is unavailable; retry shortly", error)
 }
 
-fn answer(body: Value) -> Response {
+/// Whether the analytics store's generation marker says it caught up with the log (`None`: it has
+/// no marker).
+async fn clickhouse_complete(client: &clickhouse::Client) -> Result<Option<bool>, clickhouse::error::Error> {
+    let (_, complete, rows): (String, u8, u64) = client
+        .query(platform::read_models::CLICKHOUSE_MARKER)
+        .fetch_one()
+        .await?;
+    Ok((rows > 0).then_some(complete == 1))
+}
+
+/// The figures, once the store is known to be complete (asked after the read: figures from a
+/// store that is being rebuilt would undercount, so they are 503, not an answer).
+async fn answer(state: &AppState, body: Value) -> Result<Response, Problem> {
+    match clickhouse_complete(&state.clickhouse).await {
+        Ok(Some(true)) => {}
+        Ok(_) => {
+            metrics::counter!("vaxtrail_query_untrusted_reads_total", "store" => "clickhouse").increment(1);
+            return Err(Problem::unavailable(
+                "The analytics store is being rebuilt from the log; retry shortly",
+                &"the store's generation marker is not complete",
+            ));
+        }
+        Err(error) => return Err(unavailable(&error)),
+    }
     let mut response = Json(body).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("public, max-age=30"),
     );
-    response
+    Ok(response)
 }
 
 /// `GET /v1/analytics/doses?by=day|vaccine|dose|state|district|gender|ageBand&from&to&programme`:
@@ -141,11 +164,12 @@ pub async fn doses(
         .await
         .map_err(|e| unavailable(&e))?;
     let total: u64 = rows.iter().map(|(_, n)| n).sum();
-    Ok(answer(json!({
+    answer(&state, json!({
         "by": filters.by.as_deref().unwrap_or("day"),
         "total": total,
         "series": rows.iter().map(|(key, n)| json!({"key": key, "doses": n})).collect::<Vec<_>>(),
-    })))
+    }))
+    .await
 }
 
 /// `GET /v1/analytics/certificates?by=outcome|day|rule&from&to`: issued / superseded / revoked /
@@ -179,10 +203,11 @@ pub async fn certificates(
         .fetch_all()
         .await
         .map_err(|e| unavailable(&e))?;
-    Ok(answer(json!({
+    answer(&state, json!({
         "by": filters.by.as_deref().unwrap_or("outcome"),
         "series": rows.iter().map(|(key, n)| json!({"key": key, "certificates": n})).collect::<Vec<_>>(),
-    })))
+    }))
+    .await
 }
 
 /// `GET /v1/analytics/signing-latency?from&to`: percentiles of (outcome time − event time) of
@@ -210,10 +235,11 @@ pub async fn signing_latency(
         .fetch_one()
         .await
         .map_err(|e| unavailable(&e))?;
-    Ok(answer(json!({
+    answer(&state, json!({
         "certificates": count,
         "p50Ms": p50, "p90Ms": p90, "p99Ms": p99, "maxMs": max,
-    })))
+    }))
+    .await
 }
 
 /// `GET /v1/pipeline/lag`: records each projection has still to apply, per topic.
@@ -242,12 +268,30 @@ pub async fn lag(State(state): State<Arc<AppState>>) -> Result<Response, Problem
     .map_err(|e| Problem::unavailable("The event log is unavailable", &e))?;
 
     let mut projections = serde_json::Map::new();
+    let mut complete = serde_json::Map::new();
     let stored = state.store.stored_offsets().await;
     let clickhouse: Result<Vec<(String, i64)>, _> = state
         .clickhouse
-        .query("SELECT topic, toInt64(sum(next_offset)) FROM projection_offsets FINAL GROUP BY topic")
+        .query(
+            "SELECT topic, toInt64(sum(next_offset)) FROM projection_positions FINAL
+             WHERE generation = (SELECT argMax(generation, at) FROM projection_generation) GROUP BY topic",
+        )
         .fetch_all()
         .await;
+    let clickhouse_marker = clickhouse_complete(&state.clickhouse).await.map_err(|e| e.to_string());
+    for (name, marker) in [
+        ("postgres", &stored.postgres_complete),
+        ("redis", &stored.redis_complete),
+        ("clickhouse", &clickhouse_marker),
+    ] {
+        // true: caught up with the log once and trusted; false: rebuilding from the log (or no
+        // marker yet); null: the store cannot say.
+        let value = match marker {
+            Ok(found) => json!(found.unwrap_or(false)),
+            Err(_) => Value::Null,
+        };
+        complete.insert(name.to_owned(), value);
+    }
     for (name, offsets) in [
         ("postgres", stored.postgres),
         ("redis", stored.redis),
@@ -271,6 +315,7 @@ pub async fn lag(State(state): State<Arc<AppState>>) -> Result<Response, Problem
     let mut response = Json(json!({
         "ends": ends.iter().map(|(t, n)| (t.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "behind": projections,
+        "complete": complete,
     }))
     .into_response();
     response

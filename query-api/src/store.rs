@@ -1,10 +1,13 @@
 //! Reading the projections: Redis first, Postgres behind it. A Redis miss or error falls back to
-//! Postgres (the cache may be flushed or rebuilding); only when Postgres cannot answer either is
-//! the answer "unavailable" (503), never "not found".
+//! Postgres, and so does a cache whose generation marker does not say complete (flushed, or
+//! rebuilding from the log: see `projectors::generation`). Postgres answers only while its own
+//! marker says complete, checked after each read; when it cannot answer, or is being rebuilt, the
+//! answer is "unavailable" (503), never "not found" or a stale status.
 
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use serde::Serialize;
+use platform::read_models::REDIS_MARKER as MARKER;
 use sqlx::PgPool;
 
 /// A dependency could not answer.
@@ -118,6 +121,39 @@ impl Store {
         &self.pool
     }
 
+    /// `Ok` while the Postgres read model is complete (its generation marker says it caught up
+    /// with the log). Asked after a read: a store dropped or emptied in between fails here.
+    async fn trusted<T>(&self, read: T) -> Result<T, Unavailable> {
+        let complete: Option<bool> = sqlx::query_scalar("SELECT complete FROM projection_generation")
+            .fetch_optional(&self.pool)
+            .await?;
+        match complete {
+            Some(true) => Ok(read),
+            Some(false) => {
+                metrics::counter!("vaxtrail_query_untrusted_reads_total", "store" => "postgres").increment(1);
+                Err(Unavailable("postgres: the read model is being rebuilt from the log".into()))
+            }
+            None => Err(Unavailable("postgres: the read model has no generation marker".into())),
+        }
+    }
+
+    /// A pipeline that first asks whether the cache is complete, for [`Self::cache_complete`].
+    fn cache_pipe(&self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET").arg(self.key(MARKER)).arg("complete");
+        pipe
+    }
+
+    /// Whether the cache's marker (the first answer of a [`Self::cache_pipe`]) says complete;
+    /// counted when it does not (the read goes to Postgres).
+    fn cache_complete(flag: &Option<String>) -> bool {
+        let complete = flag.as_deref() == Some("1");
+        if !complete {
+            metrics::counter!("vaxtrail_query_untrusted_reads_total", "store" => "redis").increment(1);
+        }
+        complete
+    }
+
     /// A certificate by id: Redis, else Postgres.
     pub async fn certificate(&self, id: &str) -> Result<Option<Certificate>, Unavailable> {
         match self.cached_certificate(id).await {
@@ -137,21 +173,24 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(CertificateRow::into_certificate))
+        self.trusted(row.map(CertificateRow::into_certificate)).await
     }
 
     /// Where a certificate stands, without its credential: Redis, else Postgres.
     pub async fn standing(&self, id: &str) -> Result<Option<Standing>, Unavailable> {
-        let cached: Result<std::collections::HashMap<String, String>, redis::RedisError> = async {
+        let cached: Result<(Option<String>, std::collections::HashMap<String, String>), redis::RedisError> = async {
             let mut connection = self.redis.clone();
-            redis::cmd("HGETALL")
+            self.cache_pipe()
+                .cmd("HGETALL")
                 .arg(self.key(&format!("cert:{id}:state")))
                 .query_async(&mut connection)
                 .await
         }
         .await;
         match cached {
-            Ok(state) if !state.is_empty() => return Ok(Some(standing_of(&state))),
+            Ok((complete, state)) if !state.is_empty() && Self::cache_complete(&complete) => {
+                return Ok(Some(standing_of(&state)));
+            }
             Ok(_) => {}
             Err(error) => {
                 metrics::counter!("vaxtrail_query_cache_errors_total").increment(1);
@@ -165,21 +204,25 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(StandingColumns::into_standing))
+        self.trusted(row.map(StandingColumns::into_standing)).await
     }
 
     async fn cached_certificate(&self, id: &str) -> Result<Option<Certificate>, redis::RedisError> {
         let mut connection = self.redis.clone();
-        let (credential, state): (Option<String>, std::collections::HashMap<String, String>) = redis::pipe()
-            .cmd("GET")
-            .arg(self.key(&format!("cert:{id}")))
-            .cmd("HGETALL")
-            .arg(self.key(&format!("cert:{id}:state")))
-            .query_async(&mut connection)
-            .await?;
+        let (complete, credential, state): (Option<String>, Option<String>, std::collections::HashMap<String, String>) =
+            self.cache_pipe()
+                .cmd("GET")
+                .arg(self.key(&format!("cert:{id}")))
+                .cmd("HGETALL")
+                .arg(self.key(&format!("cert:{id}:state")))
+                .query_async(&mut connection)
+                .await?;
         let Some(credential) = credential else {
             return Ok(None);
         };
+        if !Self::cache_complete(&complete) {
+            return Ok(None);
+        }
         let field = |name: &str| state.get(name).cloned().unwrap_or_default();
         Ok(Some(Certificate {
             id: id.to_owned(),
@@ -209,25 +252,29 @@ impl Store {
         .bind(source)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(SummaryRow::into_summary).collect())
+        self.trusted(rows.into_iter().map(SummaryRow::into_summary).collect()).await
     }
 
     /// The recipient keys that used a DIVOC pre-enrollment code.
     pub async fn recipients_by_pre_enrollment_code(&self, code: &str) -> Result<Vec<String>, Unavailable> {
-        Ok(sqlx::query_scalar(
+        let keys = sqlx::query_scalar(
             "SELECT recipient_key FROM recipients WHERE pre_enrollment_codes @> ARRAY[$1] ORDER BY recipient_key",
         )
         .bind(code)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        self.trusted(keys).await
     }
 
     /// The outcome of a vaccination event: Redis, else Postgres. `None` when the log has no such
-    /// event (as far as the projections have read).
+    /// event (as far as the projections have read). The cache's `accepted` is not final (the
+    /// command API writes it, and a cache that missed the answer would keep it): Postgres is
+    /// asked whether the event was answered since.
     pub async fn event(&self, event_id: uuid::Uuid) -> Result<Option<EventOutcome>, Unavailable> {
+        let mut pending = None;
         match self.cached_event(event_id).await {
-            Ok(Some(found)) => return Ok(Some(found)),
-            Ok(None) => {}
+            Ok(Some(found)) if found.status != "accepted" => return Ok(Some(found)),
+            Ok(found) => pending = found,
             Err(error) => tracing::warn!(%error, "redis unavailable; reading Postgres"),
         }
         let outcomes: Vec<(String, Option<String>, Option<String>)> =
@@ -240,33 +287,39 @@ impl Store {
                 .into_iter()
                 .map(|(outcome, certificate, rule)| (outcome, certificate.or(rule).unwrap_or_default()))
                 .collect();
-            return Ok(Some(outcome_of(&map)));
+            return self.trusted(Some(outcome_of(&map))).await;
         }
         let accepted: Option<i64> = sqlx::query_scalar("SELECT log_offset FROM vaccinations WHERE event_id = $1")
             .bind(event_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(accepted.map(|_| outcome_of(&Default::default())))
+        let found = accepted.map(|_| outcome_of(&Default::default())).or(pending);
+        self.trusted(found).await
     }
 
+    /// The cached outcome: what the command API or the cache projection wrote. An answer (issued,
+    /// rejected…) is trusted only from a complete cache; `accepted` is returned either way, for
+    /// the caller to confirm.
     async fn cached_event(&self, event_id: uuid::Uuid) -> Result<Option<EventOutcome>, redis::RedisError> {
         let mut connection = self.redis.clone();
-        let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        let (complete, fields): (Option<String>, std::collections::HashMap<String, String>) = self
+            .cache_pipe()
+            .cmd("HGETALL")
             .arg(self.key(&format!("event:{event_id}")))
             .query_async(&mut connection)
             .await?;
-        Ok((!fields.is_empty()).then(|| outcome_of(&fields)))
+        let found = (!fields.is_empty()).then(|| outcome_of(&fields));
+        Ok(found.filter(|f| f.status == "accepted" || Self::cache_complete(&complete)))
     }
 
     /// The newest signed status list the signer published for `list` (Postgres; `None` before
     /// the projection has read one).
     pub async fn published_status_list(&self, list: u32) -> Result<Option<String>, Unavailable> {
-        Ok(
-            sqlx::query_scalar("SELECT credential FROM status_lists WHERE list = $1")
-                .bind(list as i32)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        let found = sqlx::query_scalar("SELECT credential FROM status_lists WHERE list = $1")
+            .bind(list as i32)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.trusted(found).await
     }
 
     /// The source system that recorded the vaccination a certificate answers.
@@ -278,7 +331,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(found.flatten())
+        self.trusted(found.flatten()).await
     }
 
     /// The source system that posted a vaccination event.
@@ -288,7 +341,7 @@ impl Store {
                 .bind(event_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(found.flatten())
+        self.trusted(found.flatten()).await
     }
 }
 
@@ -413,6 +466,9 @@ impl SummaryRow {
 pub struct StoredOffsets {
     pub postgres: Result<Vec<(String, i64)>, String>,
     pub redis: Result<Vec<(String, i64)>, String>,
+    /// Whether each store's generation marker says complete (`None`: no marker).
+    pub postgres_complete: Result<Option<bool>, String>,
+    pub redis_complete: Result<Option<bool>, String>,
 }
 
 impl Store {
@@ -440,6 +496,26 @@ impl Store {
         }
         .await
         .map_err(|e| e.to_string());
-        StoredOffsets { postgres, redis }
+        let postgres_complete = sqlx::query_scalar("SELECT complete FROM projection_generation")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| e.to_string());
+        let redis_complete = async {
+            let mut connection = self.redis.clone();
+            let flag: Option<String> = redis::cmd("HGET")
+                .arg(self.key(MARKER))
+                .arg("complete")
+                .query_async(&mut connection)
+                .await?;
+            Ok::<_, redis::RedisError>(flag.map(|f| f == "1"))
+        }
+        .await
+        .map_err(|e| e.to_string());
+        StoredOffsets {
+            postgres,
+            redis,
+            postgres_complete,
+            redis_complete,
+        }
     }
 }

@@ -15,7 +15,7 @@ use credentials::CredentialSigner;
 use domain::lineage::Policy;
 use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
 
-pub use worker::{Settings, Worker};
+pub use worker::{CrashPoint, Settings, Worker};
 
 pub use credentials::IssuerArgs;
 
@@ -82,6 +82,11 @@ pub struct Config {
         default_value_t = 120_000
     )]
     pub max_poll_interval_ms: u64,
+    /// Fault drills only: the process aborts, as SIGKILL would end it, the first time it reaches
+    /// this point (`checkpoint`: a checkpoint record queued and not yet acknowledged; `handover`:
+    /// a partition taken over, its state half rebuilt from the log). Refused outside development.
+    #[arg(long = "crash-point", env = "VAXTRAIL_CRASH_POINT", value_enum)]
+    pub crash_point: Option<CrashPoint>,
 }
 
 impl Config {
@@ -105,6 +110,7 @@ impl Config {
             status_list_interval: Duration::from_secs(self.status_list_interval_secs),
             session_timeout: Duration::from_millis(self.session_timeout_ms),
             max_poll_interval: Duration::from_millis(self.max_poll_interval_ms.max(self.session_timeout_ms)),
+            crash_point: self.crash_point,
         }
     }
 }
@@ -121,6 +127,10 @@ impl Application {
     /// (lazily: one that is down makes `/readyz` fail, not the start) and binds the listener.
     pub async fn build(config: &Config, shutdown: Shutdown) -> anyhow::Result<Self> {
         config.ids.key(&config.environment)?;
+        anyhow::ensure!(
+            config.crash_point.is_none() || config.environment.is_development(),
+            "VAXTRAIL_CRASH_POINT is for fault drills: it is refused outside VAXTRAIL_ENVIRONMENT=development"
+        );
         let keyring = config.issuer.keyring().context("loading the issuer's keys")?;
         tracing::info!(method = %keyring.active_method(), keys = keyring.keys().len(), "issuer keys loaded");
         let topics = config.kafka.topics();

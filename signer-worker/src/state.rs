@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use avro::certificate::{CertificateBody, CertificateEnvelope, Sha256};
+use credentials::status_list as credential;
 use chrono::{DateTime, Utc};
 use domain::{
     events::{CertificateEvent, CertificateOutcome},
@@ -90,7 +91,10 @@ impl PartitionState {
                 self.since_checkpoint = 0;
                 self.last_checkpoint_at = envelope.recorded_at;
             }
-            CertificateBody::StatusList(list) => self.published_bits = Some(list.bits_sha256),
+            CertificateBody::StatusList(list) => {
+                self.published_bits = Some(list.bits_sha256);
+                self.keep_published(&list.credential);
+            }
             CertificateBody::Outcome {
                 recipient_key, event, ..
             } => {
@@ -114,6 +118,27 @@ impl PartitionState {
         }
         let lineage = self.lineages.remove(recipient).unwrap_or_default();
         self.lineages.insert(recipient.clone(), evolve(lineage, event));
+    }
+
+    /// Every bit a list published in the log had stays set: a status list never goes backwards.
+    /// A published bit that the folded revocations lack (a fault: a record lost, or a bug) is
+    /// logged, counted and set again, so the next list carries it.
+    fn keep_published(&mut self, credential: &str) {
+        match credential::bits_of(credential) {
+            Ok(published) => {
+                let missing = credential::keep_published(&mut self.revoked_bits, &published);
+                if !missing.is_empty() {
+                    self.bits_digest = None;
+                    metrics::counter!("vaxtrail_signer_status_list_bits_restored_total").increment(missing.len() as u64);
+                    tracing::error!(
+                        partition = self.partition,
+                        restored = ?missing,
+                        "a published status list had revocations the log's fold lacks: kept set"
+                    );
+                }
+            }
+            Err(error) => tracing::error!(partition = self.partition, %error, "a published status list does not decode"),
+        }
     }
 
     /// SHA-256 of the revocation bits now (hashed again only after a bit was set).

@@ -66,6 +66,27 @@ pub struct Settings {
     /// Longest pause between polls (a rebuild counts); also how long a rebalance waits for a
     /// member that does not rejoin.
     pub max_poll_interval: Duration,
+    /// Where a fault drill has the process abort (development only).
+    pub crash_point: Option<CrashPoint>,
+}
+
+/// A point where a fault drill has the signer abort, as SIGKILL would end it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrashPoint {
+    /// A checkpoint record queued for the broker, not yet acknowledged.
+    Checkpoint,
+    /// A partition taken over, its state half rebuilt from the log.
+    Handover,
+}
+
+impl Settings {
+    /// Aborts the process if a drill asked for a crash at `point`.
+    fn crash_at(&self, point: CrashPoint) {
+        if self.crash_point == Some(point) {
+            eprintln!("signer-worker: aborting at the crash point {point:?} (VAXTRAIL_CRASH_POINT)");
+            std::process::abort();
+        }
+    }
 }
 
 /// A change of ownership, in the order the rebalances happened.
@@ -218,6 +239,9 @@ async fn rebuild(
             }
             if message.offset() + 1 >= high {
                 break;
+            }
+            if message.offset() >= low + (high - low) / 2 {
+                settings.crash_at(CrashPoint::Handover);
             }
         }
     }
@@ -782,6 +806,7 @@ impl Worker {
         };
         let stop = CancellationToken::new();
         self.append(partition, &record, &stop).await?;
+        self.settings.crash_at(CrashPoint::Checkpoint);
         self.drain().await?;
         metrics::counter!("vaxtrail_signer_checkpoints_total").increment(1);
         Ok(())

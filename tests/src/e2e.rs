@@ -48,6 +48,8 @@ impl Drop for Scratch {
 pub struct Cluster {
     pub brokers: String,
     pub registry_url: String,
+    /// The network namespace the broker runs in, if any.
+    namespace: Option<String>,
     children: Vec<tokio::process::Child>,
     _dir: Scratch,
 }
@@ -55,32 +57,20 @@ pub struct Cluster {
 impl Cluster {
     /// Starts Tansu (SQLite storage in a scratch directory) and `vaxtrail-registry` over it.
     pub async fn start_empty() -> Self {
+        Self::start_behind(None).await
+    }
+
+    /// Starts an empty cluster whose broker lives in network namespace `link` (reached over its
+    /// veth pair), so a drill can cut the services off from it.
+    pub async fn start_behind(link: Option<&crate::netns::Link>) -> Self {
         let dir = Scratch::new("cluster");
         std::fs::write(dir.0.join(".env"), "").expect("writable");
-        let tansu = std::env::var_os("VAXTRAIL_TANSU")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/vaxtrail/tools/bin/tansu")
-            });
         let (broker_port, registry_port) = (free_port(), free_port());
-        let brokers = format!("127.0.0.1:{broker_port}");
+        let host = link.map_or("127.0.0.1".to_owned(), |l| l.inside.clone());
+        let brokers = format!("{host}:{broker_port}");
         let log = |name: &str| Stdio::from(std::fs::File::create(dir.0.join(name)).expect("writable"));
-        let broker = tokio::process::Command::new(&tansu)
-            .current_dir(&dir.0)
-            .args(["broker", "--listener-url"])
-            .arg(format!("tcp://{brokers}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://{brokers}"))
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(log("broker.log"))
-            .stderr(log("broker.err"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tansu is installed (deploy/local/up)");
-        eventually(Duration::from_secs(30), "the new broker to listen", || async {
-            tokio::net::TcpStream::connect(&brokers).await.ok().map(|_| ())
-        })
-        .await;
+        let namespace = link.map(|l| l.namespace.clone());
+        let broker = Self::broker(&dir.0, &brokers, namespace.as_deref()).await;
         let registry = tokio::process::Command::new(bin_dir().join("vaxtrail-registry"))
             .env("VAXTRAIL_KAFKA_BROKERS", &brokers)
             .env("VAXTRAIL_REGISTRY_LISTEN", format!("127.0.0.1:{registry_port}"))
@@ -108,9 +98,67 @@ impl Cluster {
         Self {
             brokers,
             registry_url,
+            namespace,
             children: vec![broker, registry],
             _dir: dir,
         }
+    }
+}
+
+impl Cluster {
+    /// Starts Tansu on `brokers` with its SQLite storage in `dir` (new, or as it was left).
+    async fn broker(dir: &Path, brokers: &str, namespace: Option<&str>) -> tokio::process::Child {
+        let tansu = std::env::var_os("VAXTRAIL_TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/vaxtrail/tools/bin/tansu")
+            });
+        let log = |name: &str| {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+                .expect("writable");
+            Stdio::from(file)
+        };
+        let mut command = match namespace {
+            Some(namespace) => {
+                let mut command = tokio::process::Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(&tansu);
+                command
+            }
+            None => tokio::process::Command::new(&tansu),
+        };
+        let broker = command
+            .current_dir(dir)
+            .args(["broker", "--listener-url"])
+            .arg(format!("tcp://{brokers}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://{brokers}"))
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(log("broker.log"))
+            .stderr(log("broker.err"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tansu is installed (deploy/local/up)");
+        eventually(Duration::from_secs(30), "the broker to listen", || async {
+            tokio::net::TcpStream::connect(brokers).await.ok().map(|_| ())
+        })
+        .await;
+        broker
+    }
+
+    /// Kills the broker with SIGKILL, as a machine that loses power would.
+    pub async fn kill_broker(&mut self) {
+        let broker = &mut self.children[0];
+        let _ = broker.start_kill();
+        let _ = broker.wait().await;
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub async fn restart_broker(&mut self) {
+        let brokers = self.brokers.clone();
+        self.children[0] = Self::broker(&self._dir.0, &brokers, self.namespace.as_deref()).await;
     }
 }
 
@@ -139,6 +187,11 @@ impl Service {
     pub async fn kill9(&mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+    }
+
+    /// Waits up to `within` for the process to exit on its own; its exit status.
+    pub async fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait()).await.ok()?.ok()
     }
 
     /// SIGTERM, then waits for the exit.
@@ -182,7 +235,11 @@ impl Deployment {
     /// local stack's stores: the drills' load then neither slows nor is slowed by other tests'
     /// records in the shared broker. Nothing started yet.
     pub async fn on_own_cluster(issuer: &Issuer) -> Self {
-        let cluster = Cluster::start_empty().await;
+        Self::on_cluster(issuer, Cluster::start_empty().await).await
+    }
+
+    /// A deployment on `cluster` and a new slice of the local stack's stores. Nothing started.
+    pub async fn on_cluster(issuer: &Issuer, cluster: Cluster) -> Self {
         let mut stack = TestStack::new().await;
         stack.kafka.brokers = cluster.brokers.clone();
         stack.kafka.schema_registry_url = cluster.registry_url.clone();
@@ -233,9 +290,40 @@ impl Deployment {
         .collect()
     }
 
+    /// The broker and registry of its own (for drills that kill the broker).
+    pub fn cluster(&mut self) -> &mut Cluster {
+        self.cluster.as_mut().expect("a deployment on a cluster of its own")
+    }
+
     /// Starts a service (`command-api`, `signer-worker`, `projectors`, `query-api`) and waits
     /// until it is ready. Returns its index in `services`.
     pub async fn start(&mut self, name: &str, extra: &[(&str, &str)]) -> usize {
+        let index = self.launch(name, extra);
+        self.ready(index).await;
+        index
+    }
+
+    /// Waits until service `index` answers ready (panics after 120 s with its log).
+    pub async fn ready(&self, index: usize) {
+        let (name, address) = (&self.services[index].name, &self.services[index].address);
+        let client = reqwest::Client::new();
+        let url = format!("http://{address}/readyz");
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+            loop {
+                if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        if ready.is_err() {
+            panic!("{name} was not ready within 120 s:\n{}", self.log_tail(name, index));
+        }
+    }
+
+    /// Starts a service without waiting for it. Returns its index in `services`.
+    pub fn launch(&mut self, name: &str, extra: &[(&str, &str)]) -> usize {
         let address = format!("127.0.0.1:{}", free_port());
         let index = self.services.len();
         let log = |suffix: &str| {
@@ -254,23 +342,9 @@ impl Deployment {
         let child = command.spawn().unwrap_or_else(|e| panic!("{name} was built: {e}"));
         self.services.push(Service {
             name: name.to_owned(),
-            address: address.clone(),
+            address,
             child,
         });
-        let client = reqwest::Client::new();
-        let url = format!("http://{address}/readyz");
-        let ready = tokio::time::timeout(Duration::from_secs(120), async {
-            loop {
-                if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        if ready.is_err() {
-            panic!("{name} was not ready within 120 s:\n{}", self.log_tail(name, index));
-        }
         index
     }
 
@@ -439,7 +513,11 @@ pub async fn settled(stack: &TestStack) -> Option<()> {
     let analytics: Vec<(String, i32, i64)> = stack
         .clickhouse
         .client()
-        .query("SELECT topic, partition, max(next_offset) FROM projection_offsets GROUP BY topic, partition")
+        .query(
+            "SELECT topic, partition, max(next_offset) FROM projection_positions
+             WHERE generation = (SELECT argMax(generation, at) FROM projection_generation)
+             GROUP BY topic, partition",
+        )
         .fetch_all()
         .await
         .ok()?;

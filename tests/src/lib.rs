@@ -8,6 +8,9 @@
 //! [`TEST_TOPIC_PREFIX`]; `deploy/local/down --wipe` clears them from a developer's stack.
 
 pub mod e2e;
+pub mod faults;
+pub mod netns;
+pub mod stores;
 
 use std::{path::PathBuf, time::Duration};
 

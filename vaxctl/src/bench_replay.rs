@@ -422,7 +422,7 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         dead_letters: topics.dead_letters.clone(),
         batch_size: args.batch_size.max(1),
         batch_time: Duration::from_millis(200),
-        stall: runner::Stall::default(),
+        health: runner::Health::default(),
     };
     let mut kinds = args.projections.clone();
     kinds.dedup();
@@ -472,8 +472,8 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
                 .client();
                 replay(
                     settings("clickhouse"),
-                    AnalyticsProjection::new(client.clone()),
-                    AnalyticsProjection::new(client),
+                    AnalyticsProjection::new(client.clone(), &store),
+                    AnalyticsProjection::new(client, &store),
                     &ends,
                     args.json,
                 )

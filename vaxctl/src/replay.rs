@@ -149,8 +149,8 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
             replay_into(
                 &source,
                 args,
-                (&AnalyticsProjection::new(shadow_client), shadow.clone()),
-                &AnalyticsProjection::new(args.clickhouse.client()),
+                (&AnalyticsProjection::new(shadow_client, &shadow), shadow.clone()),
+                &AnalyticsProjection::new(args.clickhouse.client(), &live),
                 async { analytics::swap_databases(&admin, &live, &shadow).await },
             )
             .await?
@@ -231,6 +231,14 @@ async fn rebuild<P: Projection>(
     let until = args.at.map(|at| at.timestamp_millis());
     let shadow_applied = apply_spans(source, shadow, spans, until, args.batch_size, |n| bar.inc(n)).await?;
     bar.finish_and_clear();
+    if until.is_none() {
+        // Caught up with the log as it stood when the replay began: readers may trust it once
+        // it is swapped in (a point-in-time copy never is).
+        shadow
+            .complete(&shadow_applied.generation)
+            .await
+            .context("marking the shadow complete")?;
+    }
     Ok(Rebuilt {
         target,
         marks,

@@ -1,0 +1,57 @@
+//! Fault drill: a network partition between the services and the broker (the broker in a network
+//! namespace of its own, reached over a veth pair whose host end is taken down), under a steady
+//! load. While it lasts the command API answers 503, never 202; when it heals everything resumes,
+//! and every accepted vaccination is answered exactly once with every read model equal to the
+//! log. Needs root (`ip netns`); CI runs as root.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use vaxtrail_tests::{
+    e2e::{Cluster, Deployment},
+    eventually,
+    faults::{Load, assert_nothing_lost},
+    fixtures,
+    netns::Link,
+    signer::Issuer,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_from_the_broker_answers_503_loses_nothing_and_heals() {
+    let issuer = Issuer::new();
+    let link = Link::new();
+    let cluster = Cluster::start_behind(Some(&link)).await;
+    let mut deployment = Deployment::on_cluster(&issuer, cluster).await;
+    deployment.start_all().await;
+    let facility = deployment.token("facility").await;
+    let command = deployment.url("command-api");
+
+    let load = Load::start(&deployment, 150, 0, 60);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    link.partition();
+    eprintln!("drill network: the services are cut off from the broker");
+    // A new vaccination during the partition: 503 (the broker cannot acknowledge it), not 202.
+    let mut body = fixtures::divoc_certify_request();
+    body[0]["preEnrollmentCode"] = "partition-1".into();
+    let status = eventually(Duration::from_secs(120), "the command API to answer during the partition", || async {
+        let response = reqwest::Client::new()
+            .post(format!("{command}/v1/certify"))
+            .bearer_auth(&facility)
+            .header("Idempotency-Key", "drill-partition-1")
+            .json(&body)
+            .timeout(Duration::from_secs(90))
+            .send()
+            .await
+            .ok()?;
+        Some(response.status())
+    })
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "during the partition");
+    link.heal();
+    eprintln!("drill network: healed");
+    load.finish().await;
+
+    let found = assert_nothing_lost(&deployment, "network partition").await;
+    assert!(found.certificates > 150, "{found:?}");
+    deployment.stop_all().await;
+}
