@@ -469,7 +469,9 @@ impl Feed<'_> {
                         tracing::warn!(%error, "consuming");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
-                    Err(_) => if !batch.is_empty() { break },
+                    // Nothing for a while: an empty batch, so an idle loop still checks its
+                    // store's marker and a rebuild's progress.
+                    Err(_) => break,
                 }
             }
         }

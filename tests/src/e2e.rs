@@ -318,7 +318,14 @@ impl Deployment {
         })
         .await;
         if ready.is_err() {
-            panic!("{name} was not ready within 120 s:\n{}", self.log_tail(name, index));
+            let said = match client.get(&url).send().await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(error) => error.to_string(),
+            };
+            panic!(
+                "{name} was not ready within 120 s ({said}):\n{}",
+                self.log_tail(name, index)
+            );
         }
     }
 
