@@ -14,24 +14,17 @@ use vaxtrail_tests::{
     stores::OwnPostgres,
 };
 
-/// Fills the file system under `dir` with a ballast file, leaving about `leave` bytes.
-fn fill(dir: &std::path::Path, leave: u64) -> std::path::PathBuf {
-    let ballast = dir.join("ballast");
-    let free = nix_free(dir);
-    let size = free.saturating_sub(leave);
-    let file = std::fs::File::create(&ballast).expect("writable");
-    // Written, not sparse: a tmpfs charges only pages that hold data.
-    let chunk = vec![0x5a_u8; 1 << 20];
-    let mut written = 0;
+/// Fills the file system under `dir` with a ballast file until a write fails for want of space.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
     use std::io::Write as _;
-    let mut writer = std::io::BufWriter::new(file);
-    while written + chunk.len() as u64 <= size {
-        if writer.write_all(&chunk).is_err() {
-            break;
-        }
-        written += chunk.len() as u64;
+    let ballast = dir.join("ballast");
+    let mut file = std::fs::File::create(&ballast).expect("writable");
+    // Written, not sparse: a tmpfs charges only pages that hold data.
+    for size in [1 << 20, 4096] {
+        let chunk = vec![0x5a_u8; size];
+        while file.write_all(&chunk).is_ok() {}
     }
-    let _ = writer.flush();
+    let _ = file.flush();
     ballast
 }
 
@@ -60,7 +53,7 @@ async fn postgres_out_of_disk_under_load_then_given_space_loses_nothing() {
 
     let load = Load::start(&deployment, 150, 40, 60);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ballast = fill(postgres.dir(), 256 * 1024);
+    let ballast = fill(postgres.dir());
     eprintln!("drill disk: PostgreSQL's disk filled ({} bytes left)", nix_free(postgres.dir()));
     let projectors = deployment.url("projectors");
     let why = eventually(Duration::from_secs(120), "the projection to wait for its store", || async {
