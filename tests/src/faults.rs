@@ -145,7 +145,9 @@ pub async fn assert_nothing_lost(deployment: &Deployment, drill: &str) -> Findin
         }
     })
     .await;
-    assert_eq!(audit["repeats"].as_i64().unwrap_or(0), 0, "{drill}: {audit}");
+    // A record the log holds twice (a retry after a 503 whose first attempt reached the broker
+    // after all) is fine as long as its event is answered once: the audit fails on a double.
+    let repeats = audit["repeats"].as_i64().unwrap_or(0);
     let outcomes = audit["outcomes"].as_i64().expect("a count of outcomes");
     eventually(Duration::from_secs(600), "every projection at the log's end, complete", || async {
         settled(&deployment.stack).await?;
@@ -220,7 +222,7 @@ pub async fn assert_nothing_lost(deployment: &Deployment, drill: &str) -> Findin
         revoked: fold.revoked.len(),
     };
     eprintln!(
-        "drill {drill}: found {} vaccinations answered once ({} outcomes), {} certificates in Postgres, Redis and ClickHouse as in the log, {} revoked ones refused offline by vc.js",
+        "drill {drill}: found {} vaccinations answered once ({} outcomes; {repeats} records repeating an answered event, not answered again), {} certificates in Postgres, Redis and ClickHouse as in the log, {} revoked ones refused offline by vc.js",
         findings.vaccinations, findings.outcomes, findings.certificates, findings.revoked
     );
     findings

@@ -1,8 +1,9 @@
 //! Fault drill: a network partition between the services and the broker (the broker in a network
 //! namespace of its own, reached over a veth pair whose host end is taken down), under a steady
 //! load. While it lasts the command API answers 503, never 202; when it heals everything resumes,
-//! and every accepted vaccination is answered exactly once with every read model equal to the
-//! log. Needs root (`ip netns`); CI runs as root.
+//! a caller's retry with the same Idempotency-Key is accepted as the same event, and every
+//! vaccination is answered exactly once with every read model equal to the log. Needs root
+//! (`ip netns`); CI runs as root.
 
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ async fn a_partition_from_the_broker_answers_503_loses_nothing_and_heals() {
     eprintln!("drill network: the services are cut off from the broker");
     // A new vaccination during the partition: 503 (the broker cannot acknowledge it), not 202.
     let mut body = fixtures::divoc_certify_request();
-    body[0]["preEnrollmentCode"] = "partition-1".into();
+    body[0]["preEnrollmentCode"] = "90001".into();
+    body[0]["vaccination"]["name"] = "Covaxin".into();
     let status = eventually(Duration::from_secs(120), "the command API to answer during the partition", || async {
         let response = reqwest::Client::new()
             .post(format!("{command}/v1/certify"))
@@ -49,6 +51,23 @@ async fn a_partition_from_the_broker_answers_503_loses_nothing_and_heals() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "during the partition");
     link.heal();
     eprintln!("drill network: healed");
+    // The caller retries with the same Idempotency-Key, as a 503 asks: accepted now, the same
+    // event whether or not the first attempt reached the log after all (it may have: the broker
+    // got it once the link was back), and answered once (the audit below finds no repeat).
+    let retried = eventually(Duration::from_secs(120), "the retry to be accepted", || async {
+        let response = reqwest::Client::new()
+            .post(format!("{command}/v1/certify"))
+            .bearer_auth(&facility)
+            .header("Idempotency-Key", "drill-partition-1")
+            .json(&body)
+            .send()
+            .await
+            .ok()?;
+        (response.status() == StatusCode::ACCEPTED).then_some(())?;
+        response.json::<serde_json::Value>().await.ok()
+    })
+    .await;
+    eprintln!("drill network: the retry was accepted: {retried}");
     load.finish().await;
 
     let found = assert_nothing_lost(&deployment, "network partition").await;
