@@ -84,10 +84,15 @@ impl Projection for PostgresProjection {
         )
     }
 
+    /// Read without a lock: a transaction left open here would hold the row against
+    /// [`Projection::complete`] until its pooled connection happened to be used again.
     async fn generation(&self) -> anyhow::Result<Option<Generation>> {
-        let mut tx = self.pool.begin().await?;
-        match marker(&mut tx).await {
-            Ok(found) => Ok(found),
+        let row: Result<Option<(String, bool)>, _> =
+            sqlx::query_as("SELECT generation, complete FROM projection_generation")
+                .fetch_optional(&self.pool)
+                .await;
+        match row {
+            Ok(found) => Ok(found.map(|(id, complete)| Generation { id, complete })),
             Err(error) if gone(&error) => Ok(None),
             Err(error) => Err(error.into()),
         }
@@ -131,13 +136,26 @@ impl Projection for PostgresProjection {
             *slot = (*slot).max(item.offset + 1);
         }
         let mut tx = self.pool.begin().await?;
-        match marker(&mut tx).await {
-            Ok(found) => StoreLost::check(id, found.map(|g| g.id))?,
-            Err(error) if gone(&error) => StoreLost::check(id, None)?,
-            Err(error) => return Err(error.into()),
+        let written = async {
+            let found = match marker(&mut tx).await {
+                Ok(found) => found.map(|g| g.id),
+                Err(error) if gone(&error) => None,
+                Err(error) => return Err(error.into()),
+            };
+            StoreLost::check(id, found)?;
+            rows.write(&mut tx).await?;
+            anyhow::Ok(())
         }
-        rows.write(&mut tx).await?;
-        Ok(tx.commit().await?)
+        .await;
+        match written {
+            Ok(()) => Ok(tx.commit().await?),
+            Err(error) => {
+                // At once, not when the pooled connection is next used: the transaction holds
+                // the marker row, which `begin` and `complete` wait for.
+                let _ = tx.rollback().await;
+                Err(error)
+            }
+        }
     }
 }
 

@@ -121,11 +121,7 @@ pub trait Projection: Send + Sync + 'static {
     fn complete(&self, id: &str) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
     /// Applies a batch (in log order per partition) with its next offsets, for generation `id`:
     /// [`StoreLost`] when the store's marker is not `id`.
-    fn apply(
-        &self,
-        id: &str,
-        batch: &[Positioned],
-    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+    fn apply(&self, id: &str, batch: &[Positioned]) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// The store's generation, begun if it has none.
@@ -220,7 +216,8 @@ impl<'a, P: Projection> Store<'a, P> {
     async fn open(projection: &'a P, settings: &'a Settings, stop: &CancellationToken) -> anyhow::Result<Self> {
         let health = &settings.health;
         retry::<P, _, _, _>(stop, health, "preparing the store", || projection.prepare()).await?;
-        let generation = retry::<P, _, _, _>(stop, health, "reading the generation marker", || open(projection)).await?;
+        let generation =
+            retry::<P, _, _, _>(stop, health, "reading the generation marker", || open(projection)).await?;
         let mut store = Self {
             projection,
             settings,
@@ -250,8 +247,11 @@ impl<'a, P: Projection> Store<'a, P> {
             let records: i64 = t.0.values().sum();
             format!("generation {}, towards {records} records", self.generation.id)
         });
-        metrics::gauge!("vaxtrail_projection_rebuilding", "projection" => P::NAME)
-            .set(if rebuilding.is_some() { 1.0 } else { 0.0 });
+        metrics::gauge!("vaxtrail_projection_rebuilding", "projection" => P::NAME).set(if rebuilding.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         self.settings.health.rebuilding(rebuilding);
     }
 
@@ -352,7 +352,8 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
                 let started = Instant::now();
                 let id = store.generation.id.clone();
                 let (applied, next) = tokio::join!(
-                    retry::<P, _, _, _>(&stop, &settings.health, "applying a batch", || projection.apply(&id, &items)),
+                    retry::<P, _, _, _>(&stop, &settings.health, "applying a batch", || projection
+                        .apply(&id, &items)),
                     feed.next::<P>(&projection, &stop)
                 );
                 match applied {

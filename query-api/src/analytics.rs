@@ -164,11 +164,14 @@ pub async fn doses(
         .await
         .map_err(|e| unavailable(&e))?;
     let total: u64 = rows.iter().map(|(_, n)| n).sum();
-    answer(&state, json!({
-        "by": filters.by.as_deref().unwrap_or("day"),
-        "total": total,
-        "series": rows.iter().map(|(key, n)| json!({"key": key, "doses": n})).collect::<Vec<_>>(),
-    }))
+    answer(
+        &state,
+        json!({
+            "by": filters.by.as_deref().unwrap_or("day"),
+            "total": total,
+            "series": rows.iter().map(|(key, n)| json!({"key": key, "doses": n})).collect::<Vec<_>>(),
+        }),
+    )
     .await
 }
 
@@ -203,10 +206,13 @@ pub async fn certificates(
         .fetch_all()
         .await
         .map_err(|e| unavailable(&e))?;
-    answer(&state, json!({
-        "by": filters.by.as_deref().unwrap_or("outcome"),
-        "series": rows.iter().map(|(key, n)| json!({"key": key, "certificates": n})).collect::<Vec<_>>(),
-    }))
+    answer(
+        &state,
+        json!({
+            "by": filters.by.as_deref().unwrap_or("outcome"),
+            "series": rows.iter().map(|(key, n)| json!({"key": key, "certificates": n})).collect::<Vec<_>>(),
+        }),
+    )
     .await
 }
 
@@ -235,10 +241,13 @@ pub async fn signing_latency(
         .fetch_one()
         .await
         .map_err(|e| unavailable(&e))?;
-    answer(&state, json!({
-        "certificates": count,
-        "p50Ms": p50, "p90Ms": p90, "p99Ms": p99, "maxMs": max,
-    }))
+    answer(
+        &state,
+        json!({
+            "certificates": count,
+            "p50Ms": p50, "p90Ms": p90, "p99Ms": p99, "maxMs": max,
+        }),
+    )
     .await
 }
 

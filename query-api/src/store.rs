@@ -5,9 +5,9 @@
 //! answer is "unavailable" (503), never "not found" or a stale status.
 
 use chrono::{DateTime, Utc};
+use platform::read_models::REDIS_MARKER as MARKER;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
-use platform::read_models::REDIS_MARKER as MARKER;
 use sqlx::PgPool;
 
 /// A dependency could not answer.
@@ -131,7 +131,9 @@ impl Store {
             Some(true) => Ok(read),
             Some(false) => {
                 metrics::counter!("vaxtrail_query_untrusted_reads_total", "store" => "postgres").increment(1);
-                Err(Unavailable("postgres: the read model is being rebuilt from the log".into()))
+                Err(Unavailable(
+                    "postgres: the read model is being rebuilt from the log".into(),
+                ))
             }
             None => Err(Unavailable("postgres: the read model has no generation marker".into())),
         }
@@ -209,14 +211,18 @@ impl Store {
 
     async fn cached_certificate(&self, id: &str) -> Result<Option<Certificate>, redis::RedisError> {
         let mut connection = self.redis.clone();
-        let (complete, credential, state): (Option<String>, Option<String>, std::collections::HashMap<String, String>) =
-            self.cache_pipe()
-                .cmd("GET")
-                .arg(self.key(&format!("cert:{id}")))
-                .cmd("HGETALL")
-                .arg(self.key(&format!("cert:{id}:state")))
-                .query_async(&mut connection)
-                .await?;
+        let (complete, credential, state): (
+            Option<String>,
+            Option<String>,
+            std::collections::HashMap<String, String>,
+        ) = self
+            .cache_pipe()
+            .cmd("GET")
+            .arg(self.key(&format!("cert:{id}")))
+            .cmd("HGETALL")
+            .arg(self.key(&format!("cert:{id}:state")))
+            .query_async(&mut connection)
+            .await?;
         let Some(credential) = credential else {
             return Ok(None);
         };
@@ -252,7 +258,8 @@ impl Store {
         .bind(source)
         .fetch_all(&self.pool)
         .await?;
-        self.trusted(rows.into_iter().map(SummaryRow::into_summary).collect()).await
+        self.trusted(rows.into_iter().map(SummaryRow::into_summary).collect())
+            .await
     }
 
     /// The recipient keys that used a DIVOC pre-enrollment code.
@@ -266,15 +273,15 @@ impl Store {
         self.trusted(keys).await
     }
 
-    /// The outcome of a vaccination event: Redis, else Postgres. `None` when the log has no such
-    /// event (as far as the projections have read). The cache's `accepted` is not final (the
-    /// command API writes it, and a cache that missed the answer would keep it): Postgres is
-    /// asked whether the event was answered since.
+    /// The outcome of a vaccination event: Redis while it is complete, else Postgres. `None` when
+    /// the log has no such event (as far as the projections have read). A cache that is not
+    /// complete may still hold the command API's `accepted` for an event Postgres has not read
+    /// yet: that is the answer when Postgres has none.
     pub async fn event(&self, event_id: uuid::Uuid) -> Result<Option<EventOutcome>, Unavailable> {
         let mut pending = None;
         match self.cached_event(event_id).await {
-            Ok(Some(found)) if found.status != "accepted" => return Ok(Some(found)),
-            Ok(found) => pending = found,
+            Ok((true, Some(found))) => return Ok(Some(found)),
+            Ok((_, found)) => pending = found.filter(|f| f.status == "accepted"),
             Err(error) => tracing::warn!(%error, "redis unavailable; reading Postgres"),
         }
         let outcomes: Vec<(String, Option<String>, Option<String>)> =
@@ -297,10 +304,9 @@ impl Store {
         self.trusted(found).await
     }
 
-    /// The cached outcome: what the command API or the cache projection wrote. An answer (issued,
-    /// rejected…) is trusted only from a complete cache; `accepted` is returned either way, for
-    /// the caller to confirm.
-    async fn cached_event(&self, event_id: uuid::Uuid) -> Result<Option<EventOutcome>, redis::RedisError> {
+    /// The cached outcome (what the command API or the cache projection wrote), and whether the
+    /// cache is complete.
+    async fn cached_event(&self, event_id: uuid::Uuid) -> Result<(bool, Option<EventOutcome>), redis::RedisError> {
         let mut connection = self.redis.clone();
         let (complete, fields): (Option<String>, std::collections::HashMap<String, String>) = self
             .cache_pipe()
@@ -309,7 +315,7 @@ impl Store {
             .query_async(&mut connection)
             .await?;
         let found = (!fields.is_empty()).then(|| outcome_of(&fields));
-        Ok(found.filter(|f| f.status == "accepted" || Self::cache_complete(&complete)))
+        Ok((Self::cache_complete(&complete), found))
     }
 
     /// The newest signed status list the signer published for `list` (Postgres; `None` before

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use avro::certificate::{CertificateBody, CertificateEnvelope, Sha256};
-use credentials::status_list as credential;
 use chrono::{DateTime, Utc};
+use credentials::status_list as credential;
 use domain::{
     events::{CertificateEvent, CertificateOutcome},
     lineage::{Lineage, evolve},
@@ -129,7 +129,8 @@ impl PartitionState {
                 let missing = credential::keep_published(&mut self.revoked_bits, &published);
                 if !missing.is_empty() {
                     self.bits_digest = None;
-                    metrics::counter!("vaxtrail_signer_status_list_bits_restored_total").increment(missing.len() as u64);
+                    metrics::counter!("vaxtrail_signer_status_list_bits_restored_total")
+                        .increment(missing.len() as u64);
                     tracing::error!(
                         partition = self.partition,
                         restored = ?missing,
@@ -137,7 +138,9 @@ impl PartitionState {
                     );
                 }
             }
-            Err(error) => tracing::error!(partition = self.partition, %error, "a published status list does not decode"),
+            Err(error) => {
+                tracing::error!(partition = self.partition, %error, "a published status list does not decode")
+            }
         }
     }
 
@@ -158,5 +161,52 @@ impl PartitionState {
     /// Recipients known.
     pub fn recipients(&self) -> usize {
         self.lineages.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use avro::certificate::{CertificateBody, CertificateEnvelope, SourcePosition, StatusListPublished};
+    use chrono::Utc;
+    use credentials::status_list as list;
+
+    use super::PartitionState;
+
+    fn published(bits: &[u8]) -> CertificateEnvelope {
+        CertificateEnvelope {
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            source: SourcePosition {
+                partition: 0,
+                offset: 0,
+            },
+            previous_sha256: None,
+            body: CertificateBody::StatusList(StatusListPublished {
+                list: 0,
+                credential: serde_json::json!({"credentialSubject": {"encodedList": list::encode(bits)}}).to_string(),
+                revoked_count: list::count(bits),
+                bits_sha256: [0; 32],
+            }),
+        }
+    }
+
+    #[test]
+    fn a_bit_an_earlier_published_list_had_is_set_again_when_the_fold_lacks_it() {
+        // Given a published list with bits 5 and 70 000, and a fold that saw only the revocation
+        // of bit 5 (its record lost, say),
+        let mut bits = Vec::new();
+        list::set(&mut bits, 5);
+        list::set(&mut bits, 70_000);
+        let mut state = PartitionState::new(0, 0);
+        list::set(&mut state.revoked_bits, 5);
+        // when the list's record is folded,
+        state.fold(&published(&bits), [1; 32]);
+        // then the next list carries both bits: it never goes backwards.
+        assert!(list::bit(&state.revoked_bits, 5) && list::bit(&state.revoked_bits, 70_000));
+        assert_eq!(list::count(&state.revoked_bits), 2);
+        assert!(
+            state.list_outdated(),
+            "the mended bits differ from what was published under that digest"
+        );
     }
 }

@@ -403,6 +403,25 @@ impl Deployment {
         String::from_utf8(out.stdout).expect("UTF-8")
     }
 
+    /// `vaxctl audit verify` against the query API's DID document, until no vaccination is
+    /// pending (panics at once on a broken chain, a bad checkpoint or an event answered twice);
+    /// its report.
+    pub async fn audited(&self, deadline: Duration) -> Value {
+        let did = format!("{}/.well-known/did.json", self.url("query-api"));
+        eventually(deadline, "every vaccination answered in the log", || {
+            let did = did.clone();
+            async move {
+                let out = self
+                    .vaxctl(&["audit", "verify", "--did-document", &did, "--json"])
+                    .await;
+                let report = last_json(&String::from_utf8_lossy(&out.stdout));
+                assert_ne!(report["ok"], false, "the audit finds a break or a double: {report}");
+                (report["pending"] == 0).then_some(report)
+            }
+        })
+        .await
+    }
+
     /// A bearer token for a role, from the local stack's development key.
     pub async fn token(&self, role: &str) -> String {
         self.vaxctl_ok(&["token", "--role", role, "--subject", "drill"])

@@ -10,7 +10,6 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::Write as _,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -21,8 +20,8 @@ use serde_json::{Value, json};
 
 use crate::{
     bin_dir,
-    e2e::{Deployment, last_json, settled},
-    eventually, repo_root,
+    e2e::{Deployment, settled},
+    eventually,
     signer::read_certificates,
 };
 
@@ -107,7 +106,9 @@ async fn fold(deployment: &Deployment, outcomes: i64) -> Fold {
             CertificateOutcome::CertificateSuperseded { certificate_id, .. } => {
                 ("superseded", Some(certificate_id), "superseded")
             }
-            CertificateOutcome::CertificateRevoked { certificate_id, .. } => ("revoked", Some(certificate_id), "revoked"),
+            CertificateOutcome::CertificateRevoked { certificate_id, .. } => {
+                ("revoked", Some(certificate_id), "revoked")
+            }
             CertificateOutcome::CertificateRejected { .. } => ("rejected", None, ""),
         };
         *fold.kinds.entry(kind).or_default() += 1;
@@ -132,36 +133,34 @@ async fn fold(deployment: &Deployment, outcomes: i64) -> Fold {
 /// and every revoked certificate refused offline. Prints and returns what it found.
 pub async fn assert_nothing_lost(deployment: &Deployment, drill: &str) -> Findings {
     let query = deployment.url("query-api");
-    let did = format!("{query}/.well-known/did.json");
-    let audit: Value = eventually(Duration::from_secs(600), "every vaccination answered in the log", || {
-        let did = did.clone();
-        async move {
-            let out = deployment
-                .vaxctl(&["audit", "verify", "--did-document", &did, "--json"])
-                .await;
-            let report = last_json(&String::from_utf8_lossy(&out.stdout));
-            assert_ne!(report["ok"], false, "{drill}: the audit finds a break or a double: {report}");
-            (report["pending"] == 0).then_some(report)
-        }
-    })
-    .await;
+    let audit = deployment.audited(Duration::from_secs(600)).await;
     // A record the log holds twice (a retry after a 503 whose first attempt reached the broker
     // after all) is fine as long as its event is answered once: the audit fails on a double.
     let repeats = audit["repeats"].as_i64().unwrap_or(0);
     let outcomes = audit["outcomes"].as_i64().expect("a count of outcomes");
-    eventually(Duration::from_secs(600), "every projection at the log's end, complete", || async {
-        settled(&deployment.stack).await?;
-        let lag: Value = reqwest::get(format!("{query}/v1/pipeline/lag")).await.ok()?.json().await.ok()?;
-        (lag["complete"] == json!({"postgres": true, "redis": true, "clickhouse": true})).then_some(())
-    })
+    eventually(
+        Duration::from_secs(600),
+        "every projection at the log's end, complete",
+        || async {
+            settled(&deployment.stack).await?;
+            let lag: Value = reqwest::get(format!("{query}/v1/pipeline/lag"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (lag["complete"] == json!({"postgres": true, "redis": true, "clickhouse": true})).then_some(())
+        },
+    )
     .await;
 
     let fold = fold(deployment, outcomes).await;
     let pool = deployment.stack.postgres.pool().expect("a pool");
-    let vaccinations: i64 = sqlx::query_scalar("SELECT count(*) FROM vaccinations WHERE event_type <> 'RevocationRequested'")
-        .fetch_one(&pool)
-        .await
-        .expect("a count");
+    let vaccinations: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM vaccinations WHERE event_type <> 'RevocationRequested'")
+            .fetch_one(&pool)
+            .await
+            .expect("a count");
 
     // Postgres: every certificate, standing for standing.
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT certificate_id, status FROM certificates")
@@ -192,14 +191,22 @@ pub async fn assert_nothing_lost(deployment: &Deployment, drill: &str) -> Findin
     }
     let cached: Vec<Option<String>> = pipe.query_async(&mut redis).await.expect("the cached states");
     for ((id, standing), cached) in fold.standing.iter().zip(&cached) {
-        assert_eq!(cached.as_deref(), Some(*standing), "{drill}: Redis has certificate {id} wrong");
+        assert_eq!(
+            cached.as_deref(),
+            Some(*standing),
+            "{drill}: Redis has certificate {id} wrong"
+        );
     }
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}cert:*:state"))
         .query_async(&mut redis)
         .await
         .expect("KEYS");
-    assert_eq!(keys.len(), fold.standing.len(), "{drill}: Redis holds certificates the log does not");
+    assert_eq!(
+        keys.len(),
+        fold.standing.len(),
+        "{drill}: Redis holds certificates the log does not"
+    );
 
     // ClickHouse: each outcome kind counted once.
     let counted: Vec<(String, u64)> = deployment
@@ -258,40 +265,46 @@ async fn revoked_refused_offline(deployment: &Deployment, fold: &Fold, drill: &s
     }
     // The signer publishes a list within its interval of a revocation: wait until the served
     // lists hold every revoked bit (read here), then let vc.js judge on its own.
-    let lists: HashMap<String, Value> = eventually(Duration::from_secs(120), "the published lists to hold every revocation", || {
-        let (client, credentials, query) = (&client, &credentials, &query);
-        async move {
-            let mut lists: HashMap<String, Value> = HashMap::new();
-            for credential in credentials {
-                let url = credential["credentialStatus"]["statusListCredential"].as_str()?.to_owned();
-                if lists.contains_key(&url) {
-                    continue;
+    let lists: HashMap<String, Value> = eventually(
+        Duration::from_secs(120),
+        "the published lists to hold every revocation",
+        || {
+            let (client, credentials, query) = (&client, &credentials, &query);
+            async move {
+                let mut lists: HashMap<String, Value> = HashMap::new();
+                for credential in credentials {
+                    let url = credential["credentialStatus"]["statusListCredential"]
+                        .as_str()?
+                        .to_owned();
+                    if lists.contains_key(&url) {
+                        continue;
+                    }
+                    let (_, list) = url.split_once("/v1/status-lists/")?;
+                    let served: Value = client
+                        .get(format!("{query}/v1/status-lists/{list}"))
+                        .send()
+                        .await
+                        .ok()?
+                        .error_for_status()
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    lists.insert(url, served);
                 }
-                let (_, list) = url.split_once("/v1/status-lists/")?;
-                let served: Value = client
-                    .get(format!("{query}/v1/status-lists/{list}"))
-                    .send()
-                    .await
-                    .ok()?
-                    .error_for_status()
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                lists.insert(url, served);
+                let all_set = credentials[..fold.revoked.len()].iter().all(|credential| {
+                    let Some((url, index)) = credentials::status_list::entry(credential) else {
+                        return false;
+                    };
+                    lists
+                        .get(&url)
+                        .and_then(|list| list["credentialSubject"]["encodedList"].as_str())
+                        .is_some_and(|encoded| credentials::status_list::is_set(encoded, index).unwrap_or(false))
+                });
+                all_set.then_some(lists)
             }
-            let all_set = credentials[..fold.revoked.len()].iter().all(|credential| {
-                let Some((url, index)) = credentials::status_list::entry(credential) else {
-                    return false;
-                };
-                lists
-                    .get(&url)
-                    .and_then(|list| list["credentialSubject"]["encodedList"].as_str())
-                    .is_some_and(|encoded| credentials::status_list::is_set(encoded, index).unwrap_or(false))
-            });
-            all_set.then_some(lists)
-        }
-    })
+        },
+    )
     .await;
     let did: Value = client
         .get(format!("{query}/.well-known/did.json"))
@@ -308,42 +321,20 @@ async fn revoked_refused_offline(deployment: &Deployment, fold: &Fold, drill: &s
             serde_json::from_str::<Value>(credentials::contexts::VACCINATION_V1_DOCUMENT).expect("JSON")},
         "statusLists": lists,
     });
-    let verdicts = js_verify(&input);
+    let verdicts = crate::js_verify(&input);
     assert_eq!(verdicts.len(), credentials.len());
     for (i, verdict) in verdicts.iter().enumerate() {
         if i < fold.revoked.len() {
-            assert_eq!(verdict["verified"], false, "{drill}: revoked {} verifies offline: {verdict}", fold.revoked[i]);
+            assert_eq!(
+                verdict["verified"], false,
+                "{drill}: revoked {} verifies offline: {verdict}",
+                fold.revoked[i]
+            );
         } else {
-            assert_eq!(verdict["verified"], true, "{drill}: an active certificate is refused offline: {verdict}");
+            assert_eq!(
+                verdict["verified"], true,
+                "{drill}: an active certificate is refused offline: {verdict}"
+            );
         }
     }
-}
-
-/// Runs `tests/js-verifier/verify.mjs` on `input`; one verdict per credential.
-pub fn js_verify(input: &Value) -> Vec<Value> {
-    let dir = repo_root().join("tests/js-verifier");
-    assert!(
-        dir.join("node_modules/@digitalbazaar/vc-status-list").exists(),
-        "tests/js-verifier is not installed: run deploy/local/install"
-    );
-    let mut node = std::process::Command::new("node")
-        .arg("verify.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is installed (deploy/local/install)");
-    node.stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.to_string().as_bytes())
-        .expect("node reads");
-    let output = node.wait_with_output().expect("node runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout)
-        .expect("UTF-8")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON verdict"))
-        .collect()
 }

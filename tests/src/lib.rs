@@ -754,3 +754,33 @@ pub async fn spawn_query_api_with(
     tokio::spawn(app.run_until_stopped());
     (shutdown, url)
 }
+
+/// Runs `tests/js-verifier/verify.mjs` on `input`; one verdict per credential.
+pub fn js_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
+    let dir = repo_root().join("tests/js-verifier");
+    assert!(
+        dir.join("node_modules/@digitalbazaar/vc-status-list").exists(),
+        "tests/js-verifier is not installed: run deploy/local/install"
+    );
+    use std::{io::Write as _, process::Stdio};
+    let mut node = std::process::Command::new("node")
+        .arg("verify.mjs")
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is installed (deploy/local/install)");
+    node.stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("node reads");
+    let output = node.wait_with_output().expect("node runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON verdict"))
+        .collect()
+}

@@ -57,7 +57,16 @@ impl OwnRedis {
 
     async fn spawn(&mut self) {
         let child = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir.0)
             .stdout(Stdio::null())
@@ -112,7 +121,14 @@ impl OwnPostgres {
             assert!(is_root(), "a tmpfs needs root");
             run(
                 "mount",
-                &["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs", &dir.display().to_string()],
+                &[
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={megabytes}m"),
+                    "tmpfs",
+                    &dir.display().to_string(),
+                ],
             );
         }
         if is_root() {
@@ -172,9 +188,25 @@ impl OwnPostgres {
 
     /// Starts the (stopped) server and waits until it accepts connections.
     pub async fn resume(&self) {
-        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
         let log = self.dir.join("server.log").display().to_string();
-        self.as_pg(&["pg_ctl", "-D", &self.data(), "-l", &log, "-w", "-t", "60", "-o", &options, "start"]);
+        self.as_pg(&[
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-l",
+            &log,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ]);
     }
 
     /// Stops the server (`fast`: connections closed, a clean shutdown; `immediate`: as a crash).
@@ -286,9 +318,14 @@ impl OwnClickHouse {
     pub async fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {
             if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
             }
-            if tokio::time::timeout(Duration::from_secs(30), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }

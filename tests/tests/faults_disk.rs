@@ -54,13 +54,20 @@ async fn postgres_out_of_disk_under_load_then_given_space_loses_nothing() {
     let load = Load::start(&deployment, 150, 40, 60);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ballast = fill(postgres.dir());
-    eprintln!("drill disk: PostgreSQL's disk filled ({} bytes left)", nix_free(postgres.dir()));
+    eprintln!(
+        "drill disk: PostgreSQL's disk filled ({} bytes left)",
+        nix_free(postgres.dir())
+    );
     let projectors = deployment.url("projectors");
-    let why = eventually(Duration::from_secs(120), "the projection to wait for its store", || async {
-        let response = reqwest::get(format!("{projectors}/readyz")).await.ok()?;
-        let body = response.text().await.ok()?;
-        body.contains("waiting for its store").then_some(body)
-    })
+    let why = eventually(
+        Duration::from_secs(120),
+        "the projection to wait for its store",
+        || async {
+            let response = reqwest::get(format!("{projectors}/readyz")).await.ok()?;
+            let body = response.text().await.ok()?;
+            body.contains("waiting for its store").then_some(body)
+        },
+    )
     .await;
     eprintln!("drill disk: the projectors say {why}");
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -35,18 +35,22 @@ async fn a_partition_from_the_broker_answers_503_loses_nothing_and_heals() {
     let mut body = fixtures::divoc_certify_request();
     body[0]["preEnrollmentCode"] = "90001".into();
     body[0]["vaccination"]["name"] = "Covaxin".into();
-    let status = eventually(Duration::from_secs(120), "the command API to answer during the partition", || async {
-        let response = reqwest::Client::new()
-            .post(format!("{command}/v1/certify"))
-            .bearer_auth(&facility)
-            .header("Idempotency-Key", "drill-partition-1")
-            .json(&body)
-            .timeout(Duration::from_secs(90))
-            .send()
-            .await
-            .ok()?;
-        Some(response.status())
-    })
+    let status = eventually(
+        Duration::from_secs(120),
+        "the command API to answer during the partition",
+        || async {
+            let response = reqwest::Client::new()
+                .post(format!("{command}/v1/certify"))
+                .bearer_auth(&facility)
+                .header("Idempotency-Key", "drill-partition-1")
+                .json(&body)
+                .timeout(Duration::from_secs(90))
+                .send()
+                .await
+                .ok()?;
+            Some(response.status())
+        },
+    )
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "during the partition");
     link.heal();

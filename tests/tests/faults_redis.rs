@@ -48,16 +48,24 @@ async fn a_redis_restart_without_persistence_then_a_projector_restart_loses_noth
 
     // The fault, under load: Redis loses everything, then the projectors restart.
     let load = Load::start(&deployment, 100, 150, 60);
-    let projectors = deployment.services.iter().position(|s| s.name == "projectors").expect("started");
+    let projectors = deployment
+        .services
+        .iter()
+        .position(|s| s.name == "projectors")
+        .expect("started");
     let metrics = format!("{}/metrics", deployment.url("projectors"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.restart().await;
     eprintln!("drill redis: Redis restarted empty under load");
     // The running projection notices the lost store by itself.
-    eventually(Duration::from_secs(60), "the running projection to notice the lost cache", || async {
-        let page = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
-        (counter(&page, "vaxtrail_projection_store_lost_total") >= 1.0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the running projection to notice the lost cache",
+        || async {
+            let page = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
+            (counter(&page, "vaxtrail_projection_store_lost_total") >= 1.0).then_some(())
+        },
+    )
     .await;
     // An event answered before the restart is still answered, never "accepted".
     let outcome: Value = eventually(Duration::from_secs(30), "the event lookup to answer", || async {

@@ -32,21 +32,33 @@ async fn the_signer_killed_at_a_checkpoint_and_at_a_handover_loses_and_doubles_n
         ],
     );
     let status = deployment.services[first].exited(Duration::from_secs(300)).await;
-    assert!(status.is_some_and(|s| !s.success()), "the signer aborts at its checkpoint: {status:?}");
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the signer aborts at its checkpoint: {status:?}"
+    );
     eprintln!("drill signer: aborted while writing a checkpoint");
 
     // Its successor dies halfway through rebuilding a partition it took over.
     let second = deployment.launch(
         "signer-worker",
-        &[("VAXTRAIL_CRASH_POINT", "handover"), ("VAXTRAIL_SIGNER_GROUP", "signer-2")],
+        &[
+            ("VAXTRAIL_CRASH_POINT", "handover"),
+            ("VAXTRAIL_SIGNER_GROUP", "signer-2"),
+        ],
     );
     let status = deployment.services[second].exited(Duration::from_secs(300)).await;
-    assert!(status.is_some_and(|s| !s.success()), "the signer aborts in the handover: {status:?}");
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the signer aborts in the handover: {status:?}"
+    );
     eprintln!("drill signer: aborted while rebuilding a partition it took over");
 
     let last = deployment.launch(
         "signer-worker",
-        &[("VAXTRAIL_CHECKPOINT_EVERY", "40"), ("VAXTRAIL_SIGNER_GROUP", "signer-3")],
+        &[
+            ("VAXTRAIL_CHECKPOINT_EVERY", "40"),
+            ("VAXTRAIL_SIGNER_GROUP", "signer-3"),
+        ],
     );
     deployment.ready(last).await;
     load.finish().await;

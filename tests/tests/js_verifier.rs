@@ -2,8 +2,6 @@
 //! eddsa-rdfc-2022 cryptosuite (`tests/js-verifier/`, installed by `deploy/local/install`), run by
 //! node with every context served offline. A tampered copy fails there too.
 
-use std::{io::Write, process::Stdio};
-
 use chrono::Utc;
 use credentials::{CredentialSigner, IssuerKey, Keyring, contexts, keys};
 use domain::{
@@ -12,7 +10,7 @@ use domain::{
     values::Dose,
 };
 use serde_json::{Value, json};
-use vaxtrail_tests::{fixtures, repo_root};
+use vaxtrail_tests::fixtures;
 
 #[tokio::test]
 async fn digital_bazaars_verifier_accepts_vaxtrails_credentials_and_refuses_a_tampered_one() {
@@ -64,31 +62,7 @@ async fn digital_bazaars_verifier_accepts_vaxtrails_credentials_and_refuses_a_ta
         "contexts": {contexts::VACCINATION_V1: serde_json::from_str::<Value>(contexts::VACCINATION_V1_DOCUMENT).unwrap()},
     });
 
-    let dir = repo_root().join("tests/js-verifier");
-    assert!(
-        dir.join("node_modules/@digitalbazaar/vc").exists(),
-        "tests/js-verifier is not installed: run deploy/local/install (npm ci --prefix tests/js-verifier)"
-    );
-    let mut node = std::process::Command::new("node")
-        .arg("verify.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is installed (deploy/local/install)");
-    node.stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let output = node.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let verdicts: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let verdicts = vaxtrail_tests::js_verify(&input);
     assert_eq!(verdicts.len(), 3);
     assert_eq!(verdicts[0]["verified"], true, "dose 1: {}", verdicts[0]);
     assert_eq!(

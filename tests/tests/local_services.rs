@@ -62,13 +62,17 @@ async fn services_waits_for_a_stopping_service_and_starts_it_again() {
     assert!(alive(before));
 
     // SIGTERM, and at once the script again: the signer is still stopping when it looks.
-    let _ = std::process::Command::new("kill").args(["-TERM", &before.to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &before.to_string()])
+        .status();
     script(&deployment, &state.0, &ports, "services", &[]).await;
     let after = pid(&state.0, "signer-worker");
     assert_ne!(before, after, "the signer was started again");
     assert!(!alive(before) && alive(after));
     let signer = &ports[1].1;
-    let ready = reqwest::get(format!("http://{signer}/readyz")).await.expect("it answers");
+    let ready = reqwest::get(format!("http://{signer}/readyz"))
+        .await
+        .expect("it answers");
     assert!(ready.status().is_success());
 
     script(

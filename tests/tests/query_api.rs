@@ -230,7 +230,9 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     );
     let c1_credential: Value = c1_response.json().await.unwrap();
     let c3_credential: Value = get(format!("/v1/certificates/{c3}")).await.json().await.unwrap();
-    let c4_credential: Value = get(format!("/v1/certificates/{c4}")).await.json().await.unwrap();
+    let c4_response = get(format!("/v1/certificates/{c4}")).await;
+    assert_eq!(c4_response.status(), StatusCode::OK, "c4");
+    let c4_credential: Value = c4_response.json().await.unwrap();
     // Anyone may read where a certificate stands, and nothing else.
     let status: Value = client
         .get(format!("{url}/v1/certificates/{c3}/status"))

@@ -122,20 +122,7 @@ async fn two_signers_and_two_projectors_share_the_work_and_survive_losing_one() 
     );
 
     // Exactly one outcome per vaccination, and the chain intact.
-    let did = format!("{query}/.well-known/did.json");
-    let audit: Value = eventually(Duration::from_secs(300), "every vaccination answered", || {
-        let deployment = &deployment;
-        let did = did.clone();
-        async move {
-            let out = deployment
-                .vaxctl(&["audit", "verify", "--did-document", &did, "--json"])
-                .await;
-            let report = last_json(&String::from_utf8_lossy(&out.stdout));
-            assert_ne!(report["ok"], false, "the audit finds a break: {report}");
-            (report["pending"] == 0).then_some(report)
-        }
-    })
-    .await;
+    let audit = deployment.audited(Duration::from_secs(300)).await;
     let pool = deployment.stack.postgres.pool().expect("a pool");
     // Every outcome record projected once (a correction's event has two: issued and superseded).
     let (answered, outcomes): (i64, i64) = eventually(Duration::from_secs(300), "the read models to catch up", || {
