@@ -9,6 +9,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STATE=${VAXTRAIL_STATE_DIR:-$REPO/.vaxtrail}
 CACHE=${VAXTRAIL_CACHE_DIR:-$HOME/.cache/vaxtrail}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+# Tools installed once per machine (Tansu, promtool, kubernetes-validate), found by the tests here.
+export VAXTRAIL_TOOLS=$CACHE/tools
 BIN=$CARGO_TARGET_DIR/debug
 
 TANSU_VERSION=0.6.0

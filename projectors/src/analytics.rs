@@ -231,7 +231,7 @@ impl Projection for AnalyticsProjection {
 
     async fn generation(&self) -> anyhow::Result<Option<Generation>> {
         match self.client.query(MARKER_SQL).fetch_one::<(String, u8, u64)>().await {
-            Ok((id, complete, rows)) => Ok((rows > 0).then(|| Generation {
+            Ok((id, complete, rows)) => Ok((rows > 0).then_some(Generation {
                 id,
                 complete: complete == 1,
             })),

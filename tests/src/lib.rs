@@ -7,6 +7,7 @@
 //! connected clients, and once left the broker refusing connections. Test topics all start with
 //! [`TEST_TOPIC_PREFIX`]; `deploy/local/down --wipe` clears them from a developer's stack.
 
+pub mod config;
 pub mod e2e;
 pub mod faults;
 pub mod netns;

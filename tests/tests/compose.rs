@@ -4,21 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use clap::{Args, Command, CommandFactory};
-use vaxtrail_tests::repo_root;
-
-/// The config each compose service's binary parses.
-fn config_of(binary: &str) -> Command {
-    match binary {
-        "command-api" => command_api::Config::command(),
-        "signer-worker" => signer_worker::Config::command(),
-        "projectors" => projectors::Config::command(),
-        "query-api" => query_api::Config::command(),
-        // vaxctl reads these for `topics ensure` and `schemas register`.
-        "vaxctl" => platform::KafkaArgs::augment_args(platform::LogArgs::augment_args(Command::new("vaxctl"))),
-        other => panic!("compose runs {other:?}, which the workspace does not build"),
-    }
-}
+use vaxtrail_tests::{
+    config::{check_environment, config_of},
+    repo_root,
+};
 
 fn compose() -> serde_yaml::Value {
     let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
@@ -64,27 +53,18 @@ fn every_vaxtrail_container_runs_a_workspace_binary() {
 #[test]
 fn every_environment_variable_is_read_by_the_config_and_parses() {
     for (service, (binary, env)) in vaxtrail_services(&compose()) {
-        let command = config_of(&binary);
-        // Each variable becomes the flag of the argument that reads it, so clap's own value
-        // parsers judge the compose value exactly as they would judge the environment's.
-        let mut argv = vec![binary.clone()];
-        for (key, value) in env {
-            let key = key.as_str().unwrap();
-            let arg = command
-                .get_arguments()
-                .find(|a| a.get_env().and_then(|e| e.to_str()) == Some(key))
-                .unwrap_or_else(|| panic!("{service}: {binary} reads no {key}"));
-            let value = match value {
-                serde_yaml::Value::String(s) => s,
-                other => serde_yaml::to_string(&other).unwrap().trim().to_owned(),
-            };
-            argv.push(format!(
-                "--{}={value}",
-                arg.get_long().expect("every config argument has a flag")
-            ));
-        }
-        if let Err(error) = command.clone().try_get_matches_from(&argv) {
-            panic!("{service}: {argv:?} does not parse: {error}");
+        let env = env
+            .into_iter()
+            .map(|(key, value)| {
+                let value = match value {
+                    serde_yaml::Value::String(s) => s,
+                    other => serde_yaml::to_string(&other).unwrap().trim().to_owned(),
+                };
+                (key.as_str().unwrap().to_owned(), Some(value))
+            })
+            .collect::<Vec<_>>();
+        if let Err(error) = check_environment(&binary, &env) {
+            panic!("{service}: {error}");
         }
     }
 }

@@ -11,10 +11,9 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use vaxtrail_tests::{
     TestStack,
-    e2e::{Cluster, Deployment, last_json},
+    e2e::{Cluster, Deployment},
     eventually,
     signer::Issuer,
 };
