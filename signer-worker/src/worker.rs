@@ -166,6 +166,9 @@ pub struct Worker {
     rebuilding: HashSet<i32>,
     rebuilt_tx: mpsc::UnboundedSender<Rebuilt>,
     rebuilt_rx: mpsc::UnboundedReceiver<Rebuilt>,
+    /// Reads the input's high watermarks for the lag gauge (never joins a group).
+    lag_reader: Arc<BaseConsumer>,
+    lag_at: Option<std::time::Instant>,
 }
 
 /// A background rebuild's result.
@@ -296,7 +299,15 @@ impl Worker {
         consumer
             .subscribe(&[&settings.vaccination_events])
             .context("subscribing to vaccination-events")?;
+        let lag_reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", format!("{}-lag", settings.group))
+            .set("enable.auto.commit", "false")
+            .create()
+            .context("creating the lag reader")?;
         Ok(Self {
+            lag_reader: Arc::new(lag_reader),
+            lag_at: None,
             vaccinations: VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events),
             certificates: Arc::new(CertificateCodec::new(
                 &settings.registry_url,
@@ -522,6 +533,26 @@ impl Worker {
             metrics::gauge!("vaxtrail_signer_recipients", "partition" => state.partition.to_string())
                 .set(state.recipients() as f64);
         }
+        self.lag();
+    }
+
+    /// Sets `vaxtrail_signer_lag{partition}` (vaccination records not answered yet) for each
+    /// owned partition, at most every 5 s, on a blocking thread (the request blocks).
+    fn lag(&mut self) {
+        if self.lag_at.is_some_and(|at| at.elapsed() < Duration::from_secs(5)) {
+            return;
+        }
+        self.lag_at = Some(std::time::Instant::now());
+        let asked: Vec<(i32, i64)> = self.states.values().map(|s| (s.partition, s.next_source)).collect();
+        let (reader, topic) = (self.lag_reader.clone(), self.settings.vaccination_events.clone());
+        tokio::task::spawn_blocking(move || {
+            for (partition, next) in asked {
+                if let Ok((_, high)) = reader.fetch_watermarks(&topic, partition, Duration::from_secs(2)) {
+                    metrics::gauge!("vaxtrail_signer_lag", "partition" => partition.to_string())
+                        .set((high - next).max(0) as f64);
+                }
+            }
+        });
     }
 
     /// After a failed delivery the in-memory state may be ahead of the log: forget it all, replace

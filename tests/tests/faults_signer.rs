@@ -64,6 +64,18 @@ async fn the_signer_killed_at_a_checkpoint_and_at_a_handover_loses_and_doubles_n
     load.finish().await;
 
     let found = assert_nothing_lost(&deployment, "signer SIGKILL").await;
+    // The lag gauge the alert rules read, at zero once everything is answered.
+    let metrics = format!("http://{}/metrics", deployment.services[last].address);
+    vaxtrail_tests::eventually(Duration::from_secs(30), "the signer's lag gauge at 0", || async {
+        let page = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
+        let lags: Vec<f64> = page
+            .lines()
+            .filter(|l| l.starts_with("vaxtrail_signer_lag{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!lags.is_empty() && lags.iter().all(|&lag| lag == 0.0)).then_some(())
+    })
+    .await;
     assert!(found.certificates > 150, "{found:?}");
     deployment.stop_all().await;
 }
