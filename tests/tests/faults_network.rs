@@ -23,7 +23,20 @@ async fn a_partition_from_the_broker_answers_503_loses_nothing_and_heals() {
     let link = Link::new();
     let cluster = Cluster::start_behind(Some(&link)).await;
     let mut deployment = Deployment::on_cluster(&issuer, cluster).await;
-    deployment.start_all().await;
+    // The signer's group session outlives the partition (about the produce timeout, 10 s): a
+    // member whose session Tansu 0.6 expired stays assigned nothing after it heals (its group
+    // coordinator's known limit, README), which Apache Kafka does not do.
+    for name in ["command-api", "signer-worker", "projectors", "query-api"] {
+        deployment
+            .start(
+                name,
+                &[
+                    ("VAXTRAIL_KAFKA_SESSION_TIMEOUT_MS", "60000"),
+                    ("VAXTRAIL_KAFKA_MAX_POLL_INTERVAL_MS", "120000"),
+                ],
+            )
+            .await;
+    }
     let facility = deployment.token("facility").await;
     let command = deployment.url("command-api");
 
