@@ -82,7 +82,15 @@ async fn readable(
             .store
             .certificate_source(id.as_str())
             .await
-            .map_err(|e| unavailable(&e))?;
+            .map_err(|e| unavailable(&e))?
+            // The cache served the certificate before Postgres read who recorded it: not an
+            // answer yet, so neither "yours" nor "not yours".
+            .ok_or_else(|| {
+                Problem::unavailable(
+                    "Who recorded this certificate is not known yet; retry shortly",
+                    &"the Postgres read model has not read the certificate yet",
+                )
+            })?;
         if recorded_by.as_deref() != Some(source.as_str()) {
             return Err(access::not_yours(
                 "recorded-by-another-source",

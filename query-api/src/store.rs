@@ -328,8 +328,10 @@ impl Store {
         self.trusted(found).await
     }
 
-    /// The source system that recorded the vaccination a certificate answers.
-    pub async fn certificate_source(&self, id: &str) -> Result<Option<String>, Unavailable> {
+    /// The source system that recorded the vaccination a certificate answers: `None` while
+    /// Postgres has not read the certificate yet (the cache can be ahead of it), `Some(None)` for
+    /// a row projected before source systems were kept.
+    pub async fn certificate_source(&self, id: &str) -> Result<Option<Option<String>>, Unavailable> {
         let found: Option<Option<String>> = sqlx::query_scalar(
             "SELECT v.source_system FROM certificates c JOIN vaccinations v ON v.event_id = c.source_event_id
              WHERE c.certificate_id = $1",
@@ -337,7 +339,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        self.trusted(found.flatten()).await
+        self.trusted(found).await
     }
 
     /// The source system that posted a vaccination event.
