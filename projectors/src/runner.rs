@@ -195,6 +195,8 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 struct Position {
     next: i64,
     confirmed: bool,
+    /// The consumer was moved to `next` since the position was read.
+    sought: bool,
 }
 
 /// The generation the loop writes, and what it must reach while it rebuilds.
@@ -345,6 +347,7 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
         let outcome = match checked {
             Err(error) => Err(error),
             Ok(()) if items.is_empty() => {
+                feed.align(&projection, &stop).await?;
                 items = feed.next::<P>(&projection, &stop).await?;
                 Ok(())
             }
@@ -484,33 +487,14 @@ impl Feed<'_> {
         let mut accepted = Vec::with_capacity(batch.len());
         for message in batch {
             let key = (message.topic().to_owned(), message.partition());
-            if !self.positions.contains_key(&key) {
-                let stored = retry::<P, _, _, _>(stop, &self.settings.health, "reading stored offsets", || {
-                    projection.next_offset(&key.0, key.1)
-                })
-                .await?;
-                // No stored position: the partition's first record, never the group's position.
-                let next = match stored {
-                    Some(next) => next,
-                    None => self.low(&key).await?,
-                };
-                self.positions.insert(key.clone(), Position { next, confirmed: false });
-            }
-            let position = self.positions.get_mut(&key).expect("inserted above");
+            self.know(projection, stop, &key).await?;
+            let position = self.positions.get_mut(&key).expect("known above");
             if message.offset() < position.next {
                 continue;
             }
             if message.offset() > position.next && !position.confirmed {
-                // A seek waits on librdkafka: keep it off the runtime's threads, which the other
-                // projections in this process share.
-                let (seeker, (topic, partition), next) = (self.consumer.clone(), key.clone(), position.next);
-                let sought = tokio::task::spawn_blocking(move || {
-                    seeker.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(5))
-                })
-                .await?;
-                if let Err(error) = sought {
-                    tracing::warn!(topic = %key.0, partition = key.1, %error, "seek failed; retried at the next record");
-                }
+                let next = position.next;
+                self.seek(&key, next).await?;
                 continue;
             }
             position.confirmed = true;
@@ -539,6 +523,80 @@ impl Feed<'_> {
 }
 
 impl Feed<'_> {
+    /// Reads where `key` stands in the store, once: its stored next offset, or with none the
+    /// partition's first record (never the group's position).
+    async fn know<P: Projection>(
+        &mut self,
+        projection: &P,
+        stop: &CancellationToken,
+        key: &(String, i32),
+    ) -> anyhow::Result<()> {
+        if self.positions.contains_key(key) {
+            return Ok(());
+        }
+        let stored = retry::<P, _, _, _>(stop, &self.settings.health, "reading stored offsets", || {
+            projection.next_offset(&key.0, key.1)
+        })
+        .await?;
+        let next = match stored {
+            Some(next) => next,
+            None => self.low(key).await?,
+        };
+        self.positions.insert(
+            key.clone(),
+            Position {
+                next,
+                confirmed: false,
+                sought: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Moves the consumer to `next` on the partition (off the runtime's threads, which the other
+    /// projections share: a seek waits on librdkafka); `true` when it took.
+    async fn seek(&mut self, key: &(String, i32), next: i64) -> anyhow::Result<bool> {
+        let (seeker, (topic, partition)) = (self.consumer.clone(), key.clone());
+        let sought = tokio::task::spawn_blocking(move || {
+            seeker.seek(&topic, partition, Offset::Offset(next), Duration::from_secs(5))
+        })
+        .await?;
+        if let Err(error) = &sought {
+            tracing::debug!(topic = %key.0, partition = key.1, %error, "seek failed; tried again later");
+        }
+        Ok(sought.is_ok())
+    }
+
+    /// Moves the consumer, on every partition assigned to it whose position it has not seen yet,
+    /// to the position the store holds. Without this an idle partition would stay wherever the
+    /// group's committed offset put it (its end, say, after the store lost its data), since only
+    /// an arriving record would reveal the difference.
+    async fn align<P: Projection>(&mut self, projection: &P, stop: &CancellationToken) -> anyhow::Result<()> {
+        let assigned: Vec<(String, i32)> = match self.consumer.assignment() {
+            Ok(assigned) => assigned
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, "reading the assignment");
+                return Ok(());
+            }
+        };
+        for key in assigned {
+            self.know(projection, stop, &key).await?;
+            let position = &self.positions[&key];
+            if position.confirmed || position.sought {
+                continue;
+            }
+            let next = position.next;
+            if self.seek(&key, next).await? {
+                self.positions.get_mut(&key).expect("known above").sought = true;
+            }
+        }
+        Ok(())
+    }
+
     /// The first offset the partition holds (its low watermark), asked until the broker answers.
     async fn low(&self, (topic, partition): &(String, i32)) -> anyhow::Result<i64> {
         let mut backoff = Duration::from_millis(200);

@@ -88,5 +88,23 @@ async fn a_redis_restart_without_persistence_then_a_projector_restart_loses_noth
 
     let found = assert_nothing_lost(&deployment, "redis").await;
     assert!(found.revoked > 0 && found.certificates > 250, "{found:?}");
+
+    // Idle (no load, so no record arrives to show a partition is out of place): Redis empties
+    // under the running projections, then again while the projectors are down. Each time every
+    // partition is moved back to the store's position (the group's committed offsets are at the
+    // log's end) and the cache rebuilt.
+    redis.restart().await;
+    eprintln!("drill redis: Redis restarted empty while idle");
+    assert_nothing_lost(&deployment, "redis (emptied while idle)").await;
+    let projectors = deployment
+        .services
+        .iter()
+        .rposition(|s| s.name == "projectors")
+        .expect("started");
+    deployment.services[projectors].stop().await;
+    redis.restart().await;
+    deployment.start("projectors", &[]).await;
+    eprintln!("drill redis: Redis emptied while the projectors were down, restarted idle");
+    assert_nothing_lost(&deployment, "redis (restarted idle)").await;
     deployment.stop_all().await;
 }
