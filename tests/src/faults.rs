@@ -83,7 +83,7 @@ pub struct Findings {
 struct Fold {
     standing: BTreeMap<String, &'static str>,
     kinds: BTreeMap<&'static str, u64>,
-    /// A certificate's status list entry, for finding the lists to check.
+    /// The revoked certificates' ids (those whose status lists the drill checks offline).
     revoked: Vec<String>,
 }
 

@@ -166,15 +166,32 @@ impl OwnPostgres {
         self.dir.join("data").display().to_string()
     }
 
-    fn as_pg(&self, args: &[&str]) -> String {
+    /// A PostgreSQL program run as the `postgres` user (initdb and pg_ctl refuse root).
+    fn pg_command(args: &[&str]) -> std::process::Command {
         let binary = format!("/usr/lib/postgresql/15/bin/{}", args[0]);
-        if is_root() {
-            let mut all = vec!["-u", "postgres", "--", binary.as_str()];
-            all.extend_from_slice(&args[1..]);
-            run("runuser", &all)
+        let mut command = if is_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--", binary.as_str()]);
+            command
         } else {
-            run(&binary, &args[1..])
-        }
+            std::process::Command::new(binary)
+        };
+        command.args(&args[1..]).stdin(Stdio::null());
+        command
+    }
+
+    /// Runs a PostgreSQL program, asserting it succeeds; its stdout.
+    fn as_pg(&self, args: &[&str]) -> String {
+        let out = Self::pg_command(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{} runs: {e}", args[0]));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn url(&self) -> String {
@@ -216,22 +233,11 @@ impl OwnPostgres {
 
     /// Whether the server is running (it stops itself when its WAL cannot be written).
     pub fn running(&self) -> bool {
-        let binary = "/usr/lib/postgresql/15/bin/pg_ctl";
-        let data = self.data();
-        let status = if is_root() {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--", binary, "-D", &data, "status"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-        } else {
-            std::process::Command::new(binary)
-                .args(["-D", &data, "status"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-        };
-        status.is_ok_and(|s| s.success())
+        Self::pg_command(&["pg_ctl", "-D", &self.data(), "status"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// The server's log, for messages.
