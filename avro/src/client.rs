@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::registry::CompatibilityLevel;
+use crate::compatibility::CompatibilityLevel;
 
 /// Errors talking to a schema registry.
 #[derive(Debug, thiserror::Error)]

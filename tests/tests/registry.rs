@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use apache_avro::types::Value;
-use avro::registry::{Registry, RegistryConfig};
+use schema_registry::{Registry, RegistryConfig};
 use clap::Parser;
 use platform::Shutdown;
 use schema_registry_converter::{

@@ -1,63 +1,21 @@
-//! Compatibility levels and the check a new schema must pass against a subject's versions,
+//! The check a new schema must pass against a subject's versions under its compatibility level,
 //! decided by `apache_avro`'s schema-compatibility module.
-
-use std::{fmt, str::FromStr};
 
 use apache_avro::{
     Schema,
     schema_compatibility::{Compatibility, SchemaCompatibility},
 };
+pub use avro::compatibility::CompatibilityLevel;
 
-/// A subject's compatibility level, as Confluent names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CompatibilityLevel {
-    None,
-    Backward,
-    BackwardTransitive,
-    Forward,
-    ForwardTransitive,
-    Full,
-    FullTransitive,
-}
-
-impl CompatibilityLevel {
-    /// Confluent's default when nothing is configured.
-    pub const DEFAULT: Self = Self::Backward;
-
-    const NAMES: [(Self, &'static str); 7] = [
-        (Self::None, "NONE"),
-        (Self::Backward, "BACKWARD"),
-        (Self::BackwardTransitive, "BACKWARD_TRANSITIVE"),
-        (Self::Forward, "FORWARD"),
-        (Self::ForwardTransitive, "FORWARD_TRANSITIVE"),
-        (Self::Full, "FULL"),
-        (Self::FullTransitive, "FULL_TRANSITIVE"),
-    ];
-
-    fn transitive(self) -> bool {
-        matches!(
-            self,
-            Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive
-        )
-    }
-
-    fn new_reads_old(self) -> bool {
-        matches!(
-            self,
-            Self::Backward | Self::BackwardTransitive | Self::Full | Self::FullTransitive
-        )
-    }
-
-    fn old_reads_new(self) -> bool {
-        matches!(
-            self,
-            Self::Forward | Self::ForwardTransitive | Self::Full | Self::FullTransitive
-        )
-    }
-
+/// What a compatibility level demands of a candidate schema.
+pub trait Check {
     /// Checks `candidate` against a subject's existing schemas (oldest first). Returns why it is
     /// incompatible, one message per failed check; empty when compatible.
-    pub fn check(self, candidate: &Schema, existing: &[(u32, Schema)]) -> Vec<String> {
+    fn check(self, candidate: &Schema, existing: &[(u32, Schema)]) -> Vec<String>;
+}
+
+impl Check for CompatibilityLevel {
+    fn check(self, candidate: &Schema, existing: &[(u32, Schema)]) -> Vec<String> {
         let against: &[(u32, Schema)] = if self.transitive() {
             existing
         } else {
@@ -89,24 +47,6 @@ fn can_read(writer: &Schema, reader: &Schema) -> Option<String> {
             Some("only some of the writer's values can be read (union or enum branch missing)".into())
         }
         Err(e) => Some(e.to_string()),
-    }
-}
-
-impl fmt::Display for CompatibilityLevel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = Self::NAMES.iter().find(|(level, _)| level == self).map(|(_, n)| *n);
-        f.write_str(name.expect("every level has a name"))
-    }
-}
-
-impl FromStr for CompatibilityLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::NAMES
-            .iter()
-            .find(|(_, name)| name.eq_ignore_ascii_case(s))
-            .map(|(level, _)| *level)
-            .ok_or_else(|| format!("unknown compatibility level {s:?}"))
     }
 }
 
@@ -153,11 +93,4 @@ mod tests {
         assert!(CompatibilityLevel::None.check(&other, &[(1, v1())]).is_empty());
     }
 
-    #[test]
-    fn levels_parse_and_print_as_confluent_names_them() {
-        let level: CompatibilityLevel = "backward_transitive".parse().unwrap();
-        assert_eq!(level, CompatibilityLevel::BackwardTransitive);
-        assert_eq!(level.to_string(), "BACKWARD_TRANSITIVE");
-        assert!("SIDEWAYS".parse::<CompatibilityLevel>().is_err());
-    }
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use apache_avro::Schema;
 
-use super::{
-    compat::CompatibilityLevel,
+use crate::{
+    compat::{Check, CompatibilityLevel},
     records::{ConfigValue, RecordKey, SchemaValue},
 };
 

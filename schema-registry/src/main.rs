@@ -1,6 +1,6 @@
 //! Runs the Confluent-compatible schema registry of the local stack.
 
-use avro::registry::{Registry, RegistryConfig};
+use schema_registry::{Registry, RegistryConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -14,8 +14,8 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    compat::CompatibilityLevel,
+use crate::{
+    compat::{Check, CompatibilityLevel},
     log::{SchemaLog, StoreError},
     records::{ConfigValue, RecordKey, SchemaValue},
     state::{Normalized, Plan, RegistryState, Version, normalize},

@@ -16,7 +16,7 @@ use rdkafka::{
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::state::RegistryState;
+use crate::state::RegistryState;
 
 /// How long a write or a read-your-writes wait may take.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
