@@ -92,5 +92,4 @@ mod tests {
         let other = Schema::parse_str(r#""long""#).unwrap();
         assert!(CompatibilityLevel::None.check(&other, &[(1, v1())]).is_empty());
     }
-
 }

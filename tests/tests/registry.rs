@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 
 use apache_avro::types::Value;
-use schema_registry::{Registry, RegistryConfig};
 use clap::Parser;
 use platform::Shutdown;
+use schema_registry::{Registry, RegistryConfig};
 use schema_registry_converter::{
     async_impl::{
         avro::{AvroDecoder, AvroEncoder},
