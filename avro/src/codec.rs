@@ -3,7 +3,7 @@
 //! start-up); decoding fetches the writer's schema by id, so records written with a newer,
 //! compatible schema (an added optional field) still decode.
 
-use std::{marker::PhantomData, time::Duration};
+use std::marker::PhantomData;
 
 use apache_avro::types::Value;
 use schema_registry_converter::{
@@ -15,7 +15,6 @@ use schema_registry_converter::{
     schema_registry_common::SubjectNameStrategy,
 };
 
-use tokio_util::sync::CancellationToken;
 
 use crate::{
     certificate::{self, CertificateEnvelope},
@@ -32,6 +31,18 @@ pub enum CodecError {
     /// The record's value is not a valid event (dead-letter it).
     #[error("not a valid event: {0}")]
     Invalid(#[from] ConvertError),
+}
+
+impl CodecError {
+    /// Whether trying again may succeed (the registry was unreachable), as opposed to the
+    /// record's own fault. Logs a retriable error: the caller waits it out.
+    pub fn is_retriable(&self) -> bool {
+        let retriable = matches!(self, Self::Registry(e) if e.retriable);
+        if retriable {
+            tracing::warn!(error = %self, "schema registry unavailable; retrying");
+        }
+        retriable
+    }
 }
 
 /// A topic's record value type.
@@ -100,26 +111,3 @@ impl<T: Envelope> Codec<T> {
     }
 }
 
-/// Runs a registry-backed codec call, waiting out registry outages (retriable errors) with
-/// backoff until `stop`; any other error is the record's own and is returned, for the caller to
-/// dead-letter.
-pub async fn through_registry<T, F, Fut>(stop: &CancellationToken, mut call: F) -> anyhow::Result<Result<T, CodecError>>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, CodecError>>,
-{
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match call().await {
-            Err(CodecError::Registry(e)) if e.retriable => {
-                tracing::warn!(error = %e, "schema registry unavailable; retrying");
-            }
-            done => return Ok(done),
-        }
-        tokio::select! {
-            () = stop.cancelled() => anyhow::bail!("stopped"),
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
-}

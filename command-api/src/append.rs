@@ -10,7 +10,6 @@ use std::{
 
 use avro::{codec::VaccinationCodec, vaccination::VaccinationEnvelope};
 use rdkafka::{
-    ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
 
@@ -204,11 +203,11 @@ impl Appender {
 }
 
 fn producer(brokers: &str, timeout: Duration) -> Result<FutureProducer, rdkafka::error::KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", timeout.as_millis().to_string())
-        .create()
+    platform::Kafka::new(brokers)
+        .tuned(platform::Tuning {
+            linger: Duration::from_millis(2),
+            delivery_timeout: timeout,
+            ..platform::Tuning::default()
+        })
+        .producer()
 }

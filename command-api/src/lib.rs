@@ -146,24 +146,21 @@ fn register_schemas(kafka: platform::KafkaArgs, shutdown: Shutdown) -> Arc<std::
     let flag = done.clone();
     tokio::spawn(async move {
         let client = avro::client::RegistryClient::new(&kafka.schema_registry_url);
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            match client.register_event_schemas(&kafka.topic_prefix).await {
-                Ok(registered) => {
-                    tracing::info!(?registered, "event schemas registered");
-                    flag.store(true, std::sync::atomic::Ordering::Release);
-                    return;
-                }
-                Err(error) => {
+        let backoff = platform::Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let registered = backoff
+            .retry(
+                &shutdown,
+                || client.register_event_schemas(&kafka.topic_prefix),
+                |error| {
                     metrics::counter!("vaxtrail_schema_registration_retries_total").increment(1);
-                    tracing::warn!(%error, retry_in = ?backoff, "registering the event schemas failed");
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+                    tracing::warn!(%error, "registering the event schemas failed; retrying");
+                    true
+                },
+            )
+            .await;
+        if let Ok(Ok(registered)) = registered {
+            tracing::info!(?registered, "event schemas registered");
+            flag.store(true, std::sync::atomic::Ordering::Release);
         }
     });
     done

@@ -3,19 +3,13 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{FutureExt, future::BoxFuture};
-use rdkafka::{
-    ClientConfig,
-    consumer::{BaseConsumer, Consumer},
-};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 type Check = Box<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 /// The broker answers a metadata request and every named topic exists.
 pub fn kafka(brokers: &str, topics: Vec<String>) -> anyhow::Result<Check> {
-    let client: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "vaxtrail-readiness")
-        .create()?;
+    let client: BaseConsumer = crate::Kafka::new(brokers).client()?;
     let client = Arc::new(client);
     let topics = Arc::new(topics);
     Ok(Box::new(move || {

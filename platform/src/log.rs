@@ -7,7 +7,7 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context as _;
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     message::OwnedMessage,
 };
@@ -57,13 +57,8 @@ impl Span {
 }
 
 fn consumer(brokers: &str) -> anyhow::Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        // Needed by librdkafka, never joined: partitions are assigned, offsets never committed.
-        .set("group.id", "vaxtrail-log-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
+    crate::Kafka::new(brokers)
+        .reader("vaxtrail-log-reader")
         .context("creating a log reader")
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rdkafka::{
-    ClientConfig, Message,
+    Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
@@ -100,7 +100,7 @@ pub enum TopicError {
 
 /// Creates each missing topic and checks the partition count of each existing one. Idempotent.
 pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<(String, Ensured)>, TopicError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = crate::Kafka::new(brokers).client()?;
     let existing = partition_counts(brokers, specs).await?;
     let mut outcome = Vec::new();
     let mut to_create = Vec::new();
@@ -143,7 +143,7 @@ pub async fn ensure_topics(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<(St
 
 /// Deletes every topic whose name starts with `prefix`; returns their names.
 pub async fn delete_with_prefix(brokers: &str, prefix: &str) -> Result<Vec<String>, TopicError> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let consumer: BaseConsumer = crate::Kafka::new(brokers).client()?;
     let owned_prefix = prefix.to_owned();
     let names: Vec<String> = tokio::task::spawn_blocking(move || {
         consumer.fetch_metadata(None, Duration::from_secs(10)).map(|m| {
@@ -159,7 +159,7 @@ pub async fn delete_with_prefix(brokers: &str, prefix: &str) -> Result<Vec<Strin
     if names.is_empty() {
         return Ok(names);
     }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = crate::Kafka::new(brokers).client()?;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.delete_topics(&refs, &options).await? {
@@ -174,7 +174,7 @@ pub async fn delete_with_prefix(brokers: &str, prefix: &str) -> Result<Vec<Strin
 
 /// The partition count of each named topic that exists.
 pub async fn partition_counts(brokers: &str, specs: &[TopicSpec]) -> Result<Vec<(String, i32)>, TopicError> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let consumer: BaseConsumer = crate::Kafka::new(brokers).client()?;
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     tokio::task::spawn_blocking(move || {
         let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;

@@ -118,18 +118,22 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let started = std::time::Instant::now();
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match call().await {
-            Ok(value) => return Ok(value),
-            Err(error) if StoreLost::is(&error) => return Err(error),
-            Err(error) if started.elapsed() < GIVE_UP_AFTER => {
+    let never = tokio_util::sync::CancellationToken::new();
+    let answer = platform::Backoff::SERVICE
+        .giving_up_after(GIVE_UP_AFTER)
+        .retry(&never, call, |error| {
+            let retriable = !StoreLost::is(error);
+            if retriable {
                 tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), "store unavailable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            Err(error) => return Err(error.context(format!("{} kept failing for {:?}", P::NAME, GIVE_UP_AFTER))),
+            retriable
+        })
+        .await?;
+    answer.map_err(|error| {
+        if StoreLost::is(&error) {
+            error
+        } else {
+            error.context(format!("{} kept failing for {:?}", P::NAME, GIVE_UP_AFTER))
         }
-    }
+    })
 }

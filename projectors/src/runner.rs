@@ -16,9 +16,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use avro::codec::{CertificateCodec, VaccinationCodec, through_registry};
+use avro::codec::{CertificateCodec, CodecError, VaccinationCodec};
+use platform::Backoff;
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
     message::OwnedMessage,
     producer::FutureProducer,
@@ -84,12 +85,14 @@ impl Decoder {
     ) -> anyhow::Result<Result<Projected, String>> {
         let bytes = message.payload().unwrap_or_default();
         Ok(if message.topic() == self.vaccination_events {
-            through_registry(stop, || self.vaccinations.decode(bytes))
+            Backoff::REGISTRY
+                .retry(stop, || self.vaccinations.decode(bytes), CodecError::is_retriable)
                 .await?
                 .map_err(|e| e.to_string())
                 .map(|e| Projected::Vaccination(Box::new(e)))
         } else {
-            through_registry(stop, || self.certificates.decode(bytes))
+            Backoff::REGISTRY
+                .retry(stop, || self.certificates.decode(bytes), CodecError::is_retriable)
                 .await?
                 .map_err(|e| e.to_string())
                 .map(|e| Projected::Certificate(Box::new(e)))
@@ -309,19 +312,13 @@ impl<'a, P: Projection> Store<'a, P> {
 /// Prepares the projection (retrying while its store is down), then runs it until `stop`.
 pub async fn run<P: Projection>(settings: Settings, projection: P, stop: CancellationToken) -> anyhow::Result<()> {
     let mut store = Store::open(&projection, &settings, &stop).await?;
-    let consumer: Arc<StreamConsumer> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", &settings.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
+    let kafka = platform::Kafka::new(&settings.brokers);
+    let consumer: Arc<StreamConsumer> = kafka
+        .consumer(&settings.group)
         .map(Arc::new)
         .context("creating the projection's consumer")?;
     consumer.subscribe(&[&settings.vaccination_events, &settings.certificate_events])?;
-    let dead_letters: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("acks", "all")
-        .create()?;
+    let dead_letters: FutureProducer = kafka.producer()?;
     let mut feed = Feed {
         decoder: Decoder::new(
             &settings.registry_url,
@@ -540,7 +537,7 @@ impl Feed<'_> {
         .await?;
         let next = match stored {
             Some(next) => next,
-            None => self.low(key).await?,
+            None => self.low(key, stop).await?,
         };
         self.positions.insert(
             key.clone(),
@@ -598,21 +595,23 @@ impl Feed<'_> {
     }
 
     /// The first offset the partition holds (its low watermark), asked until the broker answers.
-    async fn low(&self, (topic, partition): &(String, i32)) -> anyhow::Result<i64> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let (reader, topic_name, partition) = (self.consumer.clone(), topic.clone(), *partition);
-            let asked = tokio::task::spawn_blocking(move || {
-                reader.fetch_watermarks(&topic_name, partition, Duration::from_secs(5))
-            })
-            .await?;
-            match asked {
-                Ok((low, _)) => return Ok(low),
-                Err(error) => tracing::warn!(%topic, partition, %error, "reading the low watermark; retrying"),
+    async fn low(&self, (topic, partition): &(String, i32), stop: &CancellationToken) -> anyhow::Result<i64> {
+        let ask = || {
+            let (reader, topic, partition) = (self.consumer.clone(), topic.clone(), *partition);
+            async move {
+                tokio::task::spawn_blocking(move || reader.fetch_watermarks(&topic, partition, Duration::from_secs(5)))
+                    .await
+                    .map_err(anyhow::Error::from)?
+                    .map_err(anyhow::Error::from)
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        };
+        let low = Backoff::SERVICE
+            .retry(stop, ask, |error| {
+                tracing::warn!(%topic, partition, error = %format!("{error:#}"), "reading the low watermark; retrying");
+                true
+            })
+            .await??;
+        Ok(low.0)
     }
 }
 
@@ -623,35 +622,26 @@ async fn retry<P: Projection, T, F, Fut>(
     stop: &CancellationToken,
     health: &Health,
     what: &str,
-    mut call: F,
+    call: F,
 ) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match call().await {
-            Ok(value) => {
-                health.stalled(None);
-                return Ok(value);
+    let answer = Backoff::SERVICE
+        .retry(stop, call, |error| {
+            if StoreLost::is(error) {
+                return false;
             }
-            Err(error) if StoreLost::is(&error) => {
-                health.stalled(None);
-                return Err(error);
-            }
-            Err(error) => {
-                health.stalled(Some(format!("{what}: {error:#}")));
-                metrics::counter!("vaxtrail_projection_retries_total", "projection" => P::NAME).increment(1);
-                tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), what, "store unavailable; retrying");
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => anyhow::bail!("stopped while {what}"),
-            () = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+            health.stalled(Some(format!("{what}: {error:#}")));
+            metrics::counter!("vaxtrail_projection_retries_total", "projection" => P::NAME).increment(1);
+            tracing::warn!(projection = P::NAME, error = %format!("{error:#}"), what, "store unavailable; retrying");
+            true
+        })
+        .await
+        .with_context(|| format!("stopped while {what}"))?;
+    health.stalled(None);
+    answer
 }
 
 async fn dead_letter(

@@ -195,11 +195,7 @@ impl Application {
             verifier_help: config.verifier_help.clone(),
             clickhouse: config.clickhouse.client(),
             brokers: config.kafka.brokers.clone(),
-            watermarks: Arc::new(
-                rdkafka::ClientConfig::new()
-                    .set("bootstrap.servers", &config.kafka.brokers)
-                    .create()?,
-            ),
+            watermarks: Arc::new(platform::Kafka::new(&config.kafka.brokers).client()?),
             registry_url: config.kafka.schema_registry_url.clone(),
             topics: config.kafka.topics(),
         });

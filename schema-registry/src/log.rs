@@ -9,7 +9,7 @@ use std::{
 };
 
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
     producer::{FutureProducer, FutureRecord},
 };
@@ -53,12 +53,12 @@ impl SchemaLog {
         };
         platform::topics::ensure_topics(brokers, &[spec]).await?;
 
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "10000")
-            .create()?;
+        let kafka = platform::Kafka::new(brokers).tuned(platform::Tuning {
+            linger: Duration::ZERO,
+            delivery_timeout: Duration::from_secs(10),
+            ..platform::Tuning::default()
+        });
+        let producer: FutureProducer = kafka.producer()?;
         let reader = consumer(brokers)?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(topic, 0, Offset::Beginning)?;
@@ -133,12 +133,7 @@ impl SchemaLog {
 }
 
 fn consumer(brokers: &str) -> Result<StreamConsumer, rdkafka::error::KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "vaxtrail-registry")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()
+    platform::Kafka::new(brokers).reader("vaxtrail-registry")
 }
 
 async fn read_forever(

@@ -20,7 +20,7 @@ use std::{
 use anyhow::Context as _;
 use avro::{
     certificate::{CertificateBody, CertificateEnvelope, Checkpoint, IssuedCredential, Sha256, SourcePosition},
-    codec::{CertificateCodec, VaccinationCodec, through_registry},
+    codec::{CertificateCodec, CodecError, VaccinationCodec},
     vaccination::VaccinationEnvelope,
 };
 use chrono::Utc;
@@ -32,13 +32,14 @@ use domain::{
 };
 use futures::FutureExt;
 use rdkafka::{
-    ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
+    ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     message::OwnedMessage,
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer},
 };
 use sha2::Digest;
 use tokio::sync::mpsc;
+use platform::Backoff;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::PartitionState;
@@ -179,16 +180,14 @@ struct Rebuilt {
 }
 
 fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // Signing takes milliseconds per record: wait a little to send several per batch, which
-        // makes the log cheaper to read back when a partition is taken over.
-        .set("linger.ms", "50")
-        .set("max.in.flight.requests.per.connection", "5")
-        .set("message.timeout.ms", "30000")
-        .create()
+    platform::Kafka::new(brokers)
+        .tuned(platform::Tuning {
+            // Signing takes milliseconds per record: wait a little to send several per batch,
+            // which makes the log cheaper to read back when a partition is taken over.
+            linger: Duration::from_millis(50),
+            ..platform::Tuning::default()
+        })
+        .producer()
         .context("creating the certificate-events producer")
 }
 
@@ -204,11 +203,7 @@ async fn rebuild(
     stop: &CancellationToken,
 ) -> anyhow::Result<PartitionState> {
     let started = std::time::Instant::now();
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", format!("{}-rebuild", settings.group))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let reader: StreamConsumer = platform::Kafka::new(&settings.brokers).reader(&format!("{}-rebuild", settings.group))?;
     let timeout = Duration::from_secs(10);
     let (input_low, _) = reader.fetch_watermarks(&settings.vaccination_events, partition, timeout)?;
     let (low, high) = reader.fetch_watermarks(&settings.certificate_events, partition, timeout)?;
@@ -268,7 +263,10 @@ async fn decode_certificate(
     bytes: &[u8],
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<CertificateEnvelope>> {
-    Ok(through_registry(stop, || codec.decode(bytes)).await?.ok())
+    Ok(Backoff::REGISTRY
+        .retry(stop, || codec.decode(bytes), CodecError::is_retriable)
+        .await?
+        .ok())
 }
 
 impl Worker {
@@ -277,21 +275,13 @@ impl Worker {
         let producer = Arc::new(Mutex::new(producer(&settings.brokers)?));
         let changes = Arc::new(Mutex::new(Vec::new()));
         let (rebuilt_tx, rebuilt_rx) = mpsc::unbounded_channel();
-        let consumer: StreamConsumer<Context> = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
-            .set("group.id", &settings.group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", settings.session_timeout.as_millis().to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (settings.session_timeout.as_millis() / 4).max(100).to_string(),
-            )
-            .set(
-                "max.poll.interval.ms",
-                settings.max_poll_interval.as_millis().to_string(),
-            )
-            .create_with_context(Context {
+        let kafka = platform::Kafka::new(&settings.brokers).tuned(platform::Tuning {
+            session_timeout: Some(settings.session_timeout),
+            max_poll_interval: Some(settings.max_poll_interval),
+            ..platform::Tuning::default()
+        });
+        let consumer: StreamConsumer<Context> = kafka
+            .consumer_with_context(&settings.group, Context {
                 producer: producer.clone(),
                 changes: changes.clone(),
             })
@@ -299,11 +289,8 @@ impl Worker {
         consumer
             .subscribe(&[&settings.vaccination_events])
             .context("subscribing to vaccination-events")?;
-        let lag_reader: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.brokers)
-            .set("group.id", format!("{}-lag", settings.group))
-            .set("enable.auto.commit", "false")
-            .create()
+        let lag_reader: BaseConsumer = kafka
+            .reader(&format!("{}-lag", settings.group))
             .context("creating the lag reader")?;
         Ok(Self {
             lag_reader: Arc::new(lag_reader),
@@ -641,7 +628,8 @@ impl Worker {
         let Some(bytes) = bytes else {
             return Ok(Err("the record has no value".into()));
         };
-        Ok(through_registry(stop, || self.vaccinations.decode(bytes))
+        Ok(Backoff::REGISTRY
+            .retry(stop, || self.vaccinations.decode(bytes), CodecError::is_retriable)
             .await?
             .map_err(|e| e.to_string()))
     }
@@ -765,7 +753,8 @@ impl Worker {
     }
 
     async fn encode(&self, record: &CertificateEnvelope, stop: &CancellationToken) -> anyhow::Result<Vec<u8>> {
-        through_registry(stop, || self.certificates.encode(record))
+        Backoff::REGISTRY
+            .retry(stop, || self.certificates.encode(record), CodecError::is_retriable)
             .await?
             .context("encoding a certificate-events record")
     }

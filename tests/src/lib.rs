@@ -286,14 +286,14 @@ pub mod kafka {
     use std::time::{Duration, Instant};
 
     use rdkafka::{
-        ClientConfig, Message, Offset, TopicPartitionList,
+        Message, Offset, TopicPartitionList,
         consumer::{BaseConsumer, Consumer},
         message::OwnedMessage,
     };
 
     /// Total records in a topic (sum of its partitions' high watermarks).
     pub fn count(brokers: &str, topic: &str, partitions: i32) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+        let consumer: BaseConsumer = platform::Kafka::new(brokers).client().unwrap();
         (0..partitions)
             .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1)
             .sum()
@@ -301,12 +301,7 @@ pub mod kafka {
 
     /// Reads `expected` records from the start of every partition, or panics after `deadline`.
     pub fn read(brokers: &str, topic: &str, partitions: i32, expected: usize, deadline: Duration) -> Vec<OwnedMessage> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", "vaxtrail-tests-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
+        let consumer: BaseConsumer = platform::Kafka::new(brokers).reader("vaxtrail-tests-reader").unwrap();
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {
             assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
@@ -450,7 +445,7 @@ pub mod signer {
         values::{RecipientKey, RecipientKeySecret},
     };
     use rdkafka::{
-        ClientConfig, Message,
+        Message,
         producer::{FutureProducer, FutureRecord},
     };
     use sha2::Digest;
@@ -577,12 +572,7 @@ pub mod signer {
             let topic = stack.topic("vaccination-events");
             Self {
                 codec: VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic),
-                producer: ClientConfig::new()
-                    .set("bootstrap.servers", &stack.kafka.brokers)
-                    .set("enable.idempotence", "true")
-                    .set("acks", "all")
-                    .create()
-                    .expect("a producer"),
+                producer: platform::Kafka::new(&stack.kafka.brokers).producer().expect("a producer"),
                 topic,
             }
         }

@@ -15,7 +15,6 @@ use domain::{
     values::Identity,
 };
 use rdkafka::{
-    ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::Value;
@@ -135,10 +134,7 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
             credential: None,
         },
     };
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.kafka.brokers)
-        .create()
-        .unwrap();
+    let producer: FutureProducer = platform::Kafka::new(&stack.kafka.brokers).producer().unwrap();
     let (partition, offset) = producer
         .send(
             FutureRecord::to(&topic)

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use platform::topics::{TopicSpec, ensure_topics, partition_counts};
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer},
     producer::{FutureProducer, FutureRecord},
 };
@@ -16,13 +16,7 @@ const RECORDS: usize = 30;
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn consumer(brokers: &str, group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap()
+    platform::Kafka::new(brokers).consumer(group).unwrap()
 }
 
 /// Every record of the topic as partition → [(offset, key, value)].
@@ -79,12 +73,7 @@ async fn topics_records_and_committed_offsets_survive_a_broker_restart() {
     };
     ensure_topics(&brokers, std::slice::from_ref(&spec)).await.unwrap();
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let producer: FutureProducer = platform::Kafka::new(&brokers).producer().unwrap();
     for i in 0..RECORDS {
         let (key, value) = (format!("recipient-{i}"), format!("event-{i}"));
         producer

@@ -32,7 +32,7 @@ use platform::{
     topics::TopicSpec,
 };
 use rdkafka::{
-    ClientConfig, Message,
+    Message,
     message::{Header, Headers, OwnedHeaders, OwnedMessage},
     producer::{FutureProducer, FutureRecord},
 };
@@ -796,13 +796,13 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
 
     let total: u64 = plan.iter().flat_map(|(t, _)| &t.files).map(|f| f.records).sum();
     let progress = crate::progress(total as usize, "restore", args.json);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "20")
-        .set("message.timeout.ms", "60000")
-        .create()?;
+    let producer: FutureProducer = platform::Kafka::new(&kafka.brokers)
+        .tuned(platform::Tuning {
+            linger: Duration::from_millis(20),
+            delivery_timeout: Duration::from_secs(60),
+            ..platform::Tuning::default()
+        })
+        .producer()?;
     let mut restored = 0_u64;
     for (topic, name) in &plan {
         for file in &topic.files {

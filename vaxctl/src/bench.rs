@@ -28,7 +28,6 @@ use platform::{
     auth::{DevKey, Role},
 };
 use rdkafka::{
-    ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::{Value, json};
@@ -159,12 +158,12 @@ async fn raw_producer(
     concurrency: usize,
     quiet: bool,
 ) -> anyhow::Result<Figures> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .create()?;
+    let producer: FutureProducer = platform::Kafka::new(brokers)
+        .tuned(platform::Tuning {
+            linger: Duration::from_millis(2),
+            ..platform::Tuning::default()
+        })
+        .producer()?;
     let bar = progress(records.len(), "raw rdkafka", quiet);
     measure(records, concurrency, bar, |(key, value)| {
         let producer = &producer;

@@ -37,7 +37,7 @@ use projectors::{
     runner::{self, Projection},
 };
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
     producer::{FutureProducer, FutureRecord},
 };
@@ -191,15 +191,13 @@ async fn generate(kafka: &KafkaArgs, count: usize, quiet: bool) -> anyhow::Resul
 
 /// Writes the records in large batches (so reading them back is not bound by batch count).
 async fn write(brokers: &str, topic: &str, records: &[(i32, String, Vec<u8>)], quiet: bool) -> anyhow::Result<f64> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "100")
-        .set("batch.size", "1000000")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .create()?;
+    let producer: FutureProducer = platform::Kafka::new(brokers)
+        .tuned(platform::Tuning {
+            linger: Duration::from_millis(100),
+            bulk: true,
+            ..platform::Tuning::default()
+        })
+        .producer()?;
     let progress = progress(records.len(), "writing", quiet);
     let started = Instant::now();
     stream::iter(records)
@@ -227,11 +225,7 @@ async fn write(brokers: &str, topic: &str, records: &[(i32, String, Vec<u8>)], q
 
 /// The records a bare consumer reads per second from both topics, start to end.
 fn read_rate(brokers: &str, topics: &[String], partitions: i32, total: usize) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "vaxctl-bench-read")
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer: BaseConsumer = platform::Kafka::new(brokers).reader("vaxctl-bench-read")?;
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
         for partition in 0..partitions {
@@ -385,7 +379,7 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         kafka.partitions,
     );
     let ends: Vec<(String, i32, i64)> = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &brokers).create()?;
+        let consumer: BaseConsumer = platform::Kafka::new(&brokers).client()?;
         let mut ends = Vec::new();
         for topic in &names {
             for partition in 0..partitions {

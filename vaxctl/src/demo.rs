@@ -68,6 +68,16 @@ struct Demo {
     controller: String,
     ticker: Mutex<tokio::time::Interval>,
     today: chrono::NaiveDate,
+    /// Never cancelled: Ctrl-C ends the process, and retries end at their deadline.
+    stop: platform::Shutdown,
+}
+
+/// How one post went when it did not succeed.
+enum Attempt {
+    /// Worth another try with the same Idempotency-Key (503, or no connection).
+    Retry(String),
+    /// Refused for good.
+    Refused(anyhow::Error),
 }
 
 impl Demo {
@@ -76,37 +86,49 @@ impl Demo {
     /// minutes; any other refusal is an error.
     async fn post(&self, path: &str, token: &str, key: &str, body: &Value) -> anyhow::Result<EventId> {
         self.ticker.lock().await.tick().await;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut backoff = Duration::from_millis(250);
-        loop {
-            let sent = self
-                .client
-                .post(format!("{}{path}", self.args.command_url))
-                .bearer_auth(token)
-                .header("Idempotency-Key", key)
-                .json(body)
-                .send()
-                .await;
-            let retry = match sent {
-                Ok(response) if response.status().as_u16() == 202 => {
-                    let answer: Value = response.json().await.unwrap_or(Value::Null);
-                    let id = answer["eventId"]
-                        .as_str()
-                        .ok_or_else(|| anyhow::anyhow!("{path}: no eventId in {answer}"))?;
-                    return EventId::parse("eventId", id).map_err(|e| anyhow::anyhow!("{e:?}"));
+        let backoff = platform::Backoff::new(Duration::from_millis(250), Duration::from_secs(5))
+            .giving_up_after(Duration::from_secs(120));
+        let answer = backoff
+            .retry(&self.stop, || self.post_once(path, token, key, body), |attempt| match attempt {
+                Attempt::Retry(why) => {
+                    tracing::warn!(retry = %why, "retrying with the same Idempotency-Key");
+                    true
                 }
-                Ok(response) if response.status().as_u16() == 503 => format!("{path} answered 503"),
-                Ok(response) => {
-                    let status = response.status();
-                    let answer: Value = response.json().await.unwrap_or(Value::Null);
-                    anyhow::bail!("{path} answered {status}: {answer}");
-                }
-                Err(error) => format!("{path}: {error}"),
-            };
-            anyhow::ensure!(Instant::now() < deadline, "{retry}, still after two minutes of retries");
-            tracing::warn!(%retry, "retrying with the same Idempotency-Key");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+                Attempt::Refused(_) => false,
+            })
+            .await?;
+        match answer {
+            Ok(id) => Ok(id),
+            Err(Attempt::Retry(why)) => anyhow::bail!("{why}, still after two minutes of retries"),
+            Err(Attempt::Refused(error)) => Err(error),
+        }
+    }
+
+    async fn post_once(&self, path: &str, token: &str, key: &str, body: &Value) -> Result<EventId, Attempt> {
+        let sent = self
+            .client
+            .post(format!("{}{path}", self.args.command_url))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await;
+        let refused = |error: anyhow::Error| Attempt::Refused(error);
+        match sent {
+            Ok(response) if response.status().as_u16() == 202 => {
+                let answer: Value = response.json().await.unwrap_or(Value::Null);
+                let id = answer["eventId"]
+                    .as_str()
+                    .ok_or_else(|| refused(anyhow::anyhow!("{path}: no eventId in {answer}")))?;
+                EventId::parse("eventId", id).map_err(|e| refused(anyhow::anyhow!("{e:?}")))
+            }
+            Ok(response) if response.status().as_u16() == 503 => Err(Attempt::Retry(format!("{path} answered 503"))),
+            Ok(response) => {
+                let status = response.status();
+                let answer: Value = response.json().await.unwrap_or(Value::Null);
+                Err(refused(anyhow::anyhow!("{path} answered {status}: {answer}")))
+            }
+            Err(error) => Err(Attempt::Retry(format!("{path}: {error}"))),
         }
     }
 
@@ -190,6 +212,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ticker: Mutex::new(ticker),
         today: chrono::Utc::now().date_naive(),
         args: args.clone(),
+        stop: platform::Shutdown::new(),
     });
 
     let bar = ProgressBar::new(args.count);

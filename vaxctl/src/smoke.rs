@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use platform::{ClickHouseArgs, KafkaArgs, PostgresArgs, RedisArgs, topics::TopicSpec};
 use rdkafka::{
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
     consumer::{Consumer, StreamConsumer},
     producer::{FutureProducer, FutureRecord},
 };
@@ -70,20 +70,13 @@ pub async fn kafka(brokers: &str, topic: &str) -> Result<(), SmokeError> {
         config: vec![],
     };
     platform::topics::ensure_topics(brokers, &[spec]).await?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()?;
+    let kafka = platform::Kafka::new(brokers);
+    let producer: FutureProducer = kafka.producer()?;
     let value = fresh_value();
     let record = FutureRecord::to(topic).key("smoke").payload(&value);
     let delivered = producer.send(record, DEADLINE).await.map_err(|(e, _)| e)?;
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-smoke"))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer: StreamConsumer = kafka.reader(&format!("{topic}-smoke"))?;
     let mut assignment = TopicPartitionList::new();
     assignment.add_partition_offset(topic, delivered.partition, Offset::Offset(delivered.offset))?;
     consumer.assign(&assignment)?;

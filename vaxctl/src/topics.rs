@@ -9,7 +9,6 @@ use platform::{
     topics::{Ensured, ensure_topics},
 };
 use rdkafka::{
-    ClientConfig,
     consumer::{BaseConsumer, Consumer},
 };
 
@@ -99,11 +98,7 @@ fn groups(prefix: &str) -> Vec<String> {
 fn lag(brokers: &str, groups: &[String], rows: &[(String, i32, i64)]) -> Vec<(String, String, i32, Option<i64>, i64)> {
     let mut out = Vec::new();
     for group in groups {
-        let Ok(consumer) = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .create::<BaseConsumer>()
+        let Ok(consumer) = platform::Kafka::new(brokers).reader::<BaseConsumer>(group)
         else {
             continue;
         };
