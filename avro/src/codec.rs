@@ -15,7 +15,6 @@ use schema_registry_converter::{
     schema_registry_common::SubjectNameStrategy,
 };
 
-
 use crate::{
     certificate::{self, CertificateEnvelope},
     vaccination::{self, VaccinationEnvelope},
@@ -110,4 +109,3 @@ impl<T: Envelope> Codec<T> {
         Ok(T::from_avro(&decoded.value)?)
     }
 }
-

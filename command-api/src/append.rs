@@ -9,9 +9,7 @@ use std::{
 };
 
 use avro::{codec::VaccinationCodec, vaccination::VaccinationEnvelope};
-use rdkafka::{
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// How long an appended event id is remembered for retries.
 const REMEMBER_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -111,6 +109,12 @@ impl Appender {
                 key: "event-type",
                 value: Some(envelope.event.payload.event_type()),
             });
+        // The record continues the request's trace (the signer and the projectors log under it).
+        let trace = platform::TraceContext::current()
+            .unwrap_or_else(platform::TraceContext::root)
+            .child();
+        let headers = trace.add_to(headers);
+        tracing::debug!(target: platform::trace::TARGET, trace_id = %trace.trace_id(), event_id, "appending the event");
         let record = FutureRecord::to(&self.topic).key(key).payload(&value).headers(headers);
         let producer = self.producer.read().expect("producer lock is never poisoned").clone();
         let delivery = match producer.send_result(record) {

@@ -87,7 +87,10 @@ impl Kafka {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", self.tuning.linger.as_millis().to_string())
-            .set("message.timeout.ms", self.tuning.delivery_timeout.as_millis().to_string());
+            .set(
+                "message.timeout.ms",
+                self.tuning.delivery_timeout.as_millis().to_string(),
+            );
         if self.tuning.bulk {
             config
                 .set("batch.size", "1000000")

@@ -17,6 +17,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
+pub mod trace;
 
 pub use config::{ClickHouseArgs, KafkaArgs, LogArgs, PostgresArgs, RedisArgs};
 pub use environment::EnvironmentArgs;
@@ -26,3 +27,4 @@ pub use retry::{Backoff, Stopped};
 pub use server::{HttpLimitArgs, HttpLimits, HttpService};
 pub use shutdown::Shutdown;
 pub use topics::TopicCatalog;
+pub use trace::TraceContext;

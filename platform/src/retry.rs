@@ -101,14 +101,22 @@ mod tests {
         let answer = QUICK
             .retry(
                 &stop,
-                || async { if calls.fetch_add(1, Ordering::SeqCst) < 3 { Err("down") } else { Ok(7) } },
+                || async {
+                    if calls.fetch_add(1, Ordering::SeqCst) < 3 {
+                        Err("down")
+                    } else {
+                        Ok(7)
+                    }
+                },
                 |_| true,
             )
             .await;
         assert_eq!(answer, Ok(Ok(7)));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
 
-        let refused = QUICK.retry(&stop, || async { Err::<(), _>("bad") }, |e| *e != "bad").await;
+        let refused = QUICK
+            .retry(&stop, || async { Err::<(), _>("bad") }, |e| *e != "bad")
+            .await;
         assert_eq!(refused, Ok(Err("bad")));
     }
 
@@ -116,10 +124,16 @@ mod tests {
     async fn a_cancelled_stop_or_a_passed_deadline_ends_the_retries() {
         let stop = CancellationToken::new();
         stop.cancel();
-        assert_eq!(QUICK.retry(&stop, || async { Err::<(), _>(1) }, |_| true).await, Err(Stopped));
+        assert_eq!(
+            QUICK.retry(&stop, || async { Err::<(), _>(1) }, |_| true).await,
+            Err(Stopped)
+        );
 
         let running = CancellationToken::new();
         let limited = QUICK.giving_up_after(Duration::from_millis(20));
-        assert_eq!(limited.retry(&running, || async { Err::<(), _>(2) }, |_| true).await, Ok(Err(2)));
+        assert_eq!(
+            limited.retry(&running, || async { Err::<(), _>(2) }, |_| true).await,
+            Ok(Err(2))
+        );
     }
 }

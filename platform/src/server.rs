@@ -17,8 +17,9 @@ use axum::{
 use clap::Args;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder};
+use tracing::Instrument as _;
 
-use crate::{Shutdown, problem::Problem};
+use crate::{Shutdown, problem::Problem, trace::TraceContext};
 
 /// The limits every service puts on its API.
 #[derive(Clone, Debug, Args)]
@@ -156,7 +157,9 @@ fn method_label(method: &Method) -> String {
     }
 }
 
-/// Counts a request under its route's pattern (never the raw path: ids would explode the labels).
+/// Counts a request under its route's pattern (never the raw path: ids would explode the labels),
+/// and serves it in a span carrying its trace id: the caller's `traceparent` continued, or a new
+/// trace ([`crate::trace`]).
 async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
@@ -164,7 +167,14 @@ async fn track(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(request.method());
     let started = Instant::now();
-    let response = next.run(request).await;
+    let context = request
+        .headers()
+        .get(crate::trace::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::root, |caller| caller.child());
+    let span = tracing::info_span!("http", %method, %route, trace_id = %context.trace_id());
+    let response = context.scope(next.run(request)).instrument(span).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("vaxtrail_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
         .increment(1);

@@ -3,21 +3,13 @@
 //! write is idempotent and commutes with the writes after it (a re-issued certificate that was
 //! since superseded or revoked is not brought back, a revoked one is not superseded: both are
 //! guarded scripts), so a replay's catch-up may apply records again in any order. The cache can be flushed and rebuilt from the log.
+
 //!
-//! Keys, under the configured prefix:
-//! - `cert:{id}`: the signed credential, exactly as signed;
-//! - `cert:{id}:state`: hash of `status` (active / superseded / revoked), `supersededBy`,
-//!   `supersededAt`, `reason`, `revokedAt` (RFC 3339), `recipient`, `statusList`, `statusIndex`;
-//! - `recipient:{key}:current`: set of the recipient's current certificate ids;
-//! - `revoked`: set of revoked certificate ids; `status:{list}`: the list's revocation bits;
-//! - `event:{id}`: hash of what happened to a vaccination event (`accepted`, `issued`,
-//!   `superseded`, `revoked`, `rejected` → certificate id or rule);
-//! - `offsets`: hash of `{topic}:{partition}` → next offset;
-//! - `projection`: hash of `generation` (the store's generation marker) and `complete` (`1` once
-//!   it caught up with the log; readers trust the cache only then).
+//! Its keys are [`platform::read_models::CacheKeys`], the scheme the query API reads.
 
 use avro::certificate::CertificateBody;
 use domain::events::CertificateOutcome;
+use platform::read_models::CacheKeys;
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
@@ -44,9 +36,6 @@ end
 return 0
 ";
 
-/// The generation marker's key (under the prefix).
-pub const MARKER: &str = platform::read_models::REDIS_MARKER;
-
 /// Marks the generation complete if it is still the marker's.
 const COMPLETE: &str = r"
 if redis.call('HGET', KEYS[1], 'generation') == ARGV[1] then
@@ -58,7 +47,7 @@ return 0
 /// The Redis projection.
 pub struct RedisProjection {
     client: redis::Client,
-    prefix: String,
+    keys: CacheKeys,
     connection: OnceCell<ConnectionManager>,
 }
 
@@ -66,7 +55,7 @@ impl RedisProjection {
     pub fn new(client: redis::Client, prefix: &str) -> Self {
         Self {
             client,
-            prefix: prefix.to_owned(),
+            keys: CacheKeys::new(prefix),
             connection: OnceCell::new(),
         }
     }
@@ -77,10 +66,6 @@ impl RedisProjection {
             .get_or_try_init(|| ConnectionManager::new(self.client.clone()))
             .await?
             .clone())
-    }
-
-    fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
     }
 }
 
@@ -96,8 +81,8 @@ impl Projection for RedisProjection {
     async fn next_offset(&self, topic: &str, partition: i32) -> anyhow::Result<Option<i64>> {
         let mut connection = self.connection().await?;
         Ok(redis::cmd("HGET")
-            .arg(self.key("offsets"))
-            .arg(format!("{topic}:{partition}"))
+            .arg(self.keys.offsets())
+            .arg(CacheKeys::offset_field(topic, partition))
             .query_async(&mut connection)
             .await?)
     }
@@ -105,7 +90,7 @@ impl Projection for RedisProjection {
     async fn generation(&self) -> anyhow::Result<Option<Generation>> {
         let mut connection = self.connection().await?;
         let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key(MARKER))
+            .arg(self.keys.marker())
             .query_async(&mut connection)
             .await?;
         Ok(fields.get("generation").map(|id| Generation {
@@ -119,11 +104,11 @@ impl Projection for RedisProjection {
         redis::pipe()
             .atomic()
             .cmd("DEL")
-            .arg(self.key("offsets"))
-            .arg(self.key(MARKER))
+            .arg(self.keys.offsets())
+            .arg(self.keys.marker())
             .ignore()
             .cmd("HSET")
-            .arg(self.key(MARKER))
+            .arg(self.keys.marker())
             .arg("generation")
             .arg(&generation.id)
             .arg("complete")
@@ -139,7 +124,7 @@ impl Projection for RedisProjection {
         redis::cmd("EVAL")
             .arg(COMPLETE)
             .arg(1)
-            .arg(self.key(MARKER))
+            .arg(self.keys.marker())
             .arg(id)
             .query_async::<()>(&mut connection)
             .await?;
@@ -153,12 +138,12 @@ impl Projection for RedisProjection {
     async fn apply(&self, id: &str, batch: &[Positioned]) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        pipe.cmd("HGET").arg(self.key(MARKER)).arg("generation");
+        pipe.cmd("HGET").arg(self.keys.marker()).arg("generation");
         for item in batch {
             match &item.record {
                 Projected::Vaccination(envelope) => {
                     pipe.cmd("HSETNX")
-                        .arg(self.key(&format!("event:{}", envelope.event.event_id)))
+                        .arg(self.keys.event(&envelope.event.event_id.to_string()))
                         .arg("accepted")
                         .arg(envelope.provenance.recorded_at.to_rfc3339())
                         .ignore();
@@ -167,8 +152,8 @@ impl Projection for RedisProjection {
                 Projected::Skipped => {}
             }
             pipe.cmd("HSET")
-                .arg(self.key("offsets"))
-                .arg(format!("{}:{}", item.topic, item.partition))
+                .arg(self.keys.offsets())
+                .arg(CacheKeys::offset_field(&item.topic, item.partition))
                 .arg(item.offset + 1)
                 .ignore();
         }
@@ -189,8 +174,8 @@ impl RedisProjection {
         else {
             return;
         };
-        let event_key = self.key(&format!("event:{}", event.answers));
-        let current = self.key(&format!("recipient:{}:current", recipient_key.as_str()));
+        let event_key = self.keys.event(&event.answers.to_string());
+        let current = self.keys.recipient_current(recipient_key.as_str());
         match &event.outcome {
             CertificateOutcome::CertificateIssued {
                 certificate_id, status, ..
@@ -200,8 +185,8 @@ impl RedisProjection {
                 pipe.cmd("EVAL")
                     .arg(ISSUE)
                     .arg(3)
-                    .arg(self.key(&format!("cert:{id}:state")))
-                    .arg(self.key(&format!("cert:{id}")))
+                    .arg(self.keys.certificate_state(id))
+                    .arg(self.keys.certificate(id))
                     .arg(&current)
                     .arg(text)
                     .arg(recipient_key.as_str())
@@ -220,7 +205,7 @@ impl RedisProjection {
                 pipe.cmd("EVAL")
                     .arg(SUPERSEDE)
                     .arg(1)
-                    .arg(self.key(&format!("cert:{id}:state")))
+                    .arg(self.keys.certificate_state(id))
                     .arg(superseded_by.as_str())
                     .arg(envelope.recorded_at.to_rfc3339())
                     .ignore();
@@ -234,7 +219,7 @@ impl RedisProjection {
             } => {
                 let id = certificate_id.as_str();
                 pipe.cmd("HSET")
-                    .arg(self.key(&format!("cert:{id}:state")))
+                    .arg(self.keys.certificate_state(id))
                     .arg("status")
                     .arg("revoked")
                     .arg("reason")
@@ -243,9 +228,9 @@ impl RedisProjection {
                     .arg(envelope.recorded_at.to_rfc3339())
                     .ignore();
                 pipe.cmd("SREM").arg(&current).arg(id).ignore();
-                pipe.cmd("SADD").arg(self.key("revoked")).arg(id).ignore();
+                pipe.cmd("SADD").arg(self.keys.revoked()).arg(id).ignore();
                 pipe.cmd("SETBIT")
-                    .arg(self.key(&format!("status:{}", status.list)))
+                    .arg(self.keys.status_list(&status.list.to_string()))
                     .arg(status.index)
                     .arg(1)
                     .ignore();
@@ -257,18 +242,6 @@ impl RedisProjection {
         }
     }
 }
-
-/// The key families the projection writes, under its prefix (other keys under the same prefix,
-/// the command API's, are not the projection's).
-pub const FAMILIES: [&str; 7] = [
-    "cert:*",
-    "recipient:*",
-    "revoked",
-    "status:*",
-    "event:*",
-    "offsets",
-    MARKER,
-];
 
 /// Replaces the projection's keys under `live` by those under `shadow`, in one script: readers
 /// see the old cache or the new one, never a mix. It scans the keyspace and renames every key of
@@ -318,7 +291,7 @@ pub async fn swap_prefixes(client: &redis::Client, live: &str, shadow: &str) -> 
         .arg(0)
         .arg(glob_escaped(live))
         .arg(glob_escaped(shadow))
-        .arg(serde_json::to_string(&FAMILIES)?)
+        .arg(serde_json::to_string(&CacheKeys::FAMILIES)?)
         .arg(live)
         .arg(shadow)
         .query_async(&mut connection)

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context as _;
 use avro::codec::{CertificateCodec, CodecError, VaccinationCodec};
-use platform::Backoff;
+use platform::{Backoff, TraceContext};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -25,6 +25,7 @@ use rdkafka::{
     producer::FutureProducer,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use avro::{certificate::CertificateEnvelope, vaccination::VaccinationEnvelope};
 
@@ -46,6 +47,8 @@ pub struct Positioned {
     pub partition: i32,
     pub offset: i64,
     pub record: Projected,
+    /// The trace the record continues ([`platform::trace`]), for the logs.
+    pub trace: Option<TraceContext>,
 }
 
 impl Positioned {
@@ -56,6 +59,7 @@ impl Positioned {
             partition: message.partition(),
             offset: message.offset(),
             record,
+            trace: TraceContext::from_record(message.headers()),
         }
     }
 }
@@ -351,13 +355,16 @@ pub async fn run<P: Projection>(settings: Settings, projection: P, stop: Cancell
             Ok(()) => {
                 let started = Instant::now();
                 let id = store.generation.id.clone();
+                let span = tracing::info_span!("projection.apply", projection = P::NAME, records = items.len());
                 let (applied, next) = tokio::join!(
                     retry::<P, _, _, _>(&stop, &settings.health, "applying a batch", || projection
-                        .apply(&id, &items)),
+                        .apply(&id, &items))
+                    .instrument(span),
                     feed.next::<P>(&projection, &stop)
                 );
                 match applied {
                     Ok(()) => {
+                        traced::<P>(&items);
                         for item in &items {
                             let slot = done.entry((item.topic.clone(), item.partition)).or_default();
                             *slot = (*slot).max(item.offset + 1);
@@ -612,6 +619,26 @@ impl Feed<'_> {
             })
             .await??;
         Ok(low.0)
+    }
+}
+
+/// One line per applied record under its trace id, when `vaxtrail_trace=debug` is on.
+fn traced<P: Projection>(items: &[Positioned]) {
+    if !tracing::enabled!(target: platform::trace::TARGET, tracing::Level::DEBUG) {
+        return;
+    }
+    for item in items {
+        if let Some(trace) = &item.trace {
+            tracing::debug!(
+                target: platform::trace::TARGET,
+                trace_id = %trace.trace_id(),
+                projection = P::NAME,
+                topic = %item.topic,
+                partition = item.partition,
+                offset = item.offset,
+                "projected"
+            );
+        }
     }
 }
 

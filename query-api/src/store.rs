@@ -5,7 +5,7 @@
 //! answer is "unavailable" (503), never "not found" or a stale status.
 
 use chrono::{DateTime, Utc};
-use platform::read_models::REDIS_MARKER as MARKER;
+use platform::read_models::CacheKeys;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -95,7 +95,7 @@ pub struct EventOutcome {
 pub struct Store {
     pool: PgPool,
     redis: ConnectionManager,
-    prefix: String,
+    keys: CacheKeys,
 }
 
 impl Store {
@@ -108,12 +108,8 @@ impl Store {
         Ok(Self {
             pool,
             redis: ConnectionManager::new_lazy_with_config(redis.clone(), config)?,
-            prefix: prefix.to_owned(),
+            keys: CacheKeys::new(prefix),
         })
-    }
-
-    fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
     }
 
     /// The Postgres pool (analytics of the pipeline's progress read offsets from it).
@@ -142,7 +138,7 @@ impl Store {
     /// A pipeline that first asks whether the cache is complete, for [`Self::cache_complete`].
     fn cache_pipe(&self) -> redis::Pipeline {
         let mut pipe = redis::pipe();
-        pipe.cmd("HGET").arg(self.key(MARKER)).arg("complete");
+        pipe.cmd("HGET").arg(self.keys.marker()).arg("complete");
         pipe
     }
 
@@ -184,7 +180,7 @@ impl Store {
             let mut connection = self.redis.clone();
             self.cache_pipe()
                 .cmd("HGETALL")
-                .arg(self.key(&format!("cert:{id}:state")))
+                .arg(self.keys.certificate_state(id))
                 .query_async(&mut connection)
                 .await
         }
@@ -218,9 +214,9 @@ impl Store {
         ) = self
             .cache_pipe()
             .cmd("GET")
-            .arg(self.key(&format!("cert:{id}")))
+            .arg(self.keys.certificate(id))
             .cmd("HGETALL")
-            .arg(self.key(&format!("cert:{id}:state")))
+            .arg(self.keys.certificate_state(id))
             .query_async(&mut connection)
             .await?;
         let Some(credential) = credential else {
@@ -311,7 +307,7 @@ impl Store {
         let (complete, fields): (Option<String>, std::collections::HashMap<String, String>) = self
             .cache_pipe()
             .cmd("HGETALL")
-            .arg(self.key(&format!("event:{event_id}")))
+            .arg(self.keys.event(&event_id.to_string()))
             .query_async(&mut connection)
             .await?;
         let found = (!fields.is_empty()).then(|| outcome_of(&fields));
@@ -491,7 +487,7 @@ impl Store {
         let redis = async {
             let mut connection = self.redis.clone();
             let offsets: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-                .arg(self.key("offsets"))
+                .arg(self.keys.offsets())
                 .query_async(&mut connection)
                 .await?;
             let mut sums: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
@@ -511,7 +507,7 @@ impl Store {
         let redis_complete = async {
             let mut connection = self.redis.clone();
             let flag: Option<String> = redis::cmd("HGET")
-                .arg(self.key(MARKER))
+                .arg(self.keys.marker())
                 .arg("complete")
                 .query_async(&mut connection)
                 .await?;

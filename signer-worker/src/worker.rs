@@ -31,6 +31,8 @@ use domain::{
     lineage::{Policy, outcomes},
 };
 use futures::FutureExt;
+use platform::{Backoff, TraceContext};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -39,8 +41,8 @@ use rdkafka::{
 };
 use sha2::Digest;
 use tokio::sync::mpsc;
-use platform::Backoff;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::state::PartitionState;
 
@@ -203,7 +205,8 @@ async fn rebuild(
     stop: &CancellationToken,
 ) -> anyhow::Result<PartitionState> {
     let started = std::time::Instant::now();
-    let reader: StreamConsumer = platform::Kafka::new(&settings.brokers).reader(&format!("{}-rebuild", settings.group))?;
+    let reader: StreamConsumer =
+        platform::Kafka::new(&settings.brokers).reader(&format!("{}-rebuild", settings.group))?;
     let timeout = Duration::from_secs(10);
     let (input_low, _) = reader.fetch_watermarks(&settings.vaccination_events, partition, timeout)?;
     let (low, high) = reader.fetch_watermarks(&settings.certificate_events, partition, timeout)?;
@@ -281,10 +284,13 @@ impl Worker {
             ..platform::Tuning::default()
         });
         let consumer: StreamConsumer<Context> = kafka
-            .consumer_with_context(&settings.group, Context {
-                producer: producer.clone(),
-                changes: changes.clone(),
-            })
+            .consumer_with_context(
+                &settings.group,
+                Context {
+                    producer: producer.clone(),
+                    changes: changes.clone(),
+                },
+            )
             .context("creating the vaccination-events consumer")?;
         consumer
             .subscribe(&[&settings.vaccination_events])
@@ -595,7 +601,10 @@ impl Worker {
             return;
         }
         state.position_confirmed = true;
-        if let Err(error) = self.answer(message, stop).await {
+        // The answer continues the trace of the vaccination record it answers.
+        let trace = TraceContext::from_record(message.headers()).unwrap_or_else(TraceContext::root);
+        let span = tracing::info_span!("signer.answer", partition, offset, trace_id = %trace.trace_id());
+        if let Err(error) = trace.child().scope(self.answer(message, stop)).instrument(span).await {
             self.reset(error).await;
         }
     }
@@ -709,6 +718,9 @@ impl Worker {
             };
             self.append(partition, &record, stop).await?;
             metrics::counter!("vaxtrail_signer_outcomes_total", "outcome" => kind).increment(1);
+            if let Some(trace) = TraceContext::current() {
+                tracing::debug!(target: platform::trace::TARGET, trace_id = %trace.trace_id(), partition, offset, outcome = kind, "answered");
+            }
         }
         let due = self.states[&partition].since_checkpoint >= self.settings.checkpoint_every;
         if due {
@@ -735,13 +747,17 @@ impl Worker {
             self.settle(true).await?;
         }
         let producer = self.producer.lock().expect("not poisoned").clone();
+        // An outcome carries the trace of the record it answers; checkpoints start none.
+        let headers = TraceContext::current().map(|trace| trace.add_to(OwnedHeaders::new()));
+        let mut out = FutureRecord::to(&self.settings.certificate_events)
+            .partition(partition)
+            .key(&key)
+            .payload(&bytes);
+        if let Some(headers) = headers {
+            out = out.headers(headers);
+        }
         let delivery = producer
-            .send_result(
-                FutureRecord::to(&self.settings.certificate_events)
-                    .partition(partition)
-                    .key(&key)
-                    .payload(&bytes),
-            )
+            .send_result(out)
             .map_err(|(error, _)| anyhow::anyhow!("queueing a certificate-events record: {error}"))?;
         self.in_flight.push_back(InFlight {
             partition,

@@ -355,9 +355,14 @@ impl Deployment {
         index
     }
 
+    /// Everything a service wrote to stderr (its log).
+    pub fn log(&self, name: &str, index: usize) -> String {
+        std::fs::read_to_string(self.logs.0.join(format!("{name}-{index}.err"))).unwrap_or_default()
+    }
+
     /// The last lines a service wrote to stderr.
     pub fn log_tail(&self, name: &str, index: usize) -> String {
-        let text = std::fs::read_to_string(self.logs.0.join(format!("{name}-{index}.err"))).unwrap_or_default();
+        let text = self.log(name, index);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }

@@ -572,7 +572,9 @@ pub mod signer {
             let topic = stack.topic("vaccination-events");
             Self {
                 codec: VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic),
-                producer: platform::Kafka::new(&stack.kafka.brokers).producer().expect("a producer"),
+                producer: platform::Kafka::new(&stack.kafka.brokers)
+                    .producer()
+                    .expect("a producer"),
                 topic,
             }
         }

@@ -14,9 +14,7 @@ use domain::{
     ids::EventId,
     values::Identity,
 };
-use rdkafka::{
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use vaxtrail_tests::{
     TestStack, bin_dir, fixtures,

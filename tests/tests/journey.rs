@@ -22,11 +22,16 @@ fn scan(png: &[u8]) -> Vec<u8> {
 }
 
 /// Posts DIVOC's sample with an Idempotency-Key; the accepted event id.
+/// The trace the journey's first vaccination is posted under.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// Posts DIVOC's sample record under the W3C trace context `TRACE`.
 async fn certify(client: &reqwest::Client, command: &str, token: &str, key: &str) -> String {
     let response = client
         .post(format!("{command}/v1/certify"))
         .bearer_auth(token)
         .header("Idempotency-Key", key)
+        .header("traceparent", format!("00-{TRACE_ID}-00f067aa0ba902b7-01"))
         .json(&fixtures::divoc_certify_request())
         .send()
         .await
@@ -91,11 +96,19 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
     // The sample names "CoVax": the programme's master list has it, as DIVOC's deployments did.
     let list = vaxtrail_tests::TempFile::with(&fixtures::master_list_with_covax());
     let list_path = list.path();
+    // Each service logs the records it handles under their trace ids.
+    let traced = [
+        ("VAXTRAIL_LOG", "warn,vaxtrail_trace=debug"),
+        ("VAXTRAIL_LOG_FORMAT", "json"),
+    ];
     deployment
-        .start("command-api", &[("VAXTRAIL_VACCINE_MASTER_LIST", list_path.as_str())])
+        .start(
+            "command-api",
+            &[&traced[..], &[("VAXTRAIL_VACCINE_MASTER_LIST", list_path.as_str())]].concat(),
+        )
         .await;
     for name in ["signer-worker", "projectors", "query-api"] {
-        deployment.start(name, &[]).await;
+        deployment.start(name, &traced).await;
     }
     let (command, query) = (deployment.url("command-api"), deployment.url("query-api"));
     let facility = deployment.token("facility").await;
@@ -120,6 +133,36 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
         credential["credentialSubject"]["name"], sample[0]["recipient"]["name"],
         "the credential names the sample's recipient"
     );
+
+    // The vaccination's path, under the caller's trace id: appended by the command API, answered
+    // by the signer, applied by every projection (its record and its outcome).
+    eventually(Duration::from_secs(60), "every service logging the trace", || async {
+        let lines = |name: &str, index: usize| -> Vec<Value> {
+            deployment
+                .log(name, index)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|l| l["trace_id"] == TRACE_ID)
+                .collect()
+        };
+        let said = |lines: &[Value], message: &str| lines.iter().filter(|l| l["message"] == message).count();
+        let projected = lines("projectors", 2);
+        let path = [
+            said(&lines("command-api", 0), "appending the event"),
+            said(&lines("signer-worker", 1), "answered"),
+            projected
+                .iter()
+                .filter(|l| l["topic"].as_str().is_some_and(|t| t.ends_with("vaccination-events")))
+                .count(),
+            projected
+                .iter()
+                .filter(|l| l["topic"].as_str().is_some_and(|t| t.ends_with("certificate-events")))
+                .count(),
+        ];
+        // Three projections apply the record and its outcome.
+        (path[0] >= 1 && path[1] >= 1 && path[2] >= 3 && path[3] >= 3).then_some(())
+    })
+    .await;
 
     // Its QR code, decoded by zbar, verifies.
     let payload = scan(&qr_png(&client, &query, &held).await);

@@ -27,9 +27,7 @@ use platform::{
     KafkaArgs, RedisArgs, Shutdown,
     auth::{DevKey, Role},
 };
-use rdkafka::{
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
 /// `vaxctl bench ingest` arguments.

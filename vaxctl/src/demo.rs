@@ -89,13 +89,17 @@ impl Demo {
         let backoff = platform::Backoff::new(Duration::from_millis(250), Duration::from_secs(5))
             .giving_up_after(Duration::from_secs(120));
         let answer = backoff
-            .retry(&self.stop, || self.post_once(path, token, key, body), |attempt| match attempt {
-                Attempt::Retry(why) => {
-                    tracing::warn!(retry = %why, "retrying with the same Idempotency-Key");
-                    true
-                }
-                Attempt::Refused(_) => false,
-            })
+            .retry(
+                &self.stop,
+                || self.post_once(path, token, key, body),
+                |attempt| match attempt {
+                    Attempt::Retry(why) => {
+                        tracing::warn!(retry = %why, "retrying with the same Idempotency-Key");
+                        true
+                    }
+                    Attempt::Refused(_) => false,
+                },
+            )
             .await?;
         match answer {
             Ok(id) => Ok(id),

@@ -8,9 +8,7 @@ use platform::{
     KafkaArgs,
     topics::{Ensured, ensure_topics},
 };
-use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
-};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 #[derive(Clone, Default, Subcommand)]
 pub enum Action {
@@ -98,8 +96,7 @@ fn groups(prefix: &str) -> Vec<String> {
 fn lag(brokers: &str, groups: &[String], rows: &[(String, i32, i64)]) -> Vec<(String, String, i32, Option<i64>, i64)> {
     let mut out = Vec::new();
     for group in groups {
-        let Ok(consumer) = platform::Kafka::new(brokers).reader::<BaseConsumer>(group)
-        else {
+        let Ok(consumer) = platform::Kafka::new(brokers).reader::<BaseConsumer>(group) else {
             continue;
         };
         let reads: Vec<&(String, i32, i64)> = rows
