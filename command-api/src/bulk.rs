@@ -72,9 +72,11 @@ const COLUMNS: [(&str, &str); 28] = [
 
 /// The bulk request's query.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkQuery {
-    /// The programme every row belongs to (DIVOC's CSV has no column for it).
+    /// The programme every row belongs to (DIVOC's CSV has no column for it). Required.
+    #[param(required = true, value_type = String, pattern = r"\S")]
     program_id: Option<String>,
 }
 

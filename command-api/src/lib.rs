@@ -242,6 +242,7 @@ impl Application {
             .route("/v1/revocations", post(routes::revocation))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .with_state(intake.clone());
+        let document = openapi::document(&intake.catalog, intake.max_records);
         // The bulk body is a stream counted by the handler itself (413 once past the limit).
         let bulk = Router::new()
             .route("/v1/vaccinations/bulk", post(bulk::bulk))
@@ -249,7 +250,6 @@ impl Application {
         let api = limits
             .apply(api)
             .merge(limits.apply_with_timeout(bulk, Duration::from_secs(config.bulk_timeout_secs.max(1))));
-        let document = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
         let openapi = Router::new().route(
             "/openapi.json",
             axum::routing::get(move || async move { axum::Json(document) }),

@@ -118,6 +118,10 @@ const BODY_LEN: usize = 16;
 pub struct CertificateId(String);
 
 impl CertificateId {
+    /// An id as printed (canonical form: upper case, no separators), as a regular expression.
+    /// The check character is beyond a pattern: [`CertificateId::parse`] checks it.
+    pub const PATTERN: &str = "^[0-9A-HJKMNP-TV-Z]{17}$";
+
     /// The id of the certificate issued in answer to `event`.
     pub fn for_event(key: &IdKey, event: EventId) -> Self {
         Self::from_digest(&key.mac(b"vaxtrail-certificate:", &[event.0.as_bytes()]))

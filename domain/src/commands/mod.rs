@@ -142,17 +142,10 @@ fn address(problems: &mut Problems, parent: &Value, prefix: &str, key: &str, ctx
 }
 
 fn birth(problems: &mut Problems, recipient: &Value, ctx: &ParseContext) -> Option<Birth> {
-    if let Some(raw) = problems.take(json::optional_str(recipient, "recipient", "dob"))? {
-        let dob = problems.take(IsoDate::parse("recipient.dob", raw))?;
-        if dob.date() > ctx.today {
-            problems.push(FieldError::new("recipient.dob", "must not be in the future"));
-            return None;
-        }
-        return Some(Birth::Date(dob));
-    }
-    match json::optional(recipient, "age") {
+    // An age given is checked even beside a date of birth (which wins): what is sent is valid.
+    let age = match json::optional(recipient, "age") {
         Some(age) => match json::integer(age).filter(|a| (0..=150).contains(a)) {
-            Some(age) => Some(Birth::Age(age as u8)),
+            Some(age) => Some(Some(age as u8)),
             None => {
                 problems.push(FieldError::new(
                     "recipient.age",
@@ -161,6 +154,19 @@ fn birth(problems: &mut Problems, recipient: &Value, ctx: &ParseContext) -> Opti
                 None
             }
         },
+        None => Some(None),
+    };
+    if let Some(raw) = problems.take(json::optional_str(recipient, "recipient", "dob"))? {
+        let dob = problems.take(IsoDate::parse("recipient.dob", raw))?;
+        if dob.date() > ctx.today {
+            problems.push(FieldError::new("recipient.dob", "must not be in the future"));
+            return None;
+        }
+        age?;
+        return Some(Birth::Date(dob));
+    }
+    match age? {
+        Some(age) => Some(Birth::Age(age)),
         None => {
             problems.push(FieldError::new("recipient.dob", "is required (or recipient.age)"));
             None
