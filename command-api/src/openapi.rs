@@ -16,8 +16,8 @@ use utoipa::{
 };
 
 /// The characters a text field may not hold: controls, and the bidirectional overrides and
-/// isolates that could make a printed name read other than it is signed (`domain::values::Text`).
-const FORBIDDEN: &str = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069";
+/// isolates that could make a printed name read other than it is signed.
+const FORBIDDEN: &str = Text::FORBIDDEN;
 
 /// A JSON Schema, written as JSON.
 fn schema(value: serde_json::Value) -> Schema {
@@ -26,8 +26,7 @@ fn schema(value: serde_json::Value) -> Schema {
 
 /// Required text: not blank, at most `max` characters, no forbidden characters.
 fn text_of(max: usize) -> Schema {
-    let pattern = format!("^[^{FORBIDDEN}]*[^\\s{FORBIDDEN}][^{FORBIDDEN}]*$");
-    schema(json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": pattern}))
+    schema(json!({"type": "string", "minLength": 1, "maxLength": max, "pattern": Text::pattern()}))
 }
 
 fn text() -> Schema {

@@ -76,6 +76,17 @@ impl Text {
         Self::parse_max(field, raw, Self::MAX)
     }
 
+    /// The characters text may not hold, as a regular expression class body: controls, and the
+    /// bidirectional overrides and isolates [`Text::parse_max`] refuses.
+    pub const FORBIDDEN: &str = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069";
+
+    /// What [`Text::parse_max`] accepts as a regular expression (the length aside): not blank,
+    /// none of [`Text::FORBIDDEN`].
+    pub fn pattern() -> String {
+        let forbidden = Self::FORBIDDEN;
+        format!("^[^{forbidden}]*[^\\s{forbidden}][^{forbidden}]*$")
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0

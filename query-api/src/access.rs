@@ -121,14 +121,15 @@ impl HolderCodes {
     }
 }
 
-/// A holder code presented with a request, from the header or `?code=`.
+/// A holder code presented with a request, from the header or `?code=`. A code presented blank
+/// is presented (and wrong): a request carrying a credential that does not hold is refused, even
+/// beside another that would.
 pub fn presented_code<'a>(headers: &'a HeaderMap, query_code: Option<&'a str>) -> Option<&'a str> {
     headers
         .get(ACCESS_CODE_HEADER)
         .and_then(|v| v.to_str().ok())
         .or(query_code)
         .map(str::trim)
-        .filter(|c| !c.is_empty())
 }
 
 /// Who reads a certificate.

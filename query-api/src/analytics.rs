@@ -27,6 +27,24 @@ pub fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Problem> 
         .map_err(|e| Problem::field("query", e.body_text()))
 }
 
+/// How `/v1/analytics/doses` may group (`by`): name → ClickHouse expression.
+pub const DOSES_BY: [(&str, &str); 7] = [
+    ("day", "toString(vaccination_date)"),
+    ("vaccine", "vaccine"),
+    ("dose", "toString(dose)"),
+    ("state", "state"),
+    ("district", "concat(state, ' / ', district)"),
+    ("gender", "gender"),
+    ("ageBand", "age_band"),
+];
+
+/// How `/v1/analytics/certificates` may group (`by`).
+pub const CERTIFICATES_BY: [(&str, &str); 3] = [
+    ("outcome", "outcome"),
+    ("day", "concat(toString(day), ' ', outcome)"),
+    ("rule", "concat(outcome, if(rule = '', '', concat(': ', rule)))"),
+];
+
 /// The filters every series takes.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -62,7 +80,9 @@ fn range(filters: &Filters) -> Result<Range, Problem> {
         &filters.to,
         NaiveDate::from_ymd_opt(2105, 12, 31).expect("a date"),
     )?;
-    if from > to {
+    // Only a range the caller wrote both ends of can be backwards; one end past the other's
+    // default is an empty range.
+    if from > to && filters.from.is_some() && filters.to.is_some() {
         return Err(Problem::field("from", "must not be after `to`"));
     }
     Ok(Range { from, to })
@@ -129,19 +149,7 @@ pub async fn doses(
 ) -> Result<Response, Problem> {
     let filters = query(filters)?;
     let range = range(&filters)?;
-    let column = dimension(
-        &filters,
-        &[
-            ("day", "toString(vaccination_date)"),
-            ("vaccine", "vaccine"),
-            ("dose", "toString(dose)"),
-            ("state", "state"),
-            ("district", "concat(state, ' / ', district)"),
-            ("gender", "gender"),
-            ("ageBand", "age_band"),
-        ],
-        "day",
-    )?;
+    let column = dimension(&filters, &DOSES_BY, "day")?;
     let sql = format!(
         "SELECT {column} AS key, toUInt64(sum(n)) AS doses FROM (
              SELECT vaccination_date, vaccine, dose, state, district, gender, age_band,
@@ -183,15 +191,7 @@ pub async fn certificates(
 ) -> Result<Response, Problem> {
     let filters = query(filters)?;
     let range = range(&filters)?;
-    let column = dimension(
-        &filters,
-        &[
-            ("outcome", "outcome"),
-            ("day", "concat(toString(day), ' ', outcome)"),
-            ("rule", "concat(outcome, if(rule = '', '', concat(': ', rule)))"),
-        ],
-        "outcome",
-    )?;
+    let column = dimension(&filters, &CERTIFICATES_BY, "outcome")?;
     let sql = format!(
         "SELECT {column} AS key, toUInt64(sum(n)) AS outcomes FROM (
              SELECT day, outcome, rule, uniqExactMerge(outcomes) AS n FROM daily_outcomes

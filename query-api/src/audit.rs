@@ -69,6 +69,7 @@ pub async fn events(
     );
     let positions: Vec<Position> = match (&q.recipient, &q.certificate, &q.from) {
         (Some(recipient), None, None) => {
+            crate::routes::recipient_key(recipient, "recipient")?;
             let rows: Vec<(i32, i64, Option<i32>, Option<i64>)> = sqlx::query_as(
                 "SELECT v.log_partition, v.log_offset, o.log_partition, o.log_offset
                  FROM vaccinations v LEFT JOIN event_outcomes o ON o.source_event_id = v.event_id
@@ -81,6 +82,8 @@ pub async fn events(
             pairs(rows, &topics)
         }
         (None, Some(certificate), None) => {
+            domain::ids::CertificateId::parse("certificate", certificate)
+                .map_err(|e| Problem::field("certificate", e.rule))?;
             let rows: Vec<(i32, i64, Option<i32>, Option<i64>)> = sqlx::query_as(
                 "SELECT v.log_partition, v.log_offset, o.log_partition, o.log_offset
                  FROM vaccinations v LEFT JOIN event_outcomes o ON o.source_event_id = v.event_id

@@ -234,7 +234,7 @@ impl Application {
             .with_state(state);
         let limits = platform::HttpLimits::new(&config.http);
         let api = limits.apply(rate_limit::limit(public, &config.rate, &shutdown).merge(authenticated));
-        let document = <openapi::ApiDoc as utoipa::OpenApi>::openapi();
+        let document = openapi::document(config.kafka.partitions as u32);
         let openapi = Router::new().route("/openapi.json", get(move || async move { axum::Json(document) }));
         let router = api.merge(openapi).merge(platform::ops_router("query-api", readiness));
         let http = HttpService::bind(config.listen, router, shutdown).await?;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use serde::Serialize;
+use serde_json::{Value, json};
 use utoipa::{
     Modify, OpenApi, ToSchema,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -91,7 +92,8 @@ fn recipients() {}
 fn recipient_certificates() {}
 
 #[utoipa::path(post, path = "/v1/verify", tag = "verification",
-    request_body(description = "A credential (JSON), `{\"qr\": \"<base64 of the QR payload>\"}`, or the raw payload as application/zip"),
+    request_body(description = "A credential (JSON), `{\"qr\": \"<base64 of the QR payload>\"}`, or the raw payload as application/zip",
+        content((Object = "application/json"), (Vec<u8> = "application/zip"))),
     responses((status = 200, body = VerifyAnswer),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Revocation cannot be checked now: never an 'invalid'", body = Problem, content_type = "application/problem+json")))]
@@ -180,3 +182,141 @@ impl Modify for Bearer {
     modifiers(&Bearer)
 )]
 pub struct ApiDoc;
+
+/// What a parameter accepts, by operation path and name: the rules the handlers enforce.
+fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)> {
+    let certificate = json!({"type": "string", "pattern": domain::ids::CertificateId::PATTERN});
+    let day = json!({"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let recipient = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"});
+    let list = json!({"type": "integer", "minimum": 0, "maximum": partitions.saturating_sub(1)});
+    let mut rules = vec![
+        (
+            "/v1/events/{eventId}",
+            "eventId",
+            json!({"type": "string", "format": "uuid"}),
+        ),
+        (
+            "/v1/recipients",
+            "preEnrollmentCode",
+            json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": domain::values::Text::pattern()}),
+        ),
+        ("/v1/recipients/{key}/certificates", "key", recipient.clone()),
+        ("/v1/status-lists/{list}", "list", list),
+        ("/v1/audit/events", "recipient", recipient.clone()),
+        ("/v1/audit/events", "certificate", certificate.clone()),
+        ("/v1/audit/events", "from", time.clone()),
+        ("/v1/audit/events", "to", time),
+        (
+            "/v1/audit/events",
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+        ),
+        (
+            "/v1/audit/checkpoints",
+            "partition",
+            json!({"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}),
+        ),
+        (
+            "/v1/analytics/doses",
+            "by",
+            json!({"type": "string", "enum": names(&crate::analytics::DOSES_BY)}),
+        ),
+        (
+            "/v1/analytics/certificates",
+            "by",
+            json!({"type": "string", "enum": names(&crate::analytics::CERTIFICATES_BY)}),
+        ),
+    ];
+    for path in [
+        "/v1/certificates/{id}",
+        "/v1/certificates/{id}/status",
+        "/v1/certificates/{id}/qr.png",
+        "/v1/certificates/{id}/qr.svg",
+    ] {
+        rules.push((path, "id", certificate.clone()));
+    }
+    for path in [
+        "/v1/analytics/doses",
+        "/v1/analytics/certificates",
+        "/v1/analytics/signing-latency",
+    ] {
+        rules.push((path, "from", day.clone()));
+        rules.push((path, "to", day.clone()));
+    }
+    rules
+}
+
+fn names(groupings: &[(&'static str, &str)]) -> Vec<&'static str> {
+    groupings.iter().map(|(name, _)| *name).collect()
+}
+
+fn problem(description: &str) -> Value {
+    json!({"description": description, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+}
+
+/// The document this deployment serves: [`ApiDoc`], each parameter with the rules its handler
+/// enforces, and every operation with the refusals it can answer (problem+json): 429 past a
+/// client's rate, 503 when a store cannot answer or the service sheds load, 401/403 where a
+/// credential is needed, 404 where a path names something, 422 where anything is read.
+pub fn document(partitions: u32) -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let rules = parameter_schemas(partitions);
+    if let Some(zip) = document.pointer_mut("/paths/~1v1~1verify/post/requestBody/content/application~1zip/schema") {
+        *zip = json!({"type": "string", "format": "binary"});
+    }
+    let Some(Value::Object(paths)) = document.get_mut("paths") else {
+        return document;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(Value::Object(operations)) = Some(item) else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let Some(operation) = operation.as_object_mut() else {
+                continue;
+            };
+            let secured = operation.get("security").is_some();
+            let has_body = operation.contains_key("requestBody");
+            let mut reads = has_body;
+            let mut named = false;
+            if let Some(Value::Array(parameters)) = operation.get_mut("parameters") {
+                for parameter in parameters.iter_mut() {
+                    let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+                    reads = true;
+                    named |= parameter["in"] == "path";
+                    if let Some((_, _, schema)) = rules.iter().find(|(p, n, _)| p == path && *n == name) {
+                        parameter["schema"] = schema.clone();
+                    }
+                }
+            }
+            let responses = operation
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("responses is an object");
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status).or_insert_with(|| problem(description));
+            };
+            add("429", "Past this client's rate; retry after Retry-After");
+            add(
+                "503",
+                "A store cannot answer now, or the service is shedding load; retry",
+            );
+            if secured {
+                add("401", "No valid credential");
+                add("403", "The credential may not read this");
+            }
+            if named {
+                add("404", "Not known");
+            }
+            if reads {
+                add("422", "A parameter or the body broke a rule, named in `errors`");
+            }
+            if has_body {
+                add("413", "The body is larger than the limit");
+            }
+        }
+    }
+    document
+}

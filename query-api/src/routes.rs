@@ -312,6 +312,17 @@ async fn certificates_for(state: &AppState, caller: &Caller, scope: Scope, key: 
         .collect())
 }
 
+/// Checks a recipient key named in `field`: 1 to 128 letters, digits, '-' or '_'.
+pub fn recipient_key(key: &str, field: &str) -> Result<(), Problem> {
+    if key.is_empty() || key.len() > 128 || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(Problem::field(
+            field,
+            "a recipient key is 1 to 128 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(())
+}
+
 /// `GET /v1/recipients/{key}/certificates` (authenticated; a facility sees what it recorded).
 pub async fn recipient_certificates(
     State(state): State<Arc<AppState>>,
@@ -319,12 +330,7 @@ pub async fn recipient_certificates(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let (caller, scope) = access::caller_for(&state.auth, &headers, Route::Recipient).await?;
-    if key.is_empty() || key.len() > 128 || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Problem::field(
-            "key",
-            "a recipient key is 1 to 128 letters, digits, '-' or '_'",
-        ));
-    }
+    recipient_key(&key, "key")?;
     let certificates = certificates_for(&state, &caller, scope, &key).await?;
     if certificates.is_empty() {
         return Err(Problem::not_found(format!(
@@ -350,10 +356,14 @@ pub async fn recipients(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let (caller, scope) = access::caller_for(&state.auth, &headers, Route::Recipient).await?;
-    let code = crate::analytics::query(query)?
+    let raw = crate::analytics::query(query)?
         .pre_enrollment_code
-        .filter(|c| !c.is_empty() && c.len() <= 64)
         .ok_or_else(|| Problem::field("preEnrollmentCode", "is required, 1 to 64 characters"))?;
+    // The command API's rule for the code: what it could never have stored is refused here.
+    let code = domain::values::Text::parse_max("preEnrollmentCode", &raw, 64)
+        .map_err(|e| Problem::field("preEnrollmentCode", e.rule))?
+        .as_str()
+        .to_owned();
     let keys = state
         .store
         .recipients_by_pre_enrollment_code(&code)

@@ -9,12 +9,18 @@ descriptions:
 - a certificate id ends in a check character, and the ids, event ids and recipient keys that lead
   to an answer are the ones the deployment holds: `VAXTRAIL_ST_CERTIFICATE`, `VAXTRAIL_ST_EVENT`
   and `VAXTRAIL_ST_RECIPIENT` name one of each (the test posts a vaccination first);
-- an audit read names exactly one of recipient, certificate or from.
+- a credential to verify is one the deployment signed (`VAXTRAIL_ST_CREDENTIAL`, a file; as JSON
+  or as DIVOC's QR payload), since a signature is beyond a schema;
+- an audit read names exactly one of recipient, certificate or from; a range's `from` is not after
+  its `to`.
 """
 
 import datetime
+import io
+import json
 import os
 import pathlib
+import zipfile
 
 import schemathesis
 
@@ -28,6 +34,17 @@ KNOWN = {
     "recipient": os.environ.get("VAXTRAIL_ST_RECIPIENT", ""),
 }
 RECORDS = {"/v1/certify", "/v1/vaccinations", "/v1/corrections"}
+# A credential the deployment issued (`VAXTRAIL_ST_CREDENTIAL`, a file): what a verifier sends.
+_CREDENTIAL_FILE = os.environ.get("VAXTRAIL_ST_CREDENTIAL", "")
+CREDENTIAL = pathlib.Path(_CREDENTIAL_FILE).read_text() if _CREDENTIAL_FILE else ""
+
+
+def _qr_payload(credential):
+    """DIVOC's QR payload: a ZIP holding certificate.json."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("certificate.json", credential)
+    return buffer.getvalue()
 
 
 def _day(value):
@@ -89,10 +106,20 @@ def map_case(ctx, case):
     elif path == "/v1/revocations" and isinstance(case.body, dict) and KNOWN["certificate"]:
         case.body["certificateId"] = KNOWN["certificate"]
         case.body["recipientKey"] = KNOWN["recipient"]
+    elif path == "/v1/verify" and CREDENTIAL:
+        if case.media_type == "application/zip":
+            case.body = _qr_payload(CREDENTIAL)
+        else:
+            case.body = json.loads(CREDENTIAL)
     params = case.path_parameters or {}
     for name, known in (("id", "certificate"), ("eventId", "event"), ("key", "recipient")):
         if name in params and KNOWN[known]:
             params[name] = KNOWN[known]
+    if path.startswith("/v1/analytics/"):
+        query = case.query or {}
+        start, end = _day(query.get("from")), _day(query.get("to"))
+        if start and end and start > end:
+            query["from"], query["to"] = query["to"], query["from"]
     if path == "/v1/audit/events":
         query = dict(case.query or {})
         chosen = [k for k in ("recipient", "certificate", "from") if k in query]
@@ -100,7 +127,11 @@ def map_case(ctx, case):
             query.pop(extra)
         if not chosen:
             query["recipient"] = KNOWN["recipient"]
+        if "certificate" in query and KNOWN["certificate"]:
+            query["certificate"] = KNOWN["certificate"]
         if "from" not in query:
             query.pop("to", None)
+        elif "to" in query and str(query["to"]) < str(query["from"]):
+            query["from"], query["to"] = query["to"], query["from"]
         case.query = query
     return case
