@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod cache;
 pub mod generation;
 pub mod postgres;
+pub mod rebuild;
 pub mod replay;
 pub mod runner;
 

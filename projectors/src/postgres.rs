@@ -33,6 +33,11 @@ impl PostgresProjection {
         Self { pool }
     }
 
+    /// The pool it writes through (its `search_path` is the projection's schema).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Creates the schema the pool's `search_path` names if it is missing (a dropped schema comes
     /// back empty), then applies the migrations (idempotent).
     pub async fn migrate(&self) -> anyhow::Result<()> {

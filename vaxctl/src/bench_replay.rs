@@ -10,7 +10,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use avro::{
     certificate::{CertificateBody, CertificateEnvelope, IssuedCredential, SourcePosition},
     codec::{CertificateCodec, VaccinationCodec},
@@ -31,9 +30,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use platform::{ClickHouseArgs, KafkaArgs, PostgresArgs, RedisArgs};
 use projectors::{
     Kind,
-    analytics::AnalyticsProjection,
     cache::RedisProjection,
     postgres::PostgresProjection,
+    rebuild::{ClickHouseStore, PostgresStore, Rebuild},
     runner::{self, Projection},
 };
 use rdkafka::{
@@ -332,17 +331,10 @@ async fn copy_rate(postgres: &PostgresArgs, from: &str, into: &str, events: i64)
 }
 
 /// A pool on a new, empty schema.
+/// A fresh schema for a run's store, as `vaxctl replay` creates its shadows.
 async fn schema(postgres: &PostgresArgs, name: &str) -> anyhow::Result<sqlx::PgPool> {
-    let admin = postgres.pool()?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-        .execute(&admin)
-        .await
-        .with_context(|| format!("creating schema {name}"))?;
-    Ok(PostgresArgs {
-        schema: name.to_owned(),
-        ..postgres.clone()
-    }
-    .pool()?)
+    let projection = PostgresStore(postgres.clone()).shadow(name).await?;
+    Ok(projection.pool().clone())
 }
 
 /// One measured line.
@@ -457,17 +449,11 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
                 .await?
             }
             Kind::Clickhouse => {
-                let admin = args.clickhouse.client();
-                admin.query(&format!("CREATE DATABASE {store}")).execute().await?;
-                let client = ClickHouseArgs {
-                    database: store.clone(),
-                    ..args.clickhouse.clone()
-                }
-                .client();
+                let databases = ClickHouseStore(args.clickhouse.clone());
                 replay(
                     settings("clickhouse"),
-                    AnalyticsProjection::new(client.clone(), &store),
-                    AnalyticsProjection::new(client, &store),
+                    databases.shadow(&store).await?,
+                    databases.shadow(&store).await?,
                     &ends,
                     args.json,
                 )
