@@ -7,9 +7,6 @@ mod audit;
 mod auth;
 
 mod bench;
-mod bench_backup;
-mod bench_replay;
-mod bench_verify;
 mod demo;
 mod keys;
 mod replay;
@@ -80,11 +77,11 @@ enum Bench {
     /// Credentials signed with ssi per core-second vs. raw Ed25519 signatures of the same bytes.
     Sign(bench::SignArgs),
     /// Each projection replayed from offset zero vs. a bare consumer and a Postgres COPY.
-    Replay(bench_replay::ReplayArgs),
+    Replay(bench::replay::ReplayArgs),
     /// `vaxctl backup` of the event topics vs. a bare read of the same partitions.
-    Backup(bench_backup::BackupBenchArgs),
+    Backup(bench::backup::BackupBenchArgs),
     /// POST /v1/verify and GET /v1/certificates/{id} against a query API vs. its /healthz.
-    Verify(bench_verify::VerifyArgs),
+    Verify(bench::verify::VerifyArgs),
 }
 
 #[tokio::main]
@@ -111,12 +108,12 @@ async fn main() -> anyhow::Result<()> {
         } => bench::sign(&args).await,
         Command::Bench {
             which: Bench::Replay(args),
-        } => bench_replay::run(&cli.kafka, &args).await,
+        } => bench::replay::run(&cli.kafka, &args).await,
         Command::Bench {
             which: Bench::Backup(args),
-        } => bench_backup::run(&cli.kafka, &args).await,
+        } => bench::backup::run(&cli.kafka, &args).await,
         Command::Bench {
             which: Bench::Verify(args),
-        } => bench_verify::run(&cli.kafka, &args).await,
+        } => bench::verify::run(&cli.kafka, &args).await,
     }
 }

@@ -4,6 +4,10 @@
 //! Prints events/s and latency percentiles for both and the ratio. A benchmark, not a test:
 //! absolute figures vary with the machine; the ratio is what to compare.
 
+pub mod backup;
+pub mod replay;
+pub mod verify;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
