@@ -1,0 +1,151 @@
+//! Answering a vaccination record: decide its outcomes from the recipient's lineage, sign what
+//! is issued, append the outcomes; undecodable records go to dead-letters.
+
+use super::*;
+
+impl Worker {
+    pub(super) async fn handle(&mut self, message: &OwnedMessage, stop: &CancellationToken) {
+        let partition = message.partition();
+        if !self.states.contains_key(&partition) {
+            // Being rebuilt (the record comes again after the seek), or not ours any more.
+            if self.owned.contains(&partition) {
+                self.rebuild_in_background(partition, Duration::ZERO);
+            }
+            return;
+        }
+        let state = self.states.get_mut(&partition).expect("built above");
+        let offset = message.offset();
+        if offset < state.next_source {
+            metrics::counter!("vaxtrail_signer_skipped_total").increment(1);
+            return;
+        }
+        if offset > state.next_source && !state.position_confirmed {
+            let next = state.next_source;
+            tracing::info!(
+                partition,
+                from = offset,
+                to = next,
+                "resuming after the last answered offset"
+            );
+            self.seek(partition, next);
+            return;
+        }
+        state.position_confirmed = true;
+        // The answer continues the trace of the vaccination record it answers.
+        let trace = TraceContext::from_record(message.headers()).unwrap_or_else(TraceContext::root);
+        let span = tracing::info_span!("signer.answer", partition, offset, trace_id = %trace.trace_id());
+        if let Err(error) = trace.child().scope(self.answer(message, stop)).instrument(span).await {
+            self.reset(error).await;
+        }
+    }
+
+    /// The event in a record, or why it is poison (dead-letter it).
+    pub(super) async fn decode_vaccination(
+        &self,
+        bytes: Option<&[u8]>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Result<VaccinationEnvelope, String>> {
+        let Some(bytes) = bytes else {
+            return Ok(Err("the record has no value".into()));
+        };
+        Ok(Backoff::REGISTRY
+            .retry(stop, || self.vaccinations.decode(bytes), CodecError::is_retriable)
+            .await?
+            .map_err(|e| e.to_string()))
+    }
+
+    /// Decides, signs and appends the outcomes of one vaccination event.
+    pub(super) async fn answer(&mut self, message: &OwnedMessage, stop: &CancellationToken) -> anyhow::Result<()> {
+        let partition = message.partition();
+        let offset = message.offset();
+        let envelope = match self.decode_vaccination(message.payload(), stop).await? {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                self.dead_letter(message, &reason).await?;
+                self.states.get_mut(&partition).expect("present").next_source = offset + 1;
+                return Ok(());
+            }
+        };
+        let source_sha256 = sha256(message.payload().unwrap_or_default());
+        let event = &envelope.event;
+        let state = self.states.get_mut(&partition).expect("present");
+        let lineage = state.lineage(&event.recipient_key);
+        let slot = StatusSlot {
+            list: partition as u32,
+            index: state.next_status_index,
+        };
+        let decided = outcomes(&lineage, event, &self.settings.policy, slot);
+        if decided.is_empty() {
+            // The same event appended twice: it was answered already.
+            metrics::counter!("vaxtrail_signer_outcomes_total", "outcome" => "AlreadyAnswered").increment(1);
+            state.next_source = offset + 1;
+            return Ok(());
+        }
+        for outcome in decided {
+            let credential = match &outcome.outcome {
+                CertificateOutcome::CertificateIssued {
+                    certificate_id,
+                    programme,
+                    certified,
+                    status,
+                    ..
+                } => {
+                    let record = event.payload.record().context("an issue answers a record")?;
+                    let previous = lineage.previous_doses(programme, certified.dose.number());
+                    let unsigned = unsigned_credential(&CredentialInput {
+                        profile: &self.settings.profile,
+                        certificate_id,
+                        record,
+                        previous: &previous,
+                        status: *status,
+                        issued_at: Utc::now(),
+                    });
+                    let started = std::time::Instant::now();
+                    let signed = self.signer.sign(unsigned).await?;
+                    metrics::histogram!("vaxtrail_signer_sign_seconds").record(started.elapsed().as_secs_f64());
+                    Some(IssuedCredential {
+                        text: signed.text,
+                        key_id: signed.verification_method,
+                    })
+                }
+                _ => None,
+            };
+            let kind = outcome.outcome.event_type();
+            if let CertificateOutcome::CertificateRejected { rule, .. } = &outcome.outcome {
+                metrics::counter!("vaxtrail_signer_rejections_total", "rule" => rule.clone()).increment(1);
+            }
+            let state = self.states.get_mut(&partition).expect("present");
+            let record = CertificateEnvelope {
+                occurred_at: envelope.provenance.occurred_at,
+                recorded_at: Utc::now(),
+                source: SourcePosition { partition, offset },
+                previous_sha256: state.chain_head,
+                body: CertificateBody::Outcome {
+                    recipient_key: event.recipient_key.clone(),
+                    source_sha256,
+                    event: outcome,
+                    credential,
+                },
+            };
+            self.append(partition, &record, stop).await?;
+            metrics::counter!("vaxtrail_signer_outcomes_total", "outcome" => kind).increment(1);
+            if let Some(trace) = TraceContext::current() {
+                tracing::debug!(target: platform::trace::TARGET, trace_id = %trace.trace_id(), partition, offset, outcome = kind, "answered");
+            }
+        }
+        let due = self.states[&partition].since_checkpoint >= self.settings.checkpoint_every;
+        if due {
+            self.checkpoint(partition).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {
+        let producer = self.producer.lock().expect("not poisoned").clone();
+        platform::topics::dead_letter(&producer, &self.settings.dead_letters, message, "signer-worker", reason)
+            .await
+            .context("writing to dead-letters")?;
+        metrics::counter!("vaxtrail_signer_dead_letters_total").increment(1);
+        Ok(())
+    }
+}
