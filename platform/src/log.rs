@@ -264,6 +264,11 @@ pub fn read_between(
     to_ms: i64,
     limit: usize,
 ) -> anyhow::Result<Vec<OwnedMessage>> {
+    // Kafka's timestamps start at the epoch: an earlier time means from the start.
+    let from_ms = from_ms.max(0);
+    if to_ms < from_ms {
+        return Ok(Vec::new());
+    }
     let marks = watermarks(brokers, topics)?;
     let consumer = consumer(brokers)?;
     let mut asked = TopicPartitionList::new();

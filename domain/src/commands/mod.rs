@@ -6,9 +6,13 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod wire;
+
+use wire::Sent;
+
 use crate::{
     ids::CertificateId,
-    json::{self, Problems, path},
+    json::{Problems, path},
     vaccine::{Vaccine, VaccineCatalog},
     values::{CountryCode, Dose, FieldError, Gender, Identity, IsoDate, Text},
 };
@@ -107,56 +111,73 @@ pub struct RevokeCertificate {
     pub reason: Text,
 }
 
-fn text(problems: &mut Problems, object: &Value, prefix: &str, key: &str) -> Option<Text> {
-    let raw = problems.take(json::required_str(object, prefix, key))?;
-    problems.take(Text::parse(&path(prefix, key), raw))
+/// A string field's JSON-type rule.
+const STRING: &str = "must be a string";
+/// An object field's JSON-type rule.
+const OBJECT: &str = "must be an object";
+/// A string array's JSON-type rule.
+const STRINGS: &str = "must be an array of strings";
+
+fn text(problems: &mut Problems, sent: &Sent<String>, field: &str) -> Option<Text> {
+    let raw = problems.take(sent.required(field, STRING))?;
+    problems.take(Text::parse(field, raw))
 }
 
-fn optional_text(problems: &mut Problems, object: &Value, prefix: &str, key: &str) -> Option<Option<Text>> {
-    match problems.take(json::optional_str(object, prefix, key))? {
+fn optional_text(problems: &mut Problems, sent: &Sent<String>, field: &str) -> Option<Option<Text>> {
+    match problems.take(sent.optional(field, STRING))? {
         None => Some(None),
-        Some(raw) => problems.take(Text::parse(&path(prefix, key), raw)).map(Some),
+        Some(raw) => problems.take(Text::parse(field, raw)).map(Some),
     }
 }
 
-fn date(problems: &mut Problems, object: &Value, prefix: &str, key: &str) -> Option<IsoDate> {
-    let raw = problems.take(json::required_str(object, prefix, key))?;
-    problems.take(IsoDate::parse(&path(prefix, key), raw))
+fn date(problems: &mut Problems, sent: &Sent<String>, field: &str) -> Option<IsoDate> {
+    let raw = problems.take(sent.required(field, STRING))?;
+    problems.take(IsoDate::parse(field, raw))
 }
 
-fn address(problems: &mut Problems, parent: &Value, prefix: &str, key: &str, ctx: &ParseContext) -> Option<Address> {
-    let object = problems.take(json::required_object(parent, prefix, key))?;
-    let prefix = &path(prefix, key);
-    let country = match problems.take(json::optional_str(object, prefix, "country"))? {
-        Some(raw) => problems.take(CountryCode::parse(&path(prefix, "country"), raw)),
+/// Each string of an array (absent: none) as text, named `field[i]`.
+fn texts(problems: &mut Problems, sent: &Sent<Vec<String>>, field: &str) -> Option<Vec<Text>> {
+    let raw = problems
+        .take(sent.optional(field, STRINGS))?
+        .cloned()
+        .unwrap_or_default();
+    let parsed: Vec<Option<Text>> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, c)| problems.take(Text::parse(&format!("{field}[{i}]"), c)))
+        .collect();
+    parsed.into_iter().collect()
+}
+
+fn address(problems: &mut Problems, sent: &Sent<wire::Address>, prefix: &str, ctx: &ParseContext) -> Option<Address> {
+    let object = problems.take(sent.required(prefix, OBJECT))?;
+    let field = |key: &str| path(prefix, key);
+    let country = match problems.take(object.country.optional(&field("country"), STRING))? {
+        Some(raw) => problems.take(CountryCode::parse(&field("country"), raw)),
         None => Some(ctx.default_country.clone()),
     };
     Some(Address {
-        line1: text(problems, object, prefix, "addressLine1")?,
-        line2: optional_text(problems, object, prefix, "addressLine2")?,
-        district: text(problems, object, prefix, "district")?,
-        state: text(problems, object, prefix, "state")?,
-        pincode: text(problems, object, prefix, "pincode")?,
+        line1: text(problems, &object.address_line1, &field("addressLine1"))?,
+        line2: optional_text(problems, &object.address_line2, &field("addressLine2"))?,
+        district: text(problems, &object.district, &field("district"))?,
+        state: text(problems, &object.state, &field("state"))?,
+        pincode: text(problems, &object.pincode, &field("pincode"))?,
         country: country?,
     })
 }
 
-fn birth(problems: &mut Problems, recipient: &Value, ctx: &ParseContext) -> Option<Birth> {
+fn birth(problems: &mut Problems, recipient: &wire::Recipient, ctx: &ParseContext) -> Option<Birth> {
+    const AGE: &str = "must be a whole number of years from 0 to 150";
     // An age given is checked even beside a date of birth (which wins): what is sent is valid.
-    let age = match json::optional(recipient, "age") {
-        Some(age) => match json::integer(age).filter(|a| (0..=150).contains(a)) {
-            Some(age) => Some(Some(age as u8)),
-            None => {
-                problems.push(FieldError::new(
-                    "recipient.age",
-                    "must be a whole number of years from 0 to 150",
-                ));
-                None
-            }
-        },
+    let age = match problems.take(recipient.age.optional("recipient.age", AGE))? {
+        Some(wire::Whole(age)) if (0..=150).contains(age) => Some(Some(*age as u8)),
+        Some(_) => {
+            problems.push(FieldError::new("recipient.age", AGE));
+            None
+        }
         None => Some(None),
     };
-    if let Some(raw) = problems.take(json::optional_str(recipient, "recipient", "dob"))? {
+    if let Some(raw) = problems.take(recipient.dob.optional("recipient.dob", STRING))? {
         let dob = problems.take(IsoDate::parse("recipient.dob", raw))?;
         if dob.date() > ctx.today {
             problems.push(FieldError::new("recipient.dob", "must not be in the future"));
@@ -175,32 +196,29 @@ fn birth(problems: &mut Problems, recipient: &Value, ctx: &ParseContext) -> Opti
 }
 
 /// The recipient; `code` (the record's pre-enrollment code, parsed) names one sent without identity.
-fn recipient(problems: &mut Problems, body: &Value, code: Option<&Text>, ctx: &ParseContext) -> Option<Recipient> {
-    let object = problems.take(json::required_object(body, "", "recipient"))?;
-    let p = "recipient";
+fn recipient(
+    problems: &mut Problems,
+    sent: &Sent<wire::Recipient>,
+    code: Option<&Text>,
+    ctx: &ParseContext,
+) -> Option<Recipient> {
+    let object = problems.take(sent.required("recipient", OBJECT))?;
     // DIVOC certifies a record without an identity under its pre-enrollment code.
-    let identity = match problems.take(json::optional_str(object, p, "identity")) {
+    let identity = match problems.take(object.identity.optional("recipient.identity", STRING)) {
         Some(Some(raw)) => problems.take(Identity::parse("recipient.identity", raw)),
         Some(None) => code.map(Identity::from_pre_enrollment_code),
         None => None,
     };
     let gender = problems
-        .take(json::required_str(object, p, "gender"))
+        .take(object.gender.required("recipient.gender", STRING))
         .and_then(|raw| problems.take(Gender::parse("recipient.gender", raw)));
-    let contact = problems.take(json::string_array(object, p, "contact")).and_then(|raw| {
-        let parsed: Vec<Option<Text>> = raw
-            .iter()
-            .enumerate()
-            .map(|(i, c)| problems.take(Text::parse(&format!("recipient.contact[{i}]"), c)))
-            .collect();
-        parsed.into_iter().collect::<Option<Vec<_>>>()
-    });
+    let contact = texts(problems, &object.contact, "recipient.contact");
     let (name, birth, nationality) = (
-        text(problems, object, p, "name"),
+        text(problems, &object.name, "recipient.name"),
         birth(problems, object, ctx),
-        text(problems, object, p, "nationality"),
+        text(problems, &object.nationality, "recipient.nationality"),
     );
-    let address = address(problems, object, p, "address", ctx);
+    let address = address(problems, &object.address, "recipient.address", ctx);
     Some(Recipient {
         identity: identity?,
         name: name?,
@@ -212,24 +230,24 @@ fn recipient(problems: &mut Problems, body: &Value, code: Option<&Text>, ctx: &P
     })
 }
 
-fn vaccination(problems: &mut Problems, body: &Value, ctx: &ParseContext) -> Option<Vaccination> {
-    let object = problems.take(json::required_object(body, "", "vaccination"))?;
-    let p = "vaccination";
+fn vaccination(problems: &mut Problems, sent: &Sent<wire::Vaccination>, ctx: &ParseContext) -> Option<Vaccination> {
+    const WHOLE: &str = "must be a whole number";
+    let object = problems.take(sent.required("vaccination", OBJECT))?;
     let vaccine = problems
-        .take(json::required_str(object, p, "name"))
+        .take(object.name.required("vaccination.name", STRING))
         .and_then(|raw| problems.take(ctx.catalog.resolve("vaccination.name", raw).cloned()));
     let given = problems
-        .take(json::required_str(object, p, "date"))
+        .take(object.date.required("vaccination.date", STRING))
         .and_then(|raw| problems.take(IsoDate::of_vaccination("vaccination.date", raw, ctx.zone)));
     if given.is_some_and(|d| d.date() > ctx.today) {
         problems.push(FieldError::new("vaccination.date", "must not be in the future"));
     }
-    let number = problems.take(json::required_integer(object, p, "dose"));
-    let of = problems.take(json::required_integer(object, p, "totalDoses"));
-    let dose = number.zip(of).and_then(|(n, of)| problems.take(Dose::new(n, of)));
+    let number = problems.take(object.dose.required("vaccination.dose", WHOLE));
+    let of = problems.take(object.total_doses.required("vaccination.totalDoses", WHOLE));
+    let dose = number.zip(of).and_then(|(n, of)| problems.take(Dose::new(n.0, of.0)));
     let (start, until) = (
-        date(problems, object, p, "effectiveStart"),
-        date(problems, object, p, "effectiveUntil"),
+        date(problems, &object.effective_start, "vaccination.effectiveStart"),
+        date(problems, &object.effective_until, "vaccination.effectiveUntil"),
     );
     if start.zip(until).is_some_and(|(s, u)| s > u) {
         problems.push(FieldError::new(
@@ -238,8 +256,8 @@ fn vaccination(problems: &mut Problems, body: &Value, ctx: &ParseContext) -> Opt
         ));
     }
     let (manufacturer, batch) = (
-        text(problems, object, p, "manufacturer"),
-        text(problems, object, p, "batch"),
+        text(problems, &object.manufacturer, "vaccination.manufacturer"),
+        text(problems, &object.batch, "vaccination.batch"),
     );
     Some(Vaccination {
         vaccine: vaccine?,
@@ -252,6 +270,11 @@ fn vaccination(problems: &mut Problems, body: &Value, ctx: &ParseContext) -> Opt
     })
 }
 
+/// Reads a body into its wire model (never fails for an object: every field is [`Sent`]).
+fn wire<T: serde::de::DeserializeOwned + Default>(body: &Value) -> T {
+    T::deserialize(body).unwrap_or_default()
+}
+
 impl RecordVaccination {
     /// Parses one DIVOC certify record, reporting every problem with its field.
     pub fn parse(body: &Value, ctx: &ParseContext) -> Result<Self, Vec<FieldError>> {
@@ -260,40 +283,29 @@ impl RecordVaccination {
             problems.push(FieldError::new("", "must be a JSON object (one certify record)"));
             return problems.finish(None);
         }
-        let record = Self::read(&mut problems, body, ctx);
+        let record = Self::read(&mut problems, &wire(body), ctx);
         problems.finish(record)
     }
 
-    fn read(problems: &mut Problems, body: &Value, ctx: &ParseContext) -> Option<Self> {
+    fn read(problems: &mut Problems, body: &wire::CertifyRecord, ctx: &ParseContext) -> Option<Self> {
         let pre_enrollment_code = problems
-            .take(json::required_str(body, "", "preEnrollmentCode"))
+            .take(body.pre_enrollment_code.required("preEnrollmentCode", STRING))
             .and_then(|raw| problems.take(Text::parse_max("preEnrollmentCode", raw, 64)));
-        let programme = text(problems, body, "", "programId");
-        let recipient = recipient(problems, body, pre_enrollment_code.as_ref(), ctx);
-        let vaccination = vaccination(problems, body, ctx);
+        let programme = text(problems, &body.program_id, "programId");
+        let recipient = recipient(problems, &body.recipient, pre_enrollment_code.as_ref(), ctx);
+        let vaccination = vaccination(problems, &body.vaccination, ctx);
         let vaccinator = problems
-            .take(json::required_object(body, "", "vaccinator"))
-            .and_then(|v| text(problems, v, "vaccinator", "name"));
-        let facility = problems
-            .take(json::required_object(body, "", "facility"))
-            .and_then(|f| {
-                let name = text(problems, f, "facility", "name");
-                let address = address(problems, f, "facility", "address", ctx);
-                Some(Facility {
-                    name: name?,
-                    address: address?,
-                })
-            });
-        let comorbidities = problems
-            .take(json::string_array(body, "", "comorbidities"))
-            .and_then(|raw| {
-                let parsed: Vec<Option<Text>> = raw
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| problems.take(Text::parse(&format!("comorbidities[{i}]"), c)))
-                    .collect();
-                parsed.into_iter().collect::<Option<Vec<_>>>()
-            });
+            .take(body.vaccinator.required("vaccinator", OBJECT))
+            .and_then(|v| text(problems, &v.name, "vaccinator.name"));
+        let facility = problems.take(body.facility.required("facility", OBJECT)).and_then(|f| {
+            let name = text(problems, &f.name, "facility.name");
+            let address = address(problems, &f.address, "facility.address", ctx);
+            Some(Facility {
+                name: name?,
+                address: address?,
+            })
+        });
+        let comorbidities = texts(problems, &body.comorbidities, "comorbidities");
         Some(Self {
             pre_enrollment_code: pre_enrollment_code?,
             programme: programme?,
@@ -311,7 +323,8 @@ impl CorrectVaccination {
     /// corrects (else the recipient's current certificate for that programme and dose).
     pub fn parse(body: &Value, ctx: &ParseContext) -> Result<Self, Vec<FieldError>> {
         let mut problems = Problems::default();
-        let target = match problems.take(json::optional_str(body, "", "certificateId")) {
+        let sent: wire::Correction = wire(body);
+        let target = match problems.take(sent.certificate_id.optional("certificateId", STRING)) {
             Some(Some(raw)) => problems
                 .take(CertificateId::parse("certificateId", raw))
                 .map(CorrectionTarget::Certificate),
@@ -339,11 +352,12 @@ impl RevokeCertificate {
     /// Parses `{"certificateId": ..., "reason": ...}`.
     pub fn parse(body: &Value) -> Result<Self, Vec<FieldError>> {
         let mut problems = Problems::default();
+        let sent: wire::Revocation = wire(body);
         let certificate_id = problems
-            .take(json::required_str(body, "", "certificateId"))
+            .take(sent.certificate_id.required("certificateId", STRING))
             .and_then(|raw| problems.take(CertificateId::parse("certificateId", raw)));
         let reason = problems
-            .take(json::required_str(body, "", "reason"))
+            .take(sent.reason.required("reason", STRING))
             .and_then(|raw| problems.take(Text::parse_max("reason", raw, 500)));
         let value = certificate_id
             .zip(reason)
