@@ -1,7 +1,12 @@
 //! Restoring a backup into an empty cluster, record for record, then reading everything back
 //! to prove it; and rewriting a partition file (the tests forge a backup with it).
 
+use indicatif::ProgressBar;
+
 use super::*;
+
+/// A topic to restore: its manifest entry and its full name on the target.
+type Planned = (TopicEntry, String);
 
 pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()> {
     let (manifest, problems) = check(&args.from)?;
@@ -11,43 +16,54 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
         problems.join("; ")
     );
     let started = Instant::now();
-    // The registry's log first: the values name their writer schemas by its ids.
+    let plan = plan(kafka, &args, &manifest).await?;
+    create_topics(kafka, &plan).await?;
+    let total: u64 = plan.iter().flat_map(|(t, _)| &t.files).map(|f| f.records).sum();
+    let progress = crate::progress(total as usize, "restore", args.json);
+    let restored = produce(kafka, &args.from, &plan, &progress).await?;
+    progress.finish_and_clear();
+    let verify_bar = crate::progress(total as usize, "verify", args.json);
+    let mismatches = read_back(kafka, &args.from, &plan, &verify_bar).await?;
+    verify_bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            json!({ "ok": mismatches.is_empty(), "records": restored, "seconds": seconds,
+                    "recordsPerSecond": restored as f64 / seconds, "mismatches": mismatches })
+        );
+    } else if mismatches.is_empty() {
+        println!(
+            "restored {restored} records into {} topics in {seconds:.1} s ({:.0} records/s); read back: same records at the same offsets",
+            plan.len(),
+            restored as f64 / seconds
+        );
+    }
+    if !mismatches.is_empty() {
+        for mismatch in &mismatches {
+            eprintln!("MISMATCH: {mismatch}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The topics to restore, the registry's log first (the values name their writer schemas by its
+/// ids). A target topic that holds records is refused (unless `--force`), but for a registry
+/// log that already holds the backup's schemas.
+async fn plan(kafka: &KafkaArgs, args: &RestoreArgs, manifest: &Manifest) -> anyhow::Result<Vec<Planned>> {
     let mut topics = manifest.topics.clone();
     topics.sort_by_key(|t| t.name != SCHEMAS_TOPIC);
     let full: Vec<String> = topics.iter().map(|t| full_name(&kafka.topic_prefix, &t.name)).collect();
     let existing = platform::log::watermarks_async(&kafka.brokers, &full).await?;
-
     let mut plan = Vec::new();
     for (topic, name) in topics.iter().zip(&full) {
         let held: Vec<&Watermarks> = existing.iter().filter(|m| &m.topic == name).collect();
         let non_empty = held.iter().any(|m| m.high > 0);
         if non_empty && topic.name == SCHEMAS_TOPIC {
             // A registry is running on the target: it must already hold the same schemas.
-            let file = topic.files.first().context("the backup's _schemas has no file")?;
-            let records = read_file(&args.from.join(&file.path))?;
-            let mut target = Vec::new();
-            let span = Span {
-                topic: name.clone(),
-                partition: 0,
-                from: 0,
-                to: held[0].high.min(records.len() as i64),
-            };
-            let brokers = kafka.brokers.clone();
-            target = tokio::task::spawn_blocking(move || {
-                read_spans(&brokers, &[span], None, 1000, |batch| {
-                    target.extend(batch.iter().map(LogRecord::from_message));
-                    true
-                })
-                .map(|_| target)
-            })
-            .await??;
-            let same = target.len() == records.len()
-                && target
-                    .iter()
-                    .zip(&records)
-                    .all(|(a, b)| a.key == b.key && a.value == b.value);
             ensure!(
-                same,
+                same_schemas(kafka, &args.from, topic, name, held[0].high).await?,
                 "{name} already holds other schemas than the backup's: restore into a cluster whose registry is empty"
             );
             continue;
@@ -57,8 +73,44 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
         }
         plan.push((topic.clone(), name.clone()));
     }
+    Ok(plan)
+}
 
-    // Create the topics as they were.
+/// Whether the target's registry log holds the backup's schema records, in order.
+async fn same_schemas(
+    kafka: &KafkaArgs,
+    dir: &Path,
+    topic: &TopicEntry,
+    name: &str,
+    high: i64,
+) -> anyhow::Result<bool> {
+    let file = topic.files.first().context("the backup's _schemas has no file")?;
+    let records = read_file(&dir.join(&file.path))?;
+    let span = Span {
+        topic: name.to_owned(),
+        partition: 0,
+        from: 0,
+        to: high.min(records.len() as i64),
+    };
+    let brokers = kafka.brokers.clone();
+    let target = tokio::task::spawn_blocking(move || {
+        let mut target = Vec::new();
+        read_spans(&brokers, &[span], None, 1000, |batch| {
+            target.extend(batch.iter().map(LogRecord::from_message));
+            true
+        })
+        .map(|_| target)
+    })
+    .await??;
+    Ok(target.len() == records.len()
+        && target
+            .iter()
+            .zip(&records)
+            .all(|(a, b)| a.key == b.key && a.value == b.value))
+}
+
+/// Creates the topics as they were.
+async fn create_topics(kafka: &KafkaArgs, plan: &[Planned]) -> anyhow::Result<()> {
     let specs: Vec<TopicSpec> = plan
         .iter()
         .map(|(topic, name)| TopicSpec {
@@ -73,8 +125,11 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
         .collect();
     platform::topics::ensure_topics(&kafka.brokers, &specs).await?;
 
-    let total: u64 = plan.iter().flat_map(|(t, _)| &t.files).map(|f| f.records).sum();
-    let progress = crate::progress(total as usize, "restore", args.json);
+    Ok(())
+}
+
+/// Appends every record of the plan's files; the number appended.
+async fn produce(kafka: &KafkaArgs, dir: &Path, plan: &[Planned], progress: &ProgressBar) -> anyhow::Result<u64> {
     let producer: FutureProducer = platform::Kafka::new(&kafka.brokers)
         .tuned(platform::Tuning {
             linger: Duration::from_millis(20),
@@ -83,66 +138,77 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
         })
         .producer()?;
     let mut restored = 0_u64;
-    for (topic, name) in &plan {
+    for (topic, name) in plan {
         for file in &topic.files {
-            // Streamed from the file, 500 records in flight; the idempotent producer keeps
-            // their order within the partition.
-            let path = args.from.join(&file.path);
-            let reader = Reader::new(BufReader::new(
-                File::open(&path).with_context(|| format!("opening {}", path.display()))?,
-            ))?;
-            let (topic_name, partition) = (name.as_str(), file.partition);
-            let sends = stream::iter(reader)
-                .map(|value| {
-                    let producer = &producer;
-                    async move {
-                        let record = LogRecord::from_value(value.context("decoding a backup record")?)?;
-                        let mut headers = OwnedHeaders::new();
-                        for (key, value) in &record.headers {
-                            headers = headers.insert(Header {
-                                key,
-                                value: value.as_deref(),
-                            });
-                        }
-                        let mut message: FutureRecord<'_, [u8], [u8]> =
-                            FutureRecord::to(topic_name).partition(partition).headers(headers);
-                        if let Some(key) = &record.key {
-                            message = message.key(key.as_slice());
-                        }
-                        if let Some(value) = &record.value {
-                            message = message.payload(value.as_slice());
-                        }
-                        if let Some(at) = record.timestamp {
-                            message = message.timestamp(at);
-                        }
-                        producer
-                            .send(message, Duration::from_secs(60))
-                            .await
-                            .map_err(|(e, _)| anyhow::anyhow!("{topic_name}/{partition}: {e}"))?;
-                        anyhow::Ok(())
-                    }
-                })
-                .buffered(500);
-            futures::pin_mut!(sends);
-            while let Some(sent) = sends.next().await {
-                sent?;
-                progress.inc(1);
-                restored += 1;
-            }
+            restored += produce_file(&producer, &dir.join(&file.path), name, file.partition, progress).await?;
         }
     }
-    progress.finish_and_clear();
+    Ok(restored)
+}
 
-    // Read everything back: the same records at the same offsets (the registry's compacted
-    // topic: the same records in the same order).
-    let verify_bar = crate::progress(total as usize, "verify", args.json);
+/// Streams one file's records to its partition, 500 in flight; the idempotent producer keeps
+/// their order within the partition.
+async fn produce_file(
+    producer: &FutureProducer,
+    path: &Path,
+    topic_name: &str,
+    partition: i32,
+    progress: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let reader = Reader::new(BufReader::new(
+        File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    ))?;
+    let sends = stream::iter(reader)
+        .map(|value| {
+            let producer = &producer;
+            async move {
+                let record = LogRecord::from_value(value.context("decoding a backup record")?)?;
+                let mut headers = OwnedHeaders::new();
+                for (key, value) in &record.headers {
+                    headers = headers.insert(Header {
+                        key,
+                        value: value.as_deref(),
+                    });
+                }
+                let mut message: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(topic_name).partition(partition).headers(headers);
+                if let Some(key) = &record.key {
+                    message = message.key(key.as_slice());
+                }
+                if let Some(value) = &record.value {
+                    message = message.payload(value.as_slice());
+                }
+                if let Some(at) = record.timestamp {
+                    message = message.timestamp(at);
+                }
+                producer
+                    .send(message, Duration::from_secs(60))
+                    .await
+                    .map_err(|(e, _)| anyhow::anyhow!("{topic_name}/{partition}: {e}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffered(500);
+    futures::pin_mut!(sends);
+    let mut sent_count = 0;
+    while let Some(sent) = sends.next().await {
+        sent?;
+        progress.inc(1);
+        sent_count += 1;
+    }
+    Ok(sent_count)
+}
+
+/// Reads everything back: the same records at the same offsets (the registry's compacted topic:
+/// the same records in the same order). The partitions that differ, in words.
+async fn read_back(kafka: &KafkaArgs, dir: &Path, plan: &[Planned], bar: &ProgressBar) -> anyhow::Result<Vec<String>> {
     let mut expected: HashMap<(String, i32), (u64, String)> = HashMap::new();
     let mut spans = Vec::new();
-    for (topic, name) in &plan {
+    for (topic, name) in plan {
         for file in &topic.files {
             let (from, to, content) = if topic.name == SCHEMAS_TOPIC {
                 let mut hash = Sha256::new();
-                for record in read_file(&args.from.join(&file.path))? {
+                for record in read_file(&dir.join(&file.path))? {
                     record.digest_without_offset(&mut hash);
                 }
                 (0, file.records as i64, hex::encode(hash.finalize()))
@@ -162,7 +228,7 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
             });
         }
     }
-    let (brokers, reading_bar) = (kafka.brokers.clone(), verify_bar.clone());
+    let (brokers, reading_bar) = (kafka.brokers.clone(), bar.clone());
     let read_back = tokio::task::spawn_blocking(move || {
         let mut found: HashMap<(String, i32), (u64, Sha256)> = HashMap::new();
         read_spans(&brokers, &spans, None, 1000, |batch| {
@@ -207,28 +273,7 @@ pub async fn restore(kafka: &KafkaArgs, args: RestoreArgs) -> anyhow::Result<()>
             ));
         }
     }
-    verify_bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    if args.json {
-        println!(
-            "{}",
-            json!({ "ok": mismatches.is_empty(), "records": restored, "seconds": seconds,
-                    "recordsPerSecond": restored as f64 / seconds, "mismatches": mismatches })
-        );
-    } else if mismatches.is_empty() {
-        println!(
-            "restored {restored} records into {} topics in {seconds:.1} s ({:.0} records/s); read back: same records at the same offsets",
-            plan.len(),
-            restored as f64 / seconds
-        );
-    }
-    if !mismatches.is_empty() {
-        for mismatch in &mismatches {
-            eprintln!("MISMATCH: {mismatch}");
-        }
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(mismatches)
 }
 
 /// Rewrites one partition's file of a backup with `edit` applied to its records' values, and
