@@ -27,22 +27,8 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A scratch directory removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(what: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("vaxtrail-{what}-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("the temp dir is writable");
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// The tests' one scratch-directory helper (here for the drills that name it `e2e::Scratch`).
+pub use crate::Scratch;
 
 /// A Kafka-compatible broker and a schema registry, both new and empty.
 pub struct Cluster {

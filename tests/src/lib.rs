@@ -324,26 +324,47 @@ pub mod kafka {
     }
 }
 
-/// A file removed when dropped.
-pub struct TempFile(pub PathBuf);
+/// A scratch directory removed on drop: the one way tests get files and directories of their own.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A fresh directory in the temp dir, named for `what`.
+    pub fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vaxtrail-{what}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+        Self(dir)
+    }
+
+    /// Writes `content` to `name` in the directory; its path.
+    pub fn file(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).expect("the scratch dir is writable");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file removed when dropped (a [`Scratch`] holding one file).
+pub struct TempFile(
+    pub PathBuf,
+    #[allow(dead_code, reason = "removes the file's directory when dropped")] Scratch,
+);
 
 impl TempFile {
-    /// Writes `content` to a fresh file in the temp dir.
+    /// Writes `content` to a fresh file.
     pub fn with(content: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("vaxtrail-{}.json", uuid::Uuid::new_v4()));
-        std::fs::write(&path, content).expect("the temp dir is writable");
-        Self(path)
+        let dir = Scratch::new("file");
+        Self(dir.file("content.json", content), dir)
     }
 
     /// The path, as a config value.
     pub fn path(&self) -> String {
         self.0.display().to_string()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -459,12 +480,13 @@ pub mod signer {
     pub struct Issuer {
         pub dir: PathBuf,
         pub keyring: Keyring,
+        _scratch: crate::Scratch,
     }
 
     impl Issuer {
         pub fn new() -> Self {
-            let dir = std::env::temp_dir().join(format!("vaxtrail-issuer-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+            let scratch = crate::Scratch::new("issuer");
+            let dir = scratch.0.clone();
             let pem = keys::generate_pem();
             std::fs::write(dir.join("key-1.pem"), &pem).expect("the temp dir is writable");
             let keyring = Keyring::new(
@@ -473,7 +495,11 @@ pub mod signer {
                 None,
             )
             .expect("one private key");
-            Self { dir, keyring }
+            Self {
+                dir,
+                keyring,
+                _scratch: scratch,
+            }
         }
     }
 

@@ -83,10 +83,8 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
     .await;
     signer.stop().await;
 
-    let dir = std::env::temp_dir().join(format!("vaxtrail-audit-{}", stack.id));
-    std::fs::create_dir_all(&dir).unwrap();
-    let published = dir.join("did.json");
-    std::fs::write(&published, issuer.keyring.did_document().to_string()).unwrap();
+    let dir = vaxtrail_tests::Scratch::new("audit");
+    let published = dir.file("did.json", issuer.keyring.did_document().to_string());
     let (ok, report) = audit(&stack, &published).await;
     assert!(ok, "{report}");
     assert_eq!(report["outcomes"], EVENTS as u64, "{report}");
@@ -96,8 +94,7 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
 
     // Someone else's key: the first checkpoint's signature does not verify.
     let stranger = Issuer::new();
-    let other = dir.join("other.json");
-    std::fs::write(&other, stranger.keyring.did_document().to_string()).unwrap();
+    let other = dir.file("other.json", stranger.keyring.did_document().to_string());
     let (ok, report) = audit(&stack, &other).await;
     assert!(!ok);
     assert!(report["reason"].as_str().unwrap().contains("signature"), "{report}");
@@ -157,5 +154,4 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
         report["reason"].as_str().unwrap().contains("previousSha256"),
         "{report}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

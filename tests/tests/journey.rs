@@ -14,11 +14,8 @@ use vaxtrail_tests::{e2e::Deployment, eventually, fixtures, signer::Issuer};
 
 /// Decodes the QR code in a PNG with zbar: the payload bytes.
 fn scan(png: &[u8]) -> Vec<u8> {
-    let path = std::env::temp_dir().join(format!("vaxtrail-qr-{}.png", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&path, png).expect("writable");
-    let bytes = vaxtrail_tests::zbar_scan(&path);
-    let _ = std::fs::remove_file(&path);
-    bytes
+    let dir = vaxtrail_tests::Scratch::new("qr");
+    vaxtrail_tests::zbar_scan(&dir.file("qr.png", png))
 }
 
 /// Posts DIVOC's sample with an Idempotency-Key; the accepted event id.

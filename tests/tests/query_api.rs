@@ -369,8 +369,8 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     );
 
     // QR PNG and the PDF, decoded with real tools, give back a credential that verifies.
-    let dir = std::env::temp_dir().join(format!("vaxtrail-query-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = vaxtrail_tests::Scratch::new("query");
+    let dir = scratch.0.clone();
     let png = get(format!("/v1/certificates/{c2}/qr.png"))
         .await
         .bytes()
@@ -415,7 +415,6 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     for field in ["Bhaya Mitra", c2.as_str(), "MB3428BY", "Dose", "Batch"] {
         assert!(text.contains(field), "the PDF shows {field}:\n{text}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 
     // Recipients: authenticated only; by key and by DIVOC's pre-enrollment code.
     let certificates: Value = client
