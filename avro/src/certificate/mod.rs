@@ -289,13 +289,6 @@ pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
             rule: "out of range".into(),
         })
     };
-    let long = |f: &Fields, name: &str| match f.required(name)? {
-        Value::Long(l) => Ok(*l),
-        _ => Err(ConvertError::WrongType {
-            field: name.to_owned(),
-            expected: "long",
-        }),
-    };
     let source = SourcePosition {
         partition: f.int("sourcePartition")?,
         offset: long(&f, "sourceOffset")?,
@@ -306,97 +299,10 @@ pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
         .transpose()?;
     let (branch, inner) = f.union("payload")?;
     let p = Fields::of(inner, "payload")?;
-    let certificate =
-        |name: &str| -> Result<CertificateId, ConvertError> { Ok(CertificateId::parse(name, p.string(name)?)?) };
-    let body = if branch == 5 {
-        CertificateBody::StatusList(StatusListPublished {
-            list: u32::try_from(p.int("list")?).map_err(|_| ConvertError::Invalid {
-                field: "list".into(),
-                rule: "must not be negative".into(),
-            })?,
-            credential: p.string("credential")?.to_owned(),
-            revoked_count: u64::try_from(long(&p, "revokedCount")?).unwrap_or_default(),
-            bits_sha256: read_fixed(p.required("bitsSha256")?, "bitsSha256")?,
-        })
-    } else if branch == 4 {
-        CertificateBody::Checkpoint(Checkpoint {
-            partition: p.int("partition")?,
-            last_offset: long(&p, "lastOffset")?,
-            chain_head: read_fixed(p.required("chainHead")?, "chainHead")?,
-            key_id: p.string("keyId")?.to_owned(),
-            signature: match p.required("signature")? {
-                Value::Bytes(b) => b.clone(),
-                _ => {
-                    return Err(ConvertError::WrongType {
-                        field: "signature".into(),
-                        expected: "bytes",
-                    });
-                }
-            },
-        })
-    } else {
-        let mut credential = None;
-        let outcome = match branch {
-            0 => {
-                let text = p.string("credential")?;
-                let certified = CertifiedDose::from_credential(text).map_err(|e| ConvertError::Invalid {
-                    field: "credential".into(),
-                    rule: e.to_string(),
-                })?;
-                let certificate_id = certificate("certificateId")?;
-                if certified.certificate_id != certificate_id {
-                    return Err(ConvertError::Invalid {
-                        field: "credential".into(),
-                        rule: format!("certifies {}, not {certificate_id}", certified.certificate_id),
-                    });
-                }
-                credential = Some(IssuedCredential {
-                    text: text.to_owned(),
-                    key_id: p.string("keyId")?.to_owned(),
-                });
-                CertificateOutcome::CertificateIssued {
-                    certificate_id,
-                    programme: Text::parse("programId", p.string("programId")?)?,
-                    supersedes: p
-                        .optional_string("supersedes")?
-                        .map(|s| CertificateId::parse("supersedes", s))
-                        .transpose()?,
-                    fingerprint: Fingerprint(read_fixed(p.required("recordSha256")?, "recordSha256")?),
-                    certified,
-                    status: status_index(&p, source.partition)?,
-                }
-            }
-            1 => CertificateOutcome::CertificateSuperseded {
-                certificate_id: certificate("certificateId")?,
-                superseded_by: certificate("supersededBy")?,
-                update_count: u32::try_from(p.int("updateCount")?).map_err(|_| ConvertError::Invalid {
-                    field: "updateCount".into(),
-                    rule: "must not be negative".into(),
-                })?,
-            },
-            2 => CertificateOutcome::CertificateRevoked {
-                certificate_id: certificate("certificateId")?,
-                reason: Text::parse("reason", p.string("reason")?)?,
-                status: status_index(&p, source.partition)?,
-            },
-            3 => CertificateOutcome::CertificateRejected {
-                rule: p.string("rule")?.to_owned(),
-                detail: p.string("detail")?.to_owned(),
-            },
-            other => return Err(ConvertError::UnknownPayload(format!("branch {other}"))),
-        };
-        let answers = f
-            .optional_string("sourceEventId")?
-            .ok_or_else(|| ConvertError::Missing("sourceEventId".into()))?;
-        CertificateBody::Outcome {
-            recipient_key: RecipientKey::parse("recipientKey", f.string("recipientKey")?)?,
-            source_sha256: read_fixed(f.required("sourceSha256")?, "sourceSha256")?,
-            event: CertificateEvent {
-                answers: EventId::parse("sourceEventId", answers)?,
-                outcome,
-            },
-            credential,
-        }
+    let body = match branch {
+        5 => CertificateBody::StatusList(status_list(&p)?),
+        4 => CertificateBody::Checkpoint(checkpoint(&p)?),
+        _ => outcome_of(&f, &p, branch, source.partition)?,
     };
     Ok(CertificateEnvelope {
         occurred_at: millis("occurredAt")?,
@@ -404,6 +310,126 @@ pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
         source,
         previous_sha256,
         body,
+    })
+}
+
+fn long(f: &Fields, name: &str) -> Result<i64, ConvertError> {
+    match f.required(name)? {
+        Value::Long(l) => Ok(*l),
+        _ => Err(ConvertError::WrongType {
+            field: name.to_owned(),
+            expected: "long",
+        }),
+    }
+}
+
+fn certificate(p: &Fields, name: &str) -> Result<CertificateId, ConvertError> {
+    Ok(CertificateId::parse(name, p.string(name)?)?)
+}
+
+fn not_negative(field: &str, value: i32) -> Result<u32, ConvertError> {
+    u32::try_from(value).map_err(|_| ConvertError::Invalid {
+        field: field.into(),
+        rule: "must not be negative".into(),
+    })
+}
+
+fn status_list(p: &Fields) -> Result<StatusListPublished, ConvertError> {
+    Ok(StatusListPublished {
+        list: not_negative("list", p.int("list")?)?,
+        credential: p.string("credential")?.to_owned(),
+        revoked_count: u64::try_from(long(p, "revokedCount")?).unwrap_or_default(),
+        bits_sha256: read_fixed(p.required("bitsSha256")?, "bitsSha256")?,
+    })
+}
+
+fn checkpoint(p: &Fields) -> Result<Checkpoint, ConvertError> {
+    let signature = match p.required("signature")? {
+        Value::Bytes(b) => b.clone(),
+        _ => {
+            return Err(ConvertError::WrongType {
+                field: "signature".into(),
+                expected: "bytes",
+            });
+        }
+    };
+    Ok(Checkpoint {
+        partition: p.int("partition")?,
+        last_offset: long(p, "lastOffset")?,
+        chain_head: read_fixed(p.required("chainHead")?, "chainHead")?,
+        key_id: p.string("keyId")?.to_owned(),
+        signature,
+    })
+}
+
+/// An issue: the outcome, and the credential it carries (which must certify that certificate).
+fn issued(p: &Fields, partition: i32) -> Result<(CertificateOutcome, IssuedCredential), ConvertError> {
+    let text = p.string("credential")?;
+    let certified = CertifiedDose::from_credential(text).map_err(|e| ConvertError::Invalid {
+        field: "credential".into(),
+        rule: e.to_string(),
+    })?;
+    let certificate_id = certificate(p, "certificateId")?;
+    if certified.certificate_id != certificate_id {
+        return Err(ConvertError::Invalid {
+            field: "credential".into(),
+            rule: format!("certifies {}, not {certificate_id}", certified.certificate_id),
+        });
+    }
+    let credential = IssuedCredential {
+        text: text.to_owned(),
+        key_id: p.string("keyId")?.to_owned(),
+    };
+    let outcome = CertificateOutcome::CertificateIssued {
+        certificate_id,
+        programme: Text::parse("programId", p.string("programId")?)?,
+        supersedes: p
+            .optional_string("supersedes")?
+            .map(|s| CertificateId::parse("supersedes", s))
+            .transpose()?,
+        fingerprint: Fingerprint(read_fixed(p.required("recordSha256")?, "recordSha256")?),
+        certified,
+        status: status_index(p, partition)?,
+    };
+    Ok((outcome, credential))
+}
+
+/// An outcome (payload branches 0 to 3) with the envelope's fields that only outcomes have.
+fn outcome_of(f: &Fields, p: &Fields, branch: u32, partition: i32) -> Result<CertificateBody, ConvertError> {
+    let mut credential = None;
+    let outcome = match branch {
+        0 => {
+            let (outcome, issued) = issued(p, partition)?;
+            credential = Some(issued);
+            outcome
+        }
+        1 => CertificateOutcome::CertificateSuperseded {
+            certificate_id: certificate(p, "certificateId")?,
+            superseded_by: certificate(p, "supersededBy")?,
+            update_count: not_negative("updateCount", p.int("updateCount")?)?,
+        },
+        2 => CertificateOutcome::CertificateRevoked {
+            certificate_id: certificate(p, "certificateId")?,
+            reason: Text::parse("reason", p.string("reason")?)?,
+            status: status_index(p, partition)?,
+        },
+        3 => CertificateOutcome::CertificateRejected {
+            rule: p.string("rule")?.to_owned(),
+            detail: p.string("detail")?.to_owned(),
+        },
+        other => return Err(ConvertError::UnknownPayload(format!("branch {other}"))),
+    };
+    let answers = f
+        .optional_string("sourceEventId")?
+        .ok_or_else(|| ConvertError::Missing("sourceEventId".into()))?;
+    Ok(CertificateBody::Outcome {
+        recipient_key: RecipientKey::parse("recipientKey", f.string("recipientKey")?)?,
+        source_sha256: read_fixed(f.required("sourceSha256")?, "sourceSha256")?,
+        event: CertificateEvent {
+            answers: EventId::parse("sourceEventId", answers)?,
+            outcome,
+        },
+        credential,
     })
 }
 
