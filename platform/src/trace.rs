@@ -70,7 +70,7 @@ impl TraceContext {
 
     /// The trace id as 32 hex digits (what the logs show).
     pub fn trace_id(&self) -> String {
-        hex(&self.trace_id)
+        hex::encode(self.trace_id)
     }
 
     /// The context a Kafka record carries, if any.
@@ -107,8 +107,8 @@ impl fmt::Display for TraceContext {
         write!(
             f,
             "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.parent_id),
+            hex::encode(self.trace_id),
+            hex::encode(self.parent_id),
             u8::from(self.sampled)
         )
     }
@@ -121,11 +121,8 @@ fn nonzero<const N: usize>(mut bytes: [u8; N]) -> [u8; N] {
     bytes
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Lower-case hex of exactly `N` bytes (the specification forbids upper case).
+/// Lower-case hex of exactly `N` bytes (the specification forbids upper case, which `hex::decode`
+/// would accept).
 fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return None;

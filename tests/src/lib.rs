@@ -523,7 +523,7 @@ pub mod signer {
 
     impl Drop for Issuer {
         fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            // The key directory is a Scratch, removed with it; its published half is beside it.
             let _ = std::fs::remove_dir_all(public_dir(&self.dir));
         }
     }
