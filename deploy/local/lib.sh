@@ -135,3 +135,33 @@ running_components() {
   done
   return 0
 }
+
+# The shared target dir outlives clones and sessions. Every change to the dependency graph leaves
+# another copy of each test binary (~180 MB each, 13 binaries) and incremental caches grow with
+# each edit, so a busy machine once filled its disk and the linker died with SIGBUS mid-CI.
+# Before building: keep only the newest executable of each name in deps/, and when the disk is
+# still short of $VAXTRAIL_MIN_FREE_GB (default 25), drop the incremental caches too (they only
+# make rebuilds faster; cargo recreates them).
+prune_target() {
+  local deps=$CARGO_TARGET_DIR/debug/deps freed=0 stem file
+  [ -d "$deps" ] || return 0
+  declare -A newest=()
+  while IFS= read -r file; do
+    stem=${file##*/}
+    stem=${stem%-*}
+    if [ -n "${newest[$stem]:-}" ]; then
+      freed=$((freed + $(stat -c %s "$file")))
+      rm -f "$file"
+    else
+      newest[$stem]=$file
+    fi
+  done < <(find "$deps" -maxdepth 1 -type f -executable ! -name '*.so' -printf '%T@ %p\n' \
+    | sort -rn | cut -d' ' -f2-)
+  [ "$freed" -eq 0 ] || say "target dir: removed $((freed / 1048576)) MB of superseded binaries"
+  local free_gb
+  free_gb=$(df -P --block-size=1G "$CARGO_TARGET_DIR" | awk 'NR==2 {print $4}')
+  if [ "$free_gb" -lt "${VAXTRAIL_MIN_FREE_GB:-25}" ] && [ -d "$CARGO_TARGET_DIR/debug/incremental" ]; then
+    say "target dir: only ${free_gb} GB free, removing incremental caches"
+    rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+  fi
+}
