@@ -170,31 +170,7 @@ pub async fn bulk(
     let mut reader = csv_async::AsyncReaderBuilder::new()
         .trim(csv_async::Trim::All)
         .create_reader(tokio_util::io::StreamReader::new(body));
-    let header = reader
-        .headers()
-        .await
-        .map_err(|e| {
-            if over.load(Ordering::Acquire) {
-                too_large(limit, intake.max_bulk_rows, 0)
-            } else {
-                Problem::malformed(format!("the CSV header cannot be read: {e}"))
-            }
-        })?
-        .clone();
-    let mut columns = [0usize; COLUMNS.len()];
-    let mut missing = Vec::new();
-    for (slot, (name, _)) in columns.iter_mut().zip(COLUMNS) {
-        match header.iter().position(|h| h == name) {
-            Some(index) => *slot = index,
-            None => missing.push(FieldError::new(
-                name,
-                "column is missing from the CSV header (DIVOC's bulk format)",
-            )),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(Problem::invalid(missing));
-    }
+    let columns = columns(&mut reader, &over, limit, intake.max_bulk_rows).await?;
 
     let ctx = intake.context();
     let mut outcomes: Vec<Value> = Vec::new();
@@ -250,6 +226,38 @@ pub async fn bulk(
     metrics::counter!("vaxtrail_commands_bulk_rows_total", "outcome" => "rejected").increment(rejected as u64);
     let body = json!({ "accepted": accepted, "rejected": rejected, "rows": outcomes });
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Where each of DIVOC's columns is in the file's header row (422 naming every one missing).
+async fn columns<R: tokio::io::AsyncRead + Unpin + Send>(
+    reader: &mut csv_async::AsyncReader<R>,
+    over: &AtomicBool,
+    limit: usize,
+    max_rows: usize,
+) -> Result<[usize; COLUMNS.len()], Problem> {
+    let header = reader.headers().await.map_err(|e| {
+        if over.load(Ordering::Acquire) {
+            too_large(limit, max_rows, 0)
+        } else {
+            Problem::malformed(format!("the CSV header cannot be read: {e}"))
+        }
+    })?;
+    let mut columns = [0usize; COLUMNS.len()];
+    let mut missing = Vec::new();
+    for (slot, (name, _)) in columns.iter_mut().zip(COLUMNS) {
+        match header.iter().position(|h| h == name) {
+            Some(index) => *slot = index,
+            None => missing.push(FieldError::new(
+                name,
+                "column is missing from the CSV header (DIVOC's bulk format)",
+            )),
+        }
+    }
+    if missing.is_empty() {
+        Ok(columns)
+    } else {
+        Err(Problem::invalid(missing))
+    }
 }
 
 /// The request body as a stream of bytes that fails (and raises `over`) once more than `limit`

@@ -1,6 +1,10 @@
 //! The command endpoints. Every record of a request is parsed first; if any is invalid, nothing is
 //! appended and the answer names each bad field. Otherwise each record is appended and the answer,
 //! 202 with the event ids, is sent only once the broker has acknowledged every one.
+//!
+//! Over 400 lines: one handler per endpoint, each beside the utoipa annotation that documents it
+//! (so the document and the handler change together); parsing lives in `domain`, appending in
+//! `producer`, bulk files in `bulk`.
 
 use std::sync::Arc;
 

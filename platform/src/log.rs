@@ -6,9 +6,12 @@
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context as _;
+
+use crate::Backoff;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
+    error::KafkaError,
     message::OwnedMessage,
 };
 
@@ -67,10 +70,17 @@ fn consumer(brokers: &str) -> anyhow::Result<BaseConsumer> {
 pub fn watermarks(brokers: &str, topics: &[String]) -> anyhow::Result<Vec<Watermarks>> {
     let consumer = consumer(brokers)?;
     let timeout = Duration::from_secs(30);
+    // A broker busy with another client's large fetch can take longer than one timeout to answer
+    // (Tansu 0.6 after a reader was killed mid-read): asked again, for up to three minutes.
+    let patiently = Backoff::new(Duration::from_millis(500), Duration::from_secs(5)).giving_up_after(Duration::from_secs(180));
+    let retriable = |error: &KafkaError| {
+        tracing::warn!(%error, "asking the broker for watermarks; asking again");
+        true
+    };
     let mut found = Vec::new();
     for name in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(name), timeout)
+        let metadata = patiently
+            .retry_blocking(|| consumer.fetch_metadata(Some(name), timeout), retriable)
             .with_context(|| format!("reading the metadata of {name}"))?;
         let Some(topic) = metadata
             .topics()
@@ -82,8 +92,8 @@ pub fn watermarks(brokers: &str, topics: &[String]) -> anyhow::Result<Vec<Waterm
         let mut partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
         partitions.sort_unstable();
         for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(name, partition, timeout)
+            let (low, high) = patiently
+                .retry_blocking(|| consumer.fetch_watermarks(name, partition, timeout), retriable)
                 .with_context(|| format!("watermarks of {name}/{partition}"))?;
             found.push(Watermarks {
                 topic: name.clone(),

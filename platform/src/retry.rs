@@ -48,6 +48,28 @@ impl Backoff {
         std::iter::successors(Some(self.first), move |d| Some((*d * 2).min(self.max)))
     }
 
+    /// [`Backoff::retry`] for a blocking thread (a librdkafka admin call, say): sleeps between
+    /// tries; with no deadline and no shutdown token, so give it one with
+    /// [`Backoff::giving_up_after`].
+    pub fn retry_blocking<T, E>(
+        self,
+        mut call: impl FnMut() -> Result<T, E>,
+        mut retriable: impl FnMut(&E) -> bool,
+    ) -> Result<T, E> {
+        let deadline = self.give_up_after.map(|limit| Instant::now() + limit);
+        let mut delays = self.delays();
+        loop {
+            let error = match call() {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if !retriable(&error) || deadline.is_none_or(|d| Instant::now() >= d) {
+                return Err(error);
+            }
+            std::thread::sleep(delays.next().expect("delays never end"));
+        }
+    }
+
     /// Calls `call` until it succeeds, fails with an error `retriable` refuses, the deadline
     /// passes (the last error) or `stop` is cancelled while waiting ([`Stopped`]). `retriable`
     /// sees every error first: the place to log it and count it.
@@ -92,6 +114,36 @@ mod tests {
     fn delays_double_up_to_the_ceiling() {
         let delays: Vec<u64> = QUICK.delays().take(5).map(|d| d.as_millis() as u64).collect();
         assert_eq!(delays, [1, 2, 4, 4, 4]);
+    }
+
+    #[test]
+    fn blocking_retries_until_success_and_gives_up_at_its_deadline() {
+        let calls = AtomicU32::new(0);
+        let patient = QUICK.giving_up_after(Duration::from_secs(5));
+        let answer = patient.retry_blocking(
+            || match calls.fetch_add(1, Ordering::SeqCst) {
+                0..3 => Err("timed out"),
+                _ => Ok(7),
+            },
+            |_| true,
+        );
+        assert_eq!((answer, calls.load(Ordering::SeqCst)), (Ok(7), 4));
+
+        let started = Instant::now();
+        let hopeless = QUICK.giving_up_after(Duration::from_millis(30));
+        let answer: Result<(), _> = hopeless.retry_blocking(|| Err("down"), |_| true);
+        assert_eq!(answer, Err("down"));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        // Without a deadline it does not loop forever: the first error comes back.
+        let once = AtomicU32::new(0);
+        let answer: Result<(), _> = QUICK.retry_blocking(
+            || {
+                once.fetch_add(1, Ordering::SeqCst);
+                Err("down")
+            },
+            |_| true,
+        );
+        assert_eq!((answer, once.load(Ordering::SeqCst)), (Err("down"), 1));
     }
 
     #[tokio::test]

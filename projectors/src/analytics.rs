@@ -3,7 +3,10 @@
 //! (queries that must be exact read `FINAL`). A batch is inserted first and its next offsets only
 //! after the insert succeeded. The SQL runs on Debian's ClickHouse 18.16 and on a current server.
 
-use avro::certificate::CertificateBody;
+use avro::{
+    certificate::{CertificateBody, CertificateEnvelope},
+    vaccination::VaccinationEnvelope,
+};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use domain::{
     commands::{Birth, RecordVaccination},
@@ -264,74 +267,15 @@ impl Projection for AnalyticsProjection {
         let mut next = std::collections::BTreeMap::new();
         for item in batch {
             match &item.record {
-                Projected::Vaccination(envelope) => {
-                    if let Some(record) = envelope.event.payload.record() {
-                        let v = &record.vaccination;
-                        vaccinations.push(VaccinationRow {
-                            event_id: envelope.event.event_id.to_string(),
-                            event_type: envelope.event.payload.event_type().to_owned(),
-                            vaccination_date: days(v.date.date()),
-                            programme: record.programme.as_str().to_owned(),
-                            vaccine: v.vaccine.name.clone(),
-                            manufacturer: v.manufacturer.as_str().to_owned(),
-                            dose: v.dose.number(),
-                            total_doses: v.dose.of(),
-                            gender: record.recipient.gender.to_string(),
-                            age_band: age_band(record).to_owned(),
-                            facility: record.facility.name.as_str().to_owned(),
-                            district: record.facility.address.district.as_str().to_owned(),
-                            state: record.facility.address.state.as_str().to_owned(),
-                            country: record.facility.address.country.as_str().to_owned(),
-                            occurred_at: seconds(envelope.provenance.occurred_at),
-                        });
-                    }
-                }
-                Projected::Certificate(envelope) => {
-                    if let CertificateBody::Outcome { event, .. } = &envelope.body {
-                        let (outcome, certificate_id, rule) = match &event.outcome {
-                            CertificateOutcome::CertificateIssued { certificate_id, .. } => {
-                                ("issued", certificate_id.as_str(), "")
-                            }
-                            CertificateOutcome::CertificateSuperseded { certificate_id, .. } => {
-                                ("superseded", certificate_id.as_str(), "")
-                            }
-                            CertificateOutcome::CertificateRevoked { certificate_id, .. } => {
-                                ("revoked", certificate_id.as_str(), "")
-                            }
-                            CertificateOutcome::CertificateRejected { rule, .. } => ("rejected", "", rule.as_str()),
-                        };
-                        let latency = (envelope.recorded_at - envelope.occurred_at).num_milliseconds().max(0) as u64;
-                        outcomes.push(OutcomeRow {
-                            record_id: envelope.event_id().to_string(),
-                            source_event_id: event.answers.to_string(),
-                            outcome: outcome.to_owned(),
-                            certificate_id: certificate_id.to_owned(),
-                            rule: rule.to_owned(),
-                            decided_at: seconds(envelope.recorded_at),
-                            occurred_at: seconds(envelope.occurred_at),
-                            signing_latency_ms: latency,
-                        });
-                    }
-                }
+                Projected::Vaccination(envelope) => vaccinations.extend(VaccinationRow::of(envelope)),
+                Projected::Certificate(envelope) => outcomes.extend(OutcomeRow::of(envelope)),
                 Projected::Skipped => {}
             }
             let slot = next.entry((item.topic.clone(), item.partition)).or_insert(0);
             *slot = (*slot).max(item.offset + 1);
         }
-        if !vaccinations.is_empty() {
-            let mut insert = self.client.insert::<VaccinationRow>("vaccinations").await?;
-            for row in &vaccinations {
-                insert.write(row).await?;
-            }
-            insert.end().await?;
-        }
-        if !outcomes.is_empty() {
-            let mut insert = self.client.insert::<OutcomeRow>("certificate_outcomes").await?;
-            for row in &outcomes {
-                insert.write(row).await?;
-            }
-            insert.end().await?;
-        }
+        self.insert("vaccinations", &vaccinations).await?;
+        self.insert("certificate_outcomes", &outcomes).await?;
         // Only after the rows are in: a crash between the two re-inserts rows that merge away.
         let mut insert = self.client.insert::<PositionRow>("projection_positions").await?;
         for ((topic, partition), next_offset) in next {
@@ -346,6 +290,77 @@ impl Projection for AnalyticsProjection {
         }
         insert.end().await?;
         Ok(())
+    }
+}
+
+impl AnalyticsProjection {
+    /// Inserts `rows` into `table` in one INSERT (none when there are none).
+    async fn insert<R>(&self, table: &str, rows: &[R]) -> anyhow::Result<()>
+    where
+        R: clickhouse::Row + serde::Serialize,
+        for<'a> R: clickhouse::RowWrite<Value<'a> = R>,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert::<R>(table).await?;
+        for row in rows {
+            insert.write(row).await?;
+        }
+        Ok(insert.end().await?)
+    }
+}
+
+impl VaccinationRow {
+    /// The row of a recorded (or corrected) vaccination; none for other events.
+    fn of(envelope: &VaccinationEnvelope) -> Option<Self> {
+        let record = envelope.event.payload.record()?;
+        let v = &record.vaccination;
+        Some(Self {
+            event_id: envelope.event.event_id.to_string(),
+            event_type: envelope.event.payload.event_type().to_owned(),
+            vaccination_date: days(v.date.date()),
+            programme: record.programme.as_str().to_owned(),
+            vaccine: v.vaccine.name.clone(),
+            manufacturer: v.manufacturer.as_str().to_owned(),
+            dose: v.dose.number(),
+            total_doses: v.dose.of(),
+            gender: record.recipient.gender.to_string(),
+            age_band: age_band(record).to_owned(),
+            facility: record.facility.name.as_str().to_owned(),
+            district: record.facility.address.district.as_str().to_owned(),
+            state: record.facility.address.state.as_str().to_owned(),
+            country: record.facility.address.country.as_str().to_owned(),
+            occurred_at: seconds(envelope.provenance.occurred_at),
+        })
+    }
+}
+
+impl OutcomeRow {
+    /// The row of a signer's outcome; none for status lists and checkpoints.
+    fn of(envelope: &CertificateEnvelope) -> Option<Self> {
+        let CertificateBody::Outcome { event, .. } = &envelope.body else {
+            return None;
+        };
+        let (outcome, certificate_id, rule) = match &event.outcome {
+            CertificateOutcome::CertificateIssued { certificate_id, .. } => ("issued", certificate_id.as_str(), ""),
+            CertificateOutcome::CertificateSuperseded { certificate_id, .. } => {
+                ("superseded", certificate_id.as_str(), "")
+            }
+            CertificateOutcome::CertificateRevoked { certificate_id, .. } => ("revoked", certificate_id.as_str(), ""),
+            CertificateOutcome::CertificateRejected { rule, .. } => ("rejected", "", rule.as_str()),
+        };
+        let latency = (envelope.recorded_at - envelope.occurred_at).num_milliseconds().max(0) as u64;
+        Some(Self {
+            record_id: envelope.event_id().to_string(),
+            source_event_id: event.answers.to_string(),
+            outcome: outcome.to_owned(),
+            certificate_id: certificate_id.to_owned(),
+            rule: rule.to_owned(),
+            decided_at: seconds(envelope.recorded_at),
+            occurred_at: seconds(envelope.occurred_at),
+            signing_latency_ms: latency,
+        })
     }
 }
 

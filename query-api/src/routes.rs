@@ -1,6 +1,9 @@
 //! The public and authenticated read endpoints: certificates (JSON-LD, QR, PDF, status), event
 //! outcomes, recipients, verification, the issuer's DID document, the vaccination context and the
 //! revocation status lists.
+//!
+//! Over 400 lines: one handler per endpoint, each beside the utoipa annotation that documents it;
+//! access rules live in `access`, reads in `store`, verification in `verify`, the PDF in `pdf`.
 
 use std::sync::Arc;
 

@@ -3,6 +3,9 @@
 //! rebuilding from the log: see `projectors::generation`). Postgres answers only while its own
 //! marker says complete, checked after each read; when it cannot answer, or is being rebuilt, the
 //! answer is "unavailable" (503), never "not found" or a stale status.
+//!
+//! Over 400 lines: every read has its cache path and its Postgres fallback side by side, so the
+//! marker check that makes a fallback trustworthy is visible next to each.
 
 use chrono::{DateTime, Utc};
 use platform::read_models::CacheKeys;

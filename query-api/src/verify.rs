@@ -191,43 +191,50 @@ impl Verifier {
         let Some(id) = certificate_id else {
             return Ok(Answer::invalid("the credential names no certificate id"));
         };
-        match store.standing(&id).await? {
-            Some(standing) => match standing {
-                Standing::Active => {}
-                Standing::Revoked { reason, revoked_at } => {
-                    answer.outcome = "revoked";
-                    answer.reasons.push(match revoked_at {
-                        Some(at) => format!("revoked at {} for: {reason}", at.to_rfc3339()),
-                        None => format!("revoked for: {reason}"),
-                    });
-                    answer.revoked_at = revoked_at;
-                    answer.revocation_reason = Some(reason);
-                }
-                Standing::Superseded { superseded_by, .. } => {
-                    answer.outcome = "superseded";
-                    answer
-                        .reasons
-                        .push(format!("superseded by certificate {superseded_by}"));
-                    answer.superseded_by = Some(superseded_by);
-                }
-            },
-            None => {
-                // Not (yet) in the read models: the signer's published list still says whether
-                // it is revoked.
-                if let Some((list, index)) = crate::status_list::entry(&document)
-                    && let Some(list) = list.rsplit('/').next().and_then(|l| l.parse::<u32>().ok())
-                    && let Some(published) = store.published_status_list(list).await?
-                    && let Ok(published) = serde_json::from_str::<Value>(&published)
-                    && let Some(encoded) = published["credentialSubject"]["encodedList"].as_str()
-                    && crate::status_list::is_set(encoded, index).unwrap_or(false)
-                {
-                    answer.outcome = "revoked";
-                    answer.reasons.push("revoked (its status list bit is set)".into());
-                }
-            }
-        }
+        standing(&mut answer, store, &id, &document).await?;
         Ok(answer)
     }
+}
+
+/// Marks a valid credential revoked or superseded as the read models say, or when they do not
+/// know it yet, as the signer's published status list says.
+async fn standing(answer: &mut Answer, store: &Store, id: &str, document: &Value) -> Result<(), Refused> {
+    match store.standing(id).await? {
+        Some(standing) => match standing {
+            Standing::Active => {}
+            Standing::Revoked { reason, revoked_at } => {
+                answer.outcome = "revoked";
+                answer.reasons.push(match revoked_at {
+                    Some(at) => format!("revoked at {} for: {reason}", at.to_rfc3339()),
+                    None => format!("revoked for: {reason}"),
+                });
+                answer.revoked_at = revoked_at;
+                answer.revocation_reason = Some(reason);
+            }
+            Standing::Superseded { superseded_by, .. } => {
+                answer.outcome = "superseded";
+                answer
+                    .reasons
+                    .push(format!("superseded by certificate {superseded_by}"));
+                answer.superseded_by = Some(superseded_by);
+            }
+        },
+        None => {
+            // Not (yet) in the read models: the signer's published list still says whether
+            // it is revoked.
+            if let Some((list, index)) = crate::status_list::entry(document)
+                && let Some(list) = list.rsplit('/').next().and_then(|l| l.parse::<u32>().ok())
+                && let Some(published) = store.published_status_list(list).await?
+                && let Ok(published) = serde_json::from_str::<Value>(&published)
+                && let Some(encoded) = published["credentialSubject"]["encodedList"].as_str()
+                && crate::status_list::is_set(encoded, index).unwrap_or(false)
+            {
+                answer.outcome = "revoked";
+                answer.reasons.push("revoked (its status list bit is set)".into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The credential is one vaxtrail issues: its contexts, types and a proof.

@@ -3,13 +3,11 @@
 //! Tansu broker and a registry of its own) to restore a backup into.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Output, Stdio},
     time::Duration,
 };
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::{TestStack, bin_dir, eventually, repo_root, signer::Issuer};
@@ -27,133 +25,58 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+pub use crate::{
+    cluster::Cluster,
+    drill::{
+        Restored, Snapshot, assert_same, count_from_env, live_deployment, load, replay, restore, sample, settled,
+        snapshot,
+    },
+};
+
 /// The tests' one scratch-directory helper (here for the drills that name it `e2e::Scratch`).
 pub use crate::Scratch;
 
-/// A Kafka-compatible broker and a schema registry, both new and empty.
-pub struct Cluster {
-    pub brokers: String,
-    pub registry_url: String,
-    /// The network namespace the broker runs in, if any.
-    namespace: Option<String>,
-    children: Vec<tokio::process::Child>,
-    _dir: Scratch,
-}
-
-impl Cluster {
-    /// Starts Tansu (SQLite storage in a scratch directory) and `vaxtrail-registry` over it.
-    pub async fn start_empty() -> Self {
-        Self::start_behind(None).await
-    }
-
-    /// Starts an empty cluster whose broker lives in network namespace `link` (reached over its
-    /// veth pair), so a drill can cut the services off from it.
-    pub async fn start_behind(link: Option<&crate::netns::Link>) -> Self {
-        let dir = Scratch::new("cluster");
-        std::fs::write(dir.0.join(".env"), "").expect("writable");
-        let (broker_port, registry_port) = (free_port(), free_port());
-        let host = link.map_or("127.0.0.1".to_owned(), |l| l.inside.clone());
-        let brokers = format!("{host}:{broker_port}");
-        let log = |name: &str| Stdio::from(std::fs::File::create(dir.0.join(name)).expect("writable"));
-        let namespace = link.map(|l| l.namespace.clone());
-        let broker = Self::broker(&dir.0, &brokers, namespace.as_deref()).await;
-        let registry = tokio::process::Command::new(bin_dir().join("vaxtrail-registry"))
-            .env("VAXTRAIL_KAFKA_BROKERS", &brokers)
-            .env("VAXTRAIL_REGISTRY_LISTEN", format!("127.0.0.1:{registry_port}"))
-            .env("VAXTRAIL_LOG", "warn")
-            .stdout(log("registry.log"))
-            .stderr(log("registry.err"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("vaxtrail-registry was built");
-        let registry_url = format!("http://127.0.0.1:{registry_port}");
-        let client = reqwest::Client::new();
-        eventually(Duration::from_secs(60), "the new registry to answer", || {
-            let (client, url) = (client.clone(), format!("{registry_url}/subjects"));
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
-        Self {
-            brokers,
-            registry_url,
-            namespace,
-            children: vec![broker, registry],
-            _dir: dir,
-        }
-    }
-}
-
-impl Cluster {
-    /// Starts Tansu on `brokers` with its SQLite storage in `dir` (new, or as it was left).
-    async fn broker(dir: &Path, brokers: &str, namespace: Option<&str>) -> tokio::process::Child {
-        let tansu = std::env::var_os("VAXTRAIL_TANSU")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/vaxtrail/tools/bin/tansu")
-            });
-        let log = |name: &str| {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(name))
-                .expect("writable");
-            Stdio::from(file)
-        };
-        let mut command = match namespace {
-            Some(namespace) => {
-                let mut command = tokio::process::Command::new("ip");
-                command.args(["netns", "exec", namespace]).arg(&tansu);
-                command
-            }
-            None => tokio::process::Command::new(&tansu),
-        };
-        let broker = command
-            .current_dir(dir)
-            .args(["broker", "--listener-url"])
-            .arg(format!("tcp://{brokers}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://{brokers}"))
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(log("broker.log"))
-            .stderr(log("broker.err"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tansu is installed (deploy/local/up)");
-        eventually(Duration::from_secs(30), "the broker to listen", || async {
-            tokio::net::TcpStream::connect(brokers).await.ok().map(|_| ())
-        })
-        .await;
-        broker
-    }
-
-    /// Kills the broker with SIGKILL, as a machine that loses power would.
-    pub async fn kill_broker(&mut self) {
-        let broker = &mut self.children[0];
-        let _ = broker.start_kill();
-        let _ = broker.wait().await;
-    }
-
-    /// Starts the broker again on the same port and storage.
-    pub async fn restart_broker(&mut self) {
-        let brokers = self.brokers.clone();
-        self.children[0] = Self::broker(&self._dir.0, &brokers, self.namespace.as_deref()).await;
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.start_kill();
-        }
-    }
+/// The environment a service process gets on `stack`'s slice, signing with (or trusting the
+/// published halves of) the keys in `issuer_keys`.
+pub fn service_env(stack: &TestStack, issuer_keys: &Path) -> Vec<(String, String)> {
+    let keys = repo_root().join(".vaxtrail/keys");
+    let s = stack;
+    [
+        ("VAXTRAIL_KAFKA_BROKERS", s.kafka.brokers.clone()),
+        ("VAXTRAIL_SCHEMA_REGISTRY_URL", s.kafka.schema_registry_url.clone()),
+        ("VAXTRAIL_TOPIC_PREFIX", s.kafka.topic_prefix.clone()),
+        ("VAXTRAIL_PARTITIONS", s.kafka.partitions.to_string()),
+        ("VAXTRAIL_DATABASE_URL", s.postgres.url.expose().to_owned()),
+        ("VAXTRAIL_DATABASE_SCHEMA", s.postgres.schema.clone()),
+        ("VAXTRAIL_REDIS_URL", s.redis.url.expose().to_owned()),
+        ("VAXTRAIL_REDIS_KEY_PREFIX", s.redis.key_prefix.clone()),
+        ("VAXTRAIL_CLICKHOUSE_URL", s.clickhouse.url.clone()),
+        ("VAXTRAIL_CLICKHOUSE_DATABASE", s.clickhouse.database.clone()),
+        ("VAXTRAIL_ISSUER_DID", DID.to_owned()),
+        ("VAXTRAIL_ISSUER_KEYS", issuer_keys.display().to_string()),
+        (
+            "VAXTRAIL_ISSUER_PUBLIC_KEYS",
+            crate::signer::public_dir(issuer_keys).display().to_string(),
+        ),
+        ("VAXTRAIL_ENVIRONMENT", "development".to_owned()),
+        // The drills read thousands of answers from one address: the operator's, not the
+        // public's (public_surface.rs tests the per-client rate).
+        ("VAXTRAIL_RATE_LIMIT_PER_SECOND", "1000000".to_owned()),
+        ("VAXTRAIL_RATE_LIMIT_BURST", "1000000".to_owned()),
+        ("VAXTRAIL_PUBLIC_BASE_URL", PUBLIC_BASE_URL.to_owned()),
+        ("VAXTRAIL_JWKS", keys.join("dev-jwks.json").display().to_string()),
+        (
+            "VAXTRAIL_DEV_TOKEN_KEY",
+            keys.join("dev-token-key.json").display().to_string(),
+        ),
+        ("VAXTRAIL_KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("VAXTRAIL_KAFKA_MAX_POLL_INTERVAL_MS", "20000".to_owned()),
+        ("VAXTRAIL_LOG", "warn".to_owned()),
+        ("RUST_BACKTRACE", "0".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 /// A running service process.
@@ -164,6 +87,25 @@ pub struct Service {
 }
 
 impl Service {
+    /// Starts binary `name` (from the build's bin dir) listening on a free port, with `env`, its
+    /// output going to `stdout` and `stderr`. Killed if dropped.
+    pub fn launch(name: &str, env: impl IntoIterator<Item = (String, String)>, stdout: Stdio, stderr: Stdio) -> Self {
+        let address = format!("127.0.0.1:{}", free_port());
+        let child = tokio::process::Command::new(bin_dir().join(name))
+            .envs(env)
+            .env("VAXTRAIL_LISTEN", &address)
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} was built (deploy/local/up builds every binary): {e}"));
+        Self {
+            name: name.to_owned(),
+            address,
+            child,
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -189,6 +131,20 @@ impl Service {
         }
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
         let _ = self.child.start_kill();
+    }
+
+    /// SIGTERM, and asserts a clean exit within 30 s.
+    pub async fn stop_cleanly(&mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} stops within 30 s", self.name))
+            .expect("it exits");
+        assert!(status.success(), "{} exited with {status}", self.name);
     }
 }
 
@@ -236,44 +192,7 @@ impl Deployment {
 
     /// The environment every process of this deployment gets.
     pub fn env(&self) -> Vec<(String, String)> {
-        let keys = repo_root().join(".vaxtrail/keys");
-        let s = &self.stack;
-        [
-            ("VAXTRAIL_KAFKA_BROKERS", s.kafka.brokers.clone()),
-            ("VAXTRAIL_SCHEMA_REGISTRY_URL", s.kafka.schema_registry_url.clone()),
-            ("VAXTRAIL_TOPIC_PREFIX", s.kafka.topic_prefix.clone()),
-            ("VAXTRAIL_PARTITIONS", s.kafka.partitions.to_string()),
-            ("VAXTRAIL_DATABASE_URL", s.postgres.url.expose().to_owned()),
-            ("VAXTRAIL_DATABASE_SCHEMA", s.postgres.schema.clone()),
-            ("VAXTRAIL_REDIS_URL", s.redis.url.expose().to_owned()),
-            ("VAXTRAIL_REDIS_KEY_PREFIX", s.redis.key_prefix.clone()),
-            ("VAXTRAIL_CLICKHOUSE_URL", s.clickhouse.url.clone()),
-            ("VAXTRAIL_CLICKHOUSE_DATABASE", s.clickhouse.database.clone()),
-            ("VAXTRAIL_ISSUER_DID", DID.to_owned()),
-            ("VAXTRAIL_ISSUER_KEYS", self.issuer_keys.display().to_string()),
-            (
-                "VAXTRAIL_ISSUER_PUBLIC_KEYS",
-                crate::signer::public_dir(&self.issuer_keys).display().to_string(),
-            ),
-            ("VAXTRAIL_ENVIRONMENT", "development".to_owned()),
-            // The drills read thousands of answers from one address: the operator's, not the
-            // public's (public_surface.rs tests the per-client rate).
-            ("VAXTRAIL_RATE_LIMIT_PER_SECOND", "1000000".to_owned()),
-            ("VAXTRAIL_RATE_LIMIT_BURST", "1000000".to_owned()),
-            ("VAXTRAIL_PUBLIC_BASE_URL", PUBLIC_BASE_URL.to_owned()),
-            ("VAXTRAIL_JWKS", keys.join("dev-jwks.json").display().to_string()),
-            (
-                "VAXTRAIL_DEV_TOKEN_KEY",
-                keys.join("dev-token-key.json").display().to_string(),
-            ),
-            ("VAXTRAIL_KAFKA_SESSION_TIMEOUT_MS", "6000".to_owned()),
-            ("VAXTRAIL_KAFKA_MAX_POLL_INTERVAL_MS", "20000".to_owned()),
-            ("VAXTRAIL_LOG", "warn".to_owned()),
-            ("RUST_BACKTRACE", "0".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        service_env(&self.stack, &self.issuer_keys)
     }
 
     /// The broker and registry of its own (for drills that kill the broker).
@@ -317,27 +236,15 @@ impl Deployment {
 
     /// Starts a service without waiting for it. Returns its index in `services`.
     pub fn launch(&mut self, name: &str, extra: &[(&str, &str)]) -> usize {
-        let address = format!("127.0.0.1:{}", free_port());
         let index = self.services.len();
         let log = |suffix: &str| {
             Stdio::from(std::fs::File::create(self.logs.0.join(format!("{name}-{index}.{suffix}"))).expect("writable"))
         };
-        let mut command = tokio::process::Command::new(bin_dir().join(name));
-        command
-            .envs(self.env())
-            .env("VAXTRAIL_LISTEN", &address)
-            .stdout(log("out"))
-            .stderr(log("err"))
-            .kill_on_drop(true);
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        let child = command.spawn().unwrap_or_else(|e| panic!("{name} was built: {e}"));
-        self.services.push(Service {
-            name: name.to_owned(),
-            address,
-            child,
-        });
+        let env = self
+            .env()
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.services.push(Service::launch(name, env, log("out"), log("err")));
         index
     }
 
@@ -447,238 +354,21 @@ pub fn listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-// The drills' shared steps.
-
-/// A count from the environment, or `default`.
-pub fn count_from_env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A deployment on a cluster of its own with the four services started.
-pub async fn live_deployment(issuer: &Issuer) -> Deployment {
-    let mut live = Deployment::on_own_cluster(issuer).await;
-    live.start_all().await;
-    live
-}
-
-/// Posts `people` demo people through the deployment's command API (`vaxctl demo`) and waits until
-/// every vaccination is answered and every projection has reached the topics' ends.
-pub async fn load(deployment: &Deployment, people: u64) {
-    let started = std::time::Instant::now();
-    let (command, query) = (deployment.url("command-api"), deployment.url("query-api"));
-    deployment
-        .vaxctl_ok(&[
-            "demo",
-            "--count",
-            &people.to_string(),
-            "--rate",
-            "5000",
-            "--command-url",
-            &command,
-            "--query-url",
-            &query,
-        ])
-        .await;
-    eventually(
-        Duration::from_secs(1800),
-        "every vaccination answered and projected",
-        || settled(&deployment.stack),
-    )
-    .await;
-    eprintln!(
-        "drill: {people} people posted, signed and projected in {:?}",
-        started.elapsed()
-    );
-}
-
-/// What the query API answers, by request, for comparing before and after.
-pub type Snapshot = BTreeMap<String, String>;
-
-/// Offsets every projection stored, against the topics' high watermarks: `None` while any lags
-/// or any vaccination has no outcome yet.
-pub async fn settled(stack: &TestStack) -> Option<()> {
-    let topics = stack.kafka.topics();
-    let names = [topics.vaccination_events, topics.certificate_events];
-    let marks = platform::log::watermarks_async(&stack.kafka.brokers, &names)
-        .await
-        .ok()?;
-    let pool = stack.postgres.pool().ok()?;
-    let unanswered: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM vaccinations v
-         WHERE NOT EXISTS (SELECT 1 FROM event_outcomes o WHERE o.source_event_id = v.event_id)",
-    )
-    .fetch_one(&pool)
-    .await
-    .ok()?;
-    let postgres: Vec<(String, i32, i64)> =
-        sqlx::query_as("SELECT topic, partition, next_offset FROM projection_offsets")
-            .fetch_all(&pool)
-            .await
-            .ok()?;
-    let mut redis = stack
-        .redis
-        .client()
-        .ok()?
-        .get_multiplexed_async_connection()
-        .await
-        .ok()?;
-    let cached: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(format!("{}offsets", stack.redis.key_prefix))
-        .query_async(&mut redis)
-        .await
-        .ok()?;
-    let analytics: Vec<(String, i32, i64)> = stack
-        .clickhouse
-        .client()
-        .query(
-            "SELECT topic, partition, max(next_offset) FROM projection_positions
-             WHERE generation = (SELECT argMax(generation, at) FROM projection_generation)
-             GROUP BY topic, partition",
-        )
-        .fetch_all()
-        .await
-        .ok()?;
-    let all_there = marks.iter().filter(|m| m.high > 0).all(|m| {
-        let at = |rows: &[(String, i32, i64)]| {
-            rows.iter()
-                .any(|(t, p, o)| *t == m.topic && *p == m.partition && *o == m.high)
-        };
-        at(&postgres) && at(&analytics) && cached.get(&format!("{}:{}", m.topic, m.partition)) == Some(&m.high)
-    });
-    (unanswered == 0 && all_there).then_some(())
-}
-
-/// The sample: every 100th certificate, and the first 20 that are superseded or revoked.
-pub async fn sample(stack: &TestStack) -> Vec<String> {
-    let pool = stack.postgres.pool().expect("a pool");
-    let mut ids: Vec<String> = sqlx::query_scalar(
-        "SELECT certificate_id FROM (SELECT certificate_id, row_number() OVER (ORDER BY certificate_id) AS n
-         FROM certificates) s WHERE n % 100 = 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("certificates");
-    let changed: Vec<String> = sqlx::query_scalar(
-        "SELECT certificate_id FROM certificates WHERE status <> 'active' ORDER BY certificate_id LIMIT 20",
-    )
-    .fetch_all(&pool)
-    .await
-    .expect("certificates");
-    assert!(changed.len() >= 2, "the demo supersedes and revokes some certificates");
-    ids.extend(changed);
-    ids
-}
-
-/// The query API's answers for the sample and the analytics totals (certificates read with an
-/// administrator's token: they are personal data).
-pub async fn snapshot(query: &str, token: &str, ids: &[String]) -> Snapshot {
+/// The query API's answer for `event` (`GET /v1/events/{event}` with `token`) once it names a
+/// certificate; panics after `deadline`.
+pub async fn certified(query: &str, token: &str, event: &str, deadline: Duration) -> Value {
     let client = reqwest::Client::new();
-    let mut out = Snapshot::new();
-    for id in ids {
-        let response = client
-            .get(format!("{query}/v1/certificates/{id}"))
+    eventually(deadline, &format!("event {event} certified"), || async {
+        let body: Value = client
+            .get(format!("{query}/v1/events/{event}"))
             .bearer_auth(token)
             .send()
             .await
-            .expect("the query API answers");
-        assert_eq!(response.status(), StatusCode::OK, "certificate {id}");
-        let standing = response
-            .headers()
-            .get("Vaxtrail-Certificate-Status")
-            .map(|v| v.to_str().unwrap_or_default().to_owned())
-            .unwrap_or_default();
-        let credential = response.text().await.expect("a body");
-        let status = client
-            .get(format!("{query}/v1/certificates/{id}/status"))
-            .send()
+            .ok()?
+            .json()
             .await
-            .expect("status")
-            .text()
-            .await
-            .expect("a body");
-        let verdict = client
-            .post(format!("{query}/v1/verify"))
-            .header("Content-Type", "application/json")
-            .body(credential.clone())
-            .send()
-            .await
-            .expect("verify")
-            .text()
-            .await
-            .expect("a body");
-        out.insert(format!("{id} credential"), credential);
-        out.insert(format!("{id} header"), standing);
-        out.insert(format!("{id} status"), status);
-        out.insert(format!("{id} verify"), verdict);
-    }
-    for path in [
-        "/v1/analytics/doses?by=vaccine",
-        "/v1/analytics/doses?by=state",
-        "/v1/analytics/doses?by=dose",
-        "/v1/analytics/doses?by=ageBand",
-        "/v1/analytics/certificates?by=outcome",
-    ] {
-        let response = client.get(format!("{query}{path}")).send().await.expect("analytics");
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        out.insert(path.to_owned(), response.text().await.expect("a body"));
-    }
-    out
-}
-
-pub fn assert_same(before: &Snapshot, after: &Snapshot, when: &str) {
-    assert_eq!(before.len(), after.len());
-    for (what, answer) in before {
-        assert_eq!(Some(answer), after.get(what), "{when}: {what} differs");
-    }
-}
-
-/// Replays a projection with `vaxctl replay --json`; its figures.
-pub async fn replay(deployment: &Deployment, projection: &str) -> Value {
-    let out = deployment
-        .vaxctl_ok(&["replay", "--projection", projection, "--json"])
-        .await;
-    let figures = last_json(&out);
-    assert_eq!(figures["swapped"], true, "{projection}: {figures}");
-    eprintln!("drill figure: replay {projection}: {figures}");
-    figures
-}
-
-/// Restores a backup into a new empty cluster, with a deployment (nothing started) on it.
-pub async fn restore(live: &Deployment, dir: &str, issuer: &Issuer) -> Restored {
-    let cluster = Cluster::start_empty().await;
-    let mut stack = TestStack::new().await;
-    stack.kafka.brokers = cluster.brokers.clone();
-    stack.kafka.schema_registry_url = cluster.registry_url.clone();
-    stack.kafka.topic_prefix = live.stack.kafka.topic_prefix.clone();
-    let deployment = Deployment::new(stack, issuer).await;
-    let figures = last_json(&deployment.vaxctl_ok(&["restore", "--from", dir, "--json"]).await);
-    assert_eq!(figures["ok"], true, "{figures}");
-    eprintln!("drill figure: restore: {figures}");
-    Restored {
-        deployment,
-        _cluster: cluster,
-    }
-}
-
-/// A deployment on a restored cluster (which lives as long as it does).
-pub struct Restored {
-    pub deployment: Deployment,
-    _cluster: Cluster,
-}
-
-impl Restored {
-    /// Replays every projection into the deployment's stores and starts a query API on them.
-    pub async fn serve(&mut self) {
-        for projection in ["postgres", "redis", "clickhouse"] {
-            replay(&self.deployment, projection).await;
-        }
-        self.deployment.start("query-api", &[]).await;
-    }
-}
-
-impl std::ops::Deref for Restored {
-    type Target = Deployment;
-    fn deref(&self) -> &Deployment {
-        &self.deployment
-    }
+            .ok()?;
+        body["certificateId"].is_string().then_some(body)
+    })
+    .await
 }

@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use vaxtrail_tests::{
     TestStack, bin_dir, fixtures,
-    signer::{EventWriter, Issuer, SignerProcess, envelope, read_certificates, recipient},
+    signer::{self, EventWriter, Issuer, envelope, read_certificates, recipient},
 };
 
 const EVENTS: usize = 12;
@@ -47,7 +47,7 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
     let stack = TestStack::new().await;
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[("VAXTRAIL_CHECKPOINT_EVERY", "3")]);
+    let mut signer = signer::spawn(&stack, &issuer, &[("VAXTRAIL_CHECKPOINT_EVERY", "3")]);
     let template = fixtures::divoc_record();
     for i in 0..EVENTS {
         let mut record = template.clone();
@@ -81,7 +81,7 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
                 .any(|r| matches!(r.envelope.body, CertificateBody::Checkpoint(_)))
     })
     .await;
-    signer.stop().await;
+    signer.stop_cleanly().await;
 
     let dir = vaxtrail_tests::Scratch::new("audit");
     let published = dir.file("did.json", issuer.keyring.did_document().to_string());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use platform::auth::Role;
 use serde_json::Value;
-use vaxtrail_tests::{CommandApi, TestAuth, TestStack, deploy_local, eventually, fixtures, kafka};
+use vaxtrail_tests::{TestAuth, TestStack, deploy_local, eventually, fixtures, inprocess, kafka};
 
 async fn post(url: &str, auth: &TestAuth, key: &str, body: &Value) -> u16 {
     reqwest::Client::new()
@@ -25,7 +25,7 @@ async fn post(url: &str, auth: &TestAuth, key: &str, body: &Value) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_outage_gives_503_and_the_retry_after_it_loses_nothing() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |config| config.produce_timeout_ms = 3_000).await;
+    let api = inprocess::command_api(&stack, |config| config.produce_timeout_ms = 3_000).await;
     let (url, auth) = (api.url.clone(), &api.auth);
 
     let first = fixtures::divoc_certify_request()[0].clone();

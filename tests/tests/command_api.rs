@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use vaxtrail_tests::{
     CommandApi, TestAuth, TestStack,
     fixtures::{divoc_certify_request, divoc_sample_parsed},
-    kafka,
+    inprocess, kafka,
 };
 
 async fn post(api: &CommandApi, path: &str, key: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
@@ -50,7 +50,7 @@ async fn post_as(
 #[tokio::test(flavor = "multi_thread")]
 async fn divocs_sample_is_accepted_and_lands_on_the_topic_as_the_same_data() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let (status, _, body) = post(&api, "/v1/certify", Some("cowin-1112"), &divoc_certify_request()).await;
     assert_eq!(status, 202, "{body}");
     let event_id = body[0]["eventId"].as_str().unwrap().to_owned();
@@ -87,7 +87,7 @@ async fn divocs_sample_is_accepted_and_lands_on_the_topic_as_the_same_data() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retry_with_the_same_key_yields_the_same_event_id_and_one_record() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let record = divoc_certify_request()[0].clone();
     let (first_status, _, first) = post(&api, "/v1/vaccinations", Some("retry-1"), &record).await;
     let (second_status, _, second) = post(&api, "/v1/vaccinations", Some("retry-1"), &record).await;
@@ -107,7 +107,7 @@ async fn a_retry_with_the_same_key_yields_the_same_event_id_and_one_record() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_key_the_same_record_still_yields_the_same_event_id() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let record = divoc_certify_request()[0].clone();
     let first = post(&api, "/v1/vaccinations", None, &record).await.2;
     let second = post(&api, "/v1/vaccinations", None, &record).await.2;
@@ -117,7 +117,7 @@ async fn without_a_key_the_same_record_still_yields_the_same_event_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_bodies_get_problem_json_naming_each_field_and_append_nothing() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let mut bad = divoc_certify_request()[0].clone();
     bad["recipient"]["gender"] = json!("M");
     bad["vaccination"].as_object_mut().unwrap().remove("batch");
@@ -176,7 +176,7 @@ async fn invalid_bodies_get_problem_json_naming_each_field_and_append_nothing() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_over_the_limit_is_refused_with_413() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |config| config.max_body_bytes = 512).await;
+    let api = inprocess::command_api(&stack, |config| config.max_body_bytes = 512).await;
     let (status, content_type, problem) = post(&api, "/v1/certify", None, &divoc_certify_request()).await;
     assert_eq!(
         (status, content_type.as_deref()),
@@ -188,7 +188,7 @@ async fn a_body_over_the_limit_is_refused_with_413() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_gives_503_with_retry_after_never_202() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |config| {
+    let api = inprocess::command_api(&stack, |config| {
         config.kafka.brokers = "127.0.0.1:1".into();
         config.produce_timeout_ms = 1_500;
     })
@@ -208,7 +208,7 @@ async fn an_unreachable_broker_gives_503_with_retry_after_never_202() {
 #[tokio::test(flavor = "multi_thread")]
 async fn callers_without_a_valid_token_or_the_right_role_are_refused_and_nothing_is_appended() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let record = divoc_certify_request()[0].clone();
 
     let (status, _, problem) = post_as(&api, "/v1/vaccinations", None, &record, None).await;
@@ -264,7 +264,7 @@ async fn post_csv(api: &CommandApi, query: &str, csv: String) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bulk_csv_answers_each_row_and_appends_only_the_good_ones() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let header = include_str!("../fixtures/divoc/bulk-certify.csv").trim_end();
     let csv = [
         header.to_owned(),
@@ -318,7 +318,7 @@ async fn a_bulk_csv_answers_each_row_and_appends_only_the_good_ones() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bulk_csv_without_divocs_columns_or_a_programme_is_refused() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let (status, problem) = post_csv(
         &api,
         "?programId=1234",
@@ -355,7 +355,7 @@ fn assert_documented(document: &Value, schema: &Value, sample: &Value, at: &str)
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_matches_the_routes_and_divocs_record() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let document: Value = reqwest::get(format!("{}/openapi.json", api.url))
         .await
         .unwrap()

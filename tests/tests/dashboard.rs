@@ -15,9 +15,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use vaxctl::synthetic::Person;
 use vaxtrail_tests::{
-    TestAuth, TestStack, eventually,
-    signer::{EventWriter, Issuer, SignerProcess, envelope, recipient},
-    spawn_projectors, spawn_query_api,
+    TestAuth, TestStack, eventually, inprocess,
+    signer::{self, EventWriter, Issuer, envelope, recipient},
 };
 
 const PEOPLE: u64 = 40;
@@ -35,9 +34,10 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
     let auth = TestAuth::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
-    let (projectors, _) = spawn_projectors(&stack).await;
-    let (_query, url) = spawn_query_api(&stack, &issuer.dir, None, &auth).await;
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
+    let projectors = inprocess::projectors(&stack, |_| {}).await;
+    let query_api = inprocess::query_api(&stack, &issuer.dir, &auth, |_| {}).await;
+    let url = query_api.url.clone();
 
     let catalog = VaccineCatalog::divoc_default();
     let today = chrono::Utc::now().date_naive();
@@ -184,6 +184,6 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
     );
     std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
 
-    signer.stop().await;
-    projectors.cancel();
+    signer.stop_cleanly().await;
+    projectors.stop().await;
 }

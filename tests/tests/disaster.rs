@@ -21,6 +21,7 @@ use vaxtrail_tests::{
 async fn every_read_model_lost_is_rebuilt_from_the_log_with_the_same_answers() {
     let people = count_from_env("VAXTRAIL_DRILL_PEOPLE", 7_300);
     let issuer = Issuer::new();
+    let started = chrono::Utc::now();
     let mut live = live_deployment(&issuer).await;
     let query = live.url("query-api");
     load(&live, people).await;
@@ -107,5 +108,39 @@ async fn every_read_model_lost_is_rebuilt_from_the_log_with_the_same_answers() {
     }
     let after = snapshot(&query, &reader, &ids).await;
     assert_same(&before, &after, "after the disaster replays");
+
+    // Point-in-time copies (`--at`) beside the live read model, which they leave as it is: as of
+    // before the load, nothing; as of now, every vaccination the live one holds.
+    let count = |schema: String| {
+        let admin = admin.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {schema}.vaccinations"
+            )))
+            .fetch_one(&admin)
+            .await
+            .expect("a count")
+        }
+    };
+    for (at, expected) in [(started, 0), (chrono::Utc::now(), vaccinations)] {
+        let at = at.to_rfc3339();
+        let out = live
+            .vaxctl_ok(&["replay", "--projection", "postgres", "--at", &at, "--json"])
+            .await;
+        let figures = vaxtrail_tests::e2e::last_json(&out);
+        assert_eq!(figures["swapped"], false, "{figures}");
+        let copy = figures["target"].as_str().expect("the copy's name").to_owned();
+        assert_ne!(copy, live.stack.postgres.schema);
+        assert_eq!(count(copy.clone()).await, expected, "the copy as of {at}");
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {copy} CASCADE")))
+            .execute(&admin)
+            .await
+            .expect("dropping the copy");
+    }
+    assert_eq!(
+        count(live.stack.postgres.schema.clone()).await,
+        vaccinations,
+        "the live one"
+    );
     live.stop_all().await;
 }

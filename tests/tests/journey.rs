@@ -10,7 +10,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use vaxtrail_tests::{e2e::Deployment, eventually, fixtures, signer::Issuer};
+use vaxtrail_tests::{
+    e2e::{Deployment, certified},
+    eventually, fixtures,
+    signer::Issuer,
+};
 
 /// Decodes the QR code in a PNG with zbar: the payload bytes.
 fn scan(png: &[u8]) -> Vec<u8> {
@@ -18,11 +22,11 @@ fn scan(png: &[u8]) -> Vec<u8> {
     vaxtrail_tests::zbar_scan(&dir.file("qr.png", png))
 }
 
-/// Posts DIVOC's sample with an Idempotency-Key; the accepted event id.
 /// The trace the journey's first vaccination is posted under.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-/// Posts DIVOC's sample record under the W3C trace context `TRACE`.
+/// Posts DIVOC's sample record with an Idempotency-Key under the W3C trace context [`TRACE_ID`];
+/// the accepted event id.
 async fn certify(client: &reqwest::Client, command: &str, token: &str, key: &str) -> String {
     let response = client
         .post(format!("{command}/v1/certify"))
@@ -42,23 +46,10 @@ async fn certify(client: &reqwest::Client, command: &str, token: &str, key: &str
 
 /// The certificate an event was answered with, once the query API has it, and the holder's
 /// access code the facility hands to the recipient.
-async fn certificate_of(client: &reqwest::Client, query: &str, token: &str, event: &str) -> (String, String) {
-    eventually(Duration::from_secs(120), "the certificate to be issued", || async {
-        let body: Value = client
-            .get(format!("{query}/v1/events/{event}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some((
-            body["certificateId"].as_str()?.to_owned(),
-            body["holderCode"].as_str()?.to_owned(),
-        ))
-    })
-    .await
+async fn certificate_of(query: &str, token: &str, event: &str) -> (String, String) {
+    let answer = certified(query, token, event, Duration::from_secs(120)).await;
+    let text = |field: &str| answer[field].as_str().expect("the answer names it").to_owned();
+    (text("certificateId"), text("holderCode"))
 }
 
 /// The certificate's QR code, as the PNG the query API serves its holder.
@@ -114,7 +105,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
 
     // Issued and fetched.
     let event = certify(&client, &command, &facility, "journey-1").await;
-    let held = certificate_of(&client, &query, &facility, &event).await;
+    let held = certificate_of(&query, &facility, &event).await;
     let certificate = held.0.clone();
     let credential: Value = client
         .get(format!("{query}/v1/certificates/{certificate}"))
@@ -200,7 +191,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
 
     // Certified again: a new certificate, valid; the old one stays revoked.
     let again = certify(&client, &command, &facility, "journey-2").await;
-    let renewed = certificate_of(&client, &query, &facility, &again).await;
+    let renewed = certificate_of(&query, &facility, &again).await;
     assert_ne!(renewed.0, certificate);
     let verdict = verify_qr(&client, &query, &scan(&qr_png(&client, &query, &renewed).await)).await;
     assert_eq!(verdict["outcome"], "valid", "{verdict}");

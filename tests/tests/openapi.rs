@@ -10,7 +10,12 @@ use std::{path::PathBuf, time::Duration};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use vaxtrail_tests::{TestStack, e2e::Deployment, eventually, fixtures, repo_root, signer::Issuer};
+use vaxtrail_tests::{
+    TestStack,
+    e2e::{Deployment, certified},
+    fixtures, repo_root,
+    signer::Issuer,
+};
 
 /// Examples per operation and phase: enough to cover every parameter, small enough for CI.
 const EXAMPLES: &str = "25";
@@ -94,19 +99,10 @@ async fn both_apis_do_what_their_openapi_documents_say() {
     assert_eq!(posted.status(), StatusCode::ACCEPTED);
     let posted: Value = posted.json().await.expect("JSON");
     let event = posted[0]["eventId"].as_str().expect("an event id").to_owned();
-    let certificate = eventually(Duration::from_secs(120), "the sample certified", || async {
-        let body: Value = client
-            .get(format!("{query}/v1/events/{event}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some(body["certificateId"].as_str()?.to_owned())
-    })
-    .await;
+    let certificate = certified(&query, &token, &event, Duration::from_secs(120)).await["certificateId"]
+        .as_str()
+        .expect("a certificate id")
+        .to_owned();
     let code = sample[0]["preEnrollmentCode"].as_str().expect("a code");
     let found: Value = client
         .get(format!("{query}/v1/recipients"))

@@ -8,7 +8,7 @@ use avro::certificate::CertificateBody;
 use domain::{events::VaccinationPayload, values::Identity};
 use vaxtrail_tests::{
     TestStack, bin_dir, eventually, fixtures, kafka,
-    signer::{EventWriter, Issuer, SignerProcess, envelope, read_certificates, recipient},
+    signer::{self, EventWriter, Issuer, envelope, read_certificates, recipient},
 };
 
 const EVENTS: usize = 5_000;
@@ -38,7 +38,7 @@ async fn kill_nine_mid_batch_leaves_no_row_missing_or_doubled() {
     let stack = TestStack::new().await;
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
     let template = fixtures::divoc_record();
     let stream = tokio::spawn(async move {
         for i in 0..EVENTS {
@@ -84,7 +84,7 @@ async fn kill_nine_mid_batch_leaves_no_row_missing_or_doubled() {
             == EVENTS
     })
     .await;
-    signer.stop().await;
+    signer.stop_cleanly().await;
     let outcomes = EVENTS as i64;
 
     let count = |sql: &'static str| {

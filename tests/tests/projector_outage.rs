@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use domain::{events::VaccinationPayload, values::Identity};
 use vaxtrail_tests::{
-    TestStack, deploy_local, eventually, fixtures,
-    signer::{EventWriter, Issuer, SignerProcess, envelope, recipient},
-    spawn_projectors,
+    TestStack, deploy_local, eventually, fixtures, inprocess,
+    signer::{self, EventWriter, Issuer, envelope, recipient},
 };
 
 /// Brings the stack's Postgres back if the test fails while it is stopped, so the tests after
@@ -33,8 +32,9 @@ async fn a_postgres_outage_pauses_only_the_postgres_projection_which_then_catche
     let stack = TestStack::new().await;
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
-    let (_projectors, ops) = spawn_projectors(&stack).await;
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
+    let projectors = inprocess::projectors(&stack, |_| {}).await;
+    let ops = projectors.address;
     let pool = stack.postgres.pool().unwrap();
     let clickhouse = stack.clickhouse.client();
     let template = fixtures::divoc_record();
@@ -175,5 +175,5 @@ async fn a_postgres_outage_pauses_only_the_postgres_projection_which_then_catche
         (body["checks"]["projection-postgres"] == "ok").then_some(())
     })
     .await;
-    signer.stop().await;
+    signer.stop_cleanly().await;
 }

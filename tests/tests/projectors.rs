@@ -13,9 +13,8 @@ use domain::{
 };
 use sqlx::Row;
 use vaxtrail_tests::{
-    TestStack, eventually, fixtures, kafka,
-    signer::{EventWriter, Issuer, SignerProcess, envelope, read_certificates, recipient},
-    spawn_projectors,
+    TestStack, eventually, fixtures, inprocess, kafka,
+    signer::{self, EventWriter, Issuer, envelope, read_certificates, recipient},
 };
 
 const PEOPLE: usize = 60;
@@ -64,8 +63,8 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
     let stack = TestStack::new().await;
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
-    let projectors = spawn_projectors(&stack).await.0;
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
+    let projectors = inprocess::projectors(&stack, |_| {}).await;
 
     // Two doses each; person 0's first dose is corrected, person 1's second dose revoked, and
     // person 2's first dose posted again (a duplicate, rejected).
@@ -136,7 +135,7 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
             == inputs
     })
     .await;
-    signer.stop().await;
+    signer.stop_cleanly().await;
     let expected = fold(&records);
     let outcomes = records
         .iter()
@@ -358,12 +357,12 @@ async fn every_read_model_holds_exactly_what_the_log_says_and_a_restart_changes_
     }
 
     // A restart reads from the stored offsets: nothing changes.
-    projectors.cancel();
+    projectors.stop().await;
     let before: Vec<(String, String)> = sqlx::query_as("SELECT certificate_id, status FROM certificates ORDER BY 1")
         .fetch_all(&pool)
         .await
         .unwrap();
-    let _again = spawn_projectors(&stack).await.0;
+    let _again = inprocess::projectors(&stack, |_| {}).await;
     let mut late = template.clone();
     late.recipient.identity = Identity::parse("identity", &person(PEOPLE)).unwrap();
     writer

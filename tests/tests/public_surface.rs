@@ -3,6 +3,9 @@
 //! its limit, a facility reading or correcting another's records, two people who share a
 //! pre-enrollment code, DIVOC's own feed, and development secrets outside development. Every
 //! case failed on the code before this change.
+//!
+//! Over 400 lines, and long test functions: each attack is one scenario read top to bottom
+//! (set up, attack, assert the bound); what they share lives in `vaxtrail_tests`.
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +13,10 @@ use platform::auth::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vaxtrail_tests::{
-    CommandApi, TestAuth, TestStack,
+    TestAuth, TestStack,
     e2e::Deployment,
-    eventually, fixtures,
-    signer::{Issuer, SignerProcess},
-    spawn_projectors, spawn_query_api, spawn_query_api_with,
+    eventually, fixtures, inprocess,
+    signer::{self, Issuer},
 };
 
 /// A credential of vaxtrail's contexts and types whose address holds `n` blank nodes that all
@@ -52,11 +54,12 @@ async fn a_poison_graph_is_refused_before_canonicalization_while_health_answers(
     let stack = TestStack::new().await;
     let issuer = Issuer::new();
     let auth = TestAuth::new();
-    let (_query, url) = spawn_query_api_with(&stack, &issuer.dir, None, &auth, |config| {
+    let query_api = inprocess::query_api(&stack, &issuer.dir, &auth, |config| {
         config.rate.per_second = 10_000;
         config.rate.burst = 10_000;
     })
     .await;
+    let url = &query_api.url;
     let client = reqwest::Client::new();
     let body = poison(15);
     assert!(body.to_string().len() < 64 * 1024, "within the body limit");
@@ -99,11 +102,12 @@ async fn one_client_past_its_rate_gets_429_with_retry_after() {
     let stack = TestStack::new().await;
     let issuer = Issuer::new();
     let auth = TestAuth::new();
-    let (_query, url) = spawn_query_api_with(&stack, &issuer.dir, None, &auth, |config| {
+    let query_api = inprocess::query_api(&stack, &issuer.dir, &auth, |config| {
         config.rate.per_second = 1;
         config.rate.burst = 5;
     })
     .await;
+    let url = &query_api.url;
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     let mut limited = None;
@@ -265,11 +269,12 @@ fn record(code: &str, identity: Option<&str>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn facilities_are_scoped_and_people_sharing_a_code_are_two_events() {
     let stack = TestStack::new().await;
-    let api = CommandApi::spawn(&stack, |_| {}).await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
     let issuer = Issuer::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
-    let (projectors, _) = spawn_projectors(&stack).await;
-    let (_query, query) = spawn_query_api(&stack, &issuer.dir, None, &api.auth).await;
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
+    let projectors = inprocess::projectors(&stack, |_| {}).await;
+    let query_api = inprocess::query_api(&stack, &issuer.dir, &api.auth, |_| {}).await;
+    let query = query_api.url.clone();
     let client = reqwest::Client::new();
     let own = api.auth.bearer("facility-a", &[Role::Facility]);
     let other = api.auth.bearer("facility-b", &[Role::Facility]);
@@ -411,8 +416,8 @@ async fn facilities_are_scoped_and_people_sharing_a_code_are_two_events() {
     // The facility that recorded the dose corrects it.
     let (status, accepted) = post(&client, &api.url, "/v1/corrections", &own, &correction).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    signer.stop().await;
-    projectors.cancel();
+    signer.stop_cleanly().await;
+    projectors.stop().await;
 }
 
 async fn stack_recipient(stack: &TestStack, certificate: &str) -> Option<String> {

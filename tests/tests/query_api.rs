@@ -3,6 +3,9 @@
 //! credentials that verify; verification answers valid / invalid / revoked / superseded with
 //! reasons; the status list's bit flips on revocation; a key rotation keeps old certificates
 //! valid; a flushed Redis changes no answer; stores that cannot answer give 503, never "invalid".
+//!
+//! Over 400 lines, and a long test function: one certificate lifecycle (issue, correct, revoke,
+//! rotate keys, flush the cache, lose the stores) read top to bottom, on one expensive setup.
 
 use std::{process::Command, time::Duration};
 
@@ -17,9 +20,9 @@ use platform::auth::Role;
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use vaxtrail_tests::{
-    TestAuth, TestStack, eventually, fixtures,
-    signer::{EventWriter, Issuer, SignerProcess, envelope, recipient},
-    spawn_projectors, spawn_query_api, spawn_query_api_with, zbar_scan as scan,
+    TestAuth, TestStack, eventually, fixtures, inprocess,
+    signer::{self, EventWriter, Issuer, envelope, recipient},
+    zbar_scan as scan,
 };
 
 fn id_of(event: &str) -> String {
@@ -61,8 +64,8 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
     let auth = TestAuth::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
-    let (projectors, _) = spawn_projectors(&stack).await;
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
+    let projectors = inprocess::projectors(&stack, |_| {}).await;
 
     // Person A: recorded, then corrected (C2 supersedes C1). Person B: recorded, then revoked.
     let a = fixtures::divoc_record();
@@ -99,7 +102,8 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
 
     // The key rotates: key-2 signs from now on; key-1 stays published.
     let client = reqwest::Client::new();
-    let (query, url) = spawn_query_api(&stack, &issuer.dir, None, &auth).await;
+    let query = inprocess::query_api(&stack, &issuer.dir, &auth, |_| {}).await;
+    let url = query.url.clone();
     // The events below were posted by source system "tests": this facility recorded them.
     let facility = auth.bearer("tests", &[Role::Facility]);
     let outcome = |event: &'static str| answered(client.clone(), url.clone(), facility.clone(), event);
@@ -110,10 +114,10 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
         Some(())
     })
     .await;
-    signer.stop().await;
-    query.cancel();
+    signer.stop_cleanly().await;
+    query.stop().await;
     std::fs::write(issuer.dir.join("key-2.pem"), credentials::keys::generate_pem()).unwrap();
-    let mut signer = SignerProcess::spawn(
+    let mut signer = signer::spawn(
         &stack,
         &issuer,
         &[
@@ -121,7 +125,8 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
             ("VAXTRAIL_CHECKPOINT_EVERY", "1"),
         ],
     );
-    let (_query, url) = spawn_query_api(&stack, &issuer.dir, Some("key-2"), &auth).await;
+    let query_api = inprocess::query_api(&stack, &issuer.dir, &auth, |_| {}).await;
+    let url = query_api.url.clone();
     let revoke = VaccinationPayload::RevocationRequested {
         certificate_id: CertificateId::parse("c", &c3).unwrap(),
         reason: Text::parse("reason", "issued in error").unwrap(),
@@ -215,6 +220,22 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
         .await
         .unwrap();
     assert_eq!(wrong_code.status(), StatusCode::FORBIDDEN, "another certificate's code");
+    // A blank code is presented, and wrong: refused even beside a token that may read it.
+    let blank_code = client
+        .get(format!("{url}/v1/certificates/{c2}"))
+        .query(&[("code", " ")])
+        .header(header::AUTHORIZATION, &facility)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blank_code.status(), StatusCode::FORBIDDEN, "a blank access code");
+    let with_token = client
+        .get(format!("{url}/v1/certificates/{c2}"))
+        .header(header::AUTHORIZATION, &facility)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token.status(), StatusCode::OK, "the same token without the code");
     let other_facility = client
         .get(format!("{url}/v1/certificates/{c2}/qr.png"))
         .header(header::AUTHORIZATION, auth.bearer("facility-2", &[Role::Facility]))
@@ -582,11 +603,12 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     );
 
     // Stores that cannot answer: 503 with Retry-After, never "invalid".
-    let (_down_query, down_url) = spawn_query_api_with(&stack, &issuer.dir, Some("key-2"), &auth, |config| {
+    let down_query = inprocess::query_api(&stack, &issuer.dir, &auth, |config| {
         config.postgres.url = "postgres://postgres@127.0.0.1:9/vaxtrail".parse().unwrap();
         config.redis.url = "redis://127.0.0.1:9".parse().unwrap();
     })
     .await;
+    let down_url = &down_query.url;
     let response = client
         .post(format!("{down_url}/v1/verify"))
         .json(&c2_credential)
@@ -596,8 +618,8 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
 
-    signer.stop().await;
-    projectors.cancel();
+    signer.stop_cleanly().await;
+    projectors.stop().await;
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {

@@ -2,12 +2,7 @@
 //! levels, a real Confluent client (`schema_registry_converter`) encoding and decoding through it,
 //! and a restart that rebuilds the same state from the `_schemas` topic.
 
-use std::net::SocketAddr;
-
 use apache_avro::types::Value;
-use clap::Parser;
-use platform::Shutdown;
-use schema_registry::{Registry, RegistryConfig};
 use schema_registry_converter::{
     async_impl::{
         avro::{AvroDecoder, AvroEncoder},
@@ -16,36 +11,22 @@ use schema_registry_converter::{
     schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema},
 };
 use serde_json::{Value as Json, json};
-use vaxtrail_tests::TestStack;
+use vaxtrail_tests::{TestStack, inprocess};
 
 const V1: &str = r#"{"type":"record","name":"Dose","namespace":"t","fields":[{"name":"vaccine","type":"string"}]}"#;
 const V2_OPTIONAL: &str = r#"{"type":"record","name":"Dose","namespace":"t","fields":[{"name":"vaccine","type":"string"},{"name":"batch","type":["null","string"],"default":null}]}"#;
 const V3_REQUIRED: &str = r#"{"type":"record","name":"Dose","namespace":"t","fields":[{"name":"vaccine","type":"string"},{"name":"dose","type":"int"}]}"#;
 
-struct Running {
-    address: SocketAddr,
-    shutdown: Shutdown,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+/// The registry under test, in-process on the test's own schema topic.
+struct Running(inprocess::Running);
 
 impl Running {
     async fn start(stack: &TestStack) -> Self {
-        let mut config = RegistryConfig::parse_from(["vaxtrail-registry"]);
-        config.brokers = stack.kafka.brokers.clone();
-        config.topic = stack.topic("_schemas");
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        let shutdown = Shutdown::new();
-        let registry = Registry::build(&config, shutdown.clone()).await.unwrap();
-        let address = registry.local_addr();
-        Self {
-            address,
-            shutdown,
-            task: tokio::spawn(registry.run_until_stopped()),
-        }
+        Self(inprocess::registry(stack).await)
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
+        format!("{}{path}", self.0.url)
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> (u16, Json) {
@@ -74,8 +55,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
+        self.0.stop().await;
     }
 }
 

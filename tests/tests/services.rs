@@ -4,8 +4,7 @@
 use std::{process::Stdio, time::Duration};
 
 use clap::Parser;
-use platform::Shutdown;
-use vaxtrail_tests::{TestStack, bin_dir, eventually};
+use vaxtrail_tests::{TestStack, bin_dir, eventually, inprocess};
 
 /// Parses a service config from no flags, so the defaults and the environment apply.
 fn config<C: Parser>() -> C {
@@ -37,27 +36,18 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
     let stack = TestStack::new().await;
     stack.create_event_topics().await;
     let listen = "127.0.0.1:0".parse().unwrap();
-    let shutdown = Shutdown::new();
 
     let auth = vaxtrail_tests::TestAuth::new();
     let mut command = config::<command_api::Config>();
     (command.kafka, command.redis, command.listen) = (stack.kafka.clone(), stack.redis.clone(), listen);
     command.auth.jwks = Some(auth.jwks.path());
-    let app = command_api::Application::build(&command, shutdown.clone())
-        .await
-        .unwrap();
-    let command_address = app.local_addr();
-    let command_task = tokio::spawn(app.run_until_stopped());
+    let command = inprocess::start::<command_api::Application>(&command).await;
 
     let issuer = vaxtrail_tests::signer::Issuer::new();
     let mut signer =
         signer_worker::Config::parse_from(["signer-worker", "--issuer-keys", &issuer.dir.display().to_string()]);
     (signer.kafka, signer.listen) = (stack.kafka.clone(), listen);
-    let app = signer_worker::Application::build(&signer, shutdown.clone())
-        .await
-        .unwrap();
-    let signer_address = app.local_addr();
-    let signer_task = tokio::spawn(app.run_until_stopped());
+    let signer = inprocess::start::<signer_worker::Application>(&signer).await;
 
     let mut projectors = config::<projectors::Config>();
     (
@@ -73,11 +63,7 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
         stack.clickhouse.clone(),
         listen,
     );
-    let app = projectors::Application::build(&projectors, shutdown.clone())
-        .await
-        .unwrap();
-    let projectors_address = app.local_addr();
-    let projectors_task = tokio::spawn(app.run_until_stopped());
+    let projectors = inprocess::start::<projectors::Application>(&projectors).await;
 
     let mut query = config::<query_api::Config>();
     (query.postgres, query.redis, query.clickhouse, query.listen) = (
@@ -86,25 +72,18 @@ async fn every_service_is_ready_when_its_dependencies_are_up() {
         stack.clickhouse.clone(),
         listen,
     );
-    let app = query_api::Application::build(&query, shutdown.clone()).await.unwrap();
-    let query_address = app.local_addr();
-    let query_task = tokio::spawn(app.run_until_stopped());
+    let query = inprocess::start::<query_api::Application>(&query).await;
 
-    for address in [command_address, signer_address, projectors_address, query_address] {
-        assert_ops_endpoints(address).await;
+    for service in [&command, &signer, &projectors, &query] {
+        assert_ops_endpoints(service.address).await;
     }
     // The command API registered the event schemas itself, with BACKWARD_TRANSITIVE.
     let subject = format!("{}vaccination-events-value", stack.kafka.topic_prefix);
     let config = get(format!("{}/config/{subject}", stack.kafka.schema_registry_url)).await;
     assert_eq!(config.0, 200, "{}", config.1);
     assert!(config.1.contains("BACKWARD_TRANSITIVE"), "{}", config.1);
-    shutdown.cancel();
-    for task in [command_task, signer_task, projectors_task, query_task] {
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+    for service in [command, signer, projectors, query] {
+        service.stop().await;
     }
 }
 
@@ -119,10 +98,8 @@ async fn readiness_names_the_dependency_that_is_down() {
     );
     // Nothing listens on port 1.
     query.redis.url = "redis://127.0.0.1:1".parse().unwrap();
-    let shutdown = Shutdown::new();
-    let app = query_api::Application::build(&query, shutdown.clone()).await.unwrap();
-    let address = app.local_addr();
-    let task = tokio::spawn(app.run_until_stopped());
+    let query = inprocess::start::<query_api::Application>(&query).await;
+    let address = query.address;
 
     let (status, body) = get(format!("http://{address}/readyz")).await;
     assert_eq!(status, 503);
@@ -131,8 +108,7 @@ async fn readiness_names_the_dependency_that_is_down() {
     assert_ne!(report["checks"]["redis"], "ok", "{report}");
     // Alive, though not ready.
     assert_eq!(get(format!("http://{address}/healthz")).await.0, 200);
-    shutdown.cancel();
-    task.await.unwrap().unwrap();
+    query.stop().await;
 }
 
 #[tokio::test]

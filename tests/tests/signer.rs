@@ -16,7 +16,7 @@ use rdkafka::message::{Headers, Message};
 use serde_json::Value;
 use vaxtrail_tests::{
     TestStack, fixtures, kafka,
-    signer::{CertificateRecord, EventWriter, Issuer, SignerProcess, envelope, read_certificates, recipient},
+    signer::{self, CertificateRecord, EventWriter, Issuer, envelope, read_certificates, recipient},
 };
 
 fn outcomes_of(records: &[CertificateRecord], event: &str) -> Vec<CertificateOutcome> {
@@ -61,7 +61,7 @@ async fn divocs_sample_is_issued_corrected_limited_revoked_and_certified_again()
     let stack = TestStack::new().await;
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
 
     let record = fixtures::divoc_record();
     let person = recipient(record.recipient.identity.as_str());
@@ -167,7 +167,7 @@ async fn divocs_sample_is_issued_corrected_limited_revoked_and_certified_again()
     for r in records.iter().filter(|r| r.partition == records[0].partition) {
         walk.next(r.offset, r.sha256, Ok(&r.envelope), |_| Ok(())).unwrap();
     }
-    signer.stop().await;
+    signer.stop_cleanly().await;
 }
 
 #[tokio::test]
@@ -175,7 +175,7 @@ async fn a_poison_record_goes_to_dead_letters_and_the_partition_continues() {
     let stack = TestStack::new().await;
     let writer = EventWriter::new(&stack).await;
     let issuer = Issuer::new();
-    let mut signer = SignerProcess::spawn(&stack, &issuer, &[]);
+    let mut signer = signer::spawn(&stack, &issuer, &[]);
 
     let record = fixtures::divoc_record();
     let person = recipient(record.recipient.identity.as_str());
@@ -228,5 +228,5 @@ async fn a_poison_record_goes_to_dead_letters_and_the_partition_continues() {
     assert_eq!(header("vaxtrail.partition"), Some(partition.to_string()));
     assert_eq!(header("vaxtrail.offset"), Some(poison_offset.to_string()));
     assert!(header("vaxtrail.reason").is_some_and(|r| !r.is_empty()));
-    signer.stop().await;
+    signer.stop_cleanly().await;
 }

@@ -13,7 +13,7 @@ use domain::{events::CertificateOutcome, events::VaccinationPayload, values::Dos
 use ed25519_dalek::Signature;
 use vaxtrail_tests::{
     TestStack, eventually, fixtures, kafka,
-    signer::{EventWriter, Issuer, SignerProcess, envelope, read_certificates, recipient},
+    signer::{self, EventWriter, Issuer, envelope, read_certificates, recipient},
 };
 
 const EVENTS: usize = 2_000;
@@ -57,7 +57,7 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
     let spawn = |group: &str| {
         let mut env = env.to_vec();
         env.push(("VAXTRAIL_SIGNER_GROUP", Box::leak(group.to_owned().into_boxed_str())));
-        SignerProcess::spawn(&stack, &issuer, &env)
+        signer::spawn(&stack, &issuer, &env)
     };
     let until = |count: i64, what: &'static str| {
         let (stack, written) = (&stack, &written);
@@ -80,7 +80,7 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
     let mut third = spawn("signer-3");
     let mut fourth = spawn("signer-3");
     until(1_000, "the pair to write 1,000 records").await;
-    third.stop().await;
+    third.stop_cleanly().await;
     until(1_300, "the survivor to write 1,300 records").await;
     fourth.kill9().await;
     let mut last = spawn("signer-4");
@@ -98,7 +98,7 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
             == EVENTS
     })
     .await;
-    last.stop().await;
+    last.stop_cleanly().await;
 
     // Exactly one outcome per input event, every one an issue, no certificate id twice.
     let mut per_event: HashMap<_, usize> = HashMap::new();

@@ -4,6 +4,8 @@
 //! function is one table's.
 
 use super::*;
+use avro::certificate::IssuedCredential;
+use domain::{events::CertificateEvent, values::RecipientKey};
 
 /// A batch as columns, ready to bind as arrays.
 #[derive(Default)]
@@ -176,13 +178,13 @@ impl Rows {
     }
 
     pub(super) fn certificate(&mut self, at: &Positioned, envelope: &CertificateEnvelope) {
-        let (recipient_key, event, credential) = match &envelope.body {
+        match &envelope.body {
             CertificateBody::Outcome {
                 recipient_key,
                 event,
                 credential,
                 ..
-            } => (recipient_key, event, credential),
+            } => self.outcome(at, envelope.recorded_at, recipient_key, event, credential.as_ref()),
             CertificateBody::StatusList(list) => {
                 // Later records of a batch come later in the log: the last one stands.
                 self.status_lists.insert(
@@ -195,7 +197,6 @@ impl Rows {
                         log_offset: at.offset,
                     },
                 );
-                return;
             }
             CertificateBody::Checkpoint(checkpoint) => {
                 self.checkpoints.push(CheckpointRow {
@@ -207,38 +208,24 @@ impl Rows {
                     signature: checkpoint.signature.clone(),
                     recorded_at: envelope.recorded_at,
                 });
-                return;
             }
-        };
-        let decided_at = envelope.recorded_at;
+        }
+    }
+
+    /// The signer's answer to one event: its outcome row, and the certificate it issued or the
+    /// status change it made.
+    fn outcome(
+        &mut self,
+        at: &Positioned,
+        decided_at: DateTime<Utc>,
+        recipient_key: &RecipientKey,
+        event: &CertificateEvent,
+        credential: Option<&IssuedCredential>,
+    ) {
         let (outcome, certificate_id, rule, detail) = match &event.outcome {
-            CertificateOutcome::CertificateIssued {
-                certificate_id,
-                programme,
-                supersedes,
-                certified,
-                status,
-                ..
-            } => {
-                let credential = credential
-                    .as_ref()
-                    .expect("an issue carries its credential (checked on decode)");
-                let c = &mut self.issued;
-                c.certificate_id.push(certificate_id.as_str().to_owned());
-                c.recipient_key.push(recipient_key.as_str().to_owned());
-                c.programme.push(programme.as_str().to_owned());
-                c.dose.push(i32::from(certified.dose.number()));
-                c.total_doses.push(i32::from(certified.dose.of()));
-                // JSON text (checked on decode), turned into jsonb by Postgres.
-                c.credential.push(credential.text.clone());
-                c.key_id.push(credential.key_id.clone());
-                c.status_list.push(status.list as i32);
-                c.status_index.push(status.index as i64);
-                c.supersedes.push(supersedes.as_ref().map(|s| s.as_str().to_owned()));
-                c.issued_at.push(decided_at);
-                c.source_event_id.push(event.answers.uuid());
-                c.log_partition.push(at.partition);
-                c.log_offset.push(at.offset);
+            CertificateOutcome::CertificateIssued { certificate_id, .. } => {
+                let credential = credential.expect("an issue carries its credential (checked on decode)");
+                self.issued(at, decided_at, recipient_key, event, credential);
                 ("issued", Some(certificate_id.as_str().to_owned()), None, None)
             }
             CertificateOutcome::CertificateSuperseded {
@@ -276,6 +263,44 @@ impl Rows {
         o.decided_at.push(decided_at);
         o.log_partition.push(at.partition);
         o.log_offset.push(at.offset);
+    }
+
+    /// A certificate row for an issue.
+    fn issued(
+        &mut self,
+        at: &Positioned,
+        decided_at: DateTime<Utc>,
+        recipient_key: &RecipientKey,
+        event: &CertificateEvent,
+        credential: &IssuedCredential,
+    ) {
+        let CertificateOutcome::CertificateIssued {
+            certificate_id,
+            programme,
+            supersedes,
+            certified,
+            status,
+            ..
+        } = &event.outcome
+        else {
+            return;
+        };
+        let c = &mut self.issued;
+        c.certificate_id.push(certificate_id.as_str().to_owned());
+        c.recipient_key.push(recipient_key.as_str().to_owned());
+        c.programme.push(programme.as_str().to_owned());
+        c.dose.push(i32::from(certified.dose.number()));
+        c.total_doses.push(i32::from(certified.dose.of()));
+        // JSON text (checked on decode), turned into jsonb by Postgres.
+        c.credential.push(credential.text.clone());
+        c.key_id.push(credential.key_id.clone());
+        c.status_list.push(status.list as i32);
+        c.status_index.push(status.index as i64);
+        c.supersedes.push(supersedes.as_ref().map(|s| s.as_str().to_owned()));
+        c.issued_at.push(decided_at);
+        c.source_event_id.push(event.answers.uuid());
+        c.log_partition.push(at.partition);
+        c.log_offset.push(at.offset);
     }
 
     pub(super) async fn write(self, tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {

@@ -2,6 +2,7 @@
 //! is issued, append the outcomes; undecodable records go to dead-letters.
 
 use super::*;
+use domain::{events::VaccinationEvent, lineage::Lineage};
 
 impl Worker {
     pub(super) async fn handle(&mut self, message: &OwnedMessage, stop: &CancellationToken) {
@@ -82,34 +83,7 @@ impl Worker {
             return Ok(());
         }
         for outcome in decided {
-            let credential = match &outcome.outcome {
-                CertificateOutcome::CertificateIssued {
-                    certificate_id,
-                    programme,
-                    certified,
-                    status,
-                    ..
-                } => {
-                    let record = event.payload.record().context("an issue answers a record")?;
-                    let previous = lineage.previous_doses(programme, certified.dose.number());
-                    let unsigned = unsigned_credential(&CredentialInput {
-                        profile: &self.settings.profile,
-                        certificate_id,
-                        record,
-                        previous: &previous,
-                        status: *status,
-                        issued_at: Utc::now(),
-                    });
-                    let started = std::time::Instant::now();
-                    let signed = self.signer.sign(unsigned).await?;
-                    metrics::histogram!("vaxtrail_signer_sign_seconds").record(started.elapsed().as_secs_f64());
-                    Some(IssuedCredential {
-                        text: signed.text,
-                        key_id: signed.verification_method,
-                    })
-                }
-                _ => None,
-            };
+            let credential = self.credential_for(&lineage, event, &outcome.outcome).await?;
             let kind = outcome.outcome.event_type();
             if let CertificateOutcome::CertificateRejected { rule, .. } = &outcome.outcome {
                 metrics::counter!("vaxtrail_signer_rejections_total", "rule" => rule.clone()).increment(1);
@@ -138,6 +112,42 @@ impl Worker {
             self.checkpoint(partition).await?;
         }
         Ok(())
+    }
+
+    /// The signed credential an issue carries (none for other outcomes).
+    async fn credential_for(
+        &self,
+        lineage: &Lineage,
+        event: &VaccinationEvent,
+        outcome: &CertificateOutcome,
+    ) -> anyhow::Result<Option<IssuedCredential>> {
+        let CertificateOutcome::CertificateIssued {
+            certificate_id,
+            programme,
+            certified,
+            status,
+            ..
+        } = outcome
+        else {
+            return Ok(None);
+        };
+        let record = event.payload.record().context("an issue answers a record")?;
+        let previous = lineage.previous_doses(programme, certified.dose.number());
+        let unsigned = unsigned_credential(&CredentialInput {
+            profile: &self.settings.profile,
+            certificate_id,
+            record,
+            previous: &previous,
+            status: *status,
+            issued_at: Utc::now(),
+        });
+        let started = std::time::Instant::now();
+        let signed = self.signer.sign(unsigned).await?;
+        metrics::histogram!("vaxtrail_signer_sign_seconds").record(started.elapsed().as_secs_f64());
+        Ok(Some(IssuedCredential {
+            text: signed.text,
+            key_id: signed.verification_method,
+        }))
     }
 
     pub(super) async fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {

@@ -14,6 +14,14 @@ pub struct Taken {
     pub seconds: f64,
 }
 
+/// What reading the log wrote: the container files by topic name, the writer schemas the
+/// records name, and the bytes read.
+struct Written {
+    entries: BTreeMap<String, Vec<FileEntry>>,
+    schema_ids: std::collections::BTreeSet<u32>,
+    log_bytes: u64,
+}
+
 /// Backs the topics (names without the prefix) up into `dir` (created; must be empty).
 pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) -> anyhow::Result<Taken> {
     let dir = dir.to_path_buf();
@@ -36,72 +44,110 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
     let total: u64 = marks.iter().map(|m| (m.high - m.low).max(0) as u64).sum();
     let progress = crate::progress(total as usize, "backup", quiet);
     let started = Instant::now();
-
-    let (brokers, certificate_topic, out) = (
-        kafka.brokers.clone(),
-        full_name(&kafka.topic_prefix, "certificate-events"),
-        dir.clone(),
-    );
-    let (names_for_files, full_for_files, reading_bar) = (names.to_vec(), full.clone(), progress.clone());
-    let (entries, schema_ids, log_bytes) = tokio::task::spawn_blocking(move || {
-        // Every partition at once, each read to the high watermark seen at the start.
-        let schema = record_schema();
-        let mut files: std::collections::HashMap<(String, i32), (String, FileWriter<'_>)> =
-            std::collections::HashMap::new();
-        let mut spans = Vec::with_capacity(marks.len());
-        for mark in &marks {
-            let index = full_for_files
-                .iter()
-                .position(|t| *t == mark.topic)
-                .expect("a listed topic");
-            let name = names_for_files[index].clone();
-            std::fs::create_dir_all(out.join(&name))?;
-            let path = out.join(&name).join(format!("{}.avro", mark.partition));
-            let file = FileWriter::create(&schema, path, mark.partition)?;
-            files.insert((mark.topic.clone(), mark.partition), (name, file));
-            spans.push(mark.span());
-        }
-        let mut schema_ids = std::collections::BTreeSet::new();
-        let mut failed = None;
-        read_spans(&brokers, &spans, None, 1000, |batch| {
-            reading_bar.inc(batch.len() as u64);
-            for message in &batch {
-                let record = LogRecord::from_message(message);
-                if message.topic() != SCHEMAS_TOPIC {
-                    schema_ids.extend(record.schema_id());
-                }
-                let (_, file) = files
-                    .get_mut(&(message.topic().to_owned(), message.partition()))
-                    .expect("a partition being read");
-                if let Err(error) = file.append(&record) {
-                    failed = Some(error);
-                    return false;
-                }
-            }
-            true
-        })?;
-        if let Some(error) = failed {
-            return Err(error);
-        }
-        let mut entries: BTreeMap<String, Vec<FileEntry>> = BTreeMap::new();
-        let mut log_bytes = 0;
-        for ((topic, _), (name, file)) in files {
-            log_bytes += file.tally.log_bytes;
-            let entry = file.finish(&out, topic == certificate_topic)?;
-            entries.entry(name).or_default().push(entry);
-        }
-        for files in entries.values_mut() {
-            files.sort_by_key(|f| f.partition);
-        }
-        anyhow::Ok((entries, schema_ids, log_bytes))
-    })
-    .await??;
+    let (kafka_, names_, out, bar) = (kafka.clone(), names.to_vec(), dir.clone(), progress.clone());
+    let written = tokio::task::spawn_blocking(move || write_files(&kafka_, &names_, &marks, &out, &bar)).await??;
     progress.finish_and_clear();
 
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        created_at: chrono::Utc::now(),
+        topic_prefix: kafka.topic_prefix.clone(),
+        topics: written
+            .entries
+            .into_iter()
+            .map(|(name, files)| TopicEntry {
+                name,
+                partitions: files.len() as i32,
+                files,
+            })
+            .collect(),
+        writer_schemas: writer_schemas(&kafka.schema_registry_url, written.schema_ids).await?,
+    };
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    let files = || manifest.topics.iter().flat_map(|t| &t.files);
+    Ok(Taken {
+        records: files().map(|f| f.records).sum(),
+        files: files().count(),
+        log_bytes: written.log_bytes,
+        file_bytes: files().map(|f| f.bytes).sum(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reads every partition at once, each to the high watermark in `marks` (seen at the start),
+/// into its container file under `out/<name>/<partition>.avro`. Blocking.
+fn write_files(
+    kafka: &KafkaArgs,
+    names: &[String],
+    marks: &[platform::log::Watermarks],
+    out: &Path,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Written> {
+    let certificate_topic = full_name(&kafka.topic_prefix, "certificate-events");
+    let schema = record_schema();
+    let mut files: std::collections::HashMap<(String, i32), (String, FileWriter<'_>)> =
+        std::collections::HashMap::new();
+    let mut spans = Vec::with_capacity(marks.len());
+    for mark in marks {
+        let name = names
+            .iter()
+            .find(|n| full_name(&kafka.topic_prefix, n) == mark.topic)
+            .expect("a listed topic")
+            .clone();
+        std::fs::create_dir_all(out.join(&name))?;
+        let path = out.join(&name).join(format!("{}.avro", mark.partition));
+        let file = FileWriter::create(&schema, path, mark.partition)?;
+        files.insert((mark.topic.clone(), mark.partition), (name, file));
+        spans.push(mark.span());
+    }
+    let mut schema_ids = std::collections::BTreeSet::new();
+    let mut failed = None;
+    read_spans(&kafka.brokers, &spans, None, 1000, |batch| {
+        bar.inc(batch.len() as u64);
+        for message in &batch {
+            let record = LogRecord::from_message(message);
+            if message.topic() != SCHEMAS_TOPIC {
+                schema_ids.extend(record.schema_id());
+            }
+            let (_, file) = files
+                .get_mut(&(message.topic().to_owned(), message.partition()))
+                .expect("a partition being read");
+            if let Err(error) = file.append(&record) {
+                failed = Some(error);
+                return false;
+            }
+        }
+        true
+    })?;
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let mut entries: BTreeMap<String, Vec<FileEntry>> = BTreeMap::new();
+    let mut log_bytes = 0;
+    for ((topic, _), (name, file)) in files {
+        log_bytes += file.tally.log_bytes;
+        let entry = file.finish(out, topic == certificate_topic)?;
+        entries.entry(name).or_default().push(entry);
+    }
+    for files in entries.values_mut() {
+        files.sort_by_key(|f| f.partition);
+    }
+    Ok(Written {
+        entries,
+        schema_ids,
+        log_bytes,
+    })
+}
+
+/// The writer schemas behind `ids`, as the registry serves them.
+async fn writer_schemas(
+    registry_url: &str,
+    ids: std::collections::BTreeSet<u32>,
+) -> anyhow::Result<BTreeMap<u32, serde_json::Value>> {
     let registry = reqwest::Client::new();
-    let mut writer_schemas = BTreeMap::new();
-    for id in schema_ids {
-        let url = format!("{}/schemas/ids/{id}", kafka.schema_registry_url.trim_end_matches('/'));
+    let mut schemas = BTreeMap::new();
+    for id in ids {
+        let url = format!("{}/schemas/ids/{id}", registry_url.trim_end_matches('/'));
         let answer: serde_json::Value = registry
             .get(&url)
             .send()
@@ -110,31 +156,7 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
             .with_context(|| format!("reading writer schema {id} from the registry"))?
             .json()
             .await?;
-        writer_schemas.insert(id, answer);
+        schemas.insert(id, answer);
     }
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        created_at: chrono::Utc::now(),
-        topic_prefix: kafka.topic_prefix.clone(),
-        topics: entries
-            .into_iter()
-            .map(|(name, files)| TopicEntry {
-                name,
-                partitions: files.len() as i32,
-                files,
-            })
-            .collect(),
-        writer_schemas,
-    };
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let file_bytes: u64 = manifest.topics.iter().flat_map(|t| &t.files).map(|f| f.bytes).sum();
-    let records: u64 = manifest.topics.iter().flat_map(|t| &t.files).map(|f| f.records).sum();
-    Ok(Taken {
-        records,
-        files: manifest.topics.iter().map(|t| t.files.len()).sum(),
-        log_bytes,
-        file_bytes,
-        seconds,
-    })
+    Ok(schemas)
 }

@@ -3,6 +3,9 @@
 //! writes the same encoded records with a raw rdkafka idempotent producer at the same concurrency.
 //! Prints events/s and latency percentiles for both and the ratio. A benchmark, not a test:
 //! absolute figures vary with the machine; the ratio is what to compare.
+//!
+//! Over 400 lines: it holds the ingest benchmark and the harness every benchmark shares
+//! (`measure`, `Figures`, `progress`); the other benchmarks are modules of their own.
 
 pub mod backup;
 pub mod replay;

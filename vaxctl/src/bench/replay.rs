@@ -7,6 +7,9 @@
 //! The outcomes carry credentials of the real shape and size whose proof is not a valid
 //! signature: signing 100,000 credentials would take a quarter of an hour on 2 cores, and the
 //! projections store credentials without verifying them.
+//!
+//! Over 400 lines: generating a log of the real shape, writing it, measuring the broker's bare
+//! read rate and `COPY` as baselines, and replaying each projection are one measured run.
 
 use std::time::{Duration, Instant};
 
@@ -133,44 +136,15 @@ async fn generate(kafka: &KafkaArgs, count: usize, quiet: bool) -> anyhow::Resul
         );
         *slot += 1;
         for outcome in outcomes(&Lineage::default(), &envelope.event, &Policy::default(), status) {
-            let credential = match &outcome.outcome {
-                CertificateOutcome::CertificateIssued { certificate_id, .. } => {
-                    let mut credential = unsigned_credential(&CredentialInput {
-                        profile: &profile,
-                        certificate_id,
-                        record: &record,
-                        previous: &[],
-                        status,
-                        issued_at: now,
-                    });
-                    // The shape and size of an eddsa-rdfc-2022 proof; not a valid signature.
-                    credential["proof"] = json!({
-                        "type": "DataIntegrityProof",
-                        "cryptosuite": "eddsa-rdfc-2022",
-                        "created": now.to_rfc3339(),
-                        "verificationMethod": "did:web:bench.invalid#key-1",
-                        "proofPurpose": "assertionMethod",
-                        "proofValue": format!("z{}", "1".repeat(87)),
-                    });
-                    Some(IssuedCredential {
-                        text: credential.to_string(),
-                        key_id: "did:web:bench.invalid#key-1".into(),
-                    })
-                }
-                _ => None,
-            };
-            let certificate = CertificateEnvelope {
-                occurred_at: now,
-                recorded_at: now,
-                source: SourcePosition { partition, offset },
-                previous_sha256: None,
-                body: CertificateBody::Outcome {
-                    recipient_key: key.clone(),
-                    source_sha256: [0; 32],
-                    event: outcome,
-                    credential,
-                },
-            };
+            let certificate = outcome_record(
+                &profile,
+                &record,
+                &key,
+                outcome,
+                SourcePosition { partition, offset },
+                status,
+                now,
+            );
             log.certificates.push((
                 partition,
                 key.as_str().to_owned(),
@@ -186,6 +160,56 @@ async fn generate(kafka: &KafkaArgs, count: usize, quiet: bool) -> anyhow::Resul
     }
     progress.finish();
     Ok(log)
+}
+
+/// The `certificate-events` record the signer would write for `outcome`: an issue carries a
+/// credential of the real shape and size, with a proof that is not a valid signature.
+fn outcome_record(
+    profile: &IssuerProfile,
+    record: &RecordVaccination,
+    key: &RecipientKey,
+    outcome: domain::events::CertificateEvent,
+    source: SourcePosition,
+    status: StatusSlot,
+    now: chrono::DateTime<Utc>,
+) -> CertificateEnvelope {
+    let credential = match &outcome.outcome {
+        CertificateOutcome::CertificateIssued { certificate_id, .. } => {
+            let mut credential = unsigned_credential(&CredentialInput {
+                profile,
+                certificate_id,
+                record,
+                previous: &[],
+                status,
+                issued_at: now,
+            });
+            credential["proof"] = json!({
+                "type": "DataIntegrityProof",
+                "cryptosuite": "eddsa-rdfc-2022",
+                "created": now.to_rfc3339(),
+                "verificationMethod": "did:web:bench.invalid#key-1",
+                "proofPurpose": "assertionMethod",
+                "proofValue": format!("z{}", "1".repeat(87)),
+            });
+            Some(IssuedCredential {
+                text: credential.to_string(),
+                key_id: "did:web:bench.invalid#key-1".into(),
+            })
+        }
+        _ => None,
+    };
+    CertificateEnvelope {
+        occurred_at: now,
+        recorded_at: now,
+        source,
+        previous_sha256: None,
+        body: CertificateBody::Outcome {
+            recipient_key: key.clone(),
+            source_sha256: [0; 32],
+            event: outcome,
+            credential,
+        },
+    }
 }
 
 /// Writes the records in large batches (so reading them back is not bound by batch count).
@@ -330,7 +354,6 @@ async fn copy_rate(postgres: &PostgresArgs, from: &str, into: &str, events: i64)
     Ok(events as f64 / started.elapsed().as_secs_f64())
 }
 
-/// A pool on a new, empty schema.
 /// A fresh schema for a run's store, as `vaxctl replay` creates its shadows.
 async fn schema(postgres: &PostgresArgs, name: &str) -> anyhow::Result<sqlx::PgPool> {
     let projection = PostgresStore(postgres.clone()).shadow(name).await?;
@@ -358,22 +381,53 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         .register_event_schemas(&run)
         .await?;
     let topics = kafka.topics();
+    let names = vec![topics.vaccination_events.clone(), topics.certificate_events.clone()];
     let log = generate(&kafka, args.count, args.json).await?;
     let written = log.vaccinations.len() + log.certificates.len();
-    let write_rate = (write(&kafka.brokers, &topics.vaccination_events, &log.vaccinations, args.json).await?
-        + write(&kafka.brokers, &topics.certificate_events, &log.certificates, args.json).await?)
+    let write_rate = (write(&kafka.brokers, &names[0], &log.vaccinations, args.json).await?
+        + write(&kafka.brokers, &names[1], &log.certificates, args.json).await?)
         / 2.0;
     drop(log);
 
-    let (brokers, names, partitions) = (
-        kafka.brokers.clone(),
-        vec![topics.vaccination_events.clone(), topics.certificate_events.clone()],
-        kafka.partitions,
+    let ends = ends(&kafka.brokers, &names, kafka.partitions).await?;
+    let events: i64 = ends.iter().map(|(_, _, end)| end).sum();
+    anyhow::ensure!(
+        events as usize == written,
+        "the topics hold {events} records, {written} were written"
     );
-    let ends: Vec<(String, i32, i64)> = tokio::task::spawn_blocking(move || {
+    let (brokers, partitions) = (kafka.brokers.clone(), kafka.partitions);
+    let read = tokio::task::spawn_blocking(move || read_rate(&brokers, &names, partitions, written)).await??;
+    let mut figures = vec![Figure {
+        what: "bare consumer".into(),
+        events_per_second: read,
+        baseline: None,
+    }];
+    let run_of = Run {
+        kafka: &kafka,
+        args,
+        prefix: &run,
+        store: &store,
+        ends: &ends,
+        read,
+    };
+    let mut kinds = args.projections.clone();
+    kinds.dedup();
+    for kind in kinds {
+        figures.extend(run_of.projection(kind).await?);
+    }
+
+    cleanup(args, &run, &store).await;
+    report(args, events, write_rate, &figures);
+    Ok(())
+}
+
+/// The high watermark of every partition of `topics`.
+async fn ends(brokers: &str, topics: &[String], partitions: i32) -> anyhow::Result<Vec<(String, i32, i64)>> {
+    let (brokers, topics) = (brokers.to_owned(), topics.to_vec());
+    tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = platform::Kafka::new(&brokers).client()?;
         let mut ends = Vec::new();
-        for topic in &names {
+        for topic in &topics {
             for partition in 0..partitions {
                 let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
                 ends.push((topic.clone(), partition, high));
@@ -381,95 +435,81 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(ends)
     })
-    .await??;
-    let events: i64 = ends.iter().map(|(_, _, end)| end).sum();
-    anyhow::ensure!(
-        events as usize == written,
-        "the topics hold {events} records, {written} were written"
-    );
+    .await?
+}
 
-    let (brokers, names) = (
-        kafka.brokers.clone(),
-        vec![topics.vaccination_events.clone(), topics.certificate_events.clone()],
-    );
-    let read = tokio::task::spawn_blocking(move || read_rate(&brokers, &names, partitions, written)).await??;
-    let mut figures = vec![Figure {
-        what: "bare consumer".into(),
-        events_per_second: read,
-        baseline: None,
-    }];
+/// One benchmark run's log, stores and baseline.
+struct Run<'a> {
+    kafka: &'a KafkaArgs,
+    args: &'a ReplayArgs,
+    prefix: &'a str,
+    store: &'a str,
+    ends: &'a [(String, i32, i64)],
+    /// The bare consumer's rate.
+    read: f64,
+}
 
-    let settings = |name: &str| runner::Settings {
-        brokers: kafka.brokers.clone(),
-        registry_url: kafka.schema_registry_url.clone(),
-        group: format!("{run}projector-{name}"),
-        vaccination_events: topics.vaccination_events.clone(),
-        certificate_events: topics.certificate_events.clone(),
-        dead_letters: topics.dead_letters.clone(),
-        batch_size: args.batch_size.max(1),
-        batch_time: Duration::from_millis(200),
-        health: runner::Health::default(),
-    };
-    let mut kinds = args.projections.clone();
-    kinds.dedup();
-    for kind in kinds {
+impl Run<'_> {
+    /// The runner's settings for projection `name`, in a consumer group of its own.
+    fn settings(&self, name: &str) -> runner::Settings {
+        let topics = self.kafka.topics();
+        runner::Settings {
+            brokers: self.kafka.brokers.clone(),
+            registry_url: self.kafka.schema_registry_url.clone(),
+            group: format!("{}projector-{name}", self.prefix),
+            vaccination_events: topics.vaccination_events,
+            certificate_events: topics.certificate_events,
+            dead_letters: topics.dead_letters,
+            batch_size: self.args.batch_size.max(1),
+            batch_time: Duration::from_millis(200),
+            health: runner::Health::default(),
+        }
+    }
+
+    /// Replays one projection into a store of its own: its figures (Postgres adds `COPY`, the
+    /// database's own ceiling, as its baseline).
+    async fn projection(&self, kind: Kind) -> anyhow::Result<Vec<Figure>> {
+        let (args, store, quiet) = (self.args, self.store, self.args.json);
         let rate = match kind {
             Kind::Postgres => {
-                let pool = schema(&args.postgres, &store).await?;
-                let rate = replay(
-                    settings("postgres"),
-                    PostgresProjection::new(pool.clone()),
-                    PostgresProjection::new(pool),
-                    &ends,
-                    args.json,
-                )
-                .await?;
-                let copy = copy_rate(&args.postgres, &store, &format!("{store}_copy"), events).await?;
-                figures.push(Figure {
-                    what: "COPY".into(),
-                    events_per_second: copy,
-                    baseline: Some(("bare consumer", read)),
-                });
-                figures.push(Figure {
-                    what: "postgres projection".into(),
-                    events_per_second: rate,
-                    baseline: Some(("COPY", copy)),
-                });
-                continue;
+                let pool = schema(&args.postgres, store).await?;
+                let (live, probe) = (PostgresProjection::new(pool.clone()), PostgresProjection::new(pool));
+                let rate = replay(self.settings("postgres"), live, probe, self.ends, quiet).await?;
+                let events = self.ends.iter().map(|(_, _, end)| end).sum();
+                let copy = copy_rate(&args.postgres, store, &format!("{store}_copy"), events).await?;
+                return Ok(vec![
+                    Figure {
+                        what: "COPY".into(),
+                        events_per_second: copy,
+                        baseline: Some(("bare consumer", self.read)),
+                    },
+                    Figure {
+                        what: "postgres projection".into(),
+                        events_per_second: rate,
+                        baseline: Some(("COPY", copy)),
+                    },
+                ]);
             }
             Kind::Redis => {
                 let client = args.redis.client()?;
-                replay(
-                    settings("redis"),
-                    RedisProjection::new(client.clone(), &run),
-                    RedisProjection::new(client, &run),
-                    &ends,
-                    args.json,
-                )
-                .await?
+                let (live, probe) = (
+                    RedisProjection::new(client.clone(), self.prefix),
+                    RedisProjection::new(client, self.prefix),
+                );
+                replay(self.settings("redis"), live, probe, self.ends, quiet).await?
             }
             Kind::Clickhouse => {
                 let databases = ClickHouseStore(args.clickhouse.clone());
-                replay(
-                    settings("clickhouse"),
-                    databases.shadow(&store).await?,
-                    databases.shadow(&store).await?,
-                    &ends,
-                    args.json,
-                )
-                .await?
+                let (live, probe) = (databases.shadow(store).await?, databases.shadow(store).await?);
+                replay(self.settings("clickhouse"), live, probe, self.ends, quiet).await?
             }
         };
-        figures.push(Figure {
+        Ok(vec![Figure {
             what: format!("{} projection", format!("{kind:?}").to_lowercase()),
             events_per_second: rate,
-            baseline: Some(("bare consumer", read)),
-        });
+            baseline: Some(("bare consumer", self.read)),
+        }])
     }
-
-    cleanup(args, &run, &store).await;
-    report(args, events, write_rate, &figures);
-    Ok(())
 }
 
 /// Drops the run's schemas, database and keys; the topics stay (on Tansu, deleting topics can

@@ -47,8 +47,40 @@ pub struct VerifyArgs {
     clickhouse: ClickHouseArgs,
 }
 
+/// The signed credentials the benchmark verifies, cached under its own Redis key prefix.
+struct Signed {
+    prefix: String,
+    /// The key directory (private key; its public halves are published beside it).
+    dir: std::path::PathBuf,
+    did: &'static str,
+    base_url: String,
+    credentials: Vec<String>,
+    ids: Vec<String>,
+}
+
+/// The measured figures of one run.
+struct Measured {
+    cold: f64,
+    health: Figures,
+    verify: Figures,
+    fetch: Figures,
+}
+
 /// Runs the benchmark.
 pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
+    let mut redis = args.redis.client()?.get_multiplexed_async_connection().await?;
+    let signed = sign_and_cache(args, &mut redis).await?;
+    let (url, codes, shutdown) = start_query_api(kafka, args, &signed).await?;
+    let measured = measure_all(args, &url, &signed, codes).await;
+    shutdown.cancel();
+    cleanup(&signed, &mut redis).await?;
+    print(args, &measured?);
+    Ok(())
+}
+
+/// Signs `--certificates` synthetic credentials with a fresh key and caches them the way the
+/// Redis projection does.
+async fn sign_and_cache(args: &VerifyArgs, redis: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<Signed> {
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let prefix = format!("bench-verify-{id}:");
     let dir = std::env::temp_dir().join(format!("vaxtrail-bench-verify-{id}"));
@@ -66,8 +98,6 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         issuer: did.into(),
         base_url: "https://bench.invalid".into(),
     };
-
-    // Sign the certificates and cache them as the Redis projection does.
     let catalog = VaccineCatalog::divoc_default();
     let today = Utc::now().date_naive();
     let ctx = ParseContext {
@@ -76,7 +106,6 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         default_country: CountryCode::parse("c", "IND").map_err(|e| anyhow::anyhow!("{e}"))?,
         today,
     };
-    let mut redis = args.redis.client()?.get_multiplexed_async_connection().await?;
     let mut credentials = Vec::with_capacity(args.certificates);
     let mut ids = Vec::with_capacity(args.certificates);
     let bar = progress(args.certificates, "signing", args.json);
@@ -87,16 +116,15 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
             &domain::ids::IdKey::development(),
             EventId::derive("bench-verify", &i.to_string()),
         );
-        let status = StatusSlot {
-            list: 0,
-            index: i as u64,
-        };
         let unsigned = unsigned_credential(&CredentialInput {
             profile: &profile,
             certificate_id: &certificate,
             record: &record,
             previous: &[],
-            status,
+            status: StatusSlot {
+                list: 0,
+                index: i as u64,
+            },
             issued_at: Utc::now(),
         });
         let text = signer.sign(unsigned).await?.text;
@@ -112,18 +140,33 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
             .arg(0)
             .arg("statusIndex")
             .arg(i)
-            .query_async::<()>(&mut redis)
+            .query_async::<()>(redis)
             .await?;
         credentials.push(text);
         ids.push(certificate.as_str().to_owned());
         bar.inc(1);
     }
     bar.finish();
+    Ok(Signed {
+        prefix,
+        dir,
+        did,
+        base_url: profile.base_url,
+        credentials,
+        ids,
+    })
+}
 
-    // The query API, in-process, with the public halves of the keys (it holds no private key),
-    // and no per-client rate: the bench is one client measuring the service.
-    let public = dir.with_extension("public");
-    credentials::keys::publish(&dir, &public)?;
+/// The query API, in-process, with the public halves of the keys (it holds no private key) and
+/// no per-client rate: the bench is one client measuring the service. Its URL, the holders'
+/// access codes (as it computes them, from its default secret) and its shutdown token.
+async fn start_query_api(
+    kafka: &KafkaArgs,
+    args: &VerifyArgs,
+    signed: &Signed,
+) -> anyhow::Result<(String, Arc<Vec<String>>, Shutdown)> {
+    let public = signed.dir.with_extension("public");
+    credentials::keys::publish(&signed.dir, &public)?;
     let mut config = <query_api::Config as clap::Parser>::parse_from([
         "query-api",
         "--issuer-public-keys",
@@ -136,26 +179,93 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
     config.postgres = args.postgres.clone();
     config.clickhouse = args.clickhouse.clone();
     config.redis = RedisArgs {
-        key_prefix: prefix.clone(),
+        key_prefix: signed.prefix.clone(),
         ..args.redis.clone()
     };
-    config.issuer.did = did.into();
-    config.issuer.public_base_url = profile.base_url.clone();
+    config.issuer.did = signed.did.into();
+    config.issuer.public_base_url = signed.base_url.clone();
     config.listen = "127.0.0.1:0".parse()?;
     let shutdown = Shutdown::new();
     let app = query_api::Application::build(&config, shutdown.clone()).await?;
     let url = format!("http://{}", app.local_addr());
-    // The holder's access codes, as the query API computes them (its default secret).
     let holder = query_api::access::HolderCodes::new(config.holder_code_secret.expose().as_bytes());
-    let codes: Arc<Vec<String>> = Arc::new(ids.iter().map(|id| holder.code(id)).collect());
+    let codes = Arc::new(signed.ids.iter().map(|id| holder.code(id)).collect());
     tokio::spawn(app.run_until_stopped());
+    Ok((url, codes, shutdown))
+}
+
+/// The cold verifications, then the three endpoints under load.
+async fn measure_all(
+    args: &VerifyArgs,
+    url: &str,
+    signed: &Signed,
+    codes: Arc<Vec<String>>,
+) -> anyhow::Result<Measured> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
+    let cold = cold(&client, url, &signed.credentials).await?;
+    let numbered: Vec<usize> = (0..args.requests).collect();
+    let load = |name| progress(args.requests, name, args.json);
+    let health = measure(&numbered, args.concurrency, load("healthz"), |_| {
+        let (client, url) = (client.clone(), url.to_owned());
+        async move {
+            let sent = Instant::now();
+            client.get(format!("{url}/healthz")).send().await?.error_for_status()?;
+            Ok(sent.elapsed())
+        }
+    })
+    .await?;
+    let credentials = Arc::new(signed.credentials.clone());
+    let verify = measure(&numbered, args.concurrency, load("verify"), |i| {
+        let (client, url, credentials) = (client.clone(), url.to_owned(), credentials.clone());
+        let i = *i;
+        async move {
+            let sent = Instant::now();
+            let answer: serde_json::Value = client
+                .post(format!("{url}/v1/verify"))
+                .header("content-type", "application/json")
+                .body(credentials[i % credentials.len()].clone())
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            anyhow::ensure!(answer["outcome"] == "valid", "{answer}");
+            Ok(sent.elapsed())
+        }
+    })
+    .await?;
+    let ids = Arc::new(signed.ids.clone());
+    let fetch = measure(&numbered, args.concurrency, load("certificate"), |i| {
+        let (client, url, ids, codes) = (client.clone(), url.to_owned(), ids.clone(), codes.clone());
+        let i = *i;
+        async move {
+            let sent = Instant::now();
+            client
+                .get(format!("{url}/v1/certificates/{}", ids[i % ids.len()]))
+                .header("vaxtrail-access-code", &codes[i % ids.len()])
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            Ok(sent.elapsed())
+        }
+    })
+    .await?;
+    Ok(Measured {
+        cold,
+        health,
+        verify,
+        fetch,
+    })
+}
 
-    // Cold: the first verification of each credential (full proof check), one at a time.
+/// The first verification of each credential (a full proof check), one at a time: per second.
+async fn cold(client: &reqwest::Client, url: &str, credentials: &[String]) -> anyhow::Result<f64> {
     let started = Instant::now();
-    for text in &credentials {
+    for text in credentials {
         let answer: serde_json::Value = client
             .post(format!("{url}/v1/verify"))
             .header("content-type", "application/json")
@@ -169,93 +279,36 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
             "a benchmark credential did not verify: {answer}"
         );
     }
-    let cold = credentials.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(credentials.len() as f64 / started.elapsed().as_secs_f64())
+}
 
-    let credentials = Arc::new(credentials);
-    let numbered: Vec<usize> = (0..args.requests).collect();
-    let health = measure(
-        &numbered,
-        args.concurrency,
-        progress(args.requests, "healthz", args.json),
-        |_| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let sent = Instant::now();
-                client.get(format!("{url}/healthz")).send().await?.error_for_status()?;
-                Ok(sent.elapsed())
-            }
-        },
-    )
-    .await?;
-    let verify = measure(
-        &numbered,
-        args.concurrency,
-        progress(args.requests, "verify", args.json),
-        |i| {
-            let (client, url, credentials) = (client.clone(), url.clone(), credentials.clone());
-            let i = *i;
-            async move {
-                let sent = Instant::now();
-                let response = client
-                    .post(format!("{url}/v1/verify"))
-                    .header("content-type", "application/json")
-                    .body(credentials[i % credentials.len()].clone())
-                    .send()
-                    .await?
-                    .error_for_status()?;
-                let answer: serde_json::Value = response.json().await?;
-                anyhow::ensure!(answer["outcome"] == "valid", "{answer}");
-                Ok(sent.elapsed())
-            }
-        },
-    )
-    .await?;
-    let ids = Arc::new(ids);
-    let fetch = measure(
-        &numbered,
-        args.concurrency,
-        progress(args.requests, "certificate", args.json),
-        |i| {
-            let (client, url, ids, codes) = (client.clone(), url.clone(), ids.clone(), codes.clone());
-            let i = *i;
-            async move {
-                let sent = Instant::now();
-                client
-                    .get(format!("{url}/v1/certificates/{}", ids[i % ids.len()]))
-                    .header("vaxtrail-access-code", &codes[i % ids.len()])
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .bytes()
-                    .await?;
-                Ok(sent.elapsed())
-            }
-        },
-    )
-    .await?;
-    shutdown.cancel();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&public);
+/// Removes the keys and the cached credentials.
+async fn cleanup(signed: &Signed, redis: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(&signed.dir);
+    let _ = std::fs::remove_dir_all(signed.dir.with_extension("public"));
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut redis)
+        .arg(format!("{}*", signed.prefix))
+        .query_async(redis)
         .await?;
     if !keys.is_empty() {
-        redis::cmd("DEL").arg(&keys).query_async::<()>(&mut redis).await?;
+        redis::cmd("DEL").arg(&keys).query_async::<()>(redis).await?;
     }
+    Ok(())
+}
 
+fn print(args: &VerifyArgs, m: &Measured) {
     let line = |f: &Figures| {
         json!({ "requests_per_second": f.events_per_second.round(), "p50_ms": f.p50.as_secs_f64() * 1e3,
-                "p99_ms": f.p99.as_secs_f64() * 1e3, "ratio_to_healthz": f.events_per_second / health.events_per_second })
+                "p99_ms": f.p99.as_secs_f64() * 1e3, "ratio_to_healthz": f.events_per_second / m.health.events_per_second })
     };
     if args.json {
         println!(
             "{}",
             json!({ "certificates": args.certificates, "requests": args.requests, "concurrency": args.concurrency,
-                    "cold_verifications_per_second": cold, "healthz": line(&health), "verify": line(&verify),
-                    "certificate": line(&fetch) })
+                    "cold_verifications_per_second": m.cold, "healthz": line(&m.health), "verify": line(&m.verify),
+                    "certificate": line(&m.fetch) })
         );
-        return Ok(());
+        return;
     }
     println!(
         "{} requests per endpoint, {} in flight, {} distinct certificates",
@@ -266,18 +319,20 @@ pub async fn run(kafka: &KafkaArgs, args: &VerifyArgs) -> anyhow::Result<()> {
         "", "req/s", "p50 ms", "p99 ms", "ratio"
     );
     for (name, f) in [
-        ("GET /healthz (ceiling)", &health),
-        ("POST /v1/verify", &verify),
-        ("GET /v1/certificates/{id}", &fetch),
+        ("GET /healthz (ceiling)", &m.health),
+        ("POST /v1/verify", &m.verify),
+        ("GET /v1/certificates/{id}", &m.fetch),
     ] {
         println!(
             "{name:<30} {:>10.0} {:>9.2} {:>9.2} {:>8.2}",
             f.events_per_second,
             f.p50.as_secs_f64() * 1e3,
             f.p99.as_secs_f64() * 1e3,
-            f.events_per_second / health.events_per_second
+            f.events_per_second / m.health.events_per_second
         );
     }
-    println!("first (uncached) verification of each credential, one at a time: {cold:.0}/s");
-    Ok(())
+    println!(
+        "first (uncached) verification of each credential, one at a time: {:.0}/s",
+        m.cold
+    );
 }
