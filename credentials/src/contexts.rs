@@ -18,3 +18,13 @@ pub fn loader() -> ContextLoader {
         .with_context_map_from(ours)
         .expect("the bundled context is valid JSON under a valid URL")
 }
+
+/// The text of every context a vaxtrail credential or its proof names (the W3C credentials v1,
+/// vaxtrail's vaccination v1, Data Integrity v2), for the compiled path to know their terms.
+pub fn documents() -> Vec<&'static str> {
+    vec![
+        ssi_contexts::CREDENTIALS_V1,
+        VACCINATION_V1_DOCUMENT,
+        ssi_contexts::W3ID_DATA_INTEGRITY_V2,
+    ]
+}

@@ -105,6 +105,11 @@ impl IssuerKey {
         self.secret.is_some()
     }
 
+    /// The private key, if it holds one.
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.secret.as_ref()
+    }
+
     pub(crate) fn secret_bytes(&self) -> Option<[u8; 32]> {
         self.secret.as_ref().map(SigningKey::to_bytes)
     }

@@ -5,6 +5,7 @@
 //! no context defines, fails to sign and fails to verify. Keep it that way.
 
 pub mod checkpoint;
+pub mod compiled;
 pub mod contexts;
 pub mod keys;
 mod proof;

@@ -14,7 +14,11 @@ use ssi::{
     verification_methods::{AnyMethod, LocalSigner, ReferenceOrOwned, SingleSecretSigner},
 };
 
-use crate::{Keyring, contexts};
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
+
+use crate::{Keyring, compiled::Compiled, contexts};
 
 type Resolver = VerificationMethodDIDResolver<StaticDIDResolver, AnyMethod>;
 
@@ -44,12 +48,14 @@ pub struct SignedCredential {
     pub verification_method: String,
 }
 
-/// Signs credentials with the issuer's active key.
+/// Signs credentials with the issuer's active key: through the compiled path when it has one and
+/// the credential is of its shape, otherwise through ssi's full JSON-LD path.
 pub struct CredentialSigner {
     keyring: Keyring,
     resolver: Resolver,
     loader: ContextLoader,
     signer: LocalSigner<SingleSecretSigner<JWK>>,
+    compiled: Option<Arc<Compiled>>,
 }
 
 impl CredentialSigner {
@@ -68,7 +74,14 @@ impl CredentialSigner {
             loader: contexts::loader(),
             signer: SingleSecretSigner::new(jwk).into_local(),
             keyring,
+            compiled: None,
         }
+    }
+
+    /// Signs credentials of the compiled shape through the compiled path.
+    pub fn with_compiled(mut self, compiled: Arc<Compiled>) -> Self {
+        self.compiled = Some(compiled);
+        self
     }
 
     /// The issuer's keys.
@@ -76,14 +89,38 @@ impl CredentialSigner {
         &self.keyring
     }
 
-    /// Adds the proof. CPU-bound (milliseconds): run it off the async workers.
+    /// Adds the proof, created now (to the second). CPU-bound: tens of microseconds through the
+    /// compiled path, milliseconds through the full one.
     pub async fn sign(&self, credential: Value) -> Result<SignedCredential, SignError> {
+        let created = Utc::now().trunc_subsecs(0);
+        let method = self.keyring.active_method();
+        if let Some(compiled) = &self.compiled {
+            let key = self
+                .keyring
+                .active()
+                .signing_key()
+                .expect("the active key can sign (checked at load)");
+            if let Some(text) = compiled.sign(&credential, key, &method, created) {
+                metrics::counter!("vaxtrail_credentials_signed_total", "path" => "compiled").increment(1);
+                return Ok(SignedCredential {
+                    text,
+                    verification_method: method,
+                });
+            }
+        }
+        metrics::counter!("vaxtrail_credentials_signed_total", "path" => "full").increment(1);
+        self.sign_full(credential, created).await
+    }
+
+    /// Adds the proof through ssi's full JSON-LD path, created at `created`.
+    pub async fn sign_full(&self, credential: Value, created: DateTime<Utc>) -> Result<SignedCredential, SignError> {
         let unsigned: JsonCredential =
             serde_json::from_value(credential).map_err(|e| SignError::Shape(e.to_string()))?;
         let method = self.keyring.active_method();
-        let options = ProofOptions::from_method(ReferenceOrOwned::Reference(
+        let mut options = ProofOptions::from_method(ReferenceOrOwned::Reference(
             method.parse().expect("a DID URL is an IRI"),
         ));
+        options.created = created.to_rfc3339_opts(SecondsFormat::Secs, true).parse().ok();
         let environment = SignatureEnvironment {
             json_ld_loader: &self.loader,
             eip712_loader: (),

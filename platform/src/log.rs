@@ -72,7 +72,8 @@ pub fn watermarks(brokers: &str, topics: &[String]) -> anyhow::Result<Vec<Waterm
     let timeout = Duration::from_secs(30);
     // A broker busy with another client's large fetch can take longer than one timeout to answer
     // (Tansu 0.6 after a reader was killed mid-read): asked again, for up to three minutes.
-    let patiently = Backoff::new(Duration::from_millis(500), Duration::from_secs(5)).giving_up_after(Duration::from_secs(180));
+    let patiently =
+        Backoff::new(Duration::from_millis(500), Duration::from_secs(5)).giving_up_after(Duration::from_secs(180));
     let retriable = |error: &KafkaError| {
         tracing::warn!(%error, "asking the broker for watermarks; asking again");
         true

@@ -1,0 +1,231 @@
+//! The compiled `eddsa-rdfc-2022` path: credentials of vaxtrail's shape signed and verified
+//! without JSON-LD processing.
+//!
+//! The full path (ssi) expands each credential against its contexts, turns it into RDF,
+//! canonicalizes it (RDFC-1.0), hashes and signs: milliseconds per credential, nearly all of it
+//! the context processing, which is the same for every credential. Here the contexts are
+//! processed once, at start: ssi expands a probe credential with every field vaxtrail writes,
+//! and [`shape::Shape`] learns from its quads which predicate and literal type each JSON key
+//! maps to. A credential of that shape then goes straight to its quads, which ssi's RDFC-1.0
+//! implementation canonicalizes, then SHA-256 and Ed25519 as the cryptosuite specifies. The
+//! canonical N-Quads and the proof value are byte-identical to the full path's (the
+//! differential tests in `tests/compiled.rs` hold it to that on generated credentials).
+//!
+//! A document outside the learned shape (another key, another type, a value JSON-LD would expand
+//! differently) is not handled here: the caller takes the full path and counts it
+//! (`vaxtrail_credentials_full_path_total`).
+
+mod probe;
+pub mod shape;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use rdf_types::LexicalQuad;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use ssi::{
+    claims::vc::v1::JsonCredential,
+    json_ld::{CompactJsonLd, ContextLoader, Expandable},
+    rdf::{AnyLdEnvironment, LdEnvironment, urdna2015},
+};
+
+use self::shape::{Constant, LearnError, Shape};
+use crate::contexts;
+
+/// The credential the shape is learned from (every field vaxtrail writes present).
+pub fn probe_credential() -> Value {
+    probe::credential()
+}
+
+/// The cryptosuite this path implements.
+pub const CRYPTOSUITE: &str = "eddsa-rdfc-2022";
+/// The proof type.
+pub const PROOF_TYPE: &str = "DataIntegrityProof";
+/// The proof purpose of every vaxtrail credential.
+pub const PROOF_PURPOSE: &str = "assertionMethod";
+
+/// A proof as ssi writes it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Proof<'a> {
+    #[serde(rename = "type")]
+    type_: &'a str,
+    cryptosuite: &'a str,
+    created: &'a str,
+    verification_method: &'a str,
+    proof_purpose: &'a str,
+    proof_value: String,
+}
+
+/// The learned shapes of a credential and of its proof configuration.
+pub struct Compiled {
+    credential: Shape,
+    proof: Shape,
+}
+
+/// The quads ssi's JSON-LD path gives a document (expansion with the bundled contexts only, then
+/// RDF), blank nodes labelled as it labels them.
+pub async fn full_quads(document: &Value, loader: &ContextLoader) -> Result<Vec<LexicalQuad>, String> {
+    let json: json_syntax::Value = serde_json::from_value(document.clone()).map_err(|e| e.to_string())?;
+    let mut ld = LdEnvironment::default();
+    let expanded = CompactJsonLd(json)
+        .expand_with(&mut ld, loader)
+        .await
+        .map_err(|e| e.to_string())?;
+    ld.quads_of(&expanded).map_err(|e| e.to_string())
+}
+
+/// The canonical N-Quads (RDFC-1.0) of a set of quads, by ssi's implementation.
+pub fn canonical(quads: &[LexicalQuad]) -> String {
+    urdna2015::normalize(quads.iter().map(LexicalQuad::as_lexical_quad_ref)).into_nquads()
+}
+
+/// A proof configuration: the proof without its value, under the credential's `@context`.
+pub fn proof_configuration(context: &Value, created: &str, method: &str) -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "@context": context,
+        "type": PROOF_TYPE,
+        "cryptosuite": CRYPTOSUITE,
+        "created": created,
+        "verificationMethod": method,
+        "proofPurpose": PROOF_PURPOSE,
+    }) else {
+        unreachable!("an object literal")
+    };
+    map
+}
+
+impl Compiled {
+    /// Learns the shapes through the full path, once.
+    pub async fn learn() -> Result<Self, LearnError> {
+        let loader = contexts::loader();
+        let documents = contexts::documents();
+        let credential = probe::credential();
+        let marked = shape::mark(&credential);
+        let quads = full_quads(&marked, &loader).await.map_err(LearnError::expansion)?;
+        let credential_shape = Shape::learn(&marked, &quads, &documents)?;
+
+        // The proof configuration's constants (purpose, cryptosuite, type) stay as they are: only
+        // `created` and `verificationMethod` vary, so only they are marked.
+        let config = proof_configuration(
+            &credential["@context"],
+            "urn:vaxtrail:probe:created",
+            "urn:vaxtrail:probe:method",
+        );
+        let config_quads = full_quads(&Value::Object(config.clone()), &loader)
+            .await
+            .map_err(LearnError::expansion)?;
+        let mut constants = Vec::new();
+        for key in ["cryptosuite", "proofPurpose"] {
+            let mut without = config.clone();
+            let value = without.remove(key).expect("the configuration has it");
+            let fewer = full_quads(&Value::Object(without), &loader)
+                .await
+                .map_err(LearnError::expansion)?;
+            let gone: Vec<&LexicalQuad> = config_quads
+                .iter()
+                .filter(|q| !fewer.iter().any(|f| f.1 == q.1 && f.2 == q.2))
+                .collect();
+            let [quad] = gone.as_slice() else {
+                return Err(LearnError::expansion(format!("{key} stands for {} quads", gone.len())));
+            };
+            constants.push(Constant {
+                key: key.to_owned(),
+                value,
+                predicate: quad.1.clone(),
+                object: quad.2.clone(),
+            });
+        }
+        let proof_shape = Shape::learn_with_constants(&Value::Object(config), &config_quads, &documents, &constants)?;
+        Ok(Self {
+            credential: credential_shape,
+            proof: proof_shape,
+        })
+    }
+
+    /// `hashData` of the cryptosuite: SHA-256 of the canonical proof configuration, then of the
+    /// canonical document. `None` when either is outside the learned shapes.
+    pub fn hash_data(&self, document: &Map<String, Value>, configuration: &Map<String, Value>) -> Option<[u8; 64]> {
+        let document = self.credential.quads(document)?;
+        let configuration = self.proof.quads(configuration)?;
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&Sha256::digest(canonical(&configuration)));
+        out[32..].copy_from_slice(&Sha256::digest(canonical(&document)));
+        Some(out)
+    }
+
+    /// The canonical N-Quads of a document without a proof, or `None` outside the shape.
+    pub fn canonical_document(&self, document: &Map<String, Value>) -> Option<String> {
+        Some(canonical(&self.credential.quads(document)?))
+    }
+
+    /// Signs `document` (an unsigned credential) with `key` as `method`, created at `created`:
+    /// the signed credential's text, or `None` when it is outside the shape.
+    pub fn sign(&self, document: &Value, key: &SigningKey, method: &str, created: DateTime<Utc>) -> Option<String> {
+        let Value::Object(map) = document else {
+            return None;
+        };
+        let created = created.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let configuration = proof_configuration(map.get("@context")?, &created, method);
+        let hash = self.hash_data(map, &configuration)?;
+        let signature = key.sign(&hash);
+        // Written as ssi writes a signed credential (its field order, one-element arrays as the
+        // element), so both paths give the same text.
+        let claims: JsonCredential = serde_json::from_value(document.clone()).ok()?;
+        let mut text = serde_json::to_string(&claims).ok()?;
+        let proof = Proof {
+            type_: PROOF_TYPE,
+            cryptosuite: CRYPTOSUITE,
+            created: &created,
+            verification_method: method,
+            proof_purpose: PROOF_PURPOSE,
+            proof_value: multibase::encode(multibase::Base::Base58Btc, signature.to_bytes()),
+        };
+        text.pop()?;
+        text.push_str(",\"proof\":");
+        text.push_str(&serde_json::to_string(&proof).ok()?);
+        text.push('}');
+        Some(text)
+    }
+
+    /// Checks a signed credential's proof with `key` (looked up by the caller from the proof's
+    /// `verificationMethod`): `Some(true)` when it holds, `Some(false)` when it does not, `None`
+    /// when the credential is outside the shape (the full path decides).
+    pub fn verify(&self, credential: &Map<String, Value>, key: &VerifyingKey) -> Option<bool> {
+        let Some(Value::Object(proof)) = credential.get("proof") else {
+            return None;
+        };
+        let text = |name: &str| proof.get(name).and_then(Value::as_str);
+        if text("type")? != PROOF_TYPE || text("cryptosuite")? != CRYPTOSUITE || text("proofPurpose")? != PROOF_PURPOSE
+        {
+            return None;
+        }
+        let known = [
+            "type",
+            "cryptosuite",
+            "created",
+            "verificationMethod",
+            "proofPurpose",
+            "proofValue",
+        ];
+        if proof.keys().any(|k| !known.contains(&k.as_str())) {
+            return None;
+        }
+        let created = text("created")?;
+        DateTime::parse_from_rfc3339(created).ok()?;
+        let mut document = credential.clone();
+        document.remove("proof");
+        let configuration = proof_configuration(document.get("@context")?, created, text("verificationMethod")?);
+        // The credential's own dates decide validity the way the full path's do.
+        let issued = DateTime::parse_from_rfc3339(document.get("issuanceDate")?.as_str()?).ok()?;
+        let hash = self.hash_data(&document, &configuration)?;
+        let Some(signature) = text("proofValue")
+            .and_then(|v| multibase::decode(v).ok())
+            .and_then(|(_, bytes)| Signature::from_slice(&bytes).ok())
+        else {
+            return Some(false);
+        };
+        // As the full path does: `verify`, not `verify_strict`.
+        Some(issued <= Utc::now() && key.verify(&hash, &signature).is_ok())
+    }
+}
