@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound as _, Utc};
 
-use crate::{Keyring, compiled::Compiled, contexts};
+use crate::{Keyring, PublishedKeys, compiled::Compiled, contexts};
 
 type Resolver = VerificationMethodDIDResolver<StaticDIDResolver, AnyMethod>;
 
@@ -152,10 +152,14 @@ pub enum Verdict {
     Invalid { reason: String },
 }
 
-/// Verifies credentials against a published DID document, with the bundled contexts only.
+/// Verifies credentials against a published DID document, with the bundled contexts only:
+/// through the compiled path when it has one and the credential is of its shape, otherwise
+/// through ssi's full JSON-LD path.
 pub struct CredentialVerifier {
     resolver: Resolver,
     loader: ContextLoader,
+    keys: PublishedKeys,
+    compiled: Option<Arc<Compiled>>,
 }
 
 impl CredentialVerifier {
@@ -164,6 +168,8 @@ impl CredentialVerifier {
         Self {
             resolver: resolver_for(keyring),
             loader: contexts::loader(),
+            keys: PublishedKeys::from_did_document(&keyring.did_document()).expect("a keyring publishes its keys"),
+            compiled: None,
         }
     }
 
@@ -181,11 +187,49 @@ impl CredentialVerifier {
         Ok(Self {
             resolver: dids.into_vm_resolver(),
             loader: contexts::loader(),
+            keys: PublishedKeys::from_did_document(document)?,
+            compiled: None,
         })
     }
 
-    /// Checks the credential's proof. CPU-bound (milliseconds).
+    /// Verifies credentials of the compiled shape through the compiled path.
+    pub fn with_compiled(mut self, compiled: Arc<Compiled>) -> Self {
+        self.compiled = Some(compiled);
+        self
+    }
+
+    /// Checks the credential's proof. CPU-bound: tens of microseconds through the compiled path,
+    /// milliseconds through the full one.
     pub async fn verify(&self, text: &str) -> Verdict {
+        if let Some(verdict) = self.verify_compiled(text) {
+            metrics::counter!("vaxtrail_credentials_verified_total", "path" => "compiled").increment(1);
+            return verdict;
+        }
+        metrics::counter!("vaxtrail_credentials_verified_total", "path" => "full").increment(1);
+        self.verify_full(text).await
+    }
+
+    /// The compiled path's verdict, or `None` when the credential is not of its shape or names a
+    /// key it does not know (the full path decides).
+    fn verify_compiled(&self, text: &str) -> Option<Verdict> {
+        let compiled = self.compiled.as_ref()?;
+        let Ok(Value::Object(document)) = serde_json::from_str::<Value>(text) else {
+            return None;
+        };
+        let method = document.get("proof")?.get("verificationMethod")?.as_str()?.to_owned();
+        let key = self.keys.key(&method)?;
+        Some(match compiled.verify(&document, key)? {
+            true => Verdict::Valid {
+                verification_method: method,
+            },
+            false => Verdict::Invalid {
+                reason: "the eddsa-rdfc-2022 proof does not hold".into(),
+            },
+        })
+    }
+
+    /// Checks the credential's proof through ssi's full JSON-LD path.
+    pub async fn verify_full(&self, text: &str) -> Verdict {
         let credential = match any_credential_from_json_str(text) {
             Ok(credential) => credential,
             Err(e) => {

@@ -48,6 +48,11 @@ impl PublishedKeys {
         &self.did
     }
 
+    /// The key a verification method names.
+    pub fn key(&self, method: &str) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|(id, _)| id == method).map(|(_, key)| key)
+    }
+
     /// Checks a signature made by the key a verification method names.
     pub fn verify(&self, method: &str, message: &[u8], signature: &Signature) -> Result<(), String> {
         let (_, key) = self
