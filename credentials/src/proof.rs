@@ -92,7 +92,12 @@ impl CredentialSigner {
     /// Adds the proof, created now (to the second). CPU-bound: tens of microseconds through the
     /// compiled path, milliseconds through the full one.
     pub async fn sign(&self, credential: Value) -> Result<SignedCredential, SignError> {
-        let created = Utc::now().trunc_subsecs(0);
+        self.sign_at(credential, Utc::now()).await
+    }
+
+    /// Adds the proof, created at `created` (to the second).
+    pub async fn sign_at(&self, credential: Value, created: DateTime<Utc>) -> Result<SignedCredential, SignError> {
+        let created = created.trunc_subsecs(0);
         let method = self.keyring.active_method();
         if let Some(compiled) = &self.compiled {
             let key = self
@@ -112,7 +117,7 @@ impl CredentialSigner {
         self.sign_full(credential, created).await
     }
 
-    /// Adds the proof through ssi's full JSON-LD path, created at `created`.
+    /// Adds the proof through ssi's full JSON-LD path, created at `created` (to the second).
     pub async fn sign_full(&self, credential: Value, created: DateTime<Utc>) -> Result<SignedCredential, SignError> {
         let unsigned: JsonCredential =
             serde_json::from_value(credential).map_err(|e| SignError::Shape(e.to_string()))?;

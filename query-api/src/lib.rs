@@ -182,11 +182,16 @@ impl Application {
             deadline: Duration::from_millis(config.verify_deadline_ms.max(1)),
             queue_wait: Duration::from_millis(config.verify_queue_ms),
         };
+        let compiled = Arc::new(
+            credentials::compiled::Compiled::learn()
+                .await
+                .map_err(|e| anyhow::anyhow!("learning the compiled credential shape: {e}"))?,
+        );
         let pool = config.postgres.pool()?;
         let redis = config.redis.client()?;
         let state = Arc::new(AppState {
             store: store::Store::new(pool.clone(), &redis, &config.redis.key_prefix)?,
-            verifier: verify::Verifier::new(keyring.clone(), bounds),
+            verifier: verify::Verifier::new(keyring.clone(), bounds, compiled),
             verifier_keys: keyring,
             auth,
             holder_codes: access::HolderCodes::new(config.holder_code_secret.expose().as_bytes()),

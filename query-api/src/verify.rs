@@ -97,9 +97,11 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(keyring: Keyring, bounds: Bounds) -> Self {
+    /// A verifier of `keyring`'s credentials; those of `compiled`'s shape are checked without
+    /// JSON-LD processing.
+    pub fn new(keyring: Keyring, bounds: Bounds, compiled: Arc<credentials::compiled::Compiled>) -> Self {
         Self {
-            proofs: Arc::new(CredentialVerifier::new(&keyring)),
+            proofs: Arc::new(CredentialVerifier::new(&keyring).with_compiled(compiled)),
             keyring,
             verdicts: Mutex::new(lru::LruCache::new(NonZeroUsize::new(100_000).expect("not zero"))),
             permits: Arc::new(tokio::sync::Semaphore::new(bounds.max_concurrent.max(1))),

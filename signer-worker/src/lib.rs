@@ -146,7 +146,13 @@ impl Application {
                 "schema-registry",
                 checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
             );
-        let worker = Worker::new(config.settings(), CredentialSigner::new(keyring))?;
+        // The contexts are processed once, here: credentials of vaxtrail's shape are then signed
+        // without JSON-LD processing (credentials::compiled).
+        let compiled = credentials::compiled::Compiled::learn()
+            .await
+            .context("learning the compiled credential shape")?;
+        let signer = CredentialSigner::new(keyring).with_compiled(std::sync::Arc::new(compiled));
+        let worker = Worker::new(config.settings(), signer)?;
         let router = platform::ops_router("signer-worker", readiness);
         let http = HttpService::bind(config.listen, router, shutdown.clone()).await?;
         Ok(Self { http, worker, shutdown })

@@ -93,17 +93,17 @@ fn fail<T>(why: impl Into<String>) -> Result<T, LearnError> {
 /// The probe with every string and integer replaced by a unique marker (and `type` and
 /// `@context` left as they are).
 pub fn mark(probe: &Value) -> Value {
-    fn walk(value: &Value, key: Option<&str>, next: &mut u64) -> Value {
+    fn walk(value: &Value, next: &mut u64) -> Value {
         match value {
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
                         let kept = k == "@context" || k == "type";
-                        (k.clone(), if kept { v.clone() } else { walk(v, Some(k), next) })
+                        (k.clone(), if kept { v.clone() } else { walk(v, next) })
                     })
                     .collect(),
             ),
-            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, key, next)).collect()),
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, next)).collect()),
             Value::String(_) => {
                 *next += 1;
                 Value::String(format!("urn:vaxtrail:probe:{next}"))
@@ -115,7 +115,7 @@ pub fn mark(probe: &Value) -> Value {
             other => other.clone(),
         }
     }
-    walk(probe, None, &mut 0)
+    walk(probe, &mut 0)
 }
 
 /// The quads ssi's JSON-LD path gives a marked probe, indexed.
