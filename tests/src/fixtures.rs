@@ -47,3 +47,15 @@ pub fn divoc_record() -> RecordVaccination {
     };
     RecordVaccination::parse(&body, &ctx).expect("the sample parses")
 }
+
+/// A DIVOC request body (one record) parsed with DIVOC's master list in UTC.
+pub fn parse_record(body: &serde_json::Value) -> RecordVaccination {
+    let catalog = VaccineCatalog::divoc_default();
+    let ctx = ParseContext {
+        catalog: &catalog,
+        zone: chrono_tz::UTC,
+        default_country: CountryCode::parse("c", "IND").expect("IND is assigned"),
+        today: chrono::Utc::now().date_naive(),
+    };
+    RecordVaccination::parse(body, &ctx).unwrap_or_else(|problems| panic!("the body parses: {problems:?}"))
+}

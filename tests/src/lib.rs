@@ -322,6 +322,45 @@ pub async fn deploy_local(script: &str, args: &[&str]) {
     assert!(status.success(), "deploy/local/{script} {args:?}");
 }
 
+/// Runs `tests/py-verifier/verify.py` (pyld, in the virtual environment `deploy/local/install`
+/// makes) on `input`; one verdict per credential.
+pub fn py_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
+    let tools = std::env::var("VAXTRAIL_TOOLS").expect("VAXTRAIL_TOOLS (deploy/local/lib.sh sets it)");
+    let python = PathBuf::from(tools).join("pyld-venv/bin/python");
+    assert!(
+        python.exists(),
+        "the pyld verifier is not installed: run deploy/local/install"
+    );
+    run_verifier(
+        std::process::Command::new(python).arg(repo_root().join("tests/py-verifier/verify.py")),
+        input,
+    )
+}
+
+/// Feeds `input` to a verifier process on stdin; its verdicts, one JSON line each.
+fn run_verifier(command: &mut std::process::Command, input: &serde_json::Value) -> Vec<serde_json::Value> {
+    use std::{io::Write as _, process::Stdio};
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the verifier runs (deploy/local/install)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("the verifier reads");
+    let output = child.wait_with_output().expect("the verifier runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON verdict"))
+        .collect()
+}
+
 /// Runs `tests/js-verifier/verify.mjs` on `input`; one verdict per credential.
 pub fn js_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
     let dir = repo_root().join("tests/js-verifier");
@@ -329,25 +368,8 @@ pub fn js_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
         dir.join("node_modules/@digitalbazaar/vc-status-list").exists(),
         "tests/js-verifier is not installed: run deploy/local/install"
     );
-    use std::{io::Write as _, process::Stdio};
-    let mut node = std::process::Command::new("node")
-        .arg("verify.mjs")
-        .current_dir(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is installed (deploy/local/install)");
-    node.stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.to_string().as_bytes())
-        .expect("node reads");
-    let output = node.wait_with_output().expect("node runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout)
-        .expect("UTF-8")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON verdict"))
-        .collect()
+    run_verifier(
+        std::process::Command::new("node").arg("verify.mjs").current_dir(&dir),
+        input,
+    )
 }
