@@ -11,7 +11,15 @@ CACHE=${VAXTRAIL_CACHE_DIR:-$HOME/.cache/vaxtrail}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
 # Tools installed once per machine (Tansu, promtool, kubernetes-validate), found by the tests here.
 export VAXTRAIL_TOOLS=$CACHE/tools
-BIN=$CARGO_TARGET_DIR/debug
+# VAXTRAIL_BUILD=release runs the stack and the services from release builds (for benchmarks;
+# building them takes about twice as long). The tests always use the debug build.
+BUILD=${VAXTRAIL_BUILD:-debug}
+case $BUILD in
+  debug) BUILD_FLAGS=() ;;
+  release) BUILD_FLAGS=(--release) ;;
+  *) echo "VAXTRAIL_BUILD must be debug or release, not $BUILD" >&2; exit 2 ;;
+esac
+BIN=$CARGO_TARGET_DIR/$BUILD
 
 TANSU_VERSION=0.6.0
 TANSU=$CACHE/tools/bin/tansu

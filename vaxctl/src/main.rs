@@ -82,6 +82,9 @@ enum Bench {
     Backup(bench::backup::BackupBenchArgs),
     /// POST /v1/verify and GET /v1/certificates/{id} against a query API vs. its /healthz.
     Verify(bench::verify::VerifyArgs),
+    /// The running services end to end: POST to queryable at a fixed rate, the highest sustained
+    /// rate, and the broker's own ceiling.
+    E2e(bench::e2e::E2eArgs),
 }
 
 #[tokio::main]
@@ -115,5 +118,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             which: Bench::Verify(args),
         } => bench::verify::run(&cli.kafka, &args).await,
+        Command::Bench {
+            which: Bench::E2e(args),
+        } => bench::e2e::run(&cli.kafka, &args).await,
     }
 }

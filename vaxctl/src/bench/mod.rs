@@ -8,6 +8,7 @@
 //! (`measure`, `Figures`, `progress`); the other benchmarks are modules of their own.
 
 pub mod backup;
+pub mod e2e;
 pub mod replay;
 pub mod verify;
 
@@ -156,7 +157,7 @@ async fn through_the_api(
 }
 
 /// Writes the same records with a raw idempotent producer and measures.
-async fn raw_producer(
+pub(crate) async fn raw_producer(
     brokers: &str,
     topic: &str,
     records: &[(String, Vec<u8>)],
@@ -186,7 +187,11 @@ async fn raw_producer(
 }
 
 /// The same records as the API writes them, encoded ahead of time for the raw producer.
-async fn encoded(bodies: &[Value], registry_url: &str, topic: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) async fn encoded(
+    bodies: &[Value],
+    registry_url: &str,
+    topic: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let catalog = VaccineCatalog::divoc_default();
     let ctx = ParseContext {
         catalog: &catalog,

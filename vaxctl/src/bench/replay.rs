@@ -247,7 +247,7 @@ async fn write(brokers: &str, topic: &str, records: &[(i32, String, Vec<u8>)], q
 }
 
 /// The records a bare consumer reads per second from both topics, start to end.
-fn read_rate(brokers: &str, topics: &[String], partitions: i32, total: usize) -> anyhow::Result<f64> {
+pub(crate) fn read_rate(brokers: &str, topics: &[String], partitions: i32, total: usize) -> anyhow::Result<f64> {
     let consumer: BaseConsumer = platform::Kafka::new(brokers).reader("vaxctl-bench-read")?;
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
