@@ -41,6 +41,12 @@ impl Default for Tuning {
     }
 }
 
+/// `VAXTRAIL_KAFKA_FETCH_WAIT_MS`: how long a consumer's fetch may wait at the broker for records
+/// (`fetch.wait.max.ms`; librdkafka's default of 500 ms when unset).
+fn fetch_wait() -> Option<u64> {
+    std::env::var("VAXTRAIL_KAFKA_FETCH_WAIT_MS").ok()?.parse().ok()
+}
+
 /// A broker address with the tuning its clients get.
 #[derive(Clone, Debug)]
 pub struct Kafka {
@@ -129,6 +135,9 @@ impl Kafka {
         }
         if let Some(interval) = self.tuning.max_poll_interval {
             config.set("max.poll.interval.ms", interval.as_millis().to_string());
+        }
+        if let Some(wait) = fetch_wait() {
+            config.set("fetch.wait.max.ms", wait.to_string());
         }
         config
     }

@@ -55,8 +55,9 @@ pub struct Config {
     /// Records per batch at most.
     #[arg(long = "batch-size", env = "VAXTRAIL_PROJECTOR_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
-    /// Longest wait, in milliseconds, to fill a batch.
-    #[arg(long = "batch-ms", env = "VAXTRAIL_PROJECTOR_BATCH_MS", default_value_t = 200)]
+    /// Longest wait, in milliseconds, to fill a batch (a busy log fills batches by size long
+    /// before; when records trickle in, this is what each one waits).
+    #[arg(long = "batch-ms", env = "VAXTRAIL_PROJECTOR_BATCH_MS", default_value_t = 50)]
     pub batch_ms: u64,
 }
 
