@@ -183,7 +183,7 @@ fn credential(request: &Value, earlier: usize) -> Option<Value> {
 }
 
 fn check(credential: &Value, sign_too: bool) -> Result<bool, TestCaseError> {
-    let Some(compiled) = COMPILED.canonical_document(credential.as_object().unwrap()) else {
+    let Some(compiled) = COMPILED.canonical_document_fast(credential.as_object().unwrap()) else {
         return Ok(false);
     };
     let full = RUNTIME
@@ -255,11 +255,24 @@ fn generated_credentials_canonicalize_sign_and_verify_as_the_full_path_does() {
     );
 }
 
-#[tokio::test]
-async fn a_credential_outside_the_shape_is_left_to_the_full_path() {
+#[test]
+fn a_credential_outside_the_shape_is_left_to_the_full_path() {
     let mut credential = credentials::compiled::probe_credential();
     credential["credentialSubject"]["nickname"] = json!("not in the shape");
     assert!(COMPILED.canonical_document(credential.as_object().unwrap()).is_none());
+    // Two identical blank nodes under one parent share a first-degree hash: RDFC-1.0's N-Degree
+    // step decides, through ssi's implementation, and the answer is still the full path's.
+    let mut twins = credentials::compiled::probe_credential();
+    twins["evidence"][0]["verifier"] = json!([{"name": "Twin"}, {"name": "Twin"}]);
+    let twins = twins.as_object().unwrap();
+    assert!(COMPILED.canonical_document_fast(twins).is_none());
+    let expected = canonical(
+        &RUNTIME
+            .block_on(full_quads(&Value::Object(twins.clone()), &contexts::loader()))
+            .unwrap(),
+    );
+    assert_eq!(COMPILED.canonical_document(twins), Some(expected));
+
     let mut relative = credentials::compiled::probe_credential();
     relative["issuer"] = json!("xsd:string");
     assert!(

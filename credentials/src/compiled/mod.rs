@@ -15,6 +15,7 @@
 //! differently) is not handled here: the caller takes the full path and counts it
 //! (`vaxtrail_credentials_full_path_total`).
 
+mod canon;
 mod probe;
 pub mod shape;
 
@@ -149,14 +150,20 @@ impl Compiled {
         let document = self.credential.quads(document)?;
         let configuration = self.proof.quads(configuration)?;
         let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&Sha256::digest(canonical(&configuration)));
-        out[32..].copy_from_slice(&Sha256::digest(canonical(&document)));
+        out[..32].copy_from_slice(&Sha256::digest(canon::canonical(&configuration)));
+        out[32..].copy_from_slice(&Sha256::digest(canon::canonical(&document)));
         Some(out)
+    }
+
+    /// The canonical N-Quads of a document without a proof through the first-degree fast path
+    /// alone: `None` outside the shape or when two blank nodes share a first-degree hash.
+    pub fn canonical_document_fast(&self, document: &Map<String, Value>) -> Option<String> {
+        canon::fast(&self.credential.quads(document)?)
     }
 
     /// The canonical N-Quads of a document without a proof, or `None` outside the shape.
     pub fn canonical_document(&self, document: &Map<String, Value>) -> Option<String> {
-        Some(canonical(&self.credential.quads(document)?))
+        Some(canon::canonical(&self.credential.quads(document)?))
     }
 
     /// Signs `document` (an unsigned credential) with `key` as `method`, created at `created`:

@@ -13,12 +13,14 @@
 //! the full path.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, BTreeSet},
-    sync::LazyLock,
 };
 
 use iref::IriBuf;
-use rdf_types::{BlankIdBuf, Id, LexicalQuad, Literal, LiteralType, Quad, Term};
+use rdf_types::{Id, LexicalQuad, Literal, LiteralType, Term};
+
+use super::canon::{FastQuad, Object, Quads, Subject};
 use serde_json::{Map, Value};
 
 /// `rdf:type`.
@@ -363,29 +365,40 @@ impl Shape {
         })
     }
 
-    /// The quads `document` stands for, or `None` when it is not of this shape.
-    pub fn quads(&self, document: &Map<String, Value>) -> Option<Vec<LexicalQuad>> {
+    /// The quads `document` stands for, or `None` when it is not of this shape. They borrow
+    /// from the shape and the document; blank nodes are numbered from 1.
+    pub fn quads<'a>(&'a self, document: &'a Map<String, Value>) -> Option<Quads<'a>> {
         if document.get("@context") != Some(&self.context) {
             return None;
         }
         let mut out = Emitter {
             shape: self,
-            quads: Vec::with_capacity(64),
+            quads: Vec::with_capacity(80),
             blanks: 0,
         };
         out.node(document, &self.root)?;
         out.quads.sort_unstable();
         out.quads.dedup();
-        Some(out.quads)
+        Some(Quads {
+            quads: out.quads,
+            blanks: out.blanks,
+        })
     }
 
-    /// Whether `value` stays exactly this IRI when JSON-LD expands it as an `@id`.
-    fn plain_iri(&self, value: &str) -> Option<IriBuf> {
+    /// `value`, when JSON-LD keeps it exactly as this IRI when expanding it as an `@id`, and
+    /// N-Quads writes it without escapes.
+    fn plain_iri<'a>(&self, value: &'a str) -> Option<&'a str> {
         let (scheme, rest) = value.split_once(':')?;
         if scheme == "_" || (self.terms.contains(scheme) && !rest.starts_with("//")) {
             return None;
         }
-        IriBuf::new(value.to_owned()).ok()
+        let unescaped = !value.chars().any(|c| {
+            matches!(
+                c,
+                '\x00'..='\x20' | '<' | '>' | '"' | '{' | '}' | '|' | '^' | '`' | '\\'
+            )
+        });
+        (unescaped && iref::Iri::new(value).is_ok()).then_some(value)
     }
 }
 
@@ -405,17 +418,17 @@ fn collect_keys(value: &Value, into: &mut BTreeSet<String>) {
 /// Walks a document against a shape, collecting quads.
 struct Emitter<'a> {
     shape: &'a Shape,
-    quads: Vec<LexicalQuad>,
-    blanks: usize,
+    quads: Vec<FastQuad<'a>>,
+    blanks: u32,
 }
 
-impl Emitter<'_> {
-    fn node(&mut self, object: &Map<String, Value>, node: &Node) -> Option<Id> {
+impl<'a> Emitter<'a> {
+    fn node(&mut self, object: &'a Map<String, Value>, node: &'a Node) -> Option<Subject<'a>> {
         let subject = match (node.named, object.get("id")) {
-            (true, Some(Value::String(id))) => Id::Iri(self.shape.plain_iri(id)?),
+            (true, Some(Value::String(id))) => Subject::Iri(self.shape.plain_iri(id)?),
             (false, None) => {
                 self.blanks += 1;
-                Id::Blank(BlankIdBuf::from_suffix(&format!("b{}", self.blanks)).ok()?)
+                Subject::Blank(self.blanks)
             }
             _ => return None,
         };
@@ -428,7 +441,11 @@ impl Emitter<'_> {
                         return None;
                     }
                     for iri in iris {
-                        self.push(&subject, RDF_TYPE_IRI.clone(), Term::Id(Id::Iri(iri.clone())));
+                        self.quads.push(FastQuad {
+                            subject,
+                            predicate: RDF_TYPE,
+                            object: Object::Iri(iri.as_str()),
+                        });
                     }
                 }
                 _ => {
@@ -436,10 +453,10 @@ impl Emitter<'_> {
                     match value {
                         Value::Array(items) => {
                             for item in items {
-                                self.value(&subject, property, item)?;
+                                self.value(subject, property, item)?;
                             }
                         }
-                        one => self.value(&subject, property, one)?,
+                        one => self.value(subject, property, one)?,
                     }
                 }
             }
@@ -447,9 +464,9 @@ impl Emitter<'_> {
         Some(subject)
     }
 
-    fn value(&mut self, subject: &Id, property: &Property, value: &Value) -> Option<()> {
+    fn value(&mut self, subject: Subject<'a>, property: &'a Property, value: &'a Value) -> Option<()> {
         let object = match (&property.slot, value) {
-            (Slot::Iri, Value::String(s)) => Term::Id(Id::Iri(self.shape.plain_iri(s)?)),
+            (Slot::Iri, Value::String(s)) => Object::Iri(self.shape.plain_iri(s)?),
             (Slot::Text(type_), Value::String(s)) => {
                 // The full path parses the credential's dates; one that does not parse is its call.
                 if matches!(type_, LiteralType::Any(t) if t.as_str() == XSD_DATE_TIME)
@@ -457,27 +474,26 @@ impl Emitter<'_> {
                 {
                     return None;
                 }
-                Term::Literal(Literal::new(s.clone(), type_.clone()))
+                Object::Literal(Cow::Borrowed(s), type_)
             }
             (Slot::Integer(datatype), Value::Number(n)) => {
-                let n = n.as_i64()?;
-                Term::Literal(Literal::new(n.to_string(), LiteralType::Any(datatype.clone())))
+                Object::Typed(Cow::Owned(n.as_i64()?.to_string()), datatype.as_str())
             }
             (Slot::Boolean, Value::Bool(b)) => {
-                Term::Literal(Literal::new(b.to_string(), LiteralType::Any(XSD_BOOLEAN_IRI.clone())))
+                Object::Typed(Cow::Borrowed(if *b { "true" } else { "false" }), XSD_BOOLEAN)
             }
-            (Slot::Node(node), Value::Object(child)) => Term::Id(self.node(child, node)?),
-            (Slot::Constant(expected, term), value) if expected == value => term.clone(),
+            (Slot::Node(node), Value::Object(child)) => match self.node(child, node)? {
+                Subject::Iri(iri) => Object::Iri(iri),
+                Subject::Blank(n) => Object::Blank(n),
+            },
+            (Slot::Constant(expected, term), value) if expected == value => Object::Term(term),
             _ => return None,
         };
-        self.push(subject, property.predicate.clone(), object);
+        self.quads.push(FastQuad {
+            subject,
+            predicate: property.predicate.as_str(),
+            object,
+        });
         Some(())
     }
-
-    fn push(&mut self, subject: &Id, predicate: IriBuf, object: Term) {
-        self.quads.push(Quad(subject.clone(), predicate, object, None));
-    }
 }
-
-static RDF_TYPE_IRI: LazyLock<IriBuf> = LazyLock::new(|| IriBuf::new(RDF_TYPE.to_owned()).expect("an IRI"));
-static XSD_BOOLEAN_IRI: LazyLock<IriBuf> = LazyLock::new(|| IriBuf::new(XSD_BOOLEAN.to_owned()).expect("an IRI"));
