@@ -385,6 +385,11 @@ impl Shape {
         })
     }
 
+    /// Whether `document` carries the `@context` the shape was learned with.
+    pub fn has_context(&self, document: &Map<String, Value>) -> bool {
+        document.get("@context") == Some(&self.context)
+    }
+
     /// `value`, when JSON-LD keeps it exactly as this IRI when expanding it as an `@id`, and
     /// N-Quads writes it without escapes.
     fn plain_iri<'a>(&self, value: &'a str) -> Option<&'a str> {
