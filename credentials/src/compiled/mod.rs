@@ -22,7 +22,6 @@ pub mod shape;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use rdf_types::LexicalQuad;
-use serde::Deserialize as _;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use ssi::{
