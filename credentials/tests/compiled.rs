@@ -208,6 +208,13 @@ fn verdicts_agree(signed: &str) -> Result<(), TestCaseError> {
     let valid = |text: &str| matches!(RUNTIME.block_on(verifier.verify(text)), Verdict::Valid { .. });
     let full = |text: &str| matches!(RUNTIME.block_on(verifier.verify_full(text)), Verdict::Valid { .. });
     prop_assert!(valid(signed) && full(signed), "a fresh credential verifies both ways");
+    let document: Value = serde_json::from_str(signed).unwrap();
+    let key = SIGNER.keyring().active().public;
+    prop_assert_eq!(
+        COMPILED.verify(document.as_object().unwrap(), &key),
+        Some(true),
+        "the compiled path verifies it"
+    );
     let mut document: Value = serde_json::from_str(signed).unwrap();
     let name = document["credentialSubject"]["name"].as_str().unwrap().to_owned();
     document["credentialSubject"]["name"] = json!(format!("{name}x"));

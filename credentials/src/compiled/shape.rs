@@ -60,8 +60,9 @@ struct Property {
 struct Node {
     /// Named by its `id` (an IRI); otherwise a blank node.
     named: bool,
-    /// The exact `type` value, and the `rdf:type` IRIs it stands for.
-    types: Option<(Value, Vec<IriBuf>)>,
+    /// The `type` names (sorted: JSON-LD reads one name and a one-element array alike, and an
+    /// array as a set), and the `rdf:type` IRIs they stand for.
+    types: Option<(Vec<String>, Vec<IriBuf>)>,
     properties: BTreeMap<String, Property>,
 }
 
@@ -233,7 +234,10 @@ impl Probe<'_> {
                     self.explained.extend(typed.iter().map(|(i, _)| *i));
                     let mut iris: Vec<IriBuf> = typed.into_iter().map(|(_, iri)| iri).collect();
                     iris.sort();
-                    node.types = Some((value.clone(), iris));
+                    node.types = Some((
+                        type_names(value).ok_or_else(|| LearnError(format!("{key} is not names")))?,
+                        iris,
+                    ));
                 }
                 _ if self.constants.iter().any(|c| &c.key == key && &c.value == value) => {
                     let constant = self.constants.iter().find(|c| &c.key == key).expect("found above");
@@ -407,6 +411,21 @@ impl Shape {
     }
 }
 
+/// A `type` value's names, sorted and without repeats (`None` unless it is names).
+fn type_names(value: &Value) -> Option<Vec<String>> {
+    let mut names: Vec<String> = match value {
+        Value::String(name) => vec![name.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()?,
+        _ => return None,
+    };
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
 fn collect_keys(value: &Value, into: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
@@ -441,8 +460,8 @@ impl<'a> Emitter<'a> {
             match key.as_str() {
                 "@context" | "id" => {}
                 "type" => {
-                    let (json, iris) = node.types.as_ref()?;
-                    if json != value {
+                    let (names, iris) = node.types.as_ref()?;
+                    if type_names(value).as_ref() != Some(names) {
                         return None;
                     }
                     for iri in iris {

@@ -108,6 +108,17 @@ async fn sign_and_cache(args: &VerifyArgs, redis: &mut redis::aio::MultiplexedCo
         default_country: CountryCode::parse("c", "IND").map_err(|e| anyhow::anyhow!("{e}"))?,
         today,
     };
+    // A complete cache, as a projection that caught up leaves it (the query API does not trust a
+    // cache without its marker).
+    let keys = platform::read_models::CacheKeys::new(&prefix);
+    redis::cmd("HSET")
+        .arg(keys.marker())
+        .arg("generation")
+        .arg("bench")
+        .arg("complete")
+        .arg("1")
+        .query_async::<()>(redis)
+        .await?;
     let mut credentials = Vec::with_capacity(args.certificates);
     let mut ids = Vec::with_capacity(args.certificates);
     let bar = progress(args.certificates, "signing", args.json);
@@ -132,10 +143,10 @@ async fn sign_and_cache(args: &VerifyArgs, redis: &mut redis::aio::MultiplexedCo
         let text = signer.sign(unsigned).await?.text;
         redis::pipe()
             .cmd("SET")
-            .arg(format!("{prefix}cert:{certificate}"))
+            .arg(keys.certificate(certificate.as_str()))
             .arg(&text)
             .cmd("HSET")
-            .arg(format!("{prefix}cert:{certificate}:state"))
+            .arg(keys.certificate_state(certificate.as_str()))
             .arg("status")
             .arg("active")
             .arg("statusList")
