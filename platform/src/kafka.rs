@@ -47,13 +47,6 @@ fn fetch_wait() -> Option<u64> {
     std::env::var("VAXTRAIL_KAFKA_FETCH_WAIT_MS").ok()?.parse().ok()
 }
 
-/// `VAXTRAIL_KAFKA_MAX_IN_FLIGHT`: produce requests a producer keeps in flight per connection
-/// (`max.in.flight.requests.per.connection`; librdkafka's 1,000,000, capped at 5 with idempotence,
-/// when unset).
-fn max_in_flight() -> Option<u32> {
-    std::env::var("VAXTRAIL_KAFKA_MAX_IN_FLIGHT").ok()?.parse().ok()
-}
-
 /// A broker address with the tuning its clients get.
 #[derive(Clone, Debug)]
 pub struct Kafka {
@@ -104,9 +97,6 @@ impl Kafka {
                 "message.timeout.ms",
                 self.tuning.delivery_timeout.as_millis().to_string(),
             );
-        if let Some(in_flight) = max_in_flight() {
-            config.set("max.in.flight.requests.per.connection", in_flight.to_string());
-        }
         if self.tuning.bulk {
             config
                 .set("batch.size", "1000000")

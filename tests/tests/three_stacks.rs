@@ -34,10 +34,10 @@ fn request(i: usize, name: &str) -> Value {
     body["vaccination"]["name"] = "covaxin".into();
     body["recipient"]["name"] = name.into();
     body["recipient"]["identity"] = format!("did:in.gov.uidai.aadhaar:{i:012}").into();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         body["recipient"]["address"]["addressLine2"] = "दूसरी पंक्ति \"2\"".into();
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let object = body["recipient"].as_object_mut().unwrap();
         object.remove("dob");
         object.insert("age".into(), json!(30 + i));
