@@ -13,7 +13,7 @@ use serde_json::Value;
 use vaxtrail_tests::{
     TestStack,
     e2e::{Deployment, certified},
-    fixtures, repo_root,
+    eventually, fixtures, repo_root,
     signer::Issuer,
 };
 
@@ -104,20 +104,22 @@ async fn both_apis_do_what_their_openapi_documents_say() {
         .expect("a certificate id")
         .to_owned();
     let code = sample[0]["preEnrollmentCode"].as_str().expect("a code");
-    let found: Value = client
-        .get(format!("{query}/v1/recipients"))
-        .query(&[("preEnrollmentCode", code)])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("recipients")
-        .json()
-        .await
-        .expect("JSON");
-    let recipient = found["recipients"][0]["recipientKey"]
-        .as_str()
-        .expect("the recipient")
-        .to_owned();
+    // The event's answer may come from the cache before the Postgres projection has the
+    // recipient: wait for it.
+    let recipient = eventually(Duration::from_secs(60), "the recipient projected", || async {
+        let found: Value = client
+            .get(format!("{query}/v1/recipients"))
+            .query(&[("preEnrollmentCode", code)])
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(found["recipients"][0]["recipientKey"].as_str()?.to_owned())
+    })
+    .await;
     let credential = client
         .get(format!("{query}/v1/certificates/{certificate}"))
         .bearer_auth(&token)

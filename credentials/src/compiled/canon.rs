@@ -82,14 +82,18 @@ fn write_iri(out: &mut String, iri: &str) {
 
 fn write_literal(out: &mut String, value: &str, type_: Option<&LiteralType<IriBuf>>, datatype: Option<&str>) {
     out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
+    if value.bytes().any(|b| matches!(b, b'"' | b'\\' | b'\n' | b'\r')) {
+        for c in value.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
         }
+    } else {
+        out.push_str(value);
     }
     out.push('"');
     match (type_, datatype) {
@@ -110,29 +114,17 @@ fn write_literal(out: &mut String, value: &str, type_: Option<&LiteralType<IriBu
 }
 
 impl FastQuad<'_> {
-    /// The N-Quads statement, with its line end.
-    fn write(&self, out: &mut String, labels: &Labels) {
-        match self.subject {
-            Subject::Iri(iri) => write_iri(out, iri),
-            Subject::Blank(n) => labels.write(out, n),
-        }
-        out.push(' ');
-        write_iri(out, self.predicate);
-        out.push(' ');
+    /// The object's N-Quads text (not for a blank node).
+    fn write_object(&self, out: &mut String) {
         match &self.object {
             Object::Iri(iri) => write_iri(out, iri),
-            Object::Blank(n) => labels.write(out, *n),
+            Object::Blank(_) => unreachable!("blank nodes are written with their labels"),
             Object::Literal(value, type_) => write_literal(out, value, Some(type_), None),
             Object::Typed(value, datatype) => write_literal(out, value, None, Some(datatype)),
             Object::Term(Term::Id(Id::Iri(iri))) => write_iri(out, iri.as_str()),
             Object::Term(Term::Literal(literal)) => write_literal(out, &literal.value, Some(&literal.type_), None),
             Object::Term(Term::Id(Id::Blank(_))) => unreachable!("a learned constant is never a blank node"),
         }
-        out.push_str(" .\n");
-    }
-
-    fn mentions(&self, node: u32) -> bool {
-        self.subject == Subject::Blank(node) || self.object == Object::Blank(node)
     }
 
     /// The same quad in `rdf-types`' terms, for ssi's canonicalizer.
@@ -165,16 +157,80 @@ pub fn canonical(quads: &Quads) -> String {
     })
 }
 
+/// A term written once: its N-Quads text, or a blank node written as the labels say.
+enum Part {
+    Text(String),
+    Blank(u32),
+}
+
+impl Part {
+    fn write(&self, out: &mut String, labels: &Labels) {
+        match self {
+            Self::Text(text) => out.push_str(text),
+            Self::Blank(n) => labels.write(out, *n),
+        }
+    }
+}
+
+/// A quad with its terms written once, for the first-degree hashes and the output alike.
+struct Prepared {
+    subject: Part,
+    predicate: String,
+    object: Part,
+}
+
+impl Prepared {
+    fn of(quad: &FastQuad) -> Self {
+        let subject = match quad.subject {
+            Subject::Iri(iri) => {
+                let mut out = String::with_capacity(64);
+                write_iri(&mut out, iri);
+                Part::Text(out)
+            }
+            Subject::Blank(n) => Part::Blank(n),
+        };
+        let object = match &quad.object {
+            Object::Blank(n) => Part::Blank(*n),
+            _ => {
+                // The object alone, through the one writer (a quad with no subject to write).
+                let mut line = String::with_capacity(96);
+                quad.write_object(&mut line);
+                Part::Text(line)
+            }
+        };
+        let mut predicate = String::with_capacity(64);
+        write_iri(&mut predicate, quad.predicate);
+        Self {
+            subject,
+            predicate,
+            object,
+        }
+    }
+
+    fn write(&self, out: &mut String, labels: &Labels) {
+        self.subject.write(out, labels);
+        out.push(' ');
+        out.push_str(&self.predicate);
+        out.push(' ');
+        self.object.write(out, labels);
+        out.push_str(" .\n");
+    }
+
+    fn mentions(&self, node: u32) -> bool {
+        matches!(self.subject, Part::Blank(n) if n == node) || matches!(self.object, Part::Blank(n) if n == node)
+    }
+}
+
 /// The canonical N-Quads when every blank node's first-degree hash is distinct; `None` otherwise.
 pub fn fast(quads: &Quads) -> Option<String> {
-    match distinct_first_degree(quads) {
+    let prepared: Vec<Prepared> = quads.quads.iter().map(Prepared::of).collect();
+    match distinct_first_degree(&prepared, quads.blanks) {
         Some(ranks) => {
             let labels = Labels::Canonical(&ranks);
-            let mut lines: Vec<String> = quads
-                .quads
+            let mut lines: Vec<String> = prepared
                 .iter()
                 .map(|quad| {
-                    let mut line = String::with_capacity(160);
+                    let mut line = String::with_capacity(192);
                     quad.write(&mut line, &labels);
                     line
                 })
@@ -189,14 +245,14 @@ pub fn fast(quads: &Quads) -> Option<String> {
 
 /// Each blank node's canonical number (indexed by node number), when their first-degree hashes
 /// are all distinct.
-fn distinct_first_degree(quads: &Quads) -> Option<Vec<u32>> {
-    let mut hashes: Vec<([u8; 32], u32)> = Vec::with_capacity(quads.blanks as usize);
+fn distinct_first_degree(prepared: &[Prepared], blanks: u32) -> Option<Vec<u32>> {
+    let mut hashes: Vec<([u8; 32], u32)> = Vec::with_capacity(blanks as usize);
     let mut lines: Vec<String> = Vec::new();
-    for node in 1..=quads.blanks {
+    for node in 1..=blanks {
         lines.clear();
         let labels = Labels::FirstDegree(node);
-        for quad in quads.quads.iter().filter(|q| q.mentions(node)) {
-            let mut line = String::with_capacity(160);
+        for quad in prepared.iter().filter(|q| q.mentions(node)) {
+            let mut line = String::with_capacity(192);
             quad.write(&mut line, &labels);
             lines.push(line);
         }
@@ -213,7 +269,7 @@ fn distinct_first_degree(quads: &Quads) -> Option<Vec<u32>> {
     if hashes.windows(2).any(|pair| pair[0].0 == pair[1].0) {
         return None;
     }
-    let mut ranks = vec![0; quads.blanks as usize + 1];
+    let mut ranks = vec![0; blanks as usize + 1];
     for (rank, (_, node)) in hashes.iter().enumerate() {
         ranks[*node as usize] = rank as u32;
     }
