@@ -221,23 +221,53 @@ impl Prepared {
     }
 }
 
+/// N-Quads lines written into one buffer (no allocation per line), to be read back sorted.
+#[derive(Default)]
+struct Lines {
+    buffer: String,
+    ends: Vec<(usize, usize)>,
+}
+
+impl Lines {
+    fn clear(&mut self) {
+        self.buffer.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, quad: &Prepared, labels: &Labels) {
+        let start = self.buffer.len();
+        quad.write(&mut self.buffer, labels);
+        self.ends.push((start, self.buffer.len()));
+    }
+
+    /// The lines in code point order (byte order of UTF-8).
+    fn sorted(&mut self) -> impl Iterator<Item = &str> {
+        let buffer = &self.buffer;
+        self.ends
+            .sort_unstable_by(|a, b| buffer[a.0..a.1].cmp(&buffer[b.0..b.1]));
+        self.ends.iter().map(move |(start, end)| &buffer[*start..*end])
+    }
+}
+
 /// The canonical N-Quads when every blank node's first-degree hash is distinct; `None` otherwise.
 pub fn fast(quads: &Quads) -> Option<String> {
     let prepared: Vec<Prepared> = quads.quads.iter().map(Prepared::of).collect();
     match distinct_first_degree(&prepared, quads.blanks) {
         Some(ranks) => {
+            let mut lines = Lines::default();
             let labels = Labels::Canonical(&ranks);
-            let mut lines: Vec<String> = prepared
-                .iter()
-                .map(|quad| {
-                    let mut line = String::with_capacity(192);
-                    quad.write(&mut line, &labels);
-                    line
-                })
-                .collect();
-            lines.sort_unstable();
-            lines.dedup();
-            Some(lines.concat())
+            for quad in &prepared {
+                lines.push(quad, &labels);
+            }
+            let mut out = String::with_capacity(lines.buffer.len());
+            let mut last: Option<&str> = None;
+            for line in lines.sorted() {
+                if last != Some(line) {
+                    out.push_str(line);
+                }
+                last = Some(line);
+            }
+            Some(out)
         }
         None => None,
     }
@@ -247,20 +277,20 @@ pub fn fast(quads: &Quads) -> Option<String> {
 /// are all distinct.
 fn distinct_first_degree(prepared: &[Prepared], blanks: u32) -> Option<Vec<u32>> {
     let mut hashes: Vec<([u8; 32], u32)> = Vec::with_capacity(blanks as usize);
-    let mut lines: Vec<String> = Vec::new();
+    let mut lines = Lines::default();
     for node in 1..=blanks {
         lines.clear();
         let labels = Labels::FirstDegree(node);
         for quad in prepared.iter().filter(|q| q.mentions(node)) {
-            let mut line = String::with_capacity(192);
-            quad.write(&mut line, &labels);
-            lines.push(line);
+            lines.push(quad, &labels);
         }
-        lines.sort_unstable();
-        lines.dedup();
         let mut hash = Sha256::new();
-        for line in &lines {
-            hash.update(line.as_bytes());
+        let mut last: Option<&str> = None;
+        for line in lines.sorted() {
+            if last != Some(line) {
+                hash.update(line.as_bytes());
+            }
+            last = Some(line);
         }
         // RDFC-1.0 orders by the hash's hexadecimal form, which sorts as the bytes do.
         hashes.push((hash.finalize().into(), node));
