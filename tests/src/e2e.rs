@@ -372,3 +372,24 @@ pub async fn certified(query: &str, token: &str, event: &str, deadline: Duration
     })
     .await
 }
+
+/// The recipient key the query API gives for a pre-enrollment code (`GET /v1/recipients` with
+/// `token`), once the Postgres projection has it: an event's answer can come from the cache first.
+/// Panics after `deadline`.
+pub async fn recipient_of(query: &str, token: &str, code: &str, deadline: Duration) -> String {
+    let client = reqwest::Client::new();
+    eventually(deadline, &format!("the recipient of {code} projected"), || async {
+        let found: Value = client
+            .get(format!("{query}/v1/recipients"))
+            .query(&[("preEnrollmentCode", code)])
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(found["recipients"][0]["recipientKey"].as_str()?.to_owned())
+    })
+    .await
+}

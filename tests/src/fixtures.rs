@@ -38,14 +38,7 @@ pub fn divoc_sample_parsed(zone: chrono_tz::Tz) -> RecordVaccination {
 pub fn divoc_record() -> RecordVaccination {
     let mut body = divoc_certify_request()[0].clone();
     body["vaccination"]["name"] = "covaxin".into();
-    let catalog = VaccineCatalog::divoc_default();
-    let ctx = ParseContext {
-        catalog: &catalog,
-        zone: chrono_tz::UTC,
-        default_country: CountryCode::parse("c", "IND").expect("IND is assigned"),
-        today: chrono::Utc::now().date_naive(),
-    };
-    RecordVaccination::parse(&body, &ctx).expect("the sample parses")
+    parse_record(&body)
 }
 
 /// A DIVOC request body (one record) parsed with DIVOC's master list in UTC.

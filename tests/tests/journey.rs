@@ -11,7 +11,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vaxtrail_tests::{
-    e2e::{Deployment, certified},
+    e2e::{Deployment, certified, recipient_of},
     eventually, fixtures,
     signer::Issuer,
 };
@@ -160,22 +160,7 @@ async fn divoc_sample_issued_verified_revoked_and_certified_again() {
 
     // A controller revokes it.
     let code = sample[0]["preEnrollmentCode"].as_str().expect("a code");
-    // The event's answer may come from the cache before the Postgres projection has the
-    // recipient: wait for it.
-    let recipient = eventually(Duration::from_secs(60), "the recipient projected", || async {
-        let found: Value = client
-            .get(format!("{query}/v1/recipients"))
-            .query(&[("preEnrollmentCode", code)])
-            .bearer_auth(&facility)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some(found["recipients"][0]["recipientKey"].as_str()?.to_owned())
-    })
-    .await;
+    let recipient = recipient_of(&query, &facility, code, Duration::from_secs(60)).await;
     let revoked = client
         .post(format!("{command}/v1/revocations"))
         .bearer_auth(&controller)

@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use vaxtrail_tests::{
     TestStack,
-    e2e::{Deployment, certified},
-    eventually, fixtures, repo_root,
+    e2e::{Deployment, certified, recipient_of},
+    fixtures, repo_root,
     signer::Issuer,
 };
 
@@ -104,22 +104,7 @@ async fn both_apis_do_what_their_openapi_documents_say() {
         .expect("a certificate id")
         .to_owned();
     let code = sample[0]["preEnrollmentCode"].as_str().expect("a code");
-    // The event's answer may come from the cache before the Postgres projection has the
-    // recipient: wait for it.
-    let recipient = eventually(Duration::from_secs(60), "the recipient projected", || async {
-        let found: Value = client
-            .get(format!("{query}/v1/recipients"))
-            .query(&[("preEnrollmentCode", code)])
-            .bearer_auth(&token)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some(found["recipients"][0]["recipientKey"].as_str()?.to_owned())
-    })
-    .await;
+    let recipient = recipient_of(&query, &token, code, Duration::from_secs(60)).await;
     let credential = client
         .get(format!("{query}/v1/certificates/{certificate}"))
         .bearer_auth(&token)
