@@ -158,51 +158,52 @@ pub fn canonical(quads: &Quads) -> String {
 }
 
 /// A term written once: its N-Quads text, or a blank node written as the labels say.
-enum Part {
+enum Part<'a> {
+    /// An IRI, written between angle brackets.
+    Iri(&'a str),
+    /// A literal, already written.
     Text(String),
+    /// A blank node, written with its label.
     Blank(u32),
 }
 
-impl Part {
+impl Part<'_> {
     fn write(&self, out: &mut String, labels: &Labels) {
         match self {
+            Self::Iri(iri) => write_iri(out, iri),
             Self::Text(text) => out.push_str(text),
             Self::Blank(n) => labels.write(out, *n),
         }
     }
 }
 
-/// A quad with its terms written once, for the first-degree hashes and the output alike.
-struct Prepared {
-    subject: Part,
-    predicate: String,
-    object: Part,
+/// A quad with its literal written once (IRIs are borrowed), so each blank node's first-degree
+/// pass and the final pass write lines with copies alone.
+struct Prepared<'a> {
+    subject: Part<'a>,
+    predicate: &'a str,
+    object: Part<'a>,
 }
 
-impl Prepared {
-    fn of(quad: &FastQuad) -> Self {
+impl<'a> Prepared<'a> {
+    fn of(quad: &'a FastQuad) -> Self {
         let subject = match quad.subject {
-            Subject::Iri(iri) => {
-                let mut out = String::with_capacity(64);
-                write_iri(&mut out, iri);
-                Part::Text(out)
-            }
+            Subject::Iri(iri) => Part::Iri(iri),
             Subject::Blank(n) => Part::Blank(n),
         };
         let object = match &quad.object {
             Object::Blank(n) => Part::Blank(*n),
+            Object::Iri(iri) => Part::Iri(iri),
+            Object::Term(Term::Id(Id::Iri(iri))) => Part::Iri(iri.as_str()),
             _ => {
-                // The object alone, through the one writer (a quad with no subject to write).
-                let mut line = String::with_capacity(96);
+                let mut line = String::with_capacity(64);
                 quad.write_object(&mut line);
                 Part::Text(line)
             }
         };
-        let mut predicate = String::with_capacity(64);
-        write_iri(&mut predicate, quad.predicate);
         Self {
             subject,
-            predicate,
+            predicate: quad.predicate,
             object,
         }
     }
@@ -210,7 +211,7 @@ impl Prepared {
     fn write(&self, out: &mut String, labels: &Labels) {
         self.subject.write(out, labels);
         out.push(' ');
-        out.push_str(&self.predicate);
+        write_iri(out, self.predicate);
         out.push(' ');
         self.object.write(out, labels);
         out.push_str(" .\n");
@@ -221,7 +222,6 @@ impl Prepared {
     }
 }
 
-/// N-Quads lines written into one buffer (no allocation per line), to be read back sorted.
 #[derive(Default)]
 struct Lines {
     buffer: String,

@@ -68,45 +68,48 @@ fn as_ssi_writes(map: &Map<String, Value>) -> Option<String> {
     {
         return None;
     }
-    let mut out = String::with_capacity(2048);
-    out.push('{');
+    // Written into bytes by serde_json's writer (no string per value), UTF-8 by construction.
+    let mut out = Vec::with_capacity(2048);
+    out.push(b'{');
     let mut first = true;
-    let mut key = |out: &mut String, name: &str| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&serde_json::to_string(name).expect("a string"));
-        out.push(':');
-    };
     for name in FIELDS.iter().chain(&EXTRA) {
         let Some(value) = map.get(*name) else { continue };
-        key(&mut out, name);
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        json(&mut out, name)?;
+        out.push(b':');
         match *name {
             "credentialStatus" => write_identified(&mut out, value)?,
             "evidence" => match value {
                 Value::Array(items) if items.len() == 1 => write_identified(&mut out, &items[0])?,
                 Value::Array(items) => {
-                    out.push('[');
+                    out.push(b'[');
                     for (i, item) in items.iter().enumerate() {
                         if i > 0 {
-                            out.push(',');
+                            out.push(b',');
                         }
                         write_identified(&mut out, item)?;
                     }
-                    out.push(']');
+                    out.push(b']');
                 }
                 one => write_identified(&mut out, one)?,
             },
-            _ => out.push_str(&serde_json::to_string(value).ok()?),
+            _ => json(&mut out, value)?,
         }
     }
-    out.push('}');
-    Some(out)
+    out.push(b'}');
+    String::from_utf8(out).ok()
+}
+
+/// Appends `value` as JSON.
+fn json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) -> Option<()> {
+    serde_json::to_writer(out, value).ok()
 }
 
 /// An object with `id` and `type` (one name as a string) first, the rest sorted.
-fn write_identified(out: &mut String, value: &Value) -> Option<()> {
+fn write_identified(out: &mut Vec<u8>, value: &Value) -> Option<()> {
     let Value::Object(object) = value else { return None };
     let id = object.get("id")?.as_str()?;
     let type_ = match object.get("type")? {
@@ -114,17 +117,17 @@ fn write_identified(out: &mut String, value: &Value) -> Option<()> {
         Value::Array(_) => return None,
         one => one,
     };
-    out.push_str("{\"id\":");
-    out.push_str(&serde_json::to_string(id).ok()?);
-    out.push_str(",\"type\":");
-    out.push_str(&serde_json::to_string(type_).ok()?);
+    out.extend_from_slice(b"{\"id\":");
+    json(out, id)?;
+    out.extend_from_slice(b",\"type\":");
+    json(out, type_)?;
     for (name, inner) in object.iter().filter(|(k, _)| *k != "id" && *k != "type") {
-        out.push(',');
-        out.push_str(&serde_json::to_string(name).ok()?);
-        out.push(':');
-        out.push_str(&serde_json::to_string(inner).ok()?);
+        out.push(b',');
+        json(out, name)?;
+        out.push(b':');
+        json(out, inner)?;
     }
-    out.push('}');
+    out.push(b'}');
     Some(())
 }
 
@@ -231,30 +234,30 @@ impl Compiled {
         })
     }
 
-    /// `hashData` of the cryptosuite: SHA-256 of the canonical proof configuration, then of the
-    /// canonical document. `None` when either is outside the learned shapes.
-    pub fn hash_data(&self, document: &Map<String, Value>, configuration: &Map<String, Value>) -> Option<[u8; 64]> {
+    /// `hashData` of the cryptosuite: SHA-256 of the canonical proof configuration (the proof
+    /// without its value, under the document's `@context`), then of the canonical document.
+    /// `None` when either is outside the learned shapes.
+    pub fn hash_data(&self, document: &Map<String, Value>, created: &str, method: &str) -> Option<[u8; 64]> {
         let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&self.configuration_hash(configuration)?);
+        out[..32].copy_from_slice(&self.configuration_hash(document.get("@context")?, created, method)?);
         let document = self.credential.quads(document)?;
         out[32..].copy_from_slice(&Sha256::digest(canon::canonical(&document)));
         Some(out)
     }
 
-    /// The proof configuration's hash, reused while the created time and the method stay the
-    /// same (its `@context` is the shape's, checked when its quads are made).
-    fn configuration_hash(&self, configuration: &Map<String, Value>) -> Option<[u8; 32]> {
-        let text = |name: &str| configuration.get(name).and_then(Value::as_str);
-        let (created, method) = (text("created")?, text("verificationMethod")?);
+    /// The proof configuration's hash, reused while the created time, the method and the
+    /// `@context` (the shape's) stay the same: the same for every credential signed within a
+    /// second.
+    fn configuration_hash(&self, context: &Value, created: &str, method: &str) -> Option<[u8; 32]> {
         if let Some((c, m, hash)) = &*self.last_configuration.lock().expect("not poisoned")
             && c == created
             && m == method
-            && configuration.len() == 6
-            && self.proof.has_context(configuration)
+            && self.proof.is_context(context)
         {
             return Some(*hash);
         }
-        let hash: [u8; 32] = Sha256::digest(canon::canonical(&self.proof.quads(configuration)?)).into();
+        let configuration = proof_configuration(context, created, method);
+        let hash: [u8; 32] = Sha256::digest(canon::canonical(&self.proof.quads(&configuration)?)).into();
         *self.last_configuration.lock().expect("not poisoned") = Some((created.to_owned(), method.to_owned(), hash));
         Some(hash)
     }
@@ -277,8 +280,7 @@ impl Compiled {
             return None;
         };
         let created = created.to_rfc3339_opts(SecondsFormat::Secs, true);
-        let configuration = proof_configuration(map.get("@context")?, &created, method);
-        let hash = self.hash_data(map, &configuration)?;
+        let hash = self.hash_data(map, &created, method)?;
         let signature = key.sign(&hash);
         // Written as ssi writes a signed credential (its field order, one-element arrays as the
         // element), so both paths give the same text.
@@ -328,10 +330,9 @@ impl Compiled {
         DateTime::parse_from_rfc3339(created).ok()?;
         let mut document = credential.clone();
         document.remove("proof");
-        let configuration = proof_configuration(document.get("@context")?, created, text("verificationMethod")?);
         // The credential's own dates decide validity the way the full path's do.
         let issued = DateTime::parse_from_rfc3339(document.get("issuanceDate")?.as_str()?).ok()?;
-        let hash = self.hash_data(&document, &configuration)?;
+        let hash = self.hash_data(&document, created, text("verificationMethod")?)?;
         let Some(signature) = text("proofValue")
             .and_then(|v| multibase::decode(v).ok())
             .and_then(|(_, bytes)| Signature::from_slice(&bytes).ok())

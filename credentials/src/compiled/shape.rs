@@ -391,7 +391,12 @@ impl Shape {
 
     /// Whether `document` carries the `@context` the shape was learned with.
     pub fn has_context(&self, document: &Map<String, Value>) -> bool {
-        document.get("@context") == Some(&self.context)
+        document.get("@context").is_some_and(|c| self.is_context(c))
+    }
+
+    /// Whether `context` is the shape's `@context`.
+    pub fn is_context(&self, context: &Value) -> bool {
+        *context == self.context
     }
 
     /// `value`, when JSON-LD keeps it exactly as this IRI when expanding it as an `@id`, and
