@@ -5,6 +5,7 @@
 //! `127.0.0.1:0`.
 
 mod state;
+pub mod store;
 mod worker;
 
 use std::{net::SocketAddr, time::Duration};
@@ -82,17 +83,42 @@ pub struct Config {
         default_value_t = 120_000
     )]
     pub max_poll_interval_ms: u64,
+    /// Directory of the local state store (each partition's lineages and bookkeeping on disk):
+    /// a restart folds only the output written since the store's offset. Unset: state is held in
+    /// memory and rebuilt from the whole output partition at every take-over. One directory per
+    /// instance (the store is locked); losing it costs a full rebuild, nothing else.
+    #[arg(long = "state-dir", env = "VAXTRAIL_SIGNER_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Memory for the store's cache of lineages, in bytes, for the whole instance (lineages
+    /// changed in the last second are held besides, until written).
+    #[arg(
+        long = "state-cache-bytes",
+        env = "VAXTRAIL_SIGNER_STATE_CACHE_BYTES",
+        default_value_t = 256 * 1024 * 1024
+    )]
+    pub state_cache_bytes: u64,
     /// Fault drills only: the process aborts, as SIGKILL would end it, the first time it reaches
     /// this point (`checkpoint`: a checkpoint record queued and not yet acknowledged; `handover`:
-    /// a partition taken over, its state half rebuilt from the log). Refused outside development.
+    /// a partition taken over, its state half rebuilt from the log; `store`: a state-store write
+    /// made and not committed). Refused outside development.
     #[arg(long = "crash-point", env = "VAXTRAIL_CRASH_POINT", value_enum)]
     pub crash_point: Option<CrashPoint>,
 }
 
 impl Config {
-    fn settings(&self) -> Settings {
+    fn settings(&self) -> anyhow::Result<Settings> {
         let topics = self.kafka.topics();
-        Settings {
+        let store = match &self.state_dir {
+            // Named by the log it folds (the prefixed topic); that it is this cluster's log is
+            // checked against the log's records when a partition is restored.
+            Some(dir) => Some(store::Store::open(
+                dir,
+                &topics.certificate_events,
+                self.state_cache_bytes,
+            )?),
+            None => None,
+        };
+        Ok(Settings {
             brokers: self.kafka.brokers.clone(),
             registry_url: self.kafka.schema_registry_url.clone(),
             group: format!("{}{}", self.kafka.topic_prefix, self.group),
@@ -111,7 +137,8 @@ impl Config {
             session_timeout: Duration::from_millis(self.session_timeout_ms),
             max_poll_interval: Duration::from_millis(self.max_poll_interval_ms.max(self.session_timeout_ms)),
             crash_point: self.crash_point,
-        }
+            store,
+        })
     }
 }
 
@@ -152,7 +179,7 @@ impl Application {
             .await
             .context("learning the compiled credential shape")?;
         let signer = CredentialSigner::new(keyring).with_compiled(std::sync::Arc::new(compiled));
-        let worker = Worker::new(config.settings(), signer)?;
+        let worker = Worker::new(config.settings()?, signer)?;
         let router = platform::ops_router("signer-worker", readiness);
         let http = HttpService::bind(config.listen, router, shutdown.clone()).await?;
         Ok(Self { http, worker, shutdown })

@@ -1,9 +1,19 @@
 //! What the signer knows about one partition, all of it read back from its own output: every
 //! recipient's lineage, where the input resumes, the chain head, the next status-list index and
 //! the checkpoint cadence. `fold` applies one `certificate-events` record; the signer folds what it
-//! writes as it writes it, and folds the whole partition when it takes the partition over.
+//! writes as it writes it, and folds the partition (from its local store's offset, or from the
+//! start) when it takes the partition over.
+//!
+//! With a local store (`crate::store`) the lineages live on disk: memory holds those changed since
+//! the last write and a cache bounded in bytes. Without one, every lineage stays in memory.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use avro::certificate::{CertificateBody, CertificateEnvelope, Sha256};
 use chrono::{DateTime, Utc};
@@ -14,11 +24,71 @@ use domain::{
     values::RecipientKey,
 };
 
+use crate::store::{Meta, Store, digest_of, hex_of};
+
+/// A fresh number for each state built, so the shared cache never serves one state's entries to
+/// another (a partition cleared and rebuilt, say).
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// The lineages of one partition: in memory, or in the store with a cache.
+#[derive(Debug)]
+struct Lineages {
+    partition: i32,
+    generation: u64,
+    /// Changed since the last write to the store (every lineage when there is none).
+    dirty: HashMap<RecipientKey, Lineage>,
+    store: Option<Store>,
+}
+
+impl Lineages {
+    fn new(partition: i32, store: Option<Store>) -> Self {
+        Self {
+            partition,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            dirty: HashMap::new(),
+            store,
+        }
+    }
+
+    fn get(&self, recipient: &RecipientKey) -> anyhow::Result<Option<Lineage>> {
+        if let Some(lineage) = self.dirty.get(recipient) {
+            return Ok(Some(lineage.clone()));
+        }
+        let Some(store) = &self.store else { return Ok(None) };
+        let key = (self.partition, self.generation, recipient.clone());
+        if let Some((lineage, _)) = store.cache.get(&key) {
+            metrics::counter!("vaxtrail_signer_state_reads_total", "from" => "cache").increment(1);
+            return Ok(Some((*lineage).clone()));
+        }
+        metrics::counter!("vaxtrail_signer_state_reads_total", "from" => "disk").increment(1);
+        Ok(match store.lineage(self.partition, recipient)? {
+            Some((lineage, size)) => {
+                store.cache.insert(key, (Arc::new(lineage.clone()), size));
+                Some(lineage)
+            }
+            None => None,
+        })
+    }
+
+    fn put(&mut self, recipient: &RecipientKey, lineage: Lineage) {
+        if let Some(store) = &self.store {
+            store
+                .cache
+                .remove(&(self.partition, self.generation, recipient.clone()));
+        }
+        self.dirty.insert(recipient.clone(), lineage);
+    }
+}
+
 /// One partition's state.
 #[derive(Debug)]
 pub struct PartitionState {
     pub partition: i32,
-    lineages: HashMap<RecipientKey, Lineage>,
+    lineages: Lineages,
+    /// Recipients with a lineage.
+    recipients: u64,
+    /// The bookkeeping last written to the store (nothing to write while it is unchanged).
+    stored: Option<Meta>,
     /// The next `vaccination-events` offset to answer.
     pub next_source: i64,
     /// SHA-256 of the last record of the output partition (`None` while it is empty).
@@ -50,10 +120,12 @@ pub struct PartitionState {
 
 impl PartitionState {
     /// A partition with no output yet; its input starts at `first_source` (the low watermark).
-    pub fn new(partition: i32, first_source: i64) -> Self {
+    pub fn new(partition: i32, first_source: i64, store: Option<Store>) -> Self {
         Self {
             partition,
-            lineages: HashMap::new(),
+            lineages: Lineages::new(partition, store),
+            recipients: 0,
+            stored: None,
             next_source: first_source,
             chain_head: None,
             next_status_index: 0,
@@ -70,13 +142,103 @@ impl PartitionState {
         }
     }
 
+    /// The state a store holds for the partition: its lineages stay on disk until read.
+    pub fn restored(partition: i32, store: Store, meta: Meta, revoked_bits: Vec<u8>) -> Self {
+        let head = meta.chain_head.as_deref().and_then(digest_of);
+        let mut state = Self::new(partition, meta.next_source, Some(store));
+        state.recipients = meta.recipients;
+        state.chain_head = head;
+        state.next_status_index = meta.next_status_index;
+        state.since_checkpoint = meta.since_checkpoint;
+        state.last_checkpoint_at = meta.last_checkpoint_at;
+        state.last_delivered = head.map(|h| (meta.output_offset - 1, h));
+        state.output_end = meta.output_offset;
+        state.chain_breaks = meta.chain_breaks;
+        state.revoked_bits = revoked_bits;
+        state.published_bits = meta.published_bits.as_deref().and_then(digest_of);
+        state.stored = Some(meta);
+        state
+    }
+
     /// The lineage of a recipient (empty if nothing was decided for them yet).
-    pub fn lineage(&self, recipient: &RecipientKey) -> Lineage {
-        self.lineages.get(recipient).cloned().unwrap_or_default()
+    pub fn lineage(&self, recipient: &RecipientKey) -> anyhow::Result<Lineage> {
+        Ok(self.lineages.get(recipient)?.unwrap_or_default())
+    }
+
+    /// The bookkeeping as the store keeps it, reflecting every record up to the last delivered.
+    fn meta(&self, deployment: &str) -> Meta {
+        Meta {
+            deployment: deployment.to_owned(),
+            output_offset: self.last_delivered.map_or(0, |(offset, _)| offset + 1),
+            chain_head: self.chain_head.as_ref().map(hex_of),
+            next_source: self.next_source,
+            next_status_index: self.next_status_index,
+            since_checkpoint: self.since_checkpoint,
+            last_checkpoint_at: self.last_checkpoint_at,
+            chain_breaks: self.chain_breaks,
+            published_bits: self.published_bits.as_ref().map(hex_of),
+            recipients: self.recipients,
+        }
+    }
+
+    /// Writes what changed to the local store, if there is one. The caller guarantees that
+    /// every record folded in is on the broker (nothing in flight): the store then never says
+    /// more than the log. `before_commit` runs between writing and committing (fault drills).
+    /// Returns the lineages written.
+    pub fn persist(&mut self, before_commit: impl FnOnce()) -> anyhow::Result<usize> {
+        let Some(store) = self.lineages.store.clone() else {
+            return Ok(0);
+        };
+        if self.chain_head != self.last_delivered.map(|(_, hash)| hash) {
+            // A record folded but not acknowledged: the caller did not drain. Nothing is written.
+            anyhow::bail!("partition {}: the state is ahead of the delivered log", self.partition);
+        }
+        let meta = self.meta(store.deployment());
+        if self.lineages.dirty.is_empty() && self.stored.as_ref() == Some(&meta) {
+            return Ok(0);
+        }
+        let started = std::time::Instant::now();
+        let encoded: Vec<(&RecipientKey, Vec<u8>)> = self
+            .lineages
+            .dirty
+            .iter()
+            .map(|(recipient, lineage)| Ok((recipient, crate::store::encode(lineage)?)))
+            .collect::<anyhow::Result<_>>()?;
+        store.write(self.partition, &encoded, &meta, &self.revoked_bits, before_commit)?;
+        let written = encoded.len();
+        let sizes: Vec<u32> = encoded.iter().map(|(_, bytes)| bytes.len() as u32).collect();
+        drop(encoded);
+        // Written: now clean, so they move to the bounded cache.
+        for ((recipient, lineage), size) in self.lineages.dirty.drain().zip(sizes) {
+            store.cache.insert(
+                (self.partition, self.lineages.generation, recipient),
+                (Arc::new(lineage), size),
+            );
+        }
+        self.stored = Some(meta);
+        metrics::counter!("vaxtrail_signer_state_writes_total").increment(1);
+        metrics::histogram!("vaxtrail_signer_state_write_seconds").record(started.elapsed().as_secs_f64());
+        Ok(written)
+    }
+
+    /// Lineages changed since the last write to the store.
+    pub fn unwritten(&self) -> usize {
+        if self.lineages.store.is_some() {
+            self.lineages.dirty.len()
+        } else {
+            0
+        }
+    }
+
+    /// Whether the state has changes the store does not have.
+    pub fn changed(&self) -> bool {
+        self.lineages.store.as_ref().is_some_and(|store| {
+            !self.lineages.dirty.is_empty() || self.stored.as_ref() != Some(&self.meta(store.deployment()))
+        })
     }
 
     /// Applies one output record whose value bytes hash to `hash`.
-    pub fn fold(&mut self, envelope: &CertificateEnvelope, hash: Sha256) {
+    pub fn fold(&mut self, envelope: &CertificateEnvelope, hash: Sha256) -> anyhow::Result<()> {
         if envelope.previous_sha256 != self.chain_head {
             self.chain_breaks += 1;
             tracing::error!(
@@ -98,14 +260,15 @@ impl PartitionState {
             CertificateBody::Outcome {
                 recipient_key, event, ..
             } => {
-                self.apply(recipient_key, event);
+                self.apply(recipient_key, event)?;
                 self.next_source = self.next_source.max(envelope.source.offset + 1);
                 self.since_checkpoint += 1;
             }
         }
+        Ok(())
     }
 
-    fn apply(&mut self, recipient: &RecipientKey, event: &CertificateEvent) {
+    fn apply(&mut self, recipient: &RecipientKey, event: &CertificateEvent) -> anyhow::Result<()> {
         match &event.outcome {
             CertificateOutcome::CertificateIssued { status, .. } => {
                 self.next_status_index = self.next_status_index.max(status.index + 1);
@@ -116,8 +279,15 @@ impl PartitionState {
             }
             _ => {}
         }
-        let lineage = self.lineages.remove(recipient).unwrap_or_default();
-        self.lineages.insert(recipient.clone(), evolve(lineage, event));
+        let lineage = match self.lineages.get(recipient)? {
+            Some(lineage) => lineage,
+            None => {
+                self.recipients += 1;
+                Lineage::default()
+            }
+        };
+        self.lineages.put(recipient, evolve(lineage, event));
+        Ok(())
     }
 
     /// Every bit a list published in the log had stays set: a status list never goes backwards.
@@ -159,8 +329,8 @@ impl PartitionState {
     }
 
     /// Recipients known.
-    pub fn recipients(&self) -> usize {
-        self.lineages.len()
+    pub fn recipients(&self) -> u64 {
+        self.recipients
     }
 }
 
@@ -197,10 +367,10 @@ mod tests {
         let mut bits = Vec::new();
         list::set(&mut bits, 5);
         list::set(&mut bits, 70_000);
-        let mut state = PartitionState::new(0, 0);
+        let mut state = PartitionState::new(0, 0, None);
         list::set(&mut state.revoked_bits, 5);
         // when the list's record is folded,
-        state.fold(&published(&bits), [1; 32]);
+        state.fold(&published(&bits), [1; 32]).unwrap();
         // then the next list carries both bits: it never goes backwards.
         assert!(list::bit(&state.revoked_bits, 5) && list::bit(&state.revoked_bits, 70_000));
         assert_eq!(list::count(&state.revoked_bits), 2);

@@ -79,6 +79,19 @@ pub fn service_env(stack: &TestStack, issuer_keys: &Path) -> Vec<(String, String
     .collect()
 }
 
+/// The sum of a Prometheus series (every line starting with `series`, labels included as
+/// written) on a service's `/metrics`; 0 when it has none or does not answer.
+pub async fn metric(address: &str, series: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("http://{address}/metrics")).await else {
+        return 0.0;
+    };
+    let page = response.text().await.unwrap_or_default();
+    page.lines()
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A running service process.
 pub struct Service {
     pub name: String,

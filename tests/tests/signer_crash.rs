@@ -1,7 +1,9 @@
 //! Crash test: while 2,000 vaccinations stream in, the signer is killed with SIGKILL several
-//! times and restarted, and two instances run at the same time, sharing the partitions. Afterwards
-//! `certificate-events` holds exactly one outcome per input event, every partition's hash chain
-//! and signed checkpoints verify end to end, and no certificate id appears twice.
+//! times and restarted (once in the middle of writing its local state store), and two instances
+//! run at the same time, sharing the partitions. Restarts reuse the killed instance's state store
+//! and fold only what was written after it. Afterwards `certificate-events` holds exactly one
+//! outcome per input event, every partition's hash chain and signed checkpoints verify end to
+//! end, and no certificate id appears twice.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,7 +14,7 @@ use avro::certificate::{CertificateBody, chain::ChainWalk};
 use domain::{events::CertificateOutcome, events::VaccinationPayload, values::Dose};
 use ed25519_dalek::Signature;
 use vaxtrail_tests::{
-    TestStack, eventually, fixtures, kafka,
+    Scratch, TestStack, e2e, eventually, fixtures, kafka,
     signer::{self, EventWriter, Issuer, envelope, read_certificates, recipient},
 };
 
@@ -54,9 +56,16 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
     // (positions come from the output log), so a fresh group is exactly a signer that knows
     // nothing; it also keeps clear of Tansu 0.6's coordinator, which can leave a group with a
     // dead member stalled for good (README, known limits). On Kafka the same group is used.
-    let spawn = |group: &str| {
+    // Two state-store directories: one per instance that runs at a time.
+    let (store_a, store_b) = (Scratch::new("signer-state-a"), Scratch::new("signer-state-b"));
+    let spawn = |group: &str, store: &Scratch, extra: &[(&'static str, &'static str)]| {
         let mut env = env.to_vec();
         env.push(("VAXTRAIL_SIGNER_GROUP", Box::leak(group.to_owned().into_boxed_str())));
+        env.push((
+            "VAXTRAIL_SIGNER_STATE_DIR",
+            Box::leak(store.0.display().to_string().into_boxed_str()),
+        ));
+        env.extend_from_slice(extra);
         signer::spawn(&stack, &issuer, &env)
     };
     let until = |count: i64, what: &'static str| {
@@ -69,21 +78,36 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
         }
     };
 
-    let mut first = spawn("signer-1");
+    let mut first = spawn("signer-1", &store_a, &[]);
     until(200, "the first signer to write 200 records").await;
     first.kill9().await;
-    let mut second = spawn("signer-2");
+    // Killed while it writes its state store: its rows are written, the commit is not.
+    let mut torn = spawn("signer-2a", &store_a, &[("VAXTRAIL_CRASH_POINT", "store")]);
+    let status = torn
+        .exited(Duration::from_secs(120))
+        .await
+        .expect("the signer aborted at its first state-store write");
+    assert!(!status.success(), "{status:?}");
+    let mut second = spawn("signer-2", &store_a, &[]);
     until(600, "the second signer to write 600 records").await;
+    // It started from the store the others left, not from the whole log.
+    let from_store = e2e::metric(&second.address, "vaxtrail_signer_rebuilds_total{from=\"store\"}").await;
+    assert!(
+        from_store >= 1.0,
+        "partitions restored from the local store: {from_store}"
+    );
     second.kill9().await;
     // Two instances at the same time, sharing the partitions; one leaves, the other takes its
     // partitions over mid-stream and is then killed.
-    let mut third = spawn("signer-3");
-    let mut fourth = spawn("signer-3");
+    let mut third = spawn("signer-3", &store_a, &[]);
+    let mut fourth = spawn("signer-3", &store_b, &[]);
     until(1_000, "the pair to write 1,000 records").await;
     third.stop_cleanly().await;
     until(1_300, "the survivor to write 1,300 records").await;
     fourth.kill9().await;
-    let mut last = spawn("signer-4");
+    // The last one starts from the survivor's store: its partitions were the other's before,
+    // so what the store holds for them is behind the log and is caught up from there.
+    let mut last = spawn("signer-4", &store_b, &[]);
 
     stream.await.expect("every event was appended");
     let records = read_certificates(&stack, Duration::from_secs(180), |records| {

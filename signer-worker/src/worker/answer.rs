@@ -70,7 +70,7 @@ impl Worker {
         let source_sha256 = sha256(message.payload().unwrap_or_default());
         let event = &envelope.event;
         let state = self.states.get_mut(&partition).expect("present");
-        let lineage = state.lineage(&event.recipient_key);
+        let lineage = state.lineage(&event.recipient_key)?;
         let slot = StatusSlot {
             list: partition as u32,
             index: state.next_status_index,

@@ -81,6 +81,8 @@ pub struct Settings {
     pub max_poll_interval: Duration,
     /// Where a fault drill has the process abort (development only).
     pub crash_point: Option<CrashPoint>,
+    /// The local state store (`None`: state in memory, rebuilt from the log at every take-over).
+    pub store: Option<crate::store::Store>,
 }
 
 /// A point where a fault drill has the signer abort, as SIGKILL would end it.
@@ -90,6 +92,8 @@ pub enum CrashPoint {
     Checkpoint,
     /// A partition taken over, its state half rebuilt from the log.
     Handover,
+    /// A partition's state written to the local store, not yet committed.
+    Store,
 }
 
 impl Settings {
@@ -211,8 +215,24 @@ impl Worker {
         }
         if let Err(error) = self.drain().await {
             tracing::warn!(%error, "records in flight at stop were not acknowledged; the next owner re-answers them");
+        } else if let Err(error) = self.persist_all().await {
+            tracing::warn!(error = %format!("{error:#}"), "writing the state store at stop; the next start folds more of the log");
         }
         self.commit();
+        Ok(())
+    }
+
+    /// Writes every owned partition's changes to the local store, after waiting for what is in
+    /// flight (the store never says more than the broker has).
+    async fn persist_all(&mut self) -> anyhow::Result<()> {
+        if !self.states.values().any(PartitionState::changed) {
+            return Ok(());
+        }
+        self.drain().await?;
+        let settings = &self.settings;
+        for state in self.states.values_mut() {
+            state.persist(|| settings.crash_at(CrashPoint::Store))?;
+        }
         Ok(())
     }
 
@@ -254,12 +274,18 @@ impl Worker {
                 return;
             }
         }
+        if let Err(error) = self.persist_all().await {
+            self.reset(error).await;
+            return;
+        }
         if self.in_flight.is_empty() {
             self.commit();
         }
         for state in self.states.values() {
             metrics::gauge!("vaxtrail_signer_recipients", "partition" => state.partition.to_string())
                 .set(state.recipients() as f64);
+            metrics::gauge!("vaxtrail_signer_state_unwritten", "partition" => state.partition.to_string())
+                .set(state.unwritten() as f64);
         }
         self.lag();
     }

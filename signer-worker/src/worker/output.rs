@@ -61,8 +61,7 @@ impl Worker {
             hash,
             delivery,
         });
-        self.states.get_mut(&partition).expect("present").fold(record, hash);
-        Ok(())
+        self.states.get_mut(&partition).expect("present").fold(record, hash)
     }
 
     pub(super) async fn encode(

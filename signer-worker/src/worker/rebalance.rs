@@ -68,6 +68,14 @@ impl Worker {
                         self.parked.clear();
                         self.states.clear();
                     }
+                    // What the next owner (or this one, after a restart) restores from.
+                    for partition in &partitions {
+                        if let Some(state) = self.states.get_mut(partition)
+                            && let Err(error) = state.persist(|| ())
+                        {
+                            tracing::warn!(partition, error = %format!("{error:#}"), "writing the state store before giving a partition up");
+                        }
+                    }
                     for partition in partitions {
                         if let Some(state) = self.states.remove(&partition) {
                             self.parked.insert(partition, state);

@@ -10,7 +10,12 @@ pub(super) struct Rebuilt {
     pub(super) state: anyhow::Result<PartitionState>,
 }
 
-/// Reads a partition of `certificate-events` to its end and folds it into a fresh state.
+/// Lineages folded during a rebuild before they are written to the store (bounds the memory a
+/// rebuild takes, and lets a rebuild cut short resume from there).
+const REBUILD_WRITE_EVERY: usize = 20_000;
+
+/// Reads a partition of `certificate-events` to its end and folds it into the state: from the
+/// local store's offset when the store holds the partition for this log, else from the start.
 pub(super) async fn rebuild(
     settings: &Settings,
     codec: &CertificateCodec,
@@ -23,24 +28,22 @@ pub(super) async fn rebuild(
     let timeout = Duration::from_secs(10);
     let (input_low, _) = reader.fetch_watermarks(&settings.vaccination_events, partition, timeout)?;
     let (low, high) = reader.fetch_watermarks(&settings.certificate_events, partition, timeout)?;
-    let mut state = PartitionState::new(partition, input_low);
-    state.output_end = high;
-    if high > low {
+    let restored = restorable(settings, &reader, partition, (low, high), stop).await?;
+    let from_store = restored.is_some();
+    let mut state = restored.unwrap_or_else(|| PartitionState::new(partition, input_low, settings.store.clone()));
+    state.next_source = state.next_source.max(input_low);
+    let from = if from_store { state.output_end } else { low };
+    if high > from {
         let mut assignment = TopicPartitionList::new();
-        assignment.add_partition_offset(&settings.certificate_events, partition, Offset::Beginning)?;
+        assignment.add_partition_offset(&settings.certificate_events, partition, Offset::Offset(from))?;
         reader.assign(&assignment)?;
         loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => anyhow::bail!("stopped while rebuilding"),
-                m = tokio::time::timeout(Duration::from_secs(30), reader.recv()) => {
-                    m.context("no certificate-events record within 30 s while rebuilding")??
-                }
-            };
+            let message = next_record(&reader, stop).await?;
             let bytes = message.payload().unwrap_or_default();
             let hash = sha256(bytes);
             state.last_delivered = Some((message.offset(), hash));
             match decode_certificate(codec, bytes, stop).await? {
-                Some(envelope) => state.fold(&envelope, hash),
+                Some(envelope) => state.fold(&envelope, hash)?,
                 None => {
                     // Our own output that does not decode: keep the chain, flag it.
                     tracing::error!(
@@ -51,26 +54,92 @@ pub(super) async fn rebuild(
                     state.chain_head = Some(hash);
                 }
             }
+            if state.unwritten() >= REBUILD_WRITE_EVERY {
+                // Everything folded was read from the log: the store may say so.
+                state.persist(|| ())?;
+            }
             if message.offset() + 1 >= high {
                 break;
             }
-            if message.offset() >= low + (high - low) / 2 {
+            if message.offset() >= from + (high - from) / 2 {
                 settings.crash_at(CrashPoint::Handover);
             }
         }
     }
-    metrics::counter!("vaxtrail_signer_rebuilds_total").increment(1);
+    state.output_end = high;
+    state.persist(|| ())?;
+    let source = if from_store { "store" } else { "log" };
+    metrics::counter!("vaxtrail_signer_rebuilds_total", "from" => source).increment(1);
     metrics::counter!("vaxtrail_signer_chain_breaks_total").increment(state.chain_breaks);
-    metrics::histogram!("vaxtrail_signer_rebuild_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("vaxtrail_signer_rebuild_seconds", "from" => source).record(started.elapsed().as_secs_f64());
     tracing::info!(
         partition,
-        records = high - low,
+        from = source,
+        records = high - from,
         recipients = state.recipients(),
         next_source = state.next_source,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "partition state rebuilt from certificate-events"
     );
     Ok(state)
+}
+
+/// The next record of an assigned reader, within 30 s.
+async fn next_record(reader: &StreamConsumer, stop: &CancellationToken) -> anyhow::Result<OwnedMessage> {
+    tokio::select! {
+        () = stop.cancelled() => anyhow::bail!("stopped while rebuilding"),
+        m = tokio::time::timeout(Duration::from_secs(30), reader.recv()) => {
+            Ok(m.context("no certificate-events record within 30 s while rebuilding")??.detach())
+        }
+    }
+}
+
+/// The partition's state from the local store, when the store holds it for this log: written by
+/// this deployment, not ahead of the log, and the log's record just before the stored offset
+/// hashes to the stored chain head. Anything else is cleared (and rebuilt from the log).
+async fn restorable(
+    settings: &Settings,
+    reader: &StreamConsumer,
+    partition: i32,
+    (low, high): (i64, i64),
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<PartitionState>> {
+    let Some(store) = &settings.store else { return Ok(None) };
+    let Some((meta, bits)) = store.load(partition)? else {
+        // Nothing stored for this deployment (lineages of another one are cleared).
+        store.clear(partition)?;
+        return Ok(None);
+    };
+    let offset = meta.output_offset;
+    let refused = if offset > high {
+        Some("ahead of the log (a restored backup or a recreated topic)")
+    } else if offset > 0 && offset <= low {
+        Some("behind the log's first record")
+    } else if offset > 0 {
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&settings.certificate_events, partition, Offset::Offset(offset - 1))?;
+        reader.assign(&assignment)?;
+        let record = next_record(reader, stop).await?;
+        reader.unassign()?;
+        let hash = sha256(record.payload().unwrap_or_default());
+        (record.offset() != offset - 1 || meta.chain_head.as_deref() != Some(crate::store::hex_of(&hash).as_str()))
+            .then_some("from another log (its chain head is not the log's record there)")
+    } else {
+        None
+    };
+    if let Some(reason) = refused {
+        tracing::warn!(
+            partition,
+            stored_offset = offset,
+            log_end = high,
+            reason,
+            "the local state store does not match the log: rebuilding from the log"
+        );
+        metrics::counter!("vaxtrail_signer_store_discarded_total").increment(1);
+        store.clear(partition)?;
+        return Ok(None);
+    }
+    Ok(Some(PartitionState::restored(partition, store.clone(), meta, bits)))
 }
 
 /// Decodes an output record, waiting out registry outages; `None` when it is not decodable.
