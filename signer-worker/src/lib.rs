@@ -4,7 +4,7 @@
 //! the listener; `run_until_stopped` signs and serves until SIGTERM. Tests build it on
 //! `127.0.0.1:0`.
 
-mod state;
+pub mod state;
 pub mod store;
 mod worker;
 
@@ -89,8 +89,9 @@ pub struct Config {
     /// instance (the store is locked); losing it costs a full rebuild, nothing else.
     #[arg(long = "state-dir", env = "VAXTRAIL_SIGNER_STATE_DIR")]
     pub state_dir: Option<std::path::PathBuf>,
-    /// Memory for the store's cache of lineages, in bytes, for the whole instance (lineages
-    /// changed in the last second are held besides, until written).
+    /// Memory for the state store, in bytes, for the whole instance: half caches decoded
+    /// lineages, half is redb's page cache (lineages changed since the last write, at most about
+    /// a second's worth, are held besides).
     #[arg(
         long = "state-cache-bytes",
         env = "VAXTRAIL_SIGNER_STATE_CACHE_BYTES",

@@ -85,6 +85,9 @@ enum Bench {
     /// The running services end to end: POST to queryable at a fixed rate, the highest sustained
     /// rate, and the broker's own ceiling.
     E2e(bench::e2e::E2eArgs),
+    /// The signer's partition state at population scale: memory against the cache bound, and a
+    /// restart from the local store vs. a full rebuild.
+    SignerState(bench::signer_state::SignerStateArgs),
 }
 
 #[tokio::main]
@@ -121,5 +124,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             which: Bench::E2e(args),
         } => bench::e2e::run(&cli.kafka, &args).await,
+        Command::Bench {
+            which: Bench::SignerState(args),
+        } => tokio::task::spawn_blocking(move || bench::signer_state::run(&args)).await?,
     }
 }

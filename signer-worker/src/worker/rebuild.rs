@@ -10,10 +10,6 @@ pub(super) struct Rebuilt {
     pub(super) state: anyhow::Result<PartitionState>,
 }
 
-/// Lineages folded during a rebuild before they are written to the store (bounds the memory a
-/// rebuild takes, and lets a rebuild cut short resume from there).
-const REBUILD_WRITE_EVERY: usize = 20_000;
-
 /// Reads a partition of `certificate-events` to its end and folds it into the state: from the
 /// local store's offset when the store holds the partition for this log, else from the start.
 pub(super) async fn rebuild(
@@ -54,8 +50,9 @@ pub(super) async fn rebuild(
                     state.chain_head = Some(hash);
                 }
             }
-            if state.unwritten() >= REBUILD_WRITE_EVERY {
-                // Everything folded was read from the log: the store may say so.
+            if settings.store.as_ref().is_some_and(|s| state.unwritten() >= s.write_every()) {
+                // Everything folded was read from the log: the store may say so. Bounds the
+                // memory a rebuild takes, and a rebuild cut short resumes from here.
                 state.persist(|| ())?;
             }
             if message.offset() + 1 >= high {

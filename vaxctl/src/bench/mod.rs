@@ -10,6 +10,7 @@
 pub mod backup;
 pub mod e2e;
 pub mod replay;
+pub mod signer_state;
 pub mod verify;
 
 use std::{
@@ -72,7 +73,7 @@ pub(crate) fn figures(count: usize, elapsed: Duration, mut latencies: Vec<Durati
 }
 
 /// The i-th synthetic vaccination, DIVOC-shaped.
-fn body(i: usize) -> Value {
+pub(crate) fn body(i: usize) -> Value {
     let gender = ["Male", "Female", "Other"][i % 3];
     json!({
         "preEnrollmentCode": format!("BENCH{i:08}"),
