@@ -18,7 +18,9 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 vaxtrail
+ && useradd --system --uid 10001 vaxtrail \
+ && mkdir -p /var/lib/vaxtrail/signer-state \
+ && chown vaxtrail /var/lib/vaxtrail/signer-state
 COPY --from=build /out/ /usr/local/bin/
 USER vaxtrail
 ENV VAXTRAIL_LOG_FORMAT=json

@@ -174,8 +174,24 @@ fn the_shape_an_operator_relies_on_holds() {
                 "{service}: {replicas} replicas for {partitions} partitions"
             );
         }
+        // Secret mounts are read-only; the one writable mount is the signer's state store, a
+        // scratch volume of its pod.
         for mount in container["volumeMounts"].as_sequence().into_iter().flatten() {
-            assert_eq!(mount["readOnly"], true, "{service}: {mount:?}");
+            let volume = spec["volumes"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == mount["name"])
+                .unwrap_or_else(|| panic!("{service}: {mount:?} names no volume"));
+            if volume.get("secret").is_some() {
+                assert_eq!(mount["readOnly"], true, "{service}: {mount:?}");
+            } else if mount["readOnly"] != true {
+                assert_eq!(
+                    (service, volume.get("emptyDir").is_some()),
+                    ("signer-worker", true),
+                    "{service}: a writable mount other than the signer's state store: {mount:?}"
+                );
+            }
         }
         let secrets: Vec<&str> = spec["volumes"]
             .as_sequence()
