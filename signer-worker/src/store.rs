@@ -117,11 +117,11 @@ impl Store {
             .set_cache_size((cache_bytes / 2) as usize)
             .create(&path)
             .with_context(|| {
-            format!(
-                "opening the signer's state store {} (another signer instance may hold it)",
-                path.display()
-            )
-        })?;
+                format!(
+                    "opening the signer's state store {} (another signer instance may hold it)",
+                    path.display()
+                )
+            })?;
         Ok(Self {
             db: Arc::new(db),
             deployment: deployment.to_owned(),
@@ -194,7 +194,10 @@ impl Store {
         bits: &[u8],
         before_commit: impl FnOnce(),
     ) -> anyhow::Result<()> {
-        let write = self.db.begin_write()?;
+        let mut write = self.db.begin_write()?;
+        // The allocator state is saved with each commit, so reopening after a SIGKILL does not
+        // walk the whole file (2.15 s for a 2 GB store without it; `vaxctl bench signer-state`).
+        write.set_quick_repair(true);
         {
             let name = lineages_table(partition);
             let mut table = write.open_table(TableDefinition::<&str, &[u8]>::new(&name))?;
@@ -213,7 +216,8 @@ impl Store {
 
     /// Forgets a partition (its store is from another log, or ahead of this one).
     pub fn clear(&self, partition: i32) -> anyhow::Result<()> {
-        let write = self.db.begin_write()?;
+        let mut write = self.db.begin_write()?;
+        write.set_quick_repair(true);
         let name = lineages_table(partition);
         write.delete_table(TableDefinition::<&str, &[u8]>::new(&name))?;
         write.open_table(META)?.remove(partition)?;

@@ -50,7 +50,11 @@ pub(super) async fn rebuild(
                     state.chain_head = Some(hash);
                 }
             }
-            if settings.store.as_ref().is_some_and(|s| state.unwritten() >= s.write_every()) {
+            if settings
+                .store
+                .as_ref()
+                .is_some_and(|s| state.unwritten() >= s.write_every())
+            {
                 // Everything folded was read from the log: the store may say so. Bounds the
                 // memory a rebuild takes, and a rebuild cut short resumes from here.
                 state.persist(|| ())?;

@@ -176,7 +176,10 @@ fn child(args: &SignerStateArgs, dir: &Path) -> anyhow::Result<()> {
         outcomes.fold(&mut state, at..end, Some(every), &bar)?;
         at = end;
         peak = peak.max(resident());
-        eprintln!("  child: {at} recipients folded and written, resident {} MiB", resident() >> 20);
+        eprintln!(
+            "  child: {at} recipients folded and written, resident {} MiB",
+            resident() >> 20
+        );
     }
     state.persist(|| ())?;
     let fill_seconds = started.elapsed().as_secs_f64();
@@ -201,24 +204,38 @@ fn child(args: &SignerStateArgs, dir: &Path) -> anyhow::Result<()> {
 
 fn directory_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
 /// Runs the benchmark (or, with `--child`, the child).
 pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
-    let dir = args.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("vaxtrail-bench-signer-state-{}", std::process::id()))
-    });
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("vaxtrail-bench-signer-state-{}", std::process::id())));
     if args.child {
         return child(args, &dir);
     }
-    anyhow::ensure!(!dir.exists(), "{} exists: the bench writes a store of its own", dir.display());
+    anyhow::ensure!(
+        !dir.exists(),
+        "{} exists: the bench writes a store of its own",
+        dir.display()
+    );
     let total = args.recipients + args.recent;
 
     // 1. The child fills the store and is killed.
     if !args.json {
-        println!("filling a store with {} recipients in a child process ...", args.recipients);
+        println!(
+            "filling a store with {} recipients in a child process ...",
+            args.recipients
+        );
     }
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "signer-state", "--child"])
@@ -231,8 +248,8 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
         .spawn()?;
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-    let filled: serde_json::Value = serde_json::from_str(&line)
-        .map_err(|e| anyhow::anyhow!("the child did not report ({e}): {line:?}"))?;
+    let filled: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("the child did not report ({e}): {line:?}"))?;
     child.kill()?;
     child.wait()?;
     let store_bytes = directory_bytes(&dir);
@@ -241,7 +258,9 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = Store::open(&dir, DEPLOYMENT, args.cache_bytes)?;
     let opened = started.elapsed();
-    let (meta, bits) = store.load(0)?.ok_or_else(|| anyhow::anyhow!("the store holds partition 0"))?;
+    let (meta, bits) = store
+        .load(0)?
+        .ok_or_else(|| anyhow::anyhow!("the store holds partition 0"))?;
     anyhow::ensure!(
         meta.output_offset == args.recipients as i64,
         "the store reflects offset {}, not {}",
@@ -256,7 +275,11 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
     state.persist(|| ())?;
     bar.finish_and_clear();
     let restore = started.elapsed();
-    anyhow::ensure!(state.recipients() == total, "{} recipients after the restore", state.recipients());
+    anyhow::ensure!(
+        state.recipients() == total,
+        "{} recipients after the restore",
+        state.recipients()
+    );
     // Reads the cache does not hold: recipients written long before the kill.
     let reads = 10_000.min(args.recipients);
     let started = Instant::now();
@@ -279,7 +302,11 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let full = started.elapsed();
     let held = resident().saturating_sub(before);
-    anyhow::ensure!(memory.recipients() == total, "{} recipients in memory", memory.recipients());
+    anyhow::ensure!(
+        memory.recipients() == total,
+        "{} recipients in memory",
+        memory.recipients()
+    );
     drop(memory);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -306,13 +333,49 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
     let mib = |b: u64| b as f64 / 1_048_576.0;
     let peak = filled["resident_peak_bytes"].as_u64().unwrap_or(0);
     let baseline = filled["resident_baseline_bytes"].as_u64().unwrap_or(0);
-    println!("recipients {} (+{} after the last store write), cache bound {:.0} MiB", args.recipients, args.recent, mib(args.cache_bytes));
+    println!(
+        "recipients {} (+{} after the last store write), cache bound {:.0} MiB",
+        args.recipients,
+        args.recent,
+        mib(args.cache_bytes)
+    );
     let with_recent = filled["resident_with_recent_unwritten_bytes"].as_u64().unwrap_or(0);
-    println!("  child with the store: resident peak while filling {:.0} MiB, {:.0} MiB above its {:.0} MiB baseline ({:.2}x the bound); {:.0} MiB with the {} recent lineages unwritten; store on disk {:.0} MiB ({:.0} bytes per recipient)", mib(peak), mib(peak - baseline), mib(baseline), (peak - baseline) as f64 / args.cache_bytes as f64, mib(with_recent), args.recent, mib(store_bytes), store_bytes as f64 / args.recipients as f64);
-    println!("  filling the store: {:.1} s ({:.0} recipients/s)", filled["fill_seconds"].as_f64().unwrap_or(0.0), args.recipients as f64 / filled["fill_seconds"].as_f64().unwrap_or(1.0));
-    println!("  restart after SIGKILL, with the store: ready in {:.2} s (store opened and recovered in {:.2} s, {} records folded)", restore.as_secs_f64(), opened.as_secs_f64(), args.recent);
-    println!("  full rebuild without it:             ready in {:.2} s ({} records folded), {:.0} MiB held in memory", full.as_secs_f64(), total, mib(held));
-    println!("  restore / full rebuild: {:.4}; a read the cache does not hold: {:.1} µs", restore.as_secs_f64() / full.as_secs_f64(), read_us);
-    println!("  a one-dose lineage: {encoded} bytes stored (CBOR), {:.0} bytes in memory", held as f64 / total as f64);
+    println!(
+        "  child with the store: resident peak while filling {:.0} MiB, {:.0} MiB above its {:.0} MiB baseline ({:.2}x the bound); {:.0} MiB with the {} recent lineages unwritten; store on disk {:.0} MiB ({:.0} bytes per recipient)",
+        mib(peak),
+        mib(peak - baseline),
+        mib(baseline),
+        (peak - baseline) as f64 / args.cache_bytes as f64,
+        mib(with_recent),
+        args.recent,
+        mib(store_bytes),
+        store_bytes as f64 / args.recipients as f64
+    );
+    println!(
+        "  filling the store: {:.1} s ({:.0} recipients/s)",
+        filled["fill_seconds"].as_f64().unwrap_or(0.0),
+        args.recipients as f64 / filled["fill_seconds"].as_f64().unwrap_or(1.0)
+    );
+    println!(
+        "  restart after SIGKILL, with the store: ready in {:.2} s (store opened and recovered in {:.2} s, {} records folded)",
+        restore.as_secs_f64(),
+        opened.as_secs_f64(),
+        args.recent
+    );
+    println!(
+        "  full rebuild without it:             ready in {:.2} s ({} records folded), {:.0} MiB held in memory",
+        full.as_secs_f64(),
+        total,
+        mib(held)
+    );
+    println!(
+        "  restore / full rebuild: {:.4}; a read the cache does not hold: {:.1} µs",
+        restore.as_secs_f64() / full.as_secs_f64(),
+        read_us
+    );
+    println!(
+        "  a one-dose lineage: {encoded} bytes stored (CBOR), {:.0} bytes in memory",
+        held as f64 / total as f64
+    );
     Ok(())
 }
