@@ -35,6 +35,8 @@ pub enum Role {
     Controller,
     /// An auditor: reads the audit trail.
     Auditor,
+    /// A monitoring authority: reads analytics unsuppressed (small cells included).
+    Monitoring,
     /// An administrator: everything.
     Admin,
 }
@@ -45,6 +47,7 @@ impl fmt::Display for Role {
             Self::Facility => "facility",
             Self::Controller => "controller",
             Self::Auditor => "auditor",
+            Self::Monitoring => "monitoring",
             Self::Admin => "admin",
         })
     }

@@ -39,6 +39,8 @@ pub enum Route {
     Recipient,
     /// The audit trail (the log's records, checkpoints).
     Audit,
+    /// Analytics with cells under the suppression threshold (public answers suppress them).
+    FullAnalytics,
 }
 
 /// What a role may read on a route.
@@ -64,6 +66,9 @@ pub const fn scope(route: Route, role: Role) -> Scope {
         (Certificate | Recipient, Auditor) => Scope::Denied,
         (Audit, Auditor) => Scope::All,
         (Audit, Facility | Controller) => Scope::Denied,
+        (FullAnalytics, Monitoring) => Scope::All,
+        (FullAnalytics, Facility | Controller | Auditor) => Scope::Denied,
+        (Certificate | Event | Recipient | Audit, Monitoring) => Scope::Denied,
     }
 }
 

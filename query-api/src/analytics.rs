@@ -2,14 +2,17 @@
 //! and age band; certificate outcomes; signing latency percentiles; and the pipeline's live lag
 //! (each projection's stored offsets against the topics' high watermarks). Counts come from the
 //! materialized daily aggregates, which keep distinct event ids, so a redelivery never counts
-//! twice. Public: nothing here names a person.
+//! twice. Public: nothing here names a person, and no public answer singles one out: a breakdown's
+//! cells counting fewer than `VAXTRAIL_ANALYTICS_MIN_CELL` (default 10) are withheld, their sum
+//! given only when it is itself at least that and the total only when it cannot reveal a withheld
+//! count (`suppress`). A `monitoring` (or `admin`) token reads every cell.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     Json,
     extract::{Query, State, rejection::QueryRejection},
-    http::header,
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
 use chrono::NaiveDate;
@@ -121,7 +124,7 @@ async fn clickhouse_complete(client: &clickhouse::Client) -> Result<Option<bool>
 
 /// The figures, once the store is known to be complete (asked after the read: figures from a
 /// store that is being rebuilt would undercount, so they are 503, not an answer).
-async fn answer(state: &AppState, body: Value) -> Result<Response, Problem> {
+async fn answer(state: &AppState, body: Value, full: bool) -> Result<Response, Problem> {
     match clickhouse_complete(&state.clickhouse).await {
         Ok(Some(true)) => {}
         Ok(_) => {
@@ -134,19 +137,56 @@ async fn answer(state: &AppState, body: Value) -> Result<Response, Problem> {
         Err(error) => return Err(unavailable(&error)),
     }
     let mut response = Json(body).into_response();
+    // The unsuppressed answer is the monitoring role's: never kept by a shared cache.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=30"),
+        header::HeaderValue::from_static(if full {
+            "private, no-store"
+        } else {
+            "public, max-age=30"
+        }),
     );
     Ok(response)
+}
+
+/// Whether the caller reads every cell: a token whose role may (`monitoring`, `admin`). No token
+/// is the public; a token that does not verify, or whose role may not, is refused rather than
+/// quietly answered as the public.
+async fn full_breakdown(state: &AppState, headers: &HeaderMap) -> Result<bool, Problem> {
+    if !headers.contains_key(header::AUTHORIZATION) {
+        return Ok(false);
+    }
+    crate::access::caller_for(&state.auth, headers, crate::access::Route::FullAnalytics).await?;
+    Ok(true)
+}
+
+/// A public breakdown: the cells counting at least `min`, the withheld ones' number, their sum
+/// when it is at least `min` (else `null`), and the total when it cannot reveal a withheld count
+/// (no cell withheld, or their sum shown). Every number it gives is 0 or at least `min`, and none
+/// can be subtracted from another to give a withheld cell's count.
+pub fn suppress(rows: &[(String, u64)], min: u64) -> (Vec<(String, u64)>, Value, Option<u64>) {
+    let (shown, withheld): (Vec<_>, Vec<_>) = rows.iter().cloned().partition(|(_, n)| *n >= min);
+    let hidden: u64 = withheld.iter().map(|(_, n)| n).sum();
+    let visible: u64 = shown.iter().map(|(_, n)| n).sum();
+    // One withheld cell whose sum is shown would be the cell itself.
+    let sum_shown = withheld.len() >= 2 && hidden >= min;
+    let total = (withheld.is_empty() || sum_shown).then_some(visible + hidden);
+    let summary = json!({
+        "threshold": min,
+        "cells": withheld.len(),
+        "count": if sum_shown { json!(hidden) } else { Value::Null },
+    });
+    (shown, summary, total)
 }
 
 /// `GET /v1/analytics/doses?by=day|vaccine|dose|state|district|gender|ageBand&from&to&programme`:
 /// doses given (recorded vaccinations).
 pub async fn doses(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     filters: Result<Query<Filters>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    let full = full_breakdown(&state, &headers).await?;
     let filters = query(filters)?;
     let range = range(&filters)?;
     let column = dimension(&filters, &DOSES_BY, "day")?;
@@ -171,14 +211,21 @@ pub async fn doses(
         .fetch_all()
         .await
         .map_err(|e| unavailable(&e))?;
-    let total: u64 = rows.iter().map(|(_, n)| n).sum();
+    let (rows, suppressed, total) = if full {
+        let total = rows.iter().map(|(_, n)| n).sum();
+        (rows, Value::Null, Some(total))
+    } else {
+        suppress(&rows, state.analytics_min_cell)
+    };
     answer(
         &state,
         json!({
             "by": filters.by.as_deref().unwrap_or("day"),
             "total": total,
             "series": rows.iter().map(|(key, n)| json!({"key": key, "doses": n})).collect::<Vec<_>>(),
+            "suppressed": suppressed,
         }),
+        full,
     )
     .await
 }
@@ -187,8 +234,10 @@ pub async fn doses(
 /// rejected (by rule).
 pub async fn certificates(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     filters: Result<Query<Filters>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    let full = full_breakdown(&state, &headers).await?;
     let filters = query(filters)?;
     let range = range(&filters)?;
     let column = dimension(&filters, &CERTIFICATES_BY, "outcome")?;
@@ -206,12 +255,20 @@ pub async fn certificates(
         .fetch_all()
         .await
         .map_err(|e| unavailable(&e))?;
+    let (rows, suppressed) = if full {
+        (rows, Value::Null)
+    } else {
+        let (rows, suppressed, _) = suppress(&rows, state.analytics_min_cell);
+        (rows, suppressed)
+    };
     answer(
         &state,
         json!({
             "by": filters.by.as_deref().unwrap_or("outcome"),
             "series": rows.iter().map(|(key, n)| json!({"key": key, "certificates": n})).collect::<Vec<_>>(),
+            "suppressed": suppressed,
         }),
+        full,
     )
     .await
 }
@@ -247,6 +304,7 @@ pub async fn signing_latency(
             "certificates": count,
             "p50Ms": p50, "p90Ms": p90, "p99Ms": p99, "maxMs": max,
         }),
+        false,
     )
     .await
 }
@@ -331,4 +389,38 @@ pub async fn lag(State(state): State<Arc<AppState>>) -> Result<Response, Problem
         .headers_mut()
         .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suppress;
+
+    fn rows(counts: &[u64]) -> Vec<(String, u64)> {
+        counts.iter().enumerate().map(|(i, n)| (format!("d{i}"), *n)).collect()
+    }
+
+    #[test]
+    fn no_public_number_reveals_a_cell_under_the_threshold() {
+        // Nothing small: everything shown, with the total.
+        let (shown, summary, total) = suppress(&rows(&[10, 25]), 10);
+        assert_eq!((shown.len(), total, summary["cells"].as_u64()), (2, Some(35), Some(0)));
+        // One small cell: withheld, and the total too (35 - 25 would be that cell).
+        let (shown, summary, total) = suppress(&rows(&[1, 25]), 10);
+        assert_eq!((shown.len(), total), (1, None));
+        assert_eq!((summary["cells"].as_u64(), summary["count"].is_null()), (Some(1), true));
+        // Small cells summing to at least the threshold: their sum and the total are shown.
+        let (shown, summary, total) = suppress(&rows(&[4, 9, 30]), 10);
+        assert_eq!((shown.len(), total, summary["count"].as_u64()), (1, Some(43), Some(13)));
+        // Small cells summing under it: neither their sum nor the total.
+        let (_, summary, total) = suppress(&rows(&[2, 3, 30]), 10);
+        assert_eq!((total, summary["count"].is_null()), (None, true));
+        // Every number given is 0 or at least the threshold.
+        for counts in [[1_u64, 2, 3, 50], [9, 9, 9, 9], [0, 10, 11, 1]] {
+            let (shown, summary, total) = suppress(&rows(&counts), 10);
+            let mut given: Vec<u64> = shown.iter().map(|(_, n)| *n).collect();
+            given.extend(summary["count"].as_u64());
+            given.extend(total);
+            assert!(given.iter().all(|n| *n == 0 || *n >= 10), "{counts:?}: {given:?}");
+        }
+    }
 }

@@ -99,6 +99,14 @@ pub struct Config {
     /// The largest `POST /v1/verify` body, in bytes.
     #[arg(long = "max-verify-bytes", env = "VAXTRAIL_MAX_VERIFY_BYTES", default_value_t = 64 * 1024)]
     pub max_verify_bytes: usize,
+    /// Public analytics suppress every cell counting fewer than this many (a small district's
+    /// cell can be one person); a `monitoring` token reads them all.
+    #[arg(
+        long = "analytics-min-cell",
+        env = "VAXTRAIL_ANALYTICS_MIN_CELL",
+        default_value_t = 10
+    )]
+    pub analytics_min_cell: u64,
 }
 
 /// The issuer as the query API knows it: its DID, its published (public) keys and where it
@@ -157,6 +165,8 @@ pub struct AppState {
     pub watermarks: Arc<rdkafka::consumer::BaseConsumer>,
     pub registry_url: String,
     pub topics: platform::TopicCatalog,
+    /// Public analytics' suppression threshold.
+    pub analytics_min_cell: u64,
 }
 
 /// The running service.
@@ -203,6 +213,7 @@ impl Application {
             watermarks: Arc::new(platform::Kafka::new(&config.kafka.brokers).client()?),
             registry_url: config.kafka.schema_registry_url.clone(),
             topics: config.kafka.topics(),
+            analytics_min_cell: config.analytics_min_cell.max(1),
         });
         let readiness = Readiness::default()
             .with("postgres", checks::postgres(pool))

@@ -112,14 +112,22 @@ fn did_document() {}
 fn vaccination_context() {}
 
 #[utoipa::path(get, path = "/v1/analytics/doses", tag = "analytics",
+    description = "Public: cells under the suppression threshold are withheld (`suppressed`). A `monitoring` or `admin` token reads every cell; any other token is refused.",
+    security((), ("bearer" = [])),
     params(("by" = Option<String>, Query, description = "day, vaccine, dose, state, district, gender, ageBand"),
         ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("programme" = Option<String>, Query)),
-    responses((status = 200, description = "Doses given, grouped"), (status = 422, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "Doses given, grouped"), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
 fn doses() {}
 
 #[utoipa::path(get, path = "/v1/analytics/certificates", tag = "analytics",
+    description = "Public: cells under the suppression threshold are withheld (`suppressed`). A `monitoring` or `admin` token reads every cell; any other token is refused.",
+    security((), ("bearer" = [])),
     params(("by" = Option<String>, Query, description = "outcome, day, rule"), ("from" = Option<String>, Query), ("to" = Option<String>, Query)),
-    responses((status = 200, description = "Certificates issued / superseded / revoked / rejected")))]
+    responses((status = 200, description = "Certificates issued / superseded / revoked / rejected"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
 fn certificates() {}
 
 #[utoipa::path(get, path = "/v1/analytics/signing-latency", tag = "analytics",

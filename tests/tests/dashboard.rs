@@ -83,6 +83,17 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
     )
     .await;
 
+    // The monitoring authority reads every cell; the public only cells of 10 or more.
+    let monitoring = auth.bearer("monitoring-1", &[platform::auth::Role::Monitoring]);
+    let get_full = |path: &str| {
+        let (client, url, token) = (client.clone(), format!("{url}{path}"), monitoring.clone());
+        async move {
+            let response = client.get(url).header("authorization", token).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["cache-control"], "private, no-store");
+            response
+        }
+    };
     let series = |body: Value| -> BTreeMap<String, u64> {
         body["series"]
             .as_array()
@@ -92,21 +103,69 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
             .collect()
     };
     assert_eq!(
-        series(get("/v1/analytics/doses?by=vaccine").await.json().await.unwrap()),
+        series(get_full("/v1/analytics/doses?by=vaccine").await.json().await.unwrap()),
         by_vaccine
     );
     assert_eq!(
-        series(get("/v1/analytics/doses?by=state").await.json().await.unwrap()),
+        series(get_full("/v1/analytics/doses?by=state").await.json().await.unwrap()),
         by_state
     );
-    let genders = series(get("/v1/analytics/doses?by=gender").await.json().await.unwrap());
+    // The public breakdown by state: exactly the states with 10 or more doses, their counts
+    // exact; the others withheld and counted; no total or sum that would give a withheld count.
+    let public = get("/v1/analytics/doses?by=state").await;
+    assert_eq!(public.headers()["cache-control"], "public, max-age=30");
+    let public: Value = public.json().await.unwrap();
+    let large: BTreeMap<String, u64> = by_state
+        .iter()
+        .filter(|(_, n)| **n >= 10)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    let small: Vec<u64> = by_state.values().copied().filter(|n| *n < 10).collect();
+    assert!(
+        !small.is_empty(),
+        "40 people over many states leave small cells: {by_state:?}"
+    );
+    assert_eq!(series(public.clone()), large, "{public}");
+    assert_eq!(public["suppressed"]["cells"], small.len(), "{public}");
+    assert_eq!(public["suppressed"]["threshold"], 10);
+    let hidden: u64 = small.iter().sum();
+    if small.len() >= 2 && hidden >= 10 {
+        assert_eq!(
+            (public["total"].as_u64(), public["suppressed"]["count"].as_u64()),
+            (Some(PEOPLE), Some(hidden))
+        );
+    } else {
+        assert!(
+            public["total"].is_null() && public["suppressed"]["count"].is_null(),
+            "{public}"
+        );
+    }
+    // Any other token is refused, not answered as the public.
+    let facility = client
+        .get(format!("{url}/v1/analytics/doses?by=state"))
+        .header(
+            "authorization",
+            auth.bearer("facility-1", &[platform::auth::Role::Facility]),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(facility.status(), StatusCode::FORBIDDEN);
+    let forged = client
+        .get(format!("{url}/v1/analytics/doses?by=state"))
+        .header("authorization", "Bearer not-a-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let genders = series(get_full("/v1/analytics/doses?by=gender").await.json().await.unwrap());
     assert_eq!(genders.values().sum::<u64>(), PEOPLE);
     let none = get("/v1/analytics/doses?programme=no-such-programme").await;
     assert_eq!(none.json::<Value>().await.unwrap()["total"], 0);
     let latency: Value = get("/v1/analytics/signing-latency").await.json().await.unwrap();
     let (p50, p99) = (latency["p50Ms"].as_f64().unwrap(), latency["p99Ms"].as_f64().unwrap());
     assert!((1.0..600_000.0).contains(&p50) && p50 <= p99, "{latency}");
-    let outcomes: Value = get("/v1/analytics/certificates").await.json().await.unwrap();
+    let outcomes: Value = get_full("/v1/analytics/certificates").await.json().await.unwrap();
     assert_eq!(outcomes["series"][0]["key"], "issued");
     assert_eq!(outcomes["series"][0]["certificates"], PEOPLE);
     for bad in [
