@@ -31,6 +31,24 @@ async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
     let figures = last_json(&live.vaxctl_ok(&["backup", "--out", &dir, "--json"]).await);
     eprintln!("drill figure: backup: {figures}");
     live.vaxctl_ok(&["backup", "verify", &dir]).await;
+    // Everyone's data is in it: readable by the operator's account alone, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut seen = 0;
+        let mut stack = vec![std::path::PathBuf::from(&dir)];
+        while let Some(path) = stack.pop() {
+            let meta = std::fs::metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{}", path.display());
+                stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                assert_eq!(mode, 0o600, "{}", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen > 2, "the manifest and the partitions' files");
+    }
 
     // Restored into a new, empty cluster: the same answers, and the log audits.
     let mut restored = restore(&live, &dir, &issuer).await;

@@ -282,6 +282,44 @@ impl Tally {
     }
 }
 
+/// A backup holds every person's data: its directories are created 0700 and its files 0600
+/// (whatever the umask), readable by the operator's account alone.
+pub(super) fn private_dir(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // An existing (empty) directory keeps its mode unless it is set.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", path.display()))
+}
+
+/// Creates (or truncates) a file readable and writable by the owner alone.
+pub(super) fn private_file(path: &std::path::Path) -> anyhow::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // A file that existed keeps its mode unless it is set.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Writes a whole file readable by the owner alone.
+pub(super) fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = private_file(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
 /// Streams a partition's records into a container file, keeping what the manifest says of them.
 pub(super) struct FileWriter<'a> {
     pub(super) writer: Writer<'a, BufWriter<File>>,
@@ -292,7 +330,7 @@ pub(super) struct FileWriter<'a> {
 
 impl<'a> FileWriter<'a> {
     pub(super) fn create(schema: &'a Schema, path: PathBuf, partition: i32) -> anyhow::Result<Self> {
-        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let file = private_file(&path)?;
         let writer = Writer::with_codec(schema, BufWriter::new(file), Codec::Deflate(DeflateSettings::default()))?;
         Ok(Self {
             writer,

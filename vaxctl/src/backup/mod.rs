@@ -10,6 +10,9 @@
 //!   one of its records' content, the chain head of `certificate-events` partitions (the SHA-256 of
 //!   the last record), and the value writer schemas by id, as the registry served them.
 //!
+//! It holds every person's data as the log does: the directories are created 0700 and the files
+//! 0600, whatever the umask.
+//!
 //! The registry's own log (`_schemas`) is backed up too, so a restored registry gives every
 //! schema its old id. Each partition is read up to the high watermark seen when the backup
 //! started: the backup is the log as it stood then.

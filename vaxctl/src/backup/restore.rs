@@ -306,6 +306,6 @@ pub fn rewrite_partition(
         file.append(record)?;
     }
     *entry = file.finish(dir, entry.chain_head.is_some())?;
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    super::format::write_private(&dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
     Ok(())
 }

@@ -32,7 +32,7 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
             dir.display()
         );
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    private_dir(&dir)?;
     let full: Vec<String> = names.iter().map(|n| full_name(&kafka.topic_prefix, n)).collect();
     let marks = platform::log::watermarks_async(&kafka.brokers, &full).await?;
     for (name, topic) in names.iter().zip(&full) {
@@ -63,7 +63,7 @@ pub async fn take(kafka: &KafkaArgs, names: &[String], dir: &Path, quiet: bool) 
             .collect(),
         writer_schemas: writer_schemas(&kafka.schema_registry_url, written.schema_ids).await?,
     };
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    write_private(&dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
     let files = || manifest.topics.iter().flat_map(|t| &t.files);
     Ok(Taken {
         records: files().map(|f| f.records).sum(),
@@ -94,7 +94,7 @@ fn write_files(
             .find(|n| full_name(&kafka.topic_prefix, n) == mark.topic)
             .expect("a listed topic")
             .clone();
-        std::fs::create_dir_all(out.join(&name))?;
+        private_dir(&out.join(&name))?;
         let path = out.join(&name).join(format!("{}.avro", mark.partition));
         let file = FileWriter::create(&schema, path, mark.partition)?;
         files.insert((mark.topic.clone(), mark.partition), (name, file));
