@@ -502,6 +502,17 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
         .unwrap();
     assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
     let events = audit(format!("events?recipient={}", person_b.as_str())).await;
+    // An auditor reads positions, digests, keys and event types, not the person: neither the
+    // name, the identity nor the date of birth is in the answer.
+    let text = events.to_string();
+    for personal in [
+        b.recipient.name.as_str(),
+        b.recipient.identity.as_str(),
+        "999988887777",
+        "1994-11-30",
+    ] {
+        assert!(!text.contains(personal), "the audit answer holds {personal:?}");
+    }
     let events = events["events"].as_array().unwrap().clone();
     let types: Vec<&str> = events.iter().map(|e| e["eventType"].as_str().unwrap()).collect();
     for wanted in [

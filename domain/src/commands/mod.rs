@@ -85,6 +85,11 @@ pub struct RecordVaccination {
     pub vaccination: Vaccination,
     pub vaccinator: Text,
     pub facility: Facility,
+    /// Always empty in records parsed now: a request's comorbidities are checked (bad ones are
+    /// refused like any field) and then dropped, since no credential or read model uses them and
+    /// they are health data. The field stays so records read from the log before this keep their
+    /// shape, and so the fingerprint of a record (its JSON, `[]` here) is the same as before for
+    /// every record that had none.
     pub comorbidities: Vec<Text>,
 }
 
@@ -305,7 +310,8 @@ impl RecordVaccination {
                 address: address?,
             })
         });
-        let comorbidities = texts(problems, &body.comorbidities, "comorbidities");
+        // Checked, then not kept (see `RecordVaccination::comorbidities`).
+        let comorbidities = texts(problems, &body.comorbidities, "comorbidities").map(|_| Vec::new());
         Some(Self {
             pre_enrollment_code: pre_enrollment_code?,
             programme: programme?,

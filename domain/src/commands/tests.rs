@@ -203,3 +203,25 @@ fn a_record_without_identity_is_certified_under_its_pre_enrollment_code() {
     let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
     assert_eq!(fields(&errors), ["preEnrollmentCode"]);
 }
+
+#[test]
+fn comorbidities_are_checked_but_not_kept() {
+    let catalog = catalog();
+    // Sent, valid: accepted and dropped (health data no credential or read model uses).
+    let mut body = divoc_sample();
+    body["comorbidities"] = json!(["Diabetes", "Hypertension"]);
+    let record = RecordVaccination::parse(&body, &context(&catalog)).unwrap();
+    assert!(record.comorbidities.is_empty(), "{:?}", record.comorbidities);
+    // The fingerprint is that of the same record sent without them.
+    let mut without = divoc_sample();
+    without.as_object_mut().unwrap().remove("comorbidities");
+    let plain = RecordVaccination::parse(&without, &context(&catalog)).unwrap();
+    assert_eq!(
+        crate::credential::Fingerprint::of(&record),
+        crate::credential::Fingerprint::of(&plain)
+    );
+    // Sent, invalid: refused naming the item, like any field.
+    body["comorbidities"] = json!(["Diabetes", ""]);
+    let errors = RecordVaccination::parse(&body, &context(&catalog)).unwrap_err();
+    assert!(fields(&errors).contains(&"comorbidities[1]"), "{errors:?}");
+}
