@@ -30,6 +30,27 @@ use crate::store::{Meta, Store, digest_of, hex_of};
 /// another (a partition cleared and rebuilt, say).
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// A partition's write to the store, prepared (`PartitionState::pending`).
+pub struct Pending {
+    pub partition: i32,
+    pub lineages: Vec<(RecipientKey, Vec<u8>)>,
+    pub meta: Meta,
+    /// The revocation bits, when they changed since the last write.
+    pub bits: Option<Vec<u8>>,
+}
+
+impl Pending {
+    /// As the store writes it.
+    pub fn as_write(&self) -> crate::store::PartitionWrite<'_> {
+        crate::store::PartitionWrite {
+            partition: self.partition,
+            lineages: &self.lineages,
+            meta: &self.meta,
+            bits: self.bits.as_deref(),
+        }
+    }
+}
+
 /// The lineages of one partition: in memory, or in the store with a cache.
 #[derive(Debug)]
 struct Lineages {
@@ -166,7 +187,8 @@ impl PartitionState {
     }
 
     /// The bookkeeping as the store keeps it, reflecting every record up to the last delivered.
-    fn meta(&self, deployment: &str) -> Meta {
+    fn meta(&mut self, deployment: &str) -> Meta {
+        let bits = hex_of(&self.bits_sha256());
         Meta {
             deployment: deployment.to_owned(),
             output_offset: self.last_delivered.map_or(0, |(offset, _)| offset + 1),
@@ -178,16 +200,16 @@ impl PartitionState {
             chain_breaks: self.chain_breaks,
             published_bits: self.published_bits.as_ref().map(hex_of),
             recipients: self.recipients,
+            bits_sha256: Some(bits),
         }
     }
 
-    /// Writes what changed to the local store, if there is one. The caller guarantees that
-    /// every record folded in is on the broker (nothing in flight): the store then never says
-    /// more than the log. `before_commit` runs between writing and committing (fault drills).
-    /// Returns the lineages written.
-    pub fn persist(&mut self, before_commit: impl FnOnce()) -> anyhow::Result<usize> {
+    /// What a store write of this partition holds, or `None` when the store has it all (or
+    /// there is no store). The caller guarantees that every record folded in is on the broker
+    /// (nothing in flight): the store then never says more than the log.
+    pub fn pending(&mut self) -> anyhow::Result<Option<Pending>> {
         let Some(store) = self.lineages.store.clone() else {
-            return Ok(0);
+            return Ok(None);
         };
         if self.chain_head != self.last_delivered.map(|(_, hash)| hash) {
             // A record folded but not acknowledged: the caller did not drain. Nothing is written.
@@ -195,30 +217,62 @@ impl PartitionState {
         }
         let meta = self.meta(store.deployment());
         if self.lineages.dirty.is_empty() && self.stored.as_ref() == Some(&meta) {
-            return Ok(0);
+            return Ok(None);
         }
-        let started = std::time::Instant::now();
-        let encoded: Vec<(&RecipientKey, Vec<u8>)> = self
+        let lineages = self
             .lineages
             .dirty
             .iter()
-            .map(|(recipient, lineage)| Ok((recipient, crate::store::encode(lineage)?)))
+            .map(|(recipient, lineage)| Ok((recipient.clone(), crate::store::encode(lineage)?)))
             .collect::<anyhow::Result<_>>()?;
-        store.write(self.partition, &encoded, &meta, &self.revoked_bits, before_commit)?;
-        let written = encoded.len();
-        let sizes: Vec<u32> = encoded.iter().map(|(_, bytes)| bytes.len() as u32).collect();
-        drop(encoded);
-        // Written: now clean, so they move to the bounded cache.
-        for ((recipient, lineage), size) in self.lineages.dirty.drain().zip(sizes) {
+        let bits_changed = self.stored.as_ref().is_none_or(|s| s.bits_sha256 != meta.bits_sha256);
+        Ok(Some(Pending {
+            partition: self.partition,
+            lineages,
+            bits: bits_changed.then(|| self.revoked_bits.clone()),
+            meta,
+        }))
+    }
+
+    /// After `pending` was committed: the written lineages are clean and move to the bounded
+    /// cache.
+    pub fn written(&mut self, pending: Pending) {
+        let Some(store) = &self.lineages.store else { return };
+        let sizes: HashMap<RecipientKey, u32> = pending
+            .lineages
+            .into_iter()
+            .map(|(recipient, bytes)| (recipient, bytes.len() as u32))
+            .collect();
+        for (recipient, lineage) in self.lineages.dirty.drain() {
+            let size = sizes.get(&recipient).copied().unwrap_or(512);
             store.cache.insert(
                 (self.partition, self.lineages.generation, recipient),
                 (Arc::new(lineage), size),
             );
         }
-        self.stored = Some(meta);
+        self.stored = Some(pending.meta);
+    }
+
+    /// Writes what changed to the local store on its own (a rebuild's periodic write; the loop
+    /// writes every partition in one transaction). `before_commit` runs between writing and
+    /// committing (fault drills). Returns the lineages written.
+    pub fn persist(&mut self, before_commit: impl FnOnce()) -> anyhow::Result<usize> {
+        let Some(pending) = self.pending()? else {
+            return Ok(0);
+        };
+        let store = self.lineages.store.clone().expect("a pending write has a store");
+        let started = std::time::Instant::now();
+        store.write_partitions(&[pending.as_write()], before_commit)?;
         metrics::counter!("vaxtrail_signer_state_writes_total").increment(1);
         metrics::histogram!("vaxtrail_signer_state_write_seconds").record(started.elapsed().as_secs_f64());
+        let written = pending.lineages.len();
+        self.written(pending);
         Ok(written)
+    }
+
+    /// The local store, if there is one.
+    pub fn store(&self) -> Option<&Store> {
+        self.lineages.store.as_ref()
     }
 
     /// Lineages changed since the last write to the store.
@@ -231,10 +285,12 @@ impl PartitionState {
     }
 
     /// Whether the state has changes the store does not have.
-    pub fn changed(&self) -> bool {
-        self.lineages.store.as_ref().is_some_and(|store| {
-            !self.lineages.dirty.is_empty() || self.stored.as_ref() != Some(&self.meta(store.deployment()))
-        })
+    pub fn changed(&mut self) -> bool {
+        let Some(store) = self.lineages.store.clone() else {
+            return false;
+        };
+        let meta = self.meta(store.deployment());
+        !self.lineages.dirty.is_empty() || self.stored.as_ref() != Some(&meta)
     }
 
     /// Applies one output record whose value bytes hash to `hash`.
