@@ -19,10 +19,15 @@ pub mod telemetry;
 pub mod topics;
 pub mod trace;
 
-/// Every vaxtrail process (services, vaxctl, their tests) allocates through mimalloc instead of
-/// glibc's malloc: the credential paths make many small strings, and glibc's allocator took about
-/// a fifth of a compiled signature's time; with mimalloc `vaxctl bench sign` went from 0.40–0.46×
-/// to 0.51–0.53× raw Ed25519 and ssi's full path ran 2.4× faster (README, Performance).
+/// Release builds of every vaxtrail process (services, vaxctl) allocate through mimalloc instead
+/// of glibc's malloc: the credential paths make many small strings, and glibc's allocator took
+/// about a fifth of a compiled signature's time; with mimalloc `vaxctl bench sign` went from
+/// 0.40–0.46× to 0.51–0.53× raw Ed25519 and ssi's full path ran 2.4× faster (README,
+/// Performance). Debug builds (the tests, the local stack by default) keep the system allocator,
+/// as in every CI run before it: with mimalloc in the debug services too, this session saw the
+/// local Tansu 0.6 broker stall under the drills' unthrottled load three times (not shown to be
+/// the cause; README, Tansu's known limits).
+#[cfg(not(debug_assertions))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
