@@ -261,10 +261,7 @@ impl PartitionState {
             return Ok(0);
         };
         let store = self.lineages.store.clone().expect("a pending write has a store");
-        let started = std::time::Instant::now();
         store.write_partitions(&[pending.as_write()], before_commit)?;
-        metrics::counter!("vaxtrail_signer_state_writes_total").increment(1);
-        metrics::histogram!("vaxtrail_signer_state_write_seconds").record(started.elapsed().as_secs_f64());
         let written = pending.lineages.len();
         self.written(pending);
         Ok(written)

@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use avro::{
-    certificate::CertificateEnvelope,
+    certificate::{CertificateBody, CertificateEnvelope},
     codec::{CertificateCodec, VaccinationCodec},
     vaccination::{Provenance, VaccinationEnvelope},
 };
@@ -167,6 +167,18 @@ pub struct CertificateRecord {
     pub offset: i64,
     pub sha256: [u8; 32],
     pub envelope: CertificateEnvelope,
+}
+
+/// How many outcomes answer each vaccination event, by its id (checkpoints and status lists
+/// aside): its length is the number of events answered.
+pub fn outcomes_per_event(records: &[CertificateRecord]) -> std::collections::HashMap<EventId, usize> {
+    let mut per_event = std::collections::HashMap::new();
+    for r in records {
+        if let CertificateBody::Outcome { event, .. } = &r.envelope.body {
+            *per_event.entry(event.answers).or_insert(0) += 1;
+        }
+    }
+    per_event
 }
 
 /// Every record of the test's `certificate-events` once `done` says the log is complete, or

@@ -318,19 +318,8 @@ async fn facilities_are_scoped_and_people_sharing_a_code_are_two_events() {
     let mut outcomes = Vec::new();
     for event in [&first, &second, &third] {
         let id = event["eventId"].as_str().unwrap().to_owned();
-        let outcome = eventually(Duration::from_secs(90), "the event answered and projected", || async {
-            let body: Value = client
-                .get(format!("{query}/v1/events/{id}"))
-                .header("authorization", &own)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            body["certificateId"].is_string().then_some(body)
-        })
-        .await;
+        let token = own.strip_prefix("Bearer ").expect("a bearer header");
+        let outcome = vaxtrail_tests::e2e::certified(&query, token, &id, Duration::from_secs(90)).await;
         outcomes.push(outcome);
     }
     assert_eq!(outcomes[0]["status"], "issued");

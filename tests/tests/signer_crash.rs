@@ -15,7 +15,7 @@ use domain::{events::CertificateOutcome, events::VaccinationPayload, values::Dos
 use ed25519_dalek::Signature;
 use vaxtrail_tests::{
     Scratch, TestStack, e2e, eventually, fixtures, kafka,
-    signer::{self, EventWriter, Issuer, envelope, read_certificates, recipient},
+    signer::{self, EventWriter, Issuer, envelope, outcomes_per_event, read_certificates, recipient},
 };
 
 const EVENTS: usize = 2_000;
@@ -111,15 +111,7 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
 
     stream.await.expect("every event was appended");
     let records = read_certificates(&stack, Duration::from_secs(180), |records| {
-        records
-            .iter()
-            .filter_map(|r| match &r.envelope.body {
-                CertificateBody::Outcome { event, .. } => Some(event.answers),
-                CertificateBody::Checkpoint(_) | CertificateBody::StatusList(_) => None,
-            })
-            .collect::<HashSet<_>>()
-            .len()
-            == EVENTS
+        outcomes_per_event(records).len() == EVENTS
     })
     .await;
     last.stop_cleanly().await;

@@ -5,12 +5,11 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use avro::certificate::CertificateBody;
 use domain::events::VaccinationPayload;
 use signer_worker::store::{Store, hex_of};
 use vaxtrail_tests::{
     Scratch, TestStack, e2e, eventually, fixtures,
-    signer::{self, EventWriter, Issuer, envelope, read_certificates, recipient},
+    signer::{self, EventWriter, Issuer, envelope, outcomes_per_event, read_certificates, recipient},
 };
 
 /// Appends vaccinations `range`, one recipient each.
@@ -32,24 +31,10 @@ async fn append(writer: &EventWriter, range: std::ops::Range<usize>) {
 /// Outcomes per answered event id, once there are `events` distinct ones.
 async fn outcomes(stack: &TestStack, events: usize) -> HashMap<domain::ids::EventId, usize> {
     let records = read_certificates(stack, Duration::from_secs(120), |records| {
-        records
-            .iter()
-            .filter_map(|r| match &r.envelope.body {
-                CertificateBody::Outcome { event, .. } => Some(event.answers),
-                _ => None,
-            })
-            .collect::<std::collections::HashSet<_>>()
-            .len()
-            >= events
+        outcomes_per_event(records).len() >= events
     })
     .await;
-    let mut per_event = HashMap::new();
-    for r in &records {
-        if let CertificateBody::Outcome { event, .. } = &r.envelope.body {
-            *per_event.entry(event.answers).or_insert(0) += 1;
-        }
-    }
-    per_event
+    outcomes_per_event(&records)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,11 +237,8 @@ impl Worker {
             pending.extend(state.pending()?);
         }
         // Every partition in one transaction: one fsync a second, whatever the partitions.
-        let started = std::time::Instant::now();
         let writes: Vec<_> = pending.iter().map(crate::state::Pending::as_write).collect();
         store.write_partitions(&writes, || self.settings.crash_at(CrashPoint::Store))?;
-        metrics::counter!("vaxtrail_signer_state_writes_total").increment(1);
-        metrics::histogram!("vaxtrail_signer_state_write_seconds").record(started.elapsed().as_secs_f64());
         drop(writes);
         for written in pending {
             if let Some(state) = self.states.get_mut(&written.partition) {
