@@ -4,7 +4,7 @@
 
 use avro::{
     certificate::{CertificateBody, CertificateEnvelope},
-    codec::{CertificateCodec, VaccinationCodec},
+    codec::{CertificateCodec, CodecError, VaccinationCodec},
 };
 use domain::events::CertificateOutcome;
 use rdkafka::{Message, message::OwnedMessage};
@@ -37,6 +37,17 @@ pub async fn describe(
                 out["recordedAt"] = json!(envelope.provenance.recorded_at);
                 out["sourceSystem"] = json!(envelope.provenance.source_system);
             }
+            // An auditor without the key store (or after an erasure) sees who and what, not the
+            // personal data.
+            Err(CodecError::Sealed {
+                event_id,
+                recipient_key,
+                why,
+            }) => {
+                out["eventId"] = json!(event_id);
+                out["recipientKey"] = json!(recipient_key.as_str());
+                out["personalData"] = json!(format!("sealed: {why}"));
+            }
             Err(e) => out["undecodable"] = json!(e.to_string()),
         }
     } else {
@@ -67,6 +78,14 @@ fn describe_certificate(out: &mut Value, envelope: &CertificateEnvelope) {
                 out["certificateId"] = json!(id);
             }
         }
+        CertificateBody::SealedIssue(issue) => {
+            out["eventType"] = json!("CertificateIssued");
+            out["answers"] = json!(issue.answers.to_string());
+            out["recipientKey"] = json!(issue.recipient_key.as_str());
+            out["sourceSha256"] = json!(hex::encode(issue.source_sha256));
+            out["certificateId"] = json!(issue.certificate_id.as_str());
+            out["credential"] = json!("sealed");
+        }
         CertificateBody::Checkpoint(checkpoint) => {
             out["eventType"] = json!("Checkpoint");
             out["chainHead"] = json!(hex::encode(checkpoint.chain_head));
@@ -88,6 +107,6 @@ pub fn certificate_of(outcome: &CertificateOutcome) -> Option<&str> {
         CertificateIssued { certificate_id, .. }
         | CertificateSuperseded { certificate_id, .. }
         | CertificateRevoked { certificate_id, .. } => Some(certificate_id.as_str()),
-        CertificateRejected { .. } => None,
+        CertificateRejected { .. } | RecipientErased { .. } => None,
     }
 }

@@ -3,9 +3,12 @@
 //! start-up); decoding fetches the writer's schema by id, so records written with a newer,
 //! compatible schema (an added optional field) still decode.
 
-use std::marker::PhantomData;
+use std::{marker::PhantomData, sync::Arc};
 
 use apache_avro::types::Value;
+use domain::values::RecipientKey;
+use futures::{FutureExt, future::BoxFuture};
+use privacy::DataKeys;
 use schema_registry_converter::{
     async_impl::{
         avro::{AvroDecoder, AvroEncoder},
@@ -16,6 +19,7 @@ use schema_registry_converter::{
 };
 
 use crate::{
+    sealing,
     certificate::{self, CertificateEnvelope},
     vaccination::{self, VaccinationEnvelope},
     value::ConvertError,
@@ -30,17 +34,58 @@ pub enum CodecError {
     /// The record's value is not a valid event (dead-letter it).
     #[error("not a valid event: {0}")]
     Invalid(#[from] ConvertError),
+    /// The key store could not answer (retry later).
+    #[error("key store: {0}")]
+    Keys(#[from] privacy::KeysError),
+    /// The record's personal data is sealed and cannot be opened here.
+    #[error("event {event_id}: the personal data is sealed and {why}")]
+    Sealed {
+        event_id: String,
+        recipient_key: RecipientKey,
+        why: Unreadable,
+    },
+}
+
+/// Why a sealed record could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// Its data key is gone: the recipient was erased.
+    #[error("its data key was erased")]
+    Erased,
+    /// This reader has no key store (set VAXTRAIL_KEYSTORE_URL and VAXTRAIL_KEK_FILE).
+    #[error("this process has no key store (set VAXTRAIL_KEYSTORE_URL and VAXTRAIL_KEK_FILE)")]
+    NoKeyStore,
 }
 
 impl CodecError {
     /// Whether trying again may succeed (the registry was unreachable), as opposed to the
     /// record's own fault. Logs a retriable error: the caller waits it out.
     pub fn is_retriable(&self) -> bool {
-        let retriable = matches!(self, Self::Registry(e) if e.retriable);
+        let retriable = match self {
+            Self::Registry(e) => e.retriable,
+            // A key store outage, a key that does not unwrap with this deployment's
+            // key-encryption key, or a process configured without the key store: waiting (and
+            // saying so) loses nothing, where dead-lettering would.
+            Self::Keys(_) => true,
+            Self::Sealed { why, .. } => *why == Unreadable::NoKeyStore,
+            Self::Invalid(_) => false,
+        };
         if retriable {
-            tracing::warn!(error = %self, "schema registry unavailable; retrying");
+            tracing::warn!(error = %self, "cannot read the record yet; retrying");
         }
         retriable
+    }
+
+    /// The erased recipient's key, when the record could not be read because they were erased.
+    pub fn erased(&self) -> Option<(&str, &RecipientKey)> {
+        match self {
+            Self::Sealed {
+                event_id,
+                recipient_key,
+                why: Unreadable::Erased,
+            } => Some((event_id, recipient_key)),
+            _ => None,
+        }
     }
 }
 
@@ -48,6 +93,10 @@ impl CodecError {
 pub trait Envelope: Sized {
     fn to_avro(&self) -> Result<Value, ConvertError>;
     fn from_avro(value: &Value) -> Result<Self, ConvertError>;
+    /// Seals the value's personal parts with the recipient's data key.
+    fn seal<'a>(value: &'a mut Value, keys: &'a dyn DataKeys) -> BoxFuture<'a, Result<(), CodecError>>;
+    /// Opens the value's sealed parts in place, as far as the keys allow.
+    fn open<'a>(value: &'a mut Value, keys: Option<&'a dyn DataKeys>) -> BoxFuture<'a, Result<(), CodecError>>;
 }
 
 impl Envelope for VaccinationEnvelope {
@@ -56,6 +105,12 @@ impl Envelope for VaccinationEnvelope {
     }
     fn from_avro(value: &Value) -> Result<Self, ConvertError> {
         vaccination::from_avro(value)
+    }
+    fn seal<'a>(value: &'a mut Value, keys: &'a dyn DataKeys) -> BoxFuture<'a, Result<(), CodecError>> {
+        sealing::seal_vaccination(value, keys).boxed()
+    }
+    fn open<'a>(value: &'a mut Value, keys: Option<&'a dyn DataKeys>) -> BoxFuture<'a, Result<(), CodecError>> {
+        sealing::open_vaccination(value, keys).boxed()
     }
 }
 
@@ -66,6 +121,12 @@ impl Envelope for CertificateEnvelope {
     fn from_avro(value: &Value) -> Result<Self, ConvertError> {
         certificate::from_avro(value)
     }
+    fn seal<'a>(value: &'a mut Value, keys: &'a dyn DataKeys) -> BoxFuture<'a, Result<(), CodecError>> {
+        sealing::seal_certificate(value, keys).boxed()
+    }
+    fn open<'a>(value: &'a mut Value, keys: Option<&'a dyn DataKeys>) -> BoxFuture<'a, Result<(), CodecError>> {
+        sealing::open_certificate(value, keys).boxed()
+    }
 }
 
 /// Encodes and decodes one topic's values.
@@ -73,6 +134,7 @@ pub struct Codec<T> {
     topic: String,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
+    keys: Option<Arc<dyn DataKeys>>,
     envelope: PhantomData<fn() -> T>,
 }
 
@@ -89,23 +151,37 @@ impl<T: Envelope> Codec<T> {
             topic: topic.to_owned(),
             encoder: AvroEncoder::new(settings.clone()),
             decoder: AvroDecoder::new(settings),
+            keys: None,
             envelope: PhantomData,
         }
     }
 
+    /// Seals what it encodes and opens what it decodes with the key store's data keys. Without
+    /// one (development only) it writes personal data in the clear and cannot open sealed records.
+    pub fn with_keys(mut self, keys: Option<Arc<dyn DataKeys>>) -> Self {
+        self.keys = keys;
+        self
+    }
+
     /// The record value bytes of an envelope.
     pub async fn encode(&self, envelope: &T) -> Result<Vec<u8>, CodecError> {
-        let Value::Record(fields) = envelope.to_avro()? else {
+        let mut value = envelope.to_avro()?;
+        if let Some(keys) = &self.keys {
+            T::seal(&mut value, keys.as_ref()).await?;
+        }
+        let Value::Record(fields) = value else {
             unreachable!("an envelope is a record")
         };
-        let fields: Vec<(&str, Value)> = fields.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
+        let (names, values): (Vec<String>, Vec<Value>) = fields.into_iter().unzip();
+        let fields: Vec<(&str, Value)> = names.iter().map(String::as_str).zip(values).collect();
         let strategy = SubjectNameStrategy::TopicNameStrategy(self.topic.clone(), false);
         Ok(self.encoder.encode(fields, strategy).await?)
     }
 
     /// The envelope in a record's value bytes.
     pub async fn decode(&self, bytes: &[u8]) -> Result<T, CodecError> {
-        let decoded = self.decoder.decode(Some(bytes)).await?;
-        Ok(T::from_avro(&decoded.value)?)
+        let mut value = self.decoder.decode(Some(bytes)).await?.value;
+        T::open(&mut value, self.keys.as_deref()).await?;
+        Ok(T::from_avro(&value)?)
     }
 }

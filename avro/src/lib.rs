@@ -7,5 +7,6 @@ pub mod client;
 pub mod codec;
 pub mod compatibility;
 pub mod schemas;
+mod sealing;
 pub mod vaccination;
 pub mod value;

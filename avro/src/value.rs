@@ -29,6 +29,11 @@ impl From<domain::values::FieldError> for ConvertError {
 pub struct Fields<'a>(&'a [(String, Value)]);
 
 impl<'a> Fields<'a> {
+    /// The fields of a record's field list.
+    pub fn from_slice(fields: &'a [(String, Value)]) -> Self {
+        Self(fields)
+    }
+
     /// The fields of a record value.
     pub fn of(value: &'a Value, name: &str) -> Result<Self, ConvertError> {
         match unwrap_union(value) {

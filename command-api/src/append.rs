@@ -66,12 +66,13 @@ impl Appender {
         redis: Option<redis::aio::ConnectionManager>,
         key_prefix: &str,
         timeout: Duration,
+        keys: Option<Arc<platform::keystore::KeyStore>>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         Ok(Self {
             topic: topic.to_owned(),
             brokers: brokers.to_owned(),
             producer: RwLock::new(Arc::new(producer(brokers, timeout)?)),
-            codec: VaccinationCodec::new(registry_url, topic),
+            codec: VaccinationCodec::new(registry_url, topic).with_keys(keys.map(|k| k as _)),
             redis,
             key_prefix: key_prefix.to_owned(),
             timeout,

@@ -75,6 +75,8 @@ pub struct Config {
     pub recipient_secret: SecretUrl,
     #[command(flatten)]
     pub ids: platform::environment::IdSecretArgs,
+    #[command(flatten)]
+    pub keystore: platform::keystore::KeystoreArgs,
     /// Vaccine master list in DIVOC's VACCINE_ICD.json format (default: DIVOC's, bundled).
     #[arg(long = "vaccine-master-list", env = "VAXTRAIL_VACCINE_MASTER_LIST")]
     pub vaccine_list: Option<PathBuf>,
@@ -123,6 +125,8 @@ pub(crate) struct Intake {
     max_records: usize,
     max_bulk_bytes: usize,
     max_bulk_rows: usize,
+    /// Seals personal data and erases recipients (`None`: development, in the clear).
+    keys: Option<Arc<platform::keystore::KeyStore>>,
 }
 
 fn catalog(config: &Config) -> anyhow::Result<VaccineCatalog> {
@@ -192,6 +196,7 @@ impl Application {
             .set_response_timeout(Some(Duration::from_millis(500)))
             .set_number_of_retries(1);
         let redis = redis::aio::ConnectionManager::new_lazy_with_config(redis_client.clone(), redis_config)?;
+        let keys = config.keystore.open(&config.environment)?;
         let appender = append::Appender::new(
             &config.kafka.brokers,
             &config.kafka.schema_registry_url,
@@ -199,6 +204,7 @@ impl Application {
             Some(redis),
             &config.redis.key_prefix,
             Duration::from_millis(config.produce_timeout_ms),
+            keys.clone(),
         )?;
         let intake = Arc::new(Intake {
             catalog: catalog(config)?,
@@ -213,6 +219,7 @@ impl Application {
             max_records: config.max_records.max(1),
             max_bulk_bytes: config.max_bulk_bytes,
             max_bulk_rows: config.max_bulk_rows.max(1),
+            keys,
         });
         let registered = register_schemas(config.kafka.clone(), shutdown.clone());
         let readiness = Readiness::default()
@@ -240,6 +247,7 @@ impl Application {
             .route("/v1/vaccinations", post(routes::vaccination))
             .route("/v1/corrections", post(routes::correction))
             .route("/v1/revocations", post(routes::revocation))
+            .route("/v1/erasures", post(routes::erasure))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .with_state(intake.clone());
         let document = openapi::document(&intake.catalog, intake.max_records);

@@ -14,6 +14,16 @@ pub use domain::commands::wire::{
     Address, CertifyRecord, Correction, Facility, Named, Recipient, Revocation, Vaccination,
 };
 
+/// Whom to erase: exactly one of `identity` (the URI their records carry) and `recipientKey`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Erasure {
+    #[schema(schema_with = domain::commands::wire::schemas::identity)]
+    identity: Option<String>,
+    #[schema(schema_with = domain::commands::wire::schemas::recipient_key)]
+    recipient_key: Option<String>,
+}
+
 /// An accepted record: the broker has it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,6 +78,9 @@ pub enum Refusals {
     /// The broker did not acknowledge; retry with the same Idempotency-Key.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(Problem),
+    /// Erasure only: this deployment has no key store.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
 }
 
 struct BearerAuth;
@@ -92,6 +105,7 @@ impl Modify for BearerAuth {
         crate::routes::vaccination,
         crate::routes::correction,
         crate::routes::revocation,
+        crate::routes::erasure,
         crate::bulk::bulk
     ),
     modifiers(&BearerAuth),
@@ -110,6 +124,12 @@ pub fn document(catalog: &domain::vaccine::VaccineCatalog, max_records: usize) -
     }
     let mut names: Vec<&str> = catalog.vaccines().map(|v| v.name.as_str()).collect();
     names.sort_unstable();
+    if let Some(serde_json::Value::Object(erasure)) = document.pointer_mut("/components/schemas/Erasure") {
+        erasure.insert(
+            "oneOf".into(),
+            json!([{"required": ["identity"]}, {"required": ["recipientKey"]}]),
+        );
+    }
     if let Some(name) = document.pointer_mut("/components/schemas/Vaccination/properties/name") {
         *name = json!({"type": "string", "enum": names, "description": "A vaccine on the programme's master list"});
     }

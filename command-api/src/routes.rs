@@ -414,6 +414,47 @@ pub async fn revocation(
     intake.append_one(pending).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/erasures",
+    description = "Erase a recipient (crypto-shredding): their data keys are deleted from the key store, so their records in the log can never be read again, and a RecipientErased event makes every read model drop them; the query API then answers 410 Gone for their certificates. Name them by `identity` (the URI their records carry) or by `recipientKey`. Role: admin.",
+    request_body = crate::openapi::Erasure,
+    responses(
+        (status = 202, description = "Accepted: the keys are gone and the broker acknowledged the event", body = crate::openapi::Accepted),
+        crate::openapi::Refusals
+    )
+)]
+pub async fn erasure(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    let caller = intake.authorize(&headers, &[Role::Admin]).await?;
+    let body = parse_json(&body)?;
+    let key = match (
+        body.get("identity").and_then(Value::as_str),
+        body.get("recipientKey").and_then(Value::as_str),
+    ) {
+        (Some(identity), None) => domain::values::Identity::parse("identity", identity)
+            .map(|identity| RecipientKey::derive(&intake.recipient_secret, &identity)),
+        (None, Some(key)) => RecipientKey::parse("recipientKey", key),
+        _ => Err(FieldError::new("identity", "give exactly one of identity and recipientKey (strings)")),
+    }
+    .map_err(|e| rejected(vec![e]))?;
+    let Some(keys) = &intake.keys else {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "no-key-store",
+            "This deployment has no key store (VAXTRAIL_KEYSTORE_URL): personal data is in the clear and cannot be erased",
+        ));
+    };
+    let erased = keys.erase(&key, &caller.subject).await.map_err(|e| crate::problem::unavailable(&e))?;
+    let first = erased.key_ids.first().map_or("none".to_owned(), ToString::to_string);
+    let id = record_id(&headers, None, || format!("erasure/{}/{first}", key.as_str()));
+    let payload = VaccinationPayload::RecipientErased {
+        erased_keys: erased.key_ids.iter().map(ToString::to_string).collect(),
+    };
+    tracing::info!(recipient_key = key.as_str(), keys = erased.key_ids.len(), actor = %caller.subject, "recipient erased");
+    let pending = intake.pending(&caller, id, key, payload);
+    intake.append_one(pending).await
+}
+
 mod json {
     use domain::values::{FieldError, RecipientKey};
     use serde_json::Value;

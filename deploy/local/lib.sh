@@ -53,6 +53,10 @@ export VAXTRAIL_DEV_TOKEN_KEY=${VAXTRAIL_DEV_TOKEN_KEY:-$STATE/keys/dev-token-ke
 export VAXTRAIL_ISSUER_KEYS=${VAXTRAIL_ISSUER_KEYS:-$STATE/keys/issuer}
 # The query API gets the public halves only (`vaxctl keys` keeps this directory in step).
 export VAXTRAIL_ISSUER_PUBLIC_KEYS=${VAXTRAIL_ISSUER_PUBLIC_KEYS:-$STATE/keys/issuer-public}
+# Personal data is sealed with per-recipient data keys kept, wrapped by this key-encryption key,
+# in the key store (a schema of the local PostgreSQL; `vaxctl keystore init` writes the key file).
+export VAXTRAIL_KEYSTORE_URL=${VAXTRAIL_KEYSTORE_URL:-$VAXTRAIL_DATABASE_URL}
+export VAXTRAIL_KEK_FILE=${VAXTRAIL_KEK_FILE:-$STATE/keys/kek.key}
 # This machine is a developer's: the development secrets (ids, recipient keys, holder codes) and
 # the machine-local token key are accepted. Anywhere else the services refuse to start with them.
 export VAXTRAIL_ENVIRONMENT=${VAXTRAIL_ENVIRONMENT:-development}

@@ -25,6 +25,9 @@ pub enum VaccinationPayload {
         certificate_id: CertificateId,
         reason: Text,
     },
+    /// An administrator erased the recipient: their data keys (these ids) were deleted, so their
+    /// sealed records can no longer be read.
+    RecipientErased { erased_keys: Vec<String> },
 }
 
 impl VaccinationPayload {
@@ -32,7 +35,7 @@ impl VaccinationPayload {
     pub fn record(&self) -> Option<&RecordVaccination> {
         match self {
             Self::VaccinationRecorded(record) | Self::VaccinationCorrected { corrected: record, .. } => Some(record),
-            Self::RevocationRequested { .. } => None,
+            Self::RevocationRequested { .. } | Self::RecipientErased { .. } => None,
         }
     }
 
@@ -42,6 +45,7 @@ impl VaccinationPayload {
             Self::VaccinationRecorded(_) => "VaccinationRecorded",
             Self::VaccinationCorrected { .. } => "VaccinationCorrected",
             Self::RevocationRequested { .. } => "RevocationRequested",
+            Self::RecipientErased { .. } => "RecipientErased",
         }
     }
 }
@@ -130,6 +134,9 @@ pub enum CertificateOutcome {
         reason: Text,
         status: StatusSlot,
     },
+    /// The recipient was erased: the signer forgot them. Their certificates (every one issued)
+    /// keep their status bits; read models drop them.
+    RecipientErased { certificates: Vec<CertificateId> },
     /// The event was refused.
     CertificateRejected {
         /// The rule's stable name ([`Rejection::rule`]).
@@ -147,6 +154,7 @@ impl CertificateOutcome {
             Self::CertificateSuperseded { .. } => "CertificateSuperseded",
             Self::CertificateRevoked { .. } => "CertificateRevoked",
             Self::CertificateRejected { .. } => "CertificateRejected",
+            Self::RecipientErased { .. } => "RecipientErased",
         }
     }
 }

@@ -112,6 +112,20 @@ impl std::str::FromStr for SecretUrl {
     }
 }
 
+/// A schema name safe to put in SQL unquoted.
+pub fn valid_schema(name: &str) -> anyhow::Result<&str> {
+    let ok = name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    anyhow::ensure!(
+        ok,
+        "schema name {name:?}: use lower-case letters, digits and _ (at most 63)"
+    );
+    Ok(name)
+}
+
 /// PostgreSQL settings.
 #[derive(Clone, Debug, Args)]
 pub struct PostgresArgs {

@@ -8,6 +8,7 @@ pub mod checks;
 pub mod config;
 pub mod environment;
 pub mod kafka;
+pub mod keystore;
 pub mod log;
 pub mod ops;
 pub mod problem;

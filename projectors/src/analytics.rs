@@ -349,6 +349,7 @@ impl OutcomeRow {
             }
             CertificateOutcome::CertificateRevoked { certificate_id, .. } => ("revoked", certificate_id.as_str(), ""),
             CertificateOutcome::CertificateRejected { rule, .. } => ("rejected", "", rule.as_str()),
+            CertificateOutcome::RecipientErased { .. } => ("erased", "", ""),
         };
         let latency = (envelope.recorded_at - envelope.occurred_at).num_milliseconds().max(0) as u64;
         Some(Self {

@@ -239,6 +239,18 @@ impl RedisProjection {
             CertificateOutcome::CertificateRejected { rule, .. } => {
                 pipe.cmd("HSET").arg(&event_key).arg("rejected").arg(rule).ignore();
             }
+            // The erased recipient's certificates leave the cache (a read then goes to
+            // PostgreSQL, which answers 410 Gone for them).
+            CertificateOutcome::RecipientErased { certificates } => {
+                for id in certificates {
+                    pipe.cmd("DEL")
+                        .arg(self.keys.certificate(id.as_str()))
+                        .arg(self.keys.certificate_state(id.as_str()))
+                        .ignore();
+                }
+                pipe.cmd("DEL").arg(&current).ignore();
+                pipe.cmd("HSET").arg(&event_key).arg("erased").arg(1).ignore();
+            }
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod rebuild;
 pub mod replay;
 pub mod runner;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use clap::Parser;
 use platform::{HttpService, LogArgs, Readiness, Shutdown, checks};
@@ -34,6 +34,10 @@ pub struct Config {
     pub redis: platform::RedisArgs,
     #[command(flatten)]
     pub clickhouse: platform::ClickHouseArgs,
+    #[command(flatten)]
+    pub environment: platform::EnvironmentArgs,
+    #[command(flatten)]
+    pub keystore: platform::keystore::KeystoreArgs,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:9102")]
     pub listen: SocketAddr,
@@ -70,7 +74,7 @@ pub enum Kind {
 }
 
 impl Config {
-    fn settings(&self, name: &str) -> runner::Settings {
+    fn settings(&self, name: &str, keys: Option<Arc<platform::keystore::KeyStore>>) -> runner::Settings {
         let topics = self.kafka.topics();
         runner::Settings {
             brokers: self.kafka.brokers.clone(),
@@ -82,6 +86,7 @@ impl Config {
             batch_size: self.batch_size.max(1),
             batch_time: Duration::from_millis(self.batch_ms.max(1)),
             health: runner::Health::default(),
+            keys,
         }
     }
 }
@@ -109,6 +114,7 @@ impl Application {
         let readiness = readiness.with("postgres", checks::postgres(pool.clone()));
         let readiness = readiness.with("redis", checks::redis(config.redis.client()?));
         let mut readiness = readiness.with("clickhouse", checks::clickhouse(config.clickhouse.client()));
+        let keys = config.keystore.open(&config.environment)?;
         let mut kinds = config.projections.clone();
         kinds.dedup();
         let mut projections = tokio::task::JoinSet::new();
@@ -118,7 +124,7 @@ impl Application {
                 Kind::Redis => ("redis", "projection-redis"),
                 Kind::Clickhouse => ("clickhouse", "projection-clickhouse"),
             };
-            let settings = config.settings(name);
+            let settings = config.settings(name, keys.clone());
             let health = settings.health.clone();
             readiness = readiness.with(check_name, move || {
                 let verdict = health.check();

@@ -22,6 +22,8 @@ pub struct Source {
     pub registry_url: String,
     pub vaccination_events: String,
     pub certificate_events: String,
+    /// The key store that opens sealed personal data; an erased recipient's records are skipped.
+    pub keys: Option<std::sync::Arc<platform::keystore::KeyStore>>,
 }
 
 /// What a replay applied.
@@ -80,6 +82,7 @@ pub async fn apply_spans<P: Projection>(
         &source.registry_url,
         &source.vaccination_events,
         &source.certificate_events,
+        source.keys.clone(),
     );
     let never = CancellationToken::new();
     let generation = with_retries::<P, _, _, _>(|| open(projection)).await?;

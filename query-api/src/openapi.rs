@@ -317,6 +317,7 @@ pub fn document(partitions: u32) -> Value {
             }
             if named {
                 add("404", "Not known");
+                add("410", "Erased at its holder's request (crypto-shredding)");
             }
             if reads {
                 add("422", "A parameter or the body broke a rule, named in `errors`");

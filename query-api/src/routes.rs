@@ -60,12 +60,23 @@ fn certificate_id(raw: &str) -> Result<domain::ids::CertificateId, Problem> {
 }
 
 async fn find(state: &AppState, id: &domain::ids::CertificateId) -> Result<Certificate, Problem> {
-    state
-        .store
-        .certificate(id.as_str())
-        .await
-        .map_err(|e| unavailable(&e))?
-        .ok_or_else(|| Problem::not_found(format!("No certificate {id} is known")))
+    match state.store.certificate(id.as_str()).await.map_err(|e| unavailable(&e))? {
+        Some(found) => Ok(found),
+        None => Err(missing(state, id).await),
+    }
+}
+
+/// 410 Gone for an erased recipient's certificate, else 404.
+async fn missing(state: &AppState, id: &domain::ids::CertificateId) -> Problem {
+    match state.store.erased(id.as_str()).await {
+        Ok(true) => Problem::new(
+            axum::http::StatusCode::GONE,
+            "erased",
+            format!("Certificate {id} was erased at its holder's request"),
+        ),
+        Ok(false) => Problem::not_found(format!("No certificate {id} is known")),
+        Err(e) => unavailable(&e),
+    }
 }
 
 /// The certificate, for a reader allowed to read it: its holder (with its access code), a
@@ -162,12 +173,9 @@ pub async fn certificate_status(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id = certificate_id(&id)?;
-    let standing = state
-        .store
-        .standing(id.as_str())
-        .await
-        .map_err(|e| unavailable(&e))?
-        .ok_or_else(|| Problem::not_found(format!("No certificate {id} is known")))?;
+    let Some(standing) = state.store.standing(id.as_str()).await.map_err(|e| unavailable(&e))? else {
+        return Err(missing(&state, &id).await);
+    };
     let mut body = json!({ "certificateId": id.as_str(), "status": standing.name() });
     if let crate::store::Standing::Superseded { superseded_by, .. } = &standing {
         body["supersededBy"] = json!(superseded_by);

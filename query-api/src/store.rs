@@ -177,6 +177,15 @@ impl Store {
         self.trusted(row.map(CertificateRow::into_certificate)).await
     }
 
+    /// Whether the certificate belonged to a recipient who was erased.
+    pub async fn erased(&self, id: &str) -> Result<bool, Unavailable> {
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM erased_certificates WHERE certificate_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// Where a certificate stands, without its credential: Redis, else Postgres.
     pub async fn standing(&self, id: &str) -> Result<Option<Standing>, Unavailable> {
         let cached: Result<(Option<String>, std::collections::HashMap<String, String>), redis::RedisError> = async {

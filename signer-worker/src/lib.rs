@@ -38,6 +38,8 @@ pub struct Config {
     pub environment: platform::EnvironmentArgs,
     #[command(flatten)]
     pub ids: platform::environment::IdSecretArgs,
+    #[command(flatten)]
+    pub keystore: platform::keystore::KeystoreArgs,
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:9101")]
     pub listen: SocketAddr,
@@ -139,6 +141,7 @@ impl Config {
             max_poll_interval: Duration::from_millis(self.max_poll_interval_ms.max(self.session_timeout_ms)),
             crash_point: self.crash_point,
             store,
+            keys: self.keystore.open(&self.environment)?,
         })
     }
 }

@@ -317,6 +317,14 @@ impl PartitionState {
                 self.next_source = self.next_source.max(envelope.source.offset + 1);
                 self.since_checkpoint += 1;
             }
+            // An erased recipient's issue (the worker refuses to rebuild from sealed issues
+            // without a key store): its status bit stays allocated; the lineage it would have
+            // joined is forgotten by the RecipientErased answer that follows it in the log.
+            CertificateBody::SealedIssue(issue) => {
+                self.next_status_index = self.next_status_index.max(issue.status.index + 1);
+                self.next_source = self.next_source.max(envelope.source.offset + 1);
+                self.since_checkpoint += 1;
+            }
         }
         Ok(())
     }

@@ -110,6 +110,7 @@ async fn fold(deployment: &Deployment, outcomes: i64) -> Fold {
                 ("revoked", Some(certificate_id), "revoked")
             }
             CertificateOutcome::CertificateRejected { .. } => ("rejected", None, ""),
+            CertificateOutcome::RecipientErased { .. } => ("erased", None, ""),
         };
         *fold.kinds.entry(kind).or_default() += 1;
         if let Some(id) = id {

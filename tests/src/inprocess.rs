@@ -111,6 +111,7 @@ pub async fn command_api(stack: &TestStack, adjust: impl FnOnce(&mut command_api
     config.kafka = stack.kafka.clone();
     config.redis = stack.redis.clone();
     config.postgres = stack.postgres.clone();
+    config.keystore = stack.keystore.clone();
     config.listen = "127.0.0.1:0".parse().expect("a valid address");
     config.vaccine_list = Some(list.0.clone());
     config.auth.jwks = Some(auth.jwks.path());
@@ -132,6 +133,7 @@ pub async fn projectors(stack: &TestStack, adjust: impl FnOnce(&mut projectors::
     config.postgres = stack.postgres.clone();
     config.redis = stack.redis.clone();
     config.clickhouse = stack.clickhouse.clone();
+    config.keystore = stack.keystore.clone();
     config.listen = "127.0.0.1:0".parse().expect("an address");
     config.batch_size = 50;
     adjust(&mut config);
@@ -168,6 +170,7 @@ pub async fn signer(stack: &TestStack, keys: &Path, adjust: impl FnOnce(&mut sig
     let keys = keys.display().to_string();
     let mut config = signer_worker::Config::parse_from(["signer-worker", "--issuer-keys", keys.as_str()]);
     config.kafka = stack.kafka.clone();
+    config.keystore = stack.keystore.clone();
     config.listen = "127.0.0.1:0".parse().expect("an address");
     adjust(&mut config);
     start::<signer_worker::Application>(&config).await

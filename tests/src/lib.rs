@@ -40,6 +40,8 @@ struct StackArgs {
     redis: RedisArgs,
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    keystore: platform::keystore::KeystoreArgs,
 }
 
 /// One test's isolated slice of the shared stack.
@@ -54,6 +56,9 @@ pub struct TestStack {
     pub redis: RedisArgs,
     /// ClickHouse settings with this test's database.
     pub clickhouse: ClickHouseArgs,
+    /// The key store in a schema of this test's own (`k_<id>`), under the stack's key-encryption
+    /// key: erasing a person in one test never touches another's keys.
+    pub keystore: platform::keystore::KeystoreArgs,
 }
 
 impl TestStack {
@@ -79,6 +84,7 @@ impl TestStack {
         let base = StackArgs::parse_from(["vaxtrail-tests"]);
         // Lowercase hex: a plain identifier in Postgres and ClickHouse, so it can be spliced into DDL.
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let keystore_url = base.keystore.url.clone().unwrap_or_else(|| base.postgres.url.clone());
         let mut stack = Self {
             kafka: KafkaArgs {
                 topic_prefix: format!("{TEST_TOPIC_PREFIX}{id}-"),
@@ -96,6 +102,15 @@ impl TestStack {
             clickhouse: ClickHouseArgs {
                 database: format!("t_{id}"),
                 ..base.clickhouse
+            },
+            keystore: platform::keystore::KeystoreArgs {
+                url: Some(keystore_url),
+                schema: format!("k_{id}"),
+                kek_file: Some(
+                    base.keystore
+                        .kek_file
+                        .expect("VAXTRAIL_KEK_FILE names the stack's key-encryption key (deploy/local/lib.sh; deploy/local/up writes it)"),
+                ),
             },
             id,
         };
@@ -117,6 +132,15 @@ impl TestStack {
             .expect("clickhouse is up (deploy/local/up)");
         stack.clickhouse.database = database;
         stack
+    }
+
+    /// The test's key store (as the services open it), for reading what they sealed.
+    pub fn keys(&self) -> Option<std::sync::Arc<dyn privacy::DataKeys>> {
+        let environment = platform::EnvironmentArgs {
+            environment: platform::environment::Environment::Development,
+        };
+        let store = self.keystore.open(&environment).expect("the test's key store opens");
+        store.map(|s| s as std::sync::Arc<dyn privacy::DataKeys>)
     }
 
     /// A topic name private to this test.

@@ -189,7 +189,7 @@ pub async fn read_certificates(
     done: impl Fn(&[CertificateRecord]) -> bool,
 ) -> Vec<CertificateRecord> {
     let topic = stack.topic("certificate-events");
-    let codec = CertificateCodec::new(&stack.kafka.schema_registry_url, &topic);
+    let codec = CertificateCodec::new(&stack.kafka.schema_registry_url, &topic).with_keys(stack.keys());
     let until = tokio::time::Instant::now() + deadline;
     loop {
         let total = crate::kafka::count(&stack.kafka.brokers, &topic, stack.kafka.partitions) as usize;

@@ -107,7 +107,7 @@ async fn the_signers_log_verifies_and_a_forged_record_is_found_at_its_offset() {
         .map(|r| r.offset)
         .unwrap_or(-1);
     let topic = stack.topic("certificate-events");
-    let codec = CertificateCodec::new(&stack.kafka.schema_registry_url, &topic);
+    let codec = CertificateCodec::new(&stack.kafka.schema_registry_url, &topic).with_keys(stack.keys());
     let forged = CertificateEnvelope {
         occurred_at: chrono::Utc::now(),
         recorded_at: chrono::Utc::now(),

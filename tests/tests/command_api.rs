@@ -59,8 +59,23 @@ async fn divocs_sample_is_accepted_and_lands_on_the_topic_as_the_same_data() {
     let topic = stack.topic("vaccination-events");
     let records =
         tokio::task::block_in_place(|| kafka::read(&stack.kafka.brokers, &topic, 3, 1, Duration::from_secs(20)));
-    let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic);
-    let envelope = codec.decode(records[0].payload().unwrap()).await.unwrap();
+    // The personal data is sealed: none of it is in the record's bytes, and a reader without the
+    // key store cannot open it.
+    let bytes = records[0].payload().unwrap();
+    for plain in ["2342343334", "Bhaya Mitra", "9880414889", "1994-11-30"] {
+        assert!(
+            !bytes.windows(plain.len()).any(|w| w == plain.as_bytes()),
+            "{plain} in the clear in the log"
+        );
+    }
+    let without_keys = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic);
+    let error = without_keys.decode(bytes).await.unwrap_err();
+    assert!(
+        matches!(error, avro::codec::CodecError::Sealed { why: avro::codec::Unreadable::NoKeyStore, .. }),
+        "{error}"
+    );
+    let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic).with_keys(stack.keys());
+    let envelope = codec.decode(bytes).await.unwrap();
     assert_eq!(envelope.event.event_id.to_string(), event_id);
     assert_eq!(
         records[0].key(),
@@ -289,7 +304,7 @@ async fn a_bulk_csv_answers_each_row_and_appends_only_the_good_ones() {
     let topic = stack.topic("vaccination-events");
     let records =
         tokio::task::block_in_place(|| kafka::read(&stack.kafka.brokers, &topic, 3, 2, Duration::from_secs(20)));
-    let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic);
+    let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic).with_keys(stack.keys());
     let mut doses = Vec::new();
     for record in &records {
         let envelope = codec.decode(record.payload().unwrap()).await.unwrap();
@@ -373,6 +388,7 @@ async fn the_openapi_document_matches_the_routes_and_divocs_record() {
         [
             "/v1/certify",
             "/v1/corrections",
+            "/v1/erasures",
             "/v1/revocations",
             "/v1/vaccinations",
             "/v1/vaccinations/bulk"

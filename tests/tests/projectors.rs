@@ -53,6 +53,11 @@ fn fold(records: &[vaxtrail_tests::signer::CertificateRecord]) -> BTreeMap<Strin
                 certificates.get_mut(certificate_id.as_str()).unwrap().0 = "revoked".into();
             }
             CertificateOutcome::CertificateRejected { .. } => {}
+            CertificateOutcome::RecipientErased { certificates: erased } => {
+                for id in erased {
+                    certificates.remove(id.as_str());
+                }
+            }
         }
     }
     certificates

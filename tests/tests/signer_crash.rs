@@ -133,6 +133,7 @@ async fn kill_nine_and_a_second_instance_leave_exactly_one_outcome_per_event_and
                 );
             }
             CertificateBody::Checkpoint(_) => checkpoints += 1,
+            CertificateBody::SealedIssue(issue) => panic!("the drill erases nobody: {issue:?}"),
             CertificateBody::StatusList(_) => {}
         }
     }

@@ -9,6 +9,7 @@ mod auth;
 mod bench;
 mod demo;
 mod keys;
+mod keystore;
 mod replay;
 mod schemas;
 mod topics;
@@ -49,6 +50,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: keys::Action,
+    },
+    /// The key store: the key-encryption key file, erasures after a key-store restore.
+    Keystore {
+        #[command(subcommand)]
+        action: keystore::Action,
     },
     /// Audit the log: the hash chain, the signed checkpoints, one outcome per vaccination.
     Audit {
@@ -101,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DevAuth { action } => auth::init(action),
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
+        Command::Keystore { action } => keystore::run(action).await,
         Command::Audit { action } => audit::run(&cli.kafka, action).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Backup(args) => vaxctl::backup::backup(&cli.kafka, args).await,

@@ -42,6 +42,11 @@ pub struct ReplayArgs {
     redis: RedisArgs,
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    environment: platform::EnvironmentArgs,
+    /// The key store that opens sealed personal data (an erased recipient's records are skipped).
+    #[command(flatten)]
+    keystore: platform::keystore::KeystoreArgs,
 }
 
 /// The terminal's view of a replay: a line, then a progress bar.
@@ -90,6 +95,7 @@ pub async fn run(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
         registry_url: kafka.schema_registry_url.clone(),
         vaccination_events: topics.vaccination_events,
         certificate_events: topics.certificate_events,
+        keys: args.keystore.open(&args.environment)?,
     };
     let plan = Plan {
         at: args.at.map(|at| at.with_timezone(&Utc)),

@@ -80,7 +80,7 @@ impl ChainWalk {
                 verify(checkpoint).map_err(|reason| ChainBreak::CheckpointSignature { offset, reason })?;
                 self.summary.checkpoints += 1;
             }
-            CertificateBody::Outcome { .. } => self.summary.outcomes += 1,
+            CertificateBody::Outcome { .. } | CertificateBody::SealedIssue(_) => self.summary.outcomes += 1,
             CertificateBody::StatusList(_) => self.summary.status_lists += 1,
         }
         self.summary.records += 1;

@@ -77,6 +77,25 @@ pub enum CertificateBody {
     },
     Checkpoint(Checkpoint),
     StatusList(StatusListPublished),
+    /// An issue whose credential is sealed with a key this reader cannot use (the recipient was
+    /// erased, or the reader has no key store): everything but the credential and the dose it
+    /// certifies. Only ever read, never written.
+    SealedIssue(SealedIssue),
+}
+
+/// See [`CertificateBody::SealedIssue`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedIssue {
+    pub recipient_key: RecipientKey,
+    pub source_sha256: Sha256,
+    /// The vaccination event answered.
+    pub answers: EventId,
+    pub certificate_id: CertificateId,
+    pub programme: Text,
+    pub supersedes: Option<CertificateId>,
+    pub status: StatusSlot,
+    /// The verification method that signed it.
+    pub key_id: String,
 }
 
 /// One `certificate-events` record.
@@ -99,6 +118,9 @@ impl CertificateEnvelope {
             CertificateBody::Outcome { event, .. } => {
                 EventId::derive("vaxtrail-signer", &format!("{}/{}", event.answers, self.event_type()))
             }
+            CertificateBody::SealedIssue(issue) => {
+                EventId::derive("vaxtrail-signer", &format!("{}/{}", issue.answers, self.event_type()))
+            }
             CertificateBody::Checkpoint(c) => {
                 EventId::derive("vaxtrail-checkpoint", &format!("{}/{}", c.partition, c.last_offset))
             }
@@ -115,6 +137,7 @@ impl CertificateEnvelope {
             CertificateBody::Checkpoint(_) => "Checkpoint",
             CertificateBody::StatusList(_) => "StatusListPublished",
             CertificateBody::Outcome { event, .. } => event.outcome.event_type(),
+            CertificateBody::SealedIssue(_) => "CertificateIssued",
         }
     }
 }
@@ -159,6 +182,12 @@ pub fn to_avro(envelope: &CertificateEnvelope) -> Result<Value, ConvertError> {
                 ])),
             ),
         ),
+        CertificateBody::SealedIssue(_) => {
+            return Err(ConvertError::Invalid {
+                field: "credential".into(),
+                rule: "an issue read without its key cannot be written again".into(),
+            });
+        }
         CertificateBody::Outcome {
             recipient_key,
             source_sha256,
@@ -216,6 +245,7 @@ fn outcome(outcome: &CertificateOutcome, credential: Option<&IssuedCredential>) 
                     ("statusListIndex", Value::Long(status.index as i64)),
                     ("supersedes", nullable(supersedes.as_ref().map(string))),
                     ("recordSha256", nullable(Some(fixed(&fingerprint.0)))),
+                    ("sealedCredential", nullable(None)),
                 ])),
             )
         }
@@ -246,6 +276,13 @@ fn outcome(outcome: &CertificateOutcome, credential: Option<&IssuedCredential>) 
         CertificateOutcome::CertificateRejected { rule, detail } => Value::Union(
             3,
             Box::new(record(vec![("rule", string(rule)), ("detail", string(detail))])),
+        ),
+        CertificateOutcome::RecipientErased { certificates } => Value::Union(
+            6,
+            Box::new(record(vec![(
+                "certificateIds",
+                Value::Array(certificates.iter().map(string).collect()),
+            )])),
         ),
     })
 }
@@ -302,6 +339,7 @@ pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
     let body = match branch {
         5 => CertificateBody::StatusList(status_list(&p)?),
         4 => CertificateBody::Checkpoint(checkpoint(&p)?),
+        0 if p.optional("sealedCredential").is_some() => CertificateBody::SealedIssue(sealed_issue(&f, &p, source.partition)?),
         _ => outcome_of(&f, &p, branch, source.partition)?,
     };
     Ok(CertificateEnvelope {
@@ -394,7 +432,27 @@ fn issued(p: &Fields, partition: i32) -> Result<(CertificateOutcome, IssuedCrede
     Ok((outcome, credential))
 }
 
-/// An outcome (payload branches 0 to 3) with the envelope's fields that only outcomes have.
+/// An issue whose credential stayed sealed.
+fn sealed_issue(f: &Fields, p: &Fields, partition: i32) -> Result<SealedIssue, ConvertError> {
+    let answers = f
+        .optional_string("sourceEventId")?
+        .ok_or_else(|| ConvertError::Missing("sourceEventId".into()))?;
+    Ok(SealedIssue {
+        recipient_key: RecipientKey::parse("recipientKey", f.string("recipientKey")?)?,
+        source_sha256: read_fixed(f.required("sourceSha256")?, "sourceSha256")?,
+        answers: EventId::parse("sourceEventId", answers)?,
+        certificate_id: certificate(p, "certificateId")?,
+        programme: Text::parse("programId", p.string("programId")?)?,
+        supersedes: p
+            .optional_string("supersedes")?
+            .map(|s| CertificateId::parse("supersedes", s))
+            .transpose()?,
+        status: status_index(p, partition)?,
+        key_id: p.string("keyId")?.to_owned(),
+    })
+}
+
+/// An outcome (payload branches 0 to 3, and 6) with the envelope's fields that only outcomes have.
 fn outcome_of(f: &Fields, p: &Fields, branch: u32, partition: i32) -> Result<CertificateBody, ConvertError> {
     let mut credential = None;
     let outcome = match branch {
@@ -417,6 +475,13 @@ fn outcome_of(f: &Fields, p: &Fields, branch: u32, partition: i32) -> Result<Cer
             rule: p.string("rule")?.to_owned(),
             detail: p.string("detail")?.to_owned(),
         },
+        6 => CertificateOutcome::RecipientErased {
+            certificates: p
+                .strings("certificateIds")?
+                .into_iter()
+                .map(|id| CertificateId::parse("certificateIds", id))
+                .collect::<Result<_, _>>()?,
+        },
         other => return Err(ConvertError::UnknownPayload(format!("branch {other}"))),
     };
     let answers = f
@@ -434,4 +499,4 @@ fn outcome_of(f: &Fields, p: &Fields, branch: u32, partition: i32) -> Result<Cer
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

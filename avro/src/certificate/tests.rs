@@ -16,7 +16,7 @@ fn at(second: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2021, 6, 1, 10, 0, second).unwrap()
 }
 
-fn issued() -> (CertificateOutcome, IssuedCredential) {
+pub(crate) fn issued() -> (CertificateOutcome, IssuedCredential) {
     let record = sample_record();
     let id = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-1"));
     let status = StatusSlot { list: 3, index: 9 };
@@ -49,7 +49,7 @@ fn issued() -> (CertificateOutcome, IssuedCredential) {
     (outcome, credential)
 }
 
-fn outcome_envelope(outcome: CertificateOutcome, credential: Option<IssuedCredential>) -> CertificateEnvelope {
+pub(crate) fn outcome_envelope(outcome: CertificateOutcome, credential: Option<IssuedCredential>) -> CertificateEnvelope {
     CertificateEnvelope {
         occurred_at: at(0),
         recorded_at: at(2),
@@ -74,6 +74,7 @@ fn envelopes() -> Vec<CertificateEnvelope> {
     let (issue, credential) = issued();
     let a = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-0"));
     let b = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-1"));
+    let a_again = a.clone();
     let mut first = outcome_envelope(
         CertificateOutcome::CertificateRejected {
             rule: "UpdateLimitReached".into(),
@@ -117,6 +118,12 @@ fn envelopes() -> Vec<CertificateEnvelope> {
                 signature: vec![7; 64],
             }),
         },
+        outcome_envelope(
+            CertificateOutcome::RecipientErased {
+                certificates: vec![a_again],
+            },
+            None,
+        ),
     ]
 }
 

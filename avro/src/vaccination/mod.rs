@@ -57,6 +57,13 @@ pub fn to_avro(envelope: &VaccinationEnvelope) -> Value {
                 ("reason", string(reason)),
             ])),
         ),
+        VaccinationPayload::RecipientErased { erased_keys } => Value::Union(
+            3,
+            Box::new(record(vec![(
+                "erasedKeys",
+                Value::Array(erased_keys.iter().map(string).collect()),
+            )])),
+        ),
     };
     record(vec![
         ("eventId", string(event.event_id)),
@@ -133,6 +140,7 @@ fn recorded(r: &RecordVaccination) -> Value {
             "comorbidities",
             Value::Array(r.comorbidities.iter().map(string).collect()),
         ),
+        ("sealed", nullable(None)),
     ])
 }
 
@@ -175,6 +183,13 @@ pub fn from_avro(value: &Value) -> Result<VaccinationEnvelope, ConvertError> {
                 reason: Text::parse("reason", r.string("reason")?)?,
             }
         }
+        3 => VaccinationPayload::RecipientErased {
+            erased_keys: Fields::of(inner, "payload")?
+                .strings("erasedKeys")?
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        },
         other => return Err(ConvertError::UnknownPayload(format!("branch {other}"))),
     };
     let event = VaccinationEvent {

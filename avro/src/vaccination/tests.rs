@@ -30,7 +30,7 @@ fn chrono_tz_utc() -> chrono_tz::Tz {
     chrono_tz::UTC
 }
 
-fn envelope(payload: VaccinationPayload) -> VaccinationEnvelope {
+pub(crate) fn envelope(payload: VaccinationPayload) -> VaccinationEnvelope {
     let record = sample_record();
     VaccinationEnvelope {
         event: VaccinationEvent {
@@ -48,7 +48,7 @@ fn envelope(payload: VaccinationPayload) -> VaccinationEnvelope {
     }
 }
 
-fn payloads() -> Vec<VaccinationPayload> {
+pub(crate) fn payloads() -> Vec<VaccinationPayload> {
     let record = sample_record();
     let certificate = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("cowin", "r-0"));
     vec![
@@ -67,6 +67,9 @@ fn payloads() -> Vec<VaccinationPayload> {
         VaccinationPayload::RevocationRequested {
             certificate_id: certificate,
             reason: Text::parse("r", "issued in error").unwrap(),
+        },
+        VaccinationPayload::RecipientErased {
+            erased_keys: vec!["6f1c2a0e-8d0b-4a57-9b1e-2f6f0c1d9a11".into()],
         },
     ]
 }

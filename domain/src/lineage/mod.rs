@@ -133,6 +133,9 @@ pub fn decide(
                 status: dose.status,
             }]
         }
+        VaccinationPayload::RecipientErased { .. } => vec![CertificateOutcome::RecipientErased {
+            certificates: state.certificates.keys().cloned().collect(),
+        }],
     };
     Ok(outcomes
         .into_iter()
@@ -302,6 +305,12 @@ pub fn evolve(mut state: Lineage, event: &CertificateEvent) -> Lineage {
             }
         }
         CertificateOutcome::CertificateRejected { .. } => {}
+        // Forget every dose and certificate; keep only which events were answered (event ids hold
+        // no personal data), so a redelivered event is still not answered twice.
+        CertificateOutcome::RecipientErased { .. } => {
+            state.doses.clear();
+            state.certificates.clear();
+        }
     }
     state
 }

@@ -168,19 +168,7 @@ impl Projection for PostgresProjection {
     }
 }
 
-/// A schema name safe to put in SQL unquoted.
-pub fn valid_schema(name: &str) -> anyhow::Result<&str> {
-    let ok = name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    anyhow::ensure!(
-        ok,
-        "schema name {name:?}: use lower-case letters, digits and _ (at most 63)"
-    );
-    Ok(name)
-}
+pub use platform::config::valid_schema;
 
 /// Makes `shadow` the `live` schema in one transaction: the live one (if any) is renamed away and
 /// dropped, the shadow renamed to its name. Statements that were using the old tables wait for the

@@ -20,6 +20,10 @@ pub(super) struct Rows {
     checkpoints: Vec<CheckpointRow>,
     /// The newest status list per list number in the batch.
     status_lists: BTreeMap<i32, StatusListRow>,
+    /// Recipients erased: their key, and the position of the erasure in `vaccination-events`.
+    erasures: Vec<(String, i32, i64)>,
+    /// Certificates of erased recipients, with when.
+    erased_certificates: Vec<(String, DateTime<Utc>)>,
     pub(super) next: BTreeMap<(String, i32), i64>,
 }
 
@@ -110,6 +114,9 @@ impl StatusChange {
     }
 }
 
+/// An outcome row's kind, certificate, rule and detail.
+type OutcomeFields = (&'static str, Option<String>, Option<String>, Option<String>);
+
 #[derive(Default)]
 pub(super) struct OutcomeColumns {
     source_event_id: Vec<Uuid>,
@@ -135,6 +142,10 @@ impl Rows {
             } => Some(id.as_str().to_owned()),
             _ => None,
         };
+        if let VaccinationPayload::RecipientErased { .. } = &event.payload {
+            self.erasures
+                .push((event.recipient_key.as_str().to_owned(), at.partition, at.offset));
+        }
         let v = &mut self.vaccinations;
         v.event_id.push(event.event_id.uuid());
         v.event_type.push(event.payload.event_type());
@@ -185,6 +196,13 @@ impl Rows {
                 credential,
                 ..
             } => self.outcome(at, envelope.recorded_at, recipient_key, event, credential.as_ref()),
+            // An erased recipient's issue read again (a replay): the outcome, no certificate.
+            CertificateBody::SealedIssue(issue) => self.outcome_row(
+                at,
+                envelope.recorded_at,
+                issue.answers,
+                ("issued", Some(issue.certificate_id.as_str().to_owned()), None, None),
+            ),
             CertificateBody::StatusList(list) => {
                 // Later records of a batch come later in the log: the last one stands.
                 self.status_lists.insert(
@@ -253,9 +271,25 @@ impl Rows {
             CertificateOutcome::CertificateRejected { rule, detail } => {
                 ("rejected", None, Some(rule.clone()), Some(detail.clone()))
             }
+            CertificateOutcome::RecipientErased { certificates } => {
+                self.erased_certificates
+                    .extend(certificates.iter().map(|id| (id.as_str().to_owned(), decided_at)));
+                ("erased", None, None, None)
+            }
         };
+        self.outcome_row(at, decided_at, event.answers, (outcome, certificate_id, rule, detail));
+    }
+
+    /// One row of `event_outcomes`.
+    fn outcome_row(
+        &mut self,
+        at: &Positioned,
+        decided_at: DateTime<Utc>,
+        answers: domain::ids::EventId,
+        (outcome, certificate_id, rule, detail): OutcomeFields,
+    ) {
         let o = &mut self.outcomes;
-        o.source_event_id.push(event.answers.uuid());
+        o.source_event_id.push(answers.uuid());
         o.outcome.push(outcome);
         o.certificate_id.push(certificate_id);
         o.rule.push(rule);
@@ -313,6 +347,8 @@ impl Rows {
             outcomes,
             checkpoints,
             status_lists,
+            erasures,
+            erased_certificates,
             next,
         } = self;
         write_vaccinations(vaccinations, tx).await?;
@@ -322,6 +358,7 @@ impl Rows {
         write_outcomes(outcomes, tx).await?;
         write_checkpoints(checkpoints, tx).await?;
         write_status_lists(status_lists, tx).await?;
+        write_erasures(erasures, erased_certificates, tx).await?;
         write_next(next, tx).await?;
         Ok(())
     }
@@ -361,6 +398,52 @@ pub(super) async fn write_vaccinations(
         .bind(v.log_partition)
         .bind(v.log_offset)
         .bind(v.source_system)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Drops erased recipients: their vaccinations before the erasure, their recipient row (codes and
+/// contacts), and their certificates (remembered by id only, for 410 Gone).
+pub(super) async fn write_erasures(
+    erasures: Vec<(String, i32, i64)>,
+    certificates: Vec<(String, DateTime<Utc>)>,
+    tx: &mut Transaction<'_, Postgres>,
+) -> sqlx::Result<()> {
+    if !erasures.is_empty() {
+        let (mut key, mut partition, mut offset) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, p, o) in erasures {
+            key.push(k);
+            partition.push(p);
+            offset.push(o);
+        }
+        sqlx::query(
+            "DELETE FROM vaccinations v USING UNNEST($1::text[], $2::int[], $3::bigint[]) AS e(k, p, o)
+             WHERE v.recipient_key = e.k AND v.log_partition = e.p AND v.log_offset < e.o",
+        )
+        .bind(&key)
+        .bind(partition)
+        .bind(offset)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM recipients WHERE recipient_key = ANY($1)")
+            .bind(&key)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !certificates.is_empty() {
+        let (ids, at): (Vec<String>, Vec<DateTime<Utc>>) = certificates.into_iter().unzip();
+        sqlx::query("DELETE FROM certificates WHERE certificate_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO erased_certificates (certificate_id, erased_at)
+             SELECT * FROM UNNEST($1::text[], $2::timestamptz[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(ids)
+        .bind(at)
         .execute(&mut **tx)
         .await?;
     }

@@ -13,11 +13,17 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(registry_url: &str, vaccination_events: &str, certificate_events: &str) -> Self {
+    pub fn new(
+        registry_url: &str,
+        vaccination_events: &str,
+        certificate_events: &str,
+        keys: Option<Arc<platform::keystore::KeyStore>>,
+    ) -> Self {
+        let keys = keys.map(|k| k as Arc<dyn privacy::DataKeys>);
         Self {
             vaccination_events: vaccination_events.to_owned(),
-            vaccinations: VaccinationCodec::new(registry_url, vaccination_events),
-            certificates: CertificateCodec::new(registry_url, certificate_events),
+            vaccinations: VaccinationCodec::new(registry_url, vaccination_events).with_keys(keys.clone()),
+            certificates: CertificateCodec::new(registry_url, certificate_events).with_keys(keys),
         }
     }
 
@@ -29,11 +35,16 @@ impl Decoder {
     ) -> anyhow::Result<Result<Projected, String>> {
         let bytes = message.payload().unwrap_or_default();
         Ok(if message.topic() == self.vaccination_events {
-            Backoff::REGISTRY
+            match Backoff::REGISTRY
                 .retry(stop, || self.vaccinations.decode(bytes), CodecError::is_retriable)
                 .await?
-                .map_err(|e| e.to_string())
-                .map(|e| Projected::Vaccination(Box::new(e)))
+            {
+                Ok(envelope) => Ok(Projected::Vaccination(Box::new(envelope))),
+                // An erased recipient's record (read again by a replay or a rebuild): nothing
+                // of it is projected, and it is no poison.
+                Err(error) if error.erased().is_some() => Ok(Projected::Skipped),
+                Err(error) => Err(error.to_string()),
+            }
         } else {
             Backoff::REGISTRY
                 .retry(stop, || self.certificates.decode(bytes), CodecError::is_retriable)
@@ -75,6 +86,7 @@ impl<'a> Feed<'a> {
                 &settings.registry_url,
                 &settings.vaccination_events,
                 &settings.certificate_events,
+                settings.keys.clone(),
             ),
             consumer,
             dead_letters: kafka.producer()?,

@@ -156,6 +156,8 @@ pub struct Settings {
     pub batch_size: usize,
     pub batch_time: Duration,
     pub health: Health,
+    /// The key store that opens sealed personal data (`None`: development, in the clear).
+    pub keys: Option<Arc<platform::keystore::KeyStore>>,
 }
 
 /// How often the lag gauge asks the broker for high watermarks.

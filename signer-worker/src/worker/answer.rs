@@ -2,7 +2,10 @@
 //! is issued, append the outcomes; undecodable records go to dead-letters.
 
 use super::*;
-use domain::{events::VaccinationEvent, lineage::Lineage};
+use domain::{
+    events::{VaccinationEvent, VaccinationPayload},
+    lineage::Lineage,
+};
 
 impl Worker {
     pub(super) async fn handle(&mut self, message: &OwnedMessage, stop: &CancellationToken) {
@@ -45,14 +48,48 @@ impl Worker {
         &self,
         bytes: Option<&[u8]>,
         stop: &CancellationToken,
-    ) -> anyhow::Result<Result<VaccinationEnvelope, String>> {
+    ) -> anyhow::Result<Result<VaccinationEnvelope, CodecError>> {
         let Some(bytes) = bytes else {
-            return Ok(Err("the record has no value".into()));
+            return Ok(Err(avro::value::ConvertError::Missing("the record's value".into()).into()));
         };
         Ok(Backoff::REGISTRY
             .retry(stop, || self.vaccinations.decode(bytes), CodecError::is_retriable)
-            .await?
-            .map_err(|e| e.to_string()))
+            .await?)
+    }
+
+    /// Answers a vaccination record whose recipient was erased before it was signed: refused
+    /// with the rule `RecipientErased` (the record can no longer be read).
+    async fn answer_erased(
+        &mut self,
+        message: &OwnedMessage,
+        event_id: &str,
+        recipient_key: &domain::values::RecipientKey,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (partition, offset) = (message.partition(), message.offset());
+        let state = self.states.get_mut(&partition).expect("present");
+        let record = CertificateEnvelope {
+            occurred_at: Utc::now(),
+            recorded_at: Utc::now(),
+            source: SourcePosition { partition, offset },
+            previous_sha256: state.chain_head,
+            body: CertificateBody::Outcome {
+                recipient_key: recipient_key.clone(),
+                source_sha256: sha256(message.payload().unwrap_or_default()),
+                event: domain::events::CertificateEvent {
+                    answers: domain::ids::EventId::parse("eventId", event_id).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.rule))?,
+                    outcome: CertificateOutcome::CertificateRejected {
+                        rule: "RecipientErased".into(),
+                        detail: "the recipient's data was erased before this event was signed".into(),
+                    },
+                },
+                credential: None,
+            },
+        };
+        self.append(partition, &record, stop).await?;
+        metrics::counter!("vaxtrail_signer_rejections_total", "rule" => "RecipientErased").increment(1);
+        metrics::counter!("vaxtrail_signer_outcomes_total", "outcome" => "CertificateRejected").increment(1);
+        Ok(())
     }
 
     /// Decides, signs and appends the outcomes of one vaccination event.
@@ -61,8 +98,11 @@ impl Worker {
         let offset = message.offset();
         let envelope = match self.decode_vaccination(message.payload(), stop).await? {
             Ok(envelope) => envelope,
-            Err(reason) => {
-                self.dead_letter(message, &reason).await?;
+            Err(error) => {
+                if let Some((event_id, recipient_key)) = error.erased() {
+                    return self.answer_erased(message, event_id, recipient_key, stop).await;
+                }
+                self.dead_letter(message, &error.to_string()).await?;
                 self.states.get_mut(&partition).expect("present").next_source = offset + 1;
                 return Ok(());
             }
@@ -76,6 +116,9 @@ impl Worker {
             index: state.next_status_index,
         };
         let decided = outcomes(&lineage, event, &self.settings.policy, slot);
+        if let (VaccinationPayload::RecipientErased { .. }, Some(keys)) = (&event.payload, &self.settings.keys) {
+            privacy::DataKeys::forget(keys.as_ref(), &event.recipient_key);
+        }
         if decided.is_empty() {
             // The same event appended twice: it was answered already.
             metrics::counter!("vaxtrail_signer_outcomes_total", "outcome" => "AlreadyAnswered").increment(1);

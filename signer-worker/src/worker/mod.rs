@@ -83,6 +83,9 @@ pub struct Settings {
     pub crash_point: Option<CrashPoint>,
     /// The local state store (`None`: state in memory, rebuilt from the log at every take-over).
     pub store: Option<crate::store::Store>,
+    /// The key store: personal data is read from and credentials written to the log sealed with
+    /// the recipient's data key (`None`: development only, in the clear).
+    pub keys: Option<Arc<platform::keystore::KeyStore>>,
 }
 
 /// A point where a fault drill has the signer abort, as SIGKILL would end it.
@@ -166,11 +169,12 @@ impl Worker {
         Ok(Self {
             lag_reader: Arc::new(lag_reader),
             lag_at: None,
-            vaccinations: VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events),
-            certificates: Arc::new(CertificateCodec::new(
-                &settings.registry_url,
-                &settings.certificate_events,
-            )),
+            vaccinations: VaccinationCodec::new(&settings.registry_url, &settings.vaccination_events)
+                .with_keys(settings.keys.clone().map(|k| k as _)),
+            certificates: Arc::new(
+                CertificateCodec::new(&settings.registry_url, &settings.certificate_events)
+                    .with_keys(settings.keys.clone().map(|k| k as _)),
+            ),
             settings,
             consumer,
             producer,

@@ -37,6 +37,7 @@ impl Worker {
         let hash = sha256(&bytes);
         let key = match &record.body {
             CertificateBody::Outcome { recipient_key, .. } => recipient_key.as_str().to_owned(),
+            CertificateBody::SealedIssue(_) => anyhow::bail!("a sealed issue is only read, never written"),
             CertificateBody::Checkpoint(_) => format!("checkpoint-{partition}"),
             CertificateBody::StatusList(_) => format!("status-list-{partition}"),
         };

@@ -39,6 +39,13 @@ pub(super) async fn rebuild(
             let hash = sha256(bytes);
             state.last_delivered = Some((message.offset(), hash));
             match decode_certificate(codec, bytes, stop).await? {
+                Some(envelope) if matches!(envelope.body, CertificateBody::SealedIssue(_)) && settings.keys.is_none() => {
+                    // Without the keys every sealed issue would look erased: the lineages would be
+                    // wrong. Refuse rather than decide on them.
+                    anyhow::bail!(
+                        "partition {partition}: the log holds sealed credentials and this signer has no key store (set VAXTRAIL_KEYSTORE_URL and VAXTRAIL_KEK_FILE)"
+                    );
+                }
                 Some(envelope) => state.fold(&envelope, hash)?,
                 None => {
                     // Our own output that does not decode: keep the chain, flag it.

@@ -463,6 +463,7 @@ impl Run<'_> {
             batch_size: self.args.batch_size.max(1),
             batch_time: Duration::from_millis(200),
             health: runner::Health::default(),
+            keys: None,
         }
     }
 

@@ -1,0 +1,316 @@
+//! The key store: every recipient's data key, wrapped by the deployment's key-encryption key, in
+//! PostgreSQL tables of their own (schema `keystore` by default), outside the log. Erasing a
+//! person deletes their keys here; the sealed records in the log can then never be opened again.
+//!
+//! - `data_keys`: one current key per recipient (`recipient_key` is unique). A write for a
+//!   recipient without one creates it; after an erasure the next vaccination gets a new key.
+//! - `erasures`: who was erased, when, by whom, and which key ids went. It holds no personal data
+//!   (recipient keys are keyed hashes), so a key-store backup restored later can be made to forget
+//!   again (`vaxctl keystore restore` deletes every key named here).
+//!
+//! Writes are never cached (a key created or erased is seen by the next write at once). Reads
+//! cache unwrapped keys for at most [`READ_CACHE_TTL`], and forget a recipient's keys as soon as
+//! their `RecipientErased` event is read.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use domain::values::RecipientKey;
+use futures::{FutureExt, future::BoxFuture};
+use privacy::{DataKey, DataKeys, FileKek, Kek, KeyId, KeysError};
+use sqlx::Row;
+
+use crate::{EnvironmentArgs, config::SecretUrl};
+
+/// Longest an unwrapped key is reused without asking the store again.
+pub const READ_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Key store settings.
+#[derive(Clone, Debug, Args)]
+pub struct KeystoreArgs {
+    /// PostgreSQL URL of the key store holding the wrapped data keys (may hold a password; never
+    /// logged). Unset: personal data is written to the log in the clear, which only development
+    /// allows.
+    #[arg(
+        id = "keystore_url",
+        long = "keystore-url",
+        env = "VAXTRAIL_KEYSTORE_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<SecretUrl>,
+    /// Schema of the key store's tables.
+    #[arg(
+        id = "keystore_schema",
+        long = "keystore-schema",
+        env = "VAXTRAIL_KEYSTORE_SCHEMA",
+        default_value = "keystore"
+    )]
+    pub schema: String,
+    /// File holding the key-encryption key (64 hex characters; `vaxctl keystore init` writes one).
+    #[arg(id = "kek_file", long = "kek-file", env = "VAXTRAIL_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+}
+
+impl KeystoreArgs {
+    /// The key store, or `None` when none is configured (development only).
+    pub fn open(&self, environment: &EnvironmentArgs) -> anyhow::Result<Option<Arc<KeyStore>>> {
+        let Some(url) = &self.url else {
+            if environment.is_development() {
+                tracing::warn!("no key store (VAXTRAIL_KEYSTORE_URL): personal data is written in the clear");
+                return Ok(None);
+            }
+            anyhow::bail!(
+                "VAXTRAIL_KEYSTORE_URL is unset: outside development personal data is never written in the clear; set it (and VAXTRAIL_KEK_FILE) to the key store"
+            );
+        };
+        let kek_file = self
+            .kek_file
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("VAXTRAIL_KEK_FILE must name the key-encryption key beside VAXTRAIL_KEYSTORE_URL"))?;
+        crate::config::valid_schema(&self.schema)?;
+        let kek = FileKek::load(kek_file)?;
+        let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
+        let options = options.options([("search_path", self.schema.as_str())]);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(Some(Arc::new(KeyStore::new(pool, &self.schema, Arc::new(kek)))))
+    }
+}
+
+/// The key store over PostgreSQL.
+pub struct KeyStore {
+    pool: sqlx::PgPool,
+    schema: String,
+    kek: Arc<dyn Kek>,
+    prepared: tokio::sync::OnceCell<()>,
+    read_cache: quick_cache::sync::Cache<KeyId, (RecipientKey, DataKey, Instant)>,
+}
+
+/// One erasure, as the key store records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub recipient: RecipientKey,
+    /// The keys deleted (none when the recipient had none: already erased, or never seen).
+    pub key_ids: Vec<KeyId>,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> KeysError {
+    KeysError::Unavailable(error.to_string())
+}
+
+/// What a wrapped key is bound to: its recipient and id, so a row moved to another recipient
+/// does not unwrap.
+fn binding(recipient: &RecipientKey, id: KeyId) -> Vec<u8> {
+    format!("vaxtrail data key|{}|{id}", recipient.as_str()).into_bytes()
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("schema", &self.schema)
+            .field("kek", &self.kek.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyStore {
+    pub fn new(pool: sqlx::PgPool, schema: &str, kek: Arc<dyn Kek>) -> Self {
+        Self {
+            pool,
+            schema: schema.to_owned(),
+            kek,
+            prepared: tokio::sync::OnceCell::new(),
+            read_cache: quick_cache::sync::Cache::new(100_000),
+        }
+    }
+
+    /// Creates the schema and tables if missing (under an advisory lock: several services may
+    /// start at once).
+    async fn prepare(&self) -> Result<(), KeysError> {
+        self.prepared
+            .get_or_try_init(|| async {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7307202612)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                let statements = [
+                    format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {}.data_keys (
+                            key_id uuid PRIMARY KEY, recipient_key text NOT NULL UNIQUE,
+                            kek_id text NOT NULL, wrapped bytea NOT NULL,
+                            created_at timestamptz NOT NULL DEFAULT now())",
+                        self.schema
+                    ),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {}.erasures (
+                            recipient_key text NOT NULL, key_ids uuid[] NOT NULL,
+                            actor text NOT NULL, erased_at timestamptz NOT NULL DEFAULT now())",
+                        self.schema
+                    ),
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS erasures_by_recipient ON {}.erasures (recipient_key)",
+                        self.schema
+                    ),
+                ];
+                for statement in statements {
+                    sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                tx.commit().await.map_err(unavailable)
+            })
+            .await
+            .map(|_| ())
+    }
+
+    fn unwrap(&self, recipient: &RecipientKey, id: KeyId, wrapped: &[u8]) -> Result<DataKey, KeysError> {
+        Ok(self.kek.unwrap(wrapped, &binding(recipient, id))?)
+    }
+
+    async fn timed<T>(&self, op: &'static str, work: impl Future<Output = Result<T, KeysError>>) -> Result<T, KeysError> {
+        let started = Instant::now();
+        let outcome = work.await;
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("vaxtrail_keystore_seconds", "op" => op, "result" => result)
+            .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    async fn current(&self, recipient: &RecipientKey) -> Result<Option<(KeyId, DataKey)>, KeysError> {
+        let row = sqlx::query("SELECT key_id, wrapped FROM data_keys WHERE recipient_key = $1")
+            .bind(recipient.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|row| {
+            let id = KeyId(row.get("key_id"));
+            Ok((id, self.unwrap(recipient, id, row.get::<&[u8], _>("wrapped"))?))
+        })
+        .transpose()
+    }
+
+    async fn write_key(&self, recipient: &RecipientKey) -> Result<(KeyId, DataKey), KeysError> {
+        self.prepare().await?;
+        if let Some(found) = self.current(recipient).await? {
+            return Ok(found);
+        }
+        let (id, key) = (KeyId::random(), DataKey::random());
+        let created = sqlx::query(
+            "INSERT INTO data_keys (key_id, recipient_key, kek_id, wrapped) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (recipient_key) DO NOTHING",
+        )
+        .bind(id.0)
+        .bind(recipient.as_str())
+        .bind(self.kek.id())
+        .bind(self.kek.wrap(&key, &binding(recipient, id)))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        if created.rows_affected() == 1 {
+            metrics::counter!("vaxtrail_keystore_keys_created_total").increment(1);
+            return Ok((id, key));
+        }
+        // Another writer created it first (or it was erased in between: ask again).
+        self.current(recipient).await?.ok_or(KeysError::Erasing)
+    }
+
+    async fn read_key(&self, recipient: &RecipientKey, id: KeyId) -> Result<Option<DataKey>, KeysError> {
+        if let Some((owner, key, at)) = self.read_cache.get(&id)
+            && owner == *recipient
+            && at.elapsed() < READ_CACHE_TTL
+        {
+            return Ok(Some(key));
+        }
+        self.prepare().await?;
+        let row = sqlx::query("SELECT wrapped FROM data_keys WHERE key_id = $1 AND recipient_key = $2")
+            .bind(id.0)
+            .bind(recipient.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else {
+            self.read_cache.remove(&id);
+            return Ok(None);
+        };
+        let key = self.unwrap(recipient, id, row.get::<&[u8], _>("wrapped"))?;
+        self.read_cache.insert(id, (recipient.clone(), key.clone(), Instant::now()));
+        Ok(Some(key))
+    }
+
+    /// Erases a recipient: deletes their data keys and records the erasure, in one transaction.
+    pub async fn erase(&self, recipient: &RecipientKey, actor: &str) -> Result<Erasure, KeysError> {
+        self.timed("erase", async {
+            self.prepare().await?;
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            let ids: Vec<uuid::Uuid> = sqlx::query_scalar("DELETE FROM data_keys WHERE recipient_key = $1 RETURNING key_id")
+                .bind(recipient.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query("INSERT INTO erasures (recipient_key, key_ids, actor) VALUES ($1, $2, $3)")
+                .bind(recipient.as_str())
+                .bind(&ids)
+                .bind(actor)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            self.forget(recipient);
+            metrics::counter!("vaxtrail_keystore_erasures_total").increment(1);
+            Ok(Erasure {
+                recipient: recipient.clone(),
+                key_ids: ids.into_iter().map(KeyId).collect(),
+            })
+        })
+        .await
+    }
+
+    /// Deletes again every key an erasure names (after a key-store backup was restored), and any
+    /// key of an erased recipient created before their erasure. Returns how many keys went.
+    pub async fn reapply_erasures(&self) -> Result<u64, KeysError> {
+        self.prepare().await?;
+        let gone = sqlx::query(
+            "DELETE FROM data_keys d USING erasures e
+             WHERE d.key_id = ANY(e.key_ids)
+                OR (d.recipient_key = e.recipient_key AND d.created_at <= e.erased_at)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(gone.rows_affected())
+    }
+
+    /// Whether PostgreSQL answers (for readiness).
+    pub async fn ping(&self) -> Result<(), KeysError> {
+        self.prepare().await?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl DataKeys for KeyStore {
+    fn for_writing<'a>(&'a self, recipient: &'a RecipientKey) -> BoxFuture<'a, Result<(KeyId, DataKey), KeysError>> {
+        self.timed("write", self.write_key(recipient)).boxed()
+    }
+
+    fn for_reading<'a>(
+        &'a self,
+        recipient: &'a RecipientKey,
+        id: KeyId,
+    ) -> BoxFuture<'a, Result<Option<DataKey>, KeysError>> {
+        self.timed("read", self.read_key(recipient, id)).boxed()
+    }
+
+    fn forget(&self, recipient: &RecipientKey) {
+        self.read_cache.retain(|_, (owner, _, _)| owner != recipient);
+    }
+}

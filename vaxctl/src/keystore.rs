@@ -1,0 +1,70 @@
+//! `vaxctl keystore`: the key-encryption key file of a deployment without a KMS (the local stack),
+//! and re-applying recorded erasures after a key-store backup was restored.
+
+use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _, path::PathBuf};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Writes a new random key-encryption key (64 hex characters, mode 0600). Refuses to replace
+    /// an existing one: every wrapped data key depends on it.
+    Init {
+        /// Where (the services' VAXTRAIL_KEK_FILE).
+        #[arg(long, env = "VAXTRAIL_KEK_FILE")]
+        file: PathBuf,
+        /// Succeed quietly when the file exists.
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// After restoring a backup of the key store: deletes again every data key an erasure named
+    /// (and any key of an erased recipient created before the erasure).
+    ReapplyErasures {
+        #[command(flatten)]
+        environment: platform::EnvironmentArgs,
+        #[command(flatten)]
+        keystore: platform::keystore::KeystoreArgs,
+    },
+}
+
+pub async fn run(action: Action) -> anyhow::Result<()> {
+    match action {
+        Action::Init { file, if_missing } => {
+            if file.exists() {
+                anyhow::ensure!(if_missing, "{} exists; a new key would orphan every wrapped data key", file.display());
+                return Ok(());
+            }
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            // Written whole under another name, then linked into place: a reader never sees half a
+            // key, and of two racing writers one wins and the other keeps its file.
+            let partial = file.with_extension(format!("partial-{}", std::process::id()));
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .with_context(|| format!("creating {}", partial.display()))?;
+            out.write_all(privacy::FileKek::generate().as_bytes())?;
+            out.sync_all()?;
+            let linked = std::fs::hard_link(&partial, &file);
+            std::fs::remove_file(&partial)?;
+            match linked {
+                Ok(()) => println!("wrote {}", file.display()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && if_missing => {}
+                Err(e) => return Err(e).with_context(|| format!("creating {}", file.display())),
+            }
+            Ok(())
+        }
+        Action::ReapplyErasures { environment, keystore } => {
+            let store = keystore
+                .open(&environment)?
+                .context("VAXTRAIL_KEYSTORE_URL names no key store")?;
+            let gone = store.reapply_erasures().await?;
+            println!("deleted {gone} data keys of erased recipients");
+            Ok(())
+        }
+    }
+}
