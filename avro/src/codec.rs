@@ -19,8 +19,8 @@ use schema_registry_converter::{
 };
 
 use crate::{
-    sealing,
     certificate::{self, CertificateEnvelope},
+    sealing,
     vaccination::{self, VaccinationEnvelope},
     value::ConvertError,
 };

@@ -121,7 +121,9 @@ fn placeholder_recipient() -> Value {
 
 /// The `VaccinationRecorded` records of a vaccination envelope's payload.
 fn recorded_records(value: &mut Value) -> Vec<&mut Vec<(String, Value)>> {
-    let Some(fields) = fields_mut(value) else { return Vec::new() };
+    let Some(fields) = fields_mut(value) else {
+        return Vec::new();
+    };
     let Some(Value::Union(branch, payload)) = field_mut(fields, "payload") else {
         return Vec::new();
     };
@@ -206,7 +208,10 @@ async fn key_for(
     let Some(keys) = keys else {
         return Ok(Err(Unreadable::NoKeyStore));
     };
-    Ok(keys.for_reading(recipient, sealed.key_id).await?.ok_or(Unreadable::Erased))
+    Ok(keys
+        .for_reading(recipient, sealed.key_id)
+        .await?
+        .ok_or(Unreadable::Erased))
 }
 
 /// Opens the personal data of a `vaccination-events` value in place. A record whose key is gone
@@ -215,7 +220,9 @@ pub(crate) async fn open_vaccination(value: &mut Value, keys: Option<&dyn DataKe
     let (event_id, recipient) = identity(value)?;
     let aad = associated_data("vaccination", &event_id, &recipient);
     for fields in recorded_records(value) {
-        let Some(sealed) = sealed_in(fields, "sealed")? else { continue };
+        let Some(sealed) = sealed_in(fields, "sealed")? else {
+            continue;
+        };
         let key = match key_for(keys, &recipient, &sealed).await? {
             Ok(key) => key,
             Err(why) => {
@@ -266,7 +273,11 @@ pub(crate) async fn seal_certificate(value: &mut Value, keys: &dyn DataKeys) -> 
 /// Opens an issued credential in place when its key exists; otherwise leaves it sealed (the
 /// decoder then reads an issue whose credential is unreadable).
 pub(crate) async fn open_certificate(value: &mut Value, keys: Option<&dyn DataKeys>) -> Result<(), CodecError> {
-    let Some(sealed) = issued_record(value).map(|f| sealed_in(f, "sealedCredential")).transpose()?.flatten() else {
+    let Some(sealed) = issued_record(value)
+        .map(|f| sealed_in(f, "sealedCredential"))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(());
     };
     let (event_id, recipient) = identity(value)?;
@@ -304,7 +315,10 @@ mod tests {
     use crate::{
         certificate::{self, CertificateBody},
         schemas,
-        vaccination::{self, tests::{envelope, payloads, sample_record}},
+        vaccination::{
+            self,
+            tests::{envelope, payloads, sample_record},
+        },
     };
 
     /// Data keys in memory; `erase` drops a recipient's.
@@ -318,14 +332,29 @@ mod tests {
     }
 
     impl DataKeys for Memory {
-        fn for_writing<'a>(&'a self, recipient: &'a RecipientKey) -> BoxFuture<'a, Result<(KeyId, DataKey), KeysError>> {
+        fn for_writing<'a>(
+            &'a self,
+            recipient: &'a RecipientKey,
+        ) -> BoxFuture<'a, Result<(KeyId, DataKey), KeysError>> {
             let mut keys = self.0.lock().unwrap();
-            let entry = keys.entry(recipient.clone()).or_insert_with(|| (KeyId::random(), DataKey::random()));
+            let entry = keys
+                .entry(recipient.clone())
+                .or_insert_with(|| (KeyId::random(), DataKey::random()));
             let found = (entry.0, entry.1.clone());
             async move { Ok(found) }.boxed()
         }
-        fn for_reading<'a>(&'a self, recipient: &'a RecipientKey, id: KeyId) -> BoxFuture<'a, Result<Option<DataKey>, KeysError>> {
-            let found = self.0.lock().unwrap().get(recipient).filter(|(k, _)| *k == id).map(|(_, key)| key.clone());
+        fn for_reading<'a>(
+            &'a self,
+            recipient: &'a RecipientKey,
+            id: KeyId,
+        ) -> BoxFuture<'a, Result<Option<DataKey>, KeysError>> {
+            let found = self
+                .0
+                .lock()
+                .unwrap()
+                .get(recipient)
+                .filter(|(k, _)| *k == id)
+                .map(|(_, key)| key.clone());
             async move { Ok(found) }.boxed()
         }
         fn forget(&self, _: &RecipientKey) {}
@@ -337,12 +366,20 @@ mod tests {
 
     fn write(schema: &str, value: Value) -> Vec<u8> {
         let schema = schemas::parse(schema);
-        GenericDatumWriter::builder(&schema).build().unwrap().write_value_to_vec(value).unwrap()
+        GenericDatumWriter::builder(&schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap()
     }
 
     fn read(writer: &str, bytes: &[u8]) -> Value {
         let schema = schemas::parse(writer);
-        GenericDatumReader::builder(&schema).build().unwrap().read_value(&mut &bytes[..]).unwrap()
+        GenericDatumReader::builder(&schema)
+            .build()
+            .unwrap()
+            .read_value(&mut &bytes[..])
+            .unwrap()
     }
 
     #[tokio::test]
@@ -361,7 +398,11 @@ mod tests {
             seal_vaccination(&mut value, &keys).await.unwrap();
             let bytes = write(schemas::VACCINATION_EVENTS, value);
             for secret in &secrets {
-                assert!(!contains(&bytes, secret), "{secret} in the clear in {}", original.event.payload.event_type());
+                assert!(
+                    !contains(&bytes, secret),
+                    "{secret} in the clear in {}",
+                    original.event.payload.event_type()
+                );
             }
             let mut read_back = read(schemas::VACCINATION_EVENTS, &bytes);
             open_vaccination(&mut read_back, Some(&keys)).await.unwrap();
@@ -371,7 +412,16 @@ mod tests {
             if original.event.payload.record().is_some() {
                 let mut unopened = read(schemas::VACCINATION_EVENTS, &bytes);
                 let error = open_vaccination(&mut unopened, None).await.unwrap_err();
-                assert!(matches!(error, CodecError::Sealed { why: Unreadable::NoKeyStore, .. }), "{error}");
+                assert!(
+                    matches!(
+                        error,
+                        CodecError::Sealed {
+                            why: Unreadable::NoKeyStore,
+                            ..
+                        }
+                    ),
+                    "{error}"
+                );
             }
         }
         let original = envelope(payloads().remove(0));
@@ -379,7 +429,13 @@ mod tests {
         seal_vaccination(&mut value, &keys).await.unwrap();
         keys.erase(&original.event.recipient_key);
         let error = open_vaccination(&mut value.clone(), Some(&keys)).await.unwrap_err();
-        assert_eq!(error.erased(), Some((original.event.event_id.to_string().as_str(), &original.event.recipient_key)));
+        assert_eq!(
+            error.erased(),
+            Some((
+                original.event.event_id.to_string().as_str(),
+                &original.event.recipient_key
+            ))
+        );
         assert!(!error.is_retriable());
     }
 
@@ -389,27 +445,45 @@ mod tests {
         let original = envelope(payloads().remove(0));
         let mut value = vaccination::to_avro(&original);
         seal_vaccination(&mut value, &keys).await.unwrap();
-        let Value::Record(fields) = &mut value else { unreachable!() };
+        let Value::Record(fields) = &mut value else {
+            unreachable!()
+        };
         *field_mut(fields, "eventId").unwrap() = string(domain::ids::EventId::derive("cowin", "other"));
         let error = open_vaccination(&mut value, Some(&keys)).await.unwrap_err();
-        assert!(matches!(&error, CodecError::Invalid(ConvertError::Invalid { field, .. }) if field == "sealed"), "{error}");
+        assert!(
+            matches!(&error, CodecError::Invalid(ConvertError::Invalid { field, .. }) if field == "sealed"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
     async fn records_written_before_sealing_still_read_and_the_schemas_evolve_compatibly() {
         let old = include_str!("../schemas/history/vaccination-events.v1.avsc");
         let (old_schema, new_schema) = (schemas::parse(old), schemas::parse(schemas::VACCINATION_EVENTS));
-        assert_eq!(SchemaCompatibility::can_read(&old_schema, &new_schema).unwrap(), Compatibility::Full);
+        assert_eq!(
+            SchemaCompatibility::can_read(&old_schema, &new_schema).unwrap(),
+            Compatibility::Full
+        );
         let old_certificates = include_str!("../schemas/history/certificate-events.v1.avsc");
         assert_eq!(
-            SchemaCompatibility::can_read(&schemas::parse(old_certificates), &schemas::parse(schemas::CERTIFICATE_EVENTS)).unwrap(),
+            SchemaCompatibility::can_read(
+                &schemas::parse(old_certificates),
+                &schemas::parse(schemas::CERTIFICATE_EVENTS)
+            )
+            .unwrap(),
             Compatibility::Full
         );
         // A record in the clear as the old schema wrote it (no `sealed` field) reads as before.
         let original = envelope(payloads().remove(0));
-        let Value::Record(mut fields) = vaccination::to_avro(&original) else { unreachable!() };
-        let Some((_, Value::Union(0, payload))) = fields.iter_mut().find(|(n, _)| n == "payload") else { unreachable!() };
-        let Value::Record(recorded) = payload.as_mut() else { unreachable!() };
+        let Value::Record(mut fields) = vaccination::to_avro(&original) else {
+            unreachable!()
+        };
+        let Some((_, Value::Union(0, payload))) = fields.iter_mut().find(|(n, _)| n == "payload") else {
+            unreachable!()
+        };
+        let Value::Record(recorded) = payload.as_mut() else {
+            unreachable!()
+        };
         recorded.retain(|(n, _)| n != "sealed");
         let bytes = write(old, Value::Record(fields));
         let mut value = read(old, &bytes);
@@ -431,14 +505,28 @@ mod tests {
         open_certificate(&mut opened, Some(&keys)).await.unwrap();
         assert_eq!(certificate::from_avro(&opened).unwrap(), original);
 
-        let CertificateBody::Outcome { recipient_key, event, .. } = &original.body else { unreachable!() };
+        let CertificateBody::Outcome {
+            recipient_key, event, ..
+        } = &original.body
+        else {
+            unreachable!()
+        };
         keys.erase(recipient_key);
         let mut erased = read(schemas::CERTIFICATE_EVENTS, &bytes);
         open_certificate(&mut erased, Some(&keys)).await.unwrap();
         let read_back = certificate::from_avro(&erased).unwrap();
-        let CertificateBody::SealedIssue(sealed) = &read_back.body else { panic!("{read_back:?}") };
+        let CertificateBody::SealedIssue(sealed) = &read_back.body else {
+            panic!("{read_back:?}")
+        };
         assert_eq!((&sealed.recipient_key, sealed.answers), (recipient_key, event.answers));
-        assert_eq!(read_back.event_id(), original.event_id(), "the record's id does not need the key");
-        assert!(certificate::to_avro(&read_back).is_err(), "a sealed issue is never written again");
+        assert_eq!(
+            read_back.event_id(),
+            original.event_id(),
+            "the record's id does not need the key"
+        );
+        assert!(
+            certificate::to_avro(&read_back).is_err(),
+            "a sealed issue is never written again"
+        );
     }
 }

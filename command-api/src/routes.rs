@@ -434,7 +434,10 @@ pub async fn erasure(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
         (Some(identity), None) => domain::values::Identity::parse("identity", identity)
             .map(|identity| RecipientKey::derive(&intake.recipient_secret, &identity)),
         (None, Some(key)) => RecipientKey::parse("recipientKey", key),
-        _ => Err(FieldError::new("identity", "give exactly one of identity and recipientKey (strings)")),
+        _ => Err(FieldError::new(
+            "identity",
+            "give exactly one of identity and recipientKey (strings)",
+        )),
     }
     .map_err(|e| rejected(vec![e]))?;
     let Some(keys) = &intake.keys else {
@@ -444,7 +447,10 @@ pub async fn erasure(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
             "This deployment has no key store (VAXTRAIL_KEYSTORE_URL): personal data is in the clear and cannot be erased",
         ));
     };
-    let erased = keys.erase(&key, &caller.subject).await.map_err(|e| crate::problem::unavailable(&e))?;
+    let erased = keys
+        .erase(&key, &caller.subject)
+        .await
+        .map_err(|e| crate::problem::unavailable(&e))?;
     let first = erased.key_ids.first().map_or("none".to_owned(), ToString::to_string);
     let id = record_id(&headers, None, || format!("erasure/{}/{first}", key.as_str()));
     let payload = VaccinationPayload::RecipientErased {

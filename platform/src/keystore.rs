@@ -67,10 +67,9 @@ impl KeystoreArgs {
                 "VAXTRAIL_KEYSTORE_URL is unset: outside development personal data is never written in the clear; set it (and VAXTRAIL_KEK_FILE) to the key store"
             );
         };
-        let kek_file = self
-            .kek_file
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("VAXTRAIL_KEK_FILE must name the key-encryption key beside VAXTRAIL_KEYSTORE_URL"))?;
+        let kek_file = self.kek_file.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("VAXTRAIL_KEK_FILE must name the key-encryption key beside VAXTRAIL_KEYSTORE_URL")
+        })?;
         crate::config::valid_schema(&self.schema)?;
         let kek = FileKek::load(kek_file)?;
         let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
@@ -176,7 +175,11 @@ impl KeyStore {
         Ok(self.kek.unwrap(wrapped, &binding(recipient, id))?)
     }
 
-    async fn timed<T>(&self, op: &'static str, work: impl Future<Output = Result<T, KeysError>>) -> Result<T, KeysError> {
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        work: impl Future<Output = Result<T, KeysError>>,
+    ) -> Result<T, KeysError> {
         let started = Instant::now();
         let outcome = work.await;
         let result = if outcome.is_ok() { "ok" } else { "error" };
@@ -242,7 +245,8 @@ impl KeyStore {
             return Ok(None);
         };
         let key = self.unwrap(recipient, id, row.get::<&[u8], _>("wrapped"))?;
-        self.read_cache.insert(id, (recipient.clone(), key.clone(), Instant::now()));
+        self.read_cache
+            .insert(id, (recipient.clone(), key.clone(), Instant::now()));
         Ok(Some(key))
     }
 
@@ -251,11 +255,12 @@ impl KeyStore {
         self.timed("erase", async {
             self.prepare().await?;
             let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            let ids: Vec<uuid::Uuid> = sqlx::query_scalar("DELETE FROM data_keys WHERE recipient_key = $1 RETURNING key_id")
-                .bind(recipient.as_str())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            let ids: Vec<uuid::Uuid> =
+                sqlx::query_scalar("DELETE FROM data_keys WHERE recipient_key = $1 RETURNING key_id")
+                    .bind(recipient.as_str())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
             sqlx::query("INSERT INTO erasures (recipient_key, key_ids, actor) VALUES ($1, $2, $3)")
                 .bind(recipient.as_str())
                 .bind(&ids)

@@ -44,12 +44,10 @@ impl FileKek {
         };
         let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
         let bytes = hex::decode(text.trim()).map_err(|_| failed("not hex".into()))?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| failed("not 32 bytes (64 hex characters)".into()))?;
-        let id = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("kek")
-            .to_owned();
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| failed("not 32 bytes (64 hex characters)".into()))?;
+        let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or("kek").to_owned();
         Ok(Self {
             id,
             key: DataKey::from_bytes(bytes),
@@ -105,7 +103,10 @@ mod tests {
         assert_eq!(a.unwrap(&wrapped, b"recipient 1").unwrap(), key);
         assert!(matches!(a.unwrap(&wrapped, b"recipient 2"), Err(KekError::Unwrap(_))));
         assert!(matches!(b.unwrap(&wrapped, b"recipient 1"), Err(KekError::Unwrap(_))));
-        assert!(matches!(a.unwrap(&wrapped[1..], b"recipient 1"), Err(KekError::Malformed)));
+        assert!(matches!(
+            a.unwrap(&wrapped[1..], b"recipient 1"),
+            Err(KekError::Malformed)
+        ));
         std::fs::write(dir.join("short.key"), "abcd").unwrap();
         assert!(FileKek::load(&dir.join("short.key")).is_err());
         std::fs::remove_dir_all(dir).unwrap();

@@ -17,7 +17,7 @@ mod seal;
 use std::fmt;
 
 pub use kek::{FileKek, Kek, KekError};
-pub use seal::{ALGORITHM, Sealed, SealError, open, seal};
+pub use seal::{ALGORITHM, SealError, Sealed, open, seal};
 
 use domain::values::RecipientKey;
 use futures::future::BoxFuture;

@@ -47,7 +47,11 @@ pub fn seal(key_id: KeyId, key: &DataKey, aad: &[u8], plaintext: &[u8]) -> Seale
 
 /// Opens what [`seal`] sealed with the same key and associated data.
 pub fn open(key: &DataKey, aad: &[u8], sealed: &Sealed) -> Result<Vec<u8>, SealError> {
-    let nonce: [u8; 24] = sealed.nonce.as_slice().try_into().map_err(|_| SealError::Nonce(sealed.nonce.len()))?;
+    let nonce: [u8; 24] = sealed
+        .nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| SealError::Nonce(sealed.nonce.len()))?;
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
     cipher
         .decrypt(
@@ -78,6 +82,16 @@ mod tests {
         assert_eq!(open(&key, b"event 1", &altered), Err(SealError::Tag));
         let again = seal(id, &key, b"event 1", b"Aarav Sharma");
         assert_ne!(again.nonce, sealed.nonce, "a fresh nonce per seal");
-        assert_eq!(open(&key, b"event 1", &Sealed { nonce: vec![0; 12], ..sealed }), Err(SealError::Nonce(12)));
+        assert_eq!(
+            open(
+                &key,
+                b"event 1",
+                &Sealed {
+                    nonce: vec![0; 12],
+                    ..sealed
+                }
+            ),
+            Err(SealError::Nonce(12))
+        );
     }
 }

@@ -60,7 +60,12 @@ fn certificate_id(raw: &str) -> Result<domain::ids::CertificateId, Problem> {
 }
 
 async fn find(state: &AppState, id: &domain::ids::CertificateId) -> Result<Certificate, Problem> {
-    match state.store.certificate(id.as_str()).await.map_err(|e| unavailable(&e))? {
+    match state
+        .store
+        .certificate(id.as_str())
+        .await
+        .map_err(|e| unavailable(&e))?
+    {
         Some(found) => Ok(found),
         None => Err(missing(state, id).await),
     }

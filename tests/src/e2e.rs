@@ -61,12 +61,20 @@ pub fn service_env(stack: &TestStack, issuer_keys: &Path) -> Vec<(String, String
         ("VAXTRAIL_ENVIRONMENT", "development".to_owned()),
         (
             "VAXTRAIL_KEYSTORE_URL",
-            s.keystore.url.as_ref().map(|u| u.expose().to_owned()).unwrap_or_default(),
+            s.keystore
+                .url
+                .as_ref()
+                .map(|u| u.expose().to_owned())
+                .unwrap_or_default(),
         ),
         ("VAXTRAIL_KEYSTORE_SCHEMA", s.keystore.schema.clone()),
         (
             "VAXTRAIL_KEK_FILE",
-            s.keystore.kek_file.as_ref().map(|f| f.display().to_string()).unwrap_or_default(),
+            s.keystore
+                .kek_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
         ),
         // The drills read thousands of answers from one address: the operator's, not the
         // public's (public_surface.rs tests the per-client rate).

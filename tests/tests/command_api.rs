@@ -71,7 +71,13 @@ async fn divocs_sample_is_accepted_and_lands_on_the_topic_as_the_same_data() {
     let without_keys = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic);
     let error = without_keys.decode(bytes).await.unwrap_err();
     assert!(
-        matches!(error, avro::codec::CodecError::Sealed { why: avro::codec::Unreadable::NoKeyStore, .. }),
+        matches!(
+            error,
+            avro::codec::CodecError::Sealed {
+                why: avro::codec::Unreadable::NoKeyStore,
+                ..
+            }
+        ),
         "{error}"
     );
     let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic).with_keys(stack.keys());

@@ -38,16 +38,25 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
 
 /// Every row of every table of the test's read-model schema, as text.
 async fn postgres_text(deployment: &Deployment) -> String {
-    let pool = sqlx::PgPool::connect(deployment.stack.postgres.url.expose()).await.expect("postgres");
-    let tables: Vec<String> = sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
-        .bind(&deployment.stack.postgres.schema)
-        .fetch_all(&pool)
+    let pool = sqlx::PgPool::connect(deployment.stack.postgres.url.expose())
         .await
-        .expect("tables");
+        .expect("postgres");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
+            .bind(&deployment.stack.postgres.schema)
+            .fetch_all(&pool)
+            .await
+            .expect("tables");
     let mut all = String::new();
     for table in tables {
-        let sql = format!("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM {}.{table} t", deployment.stack.postgres.schema);
-        let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&pool).await.expect("rows");
+        let sql = format!(
+            "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM {}.{table} t",
+            deployment.stack.postgres.schema
+        );
+        let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&pool)
+            .await
+            .expect("rows");
         all.push_str(&text);
     }
     all
@@ -55,7 +64,12 @@ async fn postgres_text(deployment: &Deployment) -> String {
 
 /// Every value of the test's Redis keys (strings and hashes), as text.
 fn redis_text(deployment: &Deployment) -> String {
-    let mut redis = deployment.stack.redis.client().and_then(|c| c.get_connection()).expect("redis");
+    let mut redis = deployment
+        .stack
+        .redis
+        .client()
+        .and_then(|c| c.get_connection())
+        .expect("redis");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}*", deployment.stack.redis.key_prefix))
         .query(&mut redis)
@@ -113,7 +127,10 @@ async fn an_erased_person_is_gone_from_every_store_and_the_audit_still_passes() 
     };
     let (facility, admin) = (token("facility").await, token("admin").await);
     let client = reqwest::Client::new();
-    let run = &deployment.stack.id[..4].chars().map(|c| char::from(b'0' + (c as u8 % 10))).collect::<String>();
+    let run = &deployment.stack.id[..4]
+        .chars()
+        .map(|c| char::from(b'0' + (c as u8 % 10)))
+        .collect::<String>();
 
     // Everyone in, and certified.
     let mut people = Vec::new();
@@ -167,15 +184,19 @@ async fn an_erased_person_is_gone_from_every_store_and_the_audit_still_passes() 
     // Their certificates are gone (410); everyone else's are served.
     for (i, (_, _, certificate)) in people.iter().enumerate() {
         let expected = if i < ERASED { StatusCode::GONE } else { StatusCode::OK };
-        eventually(Duration::from_secs(60), &format!("certificate {certificate} answering {expected}"), || async {
-            let status = client
-                .get(format!("{query}/v1/certificates/{certificate}/status"))
-                .send()
-                .await
-                .ok()?
-                .status();
-            (status == expected).then_some(())
-        })
+        eventually(
+            Duration::from_secs(60),
+            &format!("certificate {certificate} answering {expected}"),
+            || async {
+                let status = client
+                    .get(format!("{query}/v1/certificates/{certificate}/status"))
+                    .send()
+                    .await
+                    .ok()?
+                    .status();
+                (status == expected).then_some(())
+            },
+        )
         .await;
     }
 
@@ -190,7 +211,10 @@ async fn an_erased_person_is_gone_from_every_store_and_the_audit_still_passes() 
         }
         if present_expected {
             let kept = &people[PEOPLE - 1].1[1];
-            assert!(holds(bytes, kept), "{what} should still hold {kept}: the search must find what is there");
+            assert!(
+                holds(bytes, kept),
+                "{what} should still hold {kept}: the search must find what is there"
+            );
         }
     };
 
@@ -198,9 +222,18 @@ async fn an_erased_person_is_gone_from_every_store_and_the_audit_still_passes() 
     let topics = deployment.stack.kafka.topics();
     for topic in [&topics.vaccination_events, &topics.certificate_events] {
         let records = tokio::task::block_in_place(|| {
-            kafka::read(&deployment.stack.kafka.brokers, topic, deployment.stack.kafka.partitions, 1, Duration::from_secs(20))
+            kafka::read(
+                &deployment.stack.kafka.brokers,
+                topic,
+                deployment.stack.kafka.partitions,
+                1,
+                Duration::from_secs(20),
+            )
         });
-        let bytes: Vec<u8> = records.iter().flat_map(|r| rdkafka::Message::payload(r).unwrap_or_default().to_vec()).collect();
+        let bytes: Vec<u8> = records
+            .iter()
+            .flat_map(|r| rdkafka::Message::payload(r).unwrap_or_default().to_vec())
+            .collect();
         check(topic, &bytes, false);
     }
     check("the backup taken before the erasure", &files_bytes(&backup.0), false);
@@ -216,7 +249,11 @@ async fn an_erased_person_is_gone_from_every_store_and_the_audit_still_passes() 
 
     // A replay reads the log again: the erased stay out.
     deployment.vaxctl_ok(&["replay", "--projection", "postgres"]).await;
-    check("PostgreSQL after a replay", postgres_text(&deployment).await.as_bytes(), true);
+    check(
+        "PostgreSQL after a replay",
+        postgres_text(&deployment).await.as_bytes(),
+        true,
+    );
     let gone = client
         .get(format!("{query}/v1/certificates/{}/status", people[0].2))
         .send()
@@ -234,7 +271,16 @@ async fn an_erased_person_is_gone_from_every_store_and_the_audit_still_passes() 
         .expect("text");
     std::fs::write(&did, document).expect("writing the DID document");
     let report = deployment
-        .vaxctl_ok(&["audit", "verify", "--did-document", &did.display().to_string(), "--json"])
+        .vaxctl_ok(&[
+            "audit",
+            "verify",
+            "--did-document",
+            &did.display().to_string(),
+            "--json",
+        ])
         .await;
-    assert!(report.contains("\"ok\":true") || report.contains("\"ok\": true"), "{report}");
+    assert!(
+        report.contains("\"ok\":true") || report.contains("\"ok\": true"),
+        "{report}"
+    );
 }

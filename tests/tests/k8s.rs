@@ -205,7 +205,7 @@ fn the_shape_an_operator_relies_on_holds() {
             assert!(env.iter().all(|e| e["name"] != "VAXTRAIL_ISSUER_KEYS"));
         }
         if service == "signer-worker" {
-            assert_eq!(secrets, ["vaxtrail-issuer-keys"]);
+            assert_eq!(secrets, ["vaxtrail-kek", "vaxtrail-issuer-keys"]);
         }
     }
 

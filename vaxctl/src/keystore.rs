@@ -32,7 +32,11 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Init { file, if_missing } => {
             if file.exists() {
-                anyhow::ensure!(if_missing, "{} exists; a new key would orphan every wrapped data key", file.display());
+                anyhow::ensure!(
+                    if_missing,
+                    "{} exists; a new key would orphan every wrapped data key",
+                    file.display()
+                );
                 return Ok(());
             }
             if let Some(dir) = file.parent() {

@@ -339,7 +339,9 @@ pub fn from_avro(value: &Value) -> Result<CertificateEnvelope, ConvertError> {
     let body = match branch {
         5 => CertificateBody::StatusList(status_list(&p)?),
         4 => CertificateBody::Checkpoint(checkpoint(&p)?),
-        0 if p.optional("sealedCredential").is_some() => CertificateBody::SealedIssue(sealed_issue(&f, &p, source.partition)?),
+        0 if p.optional("sealedCredential").is_some() => {
+            CertificateBody::SealedIssue(sealed_issue(&f, &p, source.partition)?)
+        }
         _ => outcome_of(&f, &p, branch, source.partition)?,
     };
     Ok(CertificateEnvelope {

@@ -49,7 +49,10 @@ pub(crate) fn issued() -> (CertificateOutcome, IssuedCredential) {
     (outcome, credential)
 }
 
-pub(crate) fn outcome_envelope(outcome: CertificateOutcome, credential: Option<IssuedCredential>) -> CertificateEnvelope {
+pub(crate) fn outcome_envelope(
+    outcome: CertificateOutcome,
+    credential: Option<IssuedCredential>,
+) -> CertificateEnvelope {
     CertificateEnvelope {
         occurred_at: at(0),
         recorded_at: at(2),

@@ -50,7 +50,9 @@ impl Worker {
         stop: &CancellationToken,
     ) -> anyhow::Result<Result<VaccinationEnvelope, CodecError>> {
         let Some(bytes) = bytes else {
-            return Ok(Err(avro::value::ConvertError::Missing("the record's value".into()).into()));
+            return Ok(Err(
+                avro::value::ConvertError::Missing("the record's value".into()).into()
+            ));
         };
         Ok(Backoff::REGISTRY
             .retry(stop, || self.vaccinations.decode(bytes), CodecError::is_retriable)
@@ -77,7 +79,8 @@ impl Worker {
                 recipient_key: recipient_key.clone(),
                 source_sha256: sha256(message.payload().unwrap_or_default()),
                 event: domain::events::CertificateEvent {
-                    answers: domain::ids::EventId::parse("eventId", event_id).map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.rule))?,
+                    answers: domain::ids::EventId::parse("eventId", event_id)
+                        .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.rule))?,
                     outcome: CertificateOutcome::CertificateRejected {
                         rule: "RecipientErased".into(),
                         detail: "the recipient's data was erased before this event was signed".into(),

@@ -39,7 +39,9 @@ pub(super) async fn rebuild(
             let hash = sha256(bytes);
             state.last_delivered = Some((message.offset(), hash));
             match decode_certificate(codec, bytes, stop).await? {
-                Some(envelope) if matches!(envelope.body, CertificateBody::SealedIssue(_)) && settings.keys.is_none() => {
+                Some(envelope)
+                    if matches!(envelope.body, CertificateBody::SealedIssue(_)) && settings.keys.is_none() =>
+                {
                     // Without the keys every sealed issue would look erased: the lineages would be
                     // wrong. Refuse rather than decide on them.
                     anyhow::bail!(
