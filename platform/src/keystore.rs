@@ -279,15 +279,17 @@ impl KeyStore {
         .await
     }
 
-    /// Deletes again every key an erasure names (after a key-store backup was restored), and any
-    /// key of an erased recipient created before their erasure. Returns how many keys went.
-    pub async fn reapply_erasures(&self) -> Result<u64, KeysError> {
+    /// Deletes again every data key an erasure named: those the key store's own `erasures` table
+    /// records, and `logged` (the key ids of the log's `RecipientErased` events, which a key-store
+    /// backup taken before the erasure does not know of). Returns how many keys went.
+    pub async fn reapply_erasures(&self, logged: &[KeyId]) -> Result<u64, KeysError> {
         self.prepare().await?;
+        let logged: Vec<uuid::Uuid> = logged.iter().map(|k| k.0).collect();
         let gone = sqlx::query(
-            "DELETE FROM data_keys d USING erasures e
-             WHERE d.key_id = ANY(e.key_ids)
-                OR (d.recipient_key = e.recipient_key AND d.created_at <= e.erased_at)",
+            "DELETE FROM data_keys
+             WHERE key_id = ANY($1) OR key_id IN (SELECT unnest(key_ids) FROM erasures)",
         )
+        .bind(&logged)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;

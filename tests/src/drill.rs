@@ -217,6 +217,9 @@ pub async fn restore(live: &Deployment, dir: &str, issuer: &Issuer) -> Restored 
     stack.kafka.brokers = cluster.brokers.clone();
     stack.kafka.schema_registry_url = cluster.registry_url.clone();
     stack.kafka.topic_prefix = live.stack.kafka.topic_prefix.clone();
+    // The key store lives outside the log and outlasts a cluster: the restored deployment opens
+    // what the live one sealed with the same keys.
+    stack.keystore = live.stack.keystore.clone();
     let deployment = Deployment::new(stack, issuer).await;
     let figures = last_json(&deployment.vaxctl_ok(&["restore", "--from", dir, "--json"]).await);
     assert_eq!(figures["ok"], true, "{figures}");

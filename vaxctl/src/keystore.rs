@@ -18,8 +18,8 @@ pub enum Action {
         #[arg(long)]
         if_missing: bool,
     },
-    /// After restoring a backup of the key store: deletes again every data key an erasure named
-    /// (and any key of an erased recipient created before the erasure).
+    /// After restoring a backup of the key store: deletes again every data key an erasure named,
+    /// in the key store's own records or in the log's `RecipientErased` events.
     ReapplyErasures {
         #[command(flatten)]
         environment: platform::EnvironmentArgs,
@@ -28,7 +28,7 @@ pub enum Action {
     },
 }
 
-pub async fn run(action: Action) -> anyhow::Result<()> {
+pub async fn run(kafka: &platform::KafkaArgs, action: Action) -> anyhow::Result<()> {
     match action {
         Action::Init { file, if_missing } => {
             if file.exists() {
@@ -66,9 +66,50 @@ pub async fn run(action: Action) -> anyhow::Result<()> {
             let store = keystore
                 .open(&environment)?
                 .context("VAXTRAIL_KEYSTORE_URL names no key store")?;
-            let gone = store.reapply_erasures().await?;
-            println!("deleted {gone} data keys of erased recipients");
+            let logged = logged_erasures(kafka).await?;
+            let gone = store.reapply_erasures(&logged).await?;
+            println!(
+                "deleted {gone} data keys of erased recipients ({} named by the log)",
+                logged.len()
+            );
             Ok(())
         }
     }
+}
+
+/// The data key ids every `RecipientErased` event of `vaccination-events` names, read as a
+/// stream (batches handed from the reading thread, decoded here).
+async fn logged_erasures(kafka: &platform::KafkaArgs) -> anyhow::Result<Vec<privacy::KeyId>> {
+    let topic = kafka.topics().vaccination_events;
+    let brokers = kafka.brokers.clone();
+    let names = vec![topic.clone()];
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<rdkafka::message::OwnedMessage>>(4);
+    let reader = tokio::task::spawn_blocking(move || {
+        let spans: Vec<platform::log::Span> = platform::log::watermarks(&brokers, &names)?
+            .iter()
+            .map(platform::log::Watermarks::span)
+            .collect();
+        platform::log::read_spans(&brokers, &spans, None, 1000, |batch| {
+            sender.blocking_send(batch).is_ok()
+        })?;
+        anyhow::Ok(())
+    });
+    // No keys: an erasure carries no personal data, and sealed records are passed over.
+    let codec = avro::codec::VaccinationCodec::new(&kafka.schema_registry_url, &topic);
+    let mut ids = Vec::new();
+    while let Some(batch) = batches.recv().await {
+        for record in &batch {
+            let Ok(envelope) = codec
+                .decode(rdkafka::Message::payload(record).unwrap_or_default())
+                .await
+            else {
+                continue;
+            };
+            if let domain::events::VaccinationPayload::RecipientErased { erased_keys } = envelope.event.payload {
+                ids.extend(erased_keys.iter().filter_map(|k| privacy::KeyId::parse(k)));
+            }
+        }
+    }
+    reader.await??;
+    Ok(ids)
 }

@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DevAuth { action } => auth::init(action),
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
-        Command::Keystore { action } => keystore::run(action).await,
+        Command::Keystore { action } => keystore::run(&cli.kafka, action).await,
         Command::Audit { action } => audit::run(&cli.kafka, action).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Backup(args) => vaxctl::backup::backup(&cli.kafka, args).await,

@@ -196,13 +196,18 @@ impl Rows {
                 credential,
                 ..
             } => self.outcome(at, envelope.recorded_at, recipient_key, event, credential.as_ref()),
-            // An erased recipient's issue read again (a replay): the outcome, no certificate.
-            CertificateBody::SealedIssue(issue) => self.outcome_row(
-                at,
-                envelope.recorded_at,
-                issue.answers,
-                ("issued", Some(issue.certificate_id.as_str().to_owned()), None, None),
-            ),
+            // An erased recipient's issue read again (a replay, or a backup from before the
+            // erasure): the outcome, and the certificate remembered as erased, not its content.
+            CertificateBody::SealedIssue(issue) => {
+                self.erased_certificates
+                    .push((issue.certificate_id.as_str().to_owned(), envelope.recorded_at));
+                self.outcome_row(
+                    at,
+                    envelope.recorded_at,
+                    issue.answers,
+                    ("issued", Some(issue.certificate_id.as_str().to_owned()), None, None),
+                );
+            }
             CertificateBody::StatusList(list) => {
                 // Later records of a batch come later in the log: the last one stands.
                 self.status_lists.insert(

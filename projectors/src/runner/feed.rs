@@ -10,6 +10,9 @@ pub struct Decoder {
     vaccination_events: String,
     vaccinations: VaccinationCodec,
     certificates: CertificateCodec,
+    /// Whether sealed records can be opened here (with the key store, a sealed issue that stays
+    /// sealed is an erased recipient's).
+    keyed: bool,
 }
 
 impl Decoder {
@@ -21,6 +24,7 @@ impl Decoder {
     ) -> Self {
         let keys = keys.map(|k| k as Arc<dyn privacy::DataKeys>);
         Self {
+            keyed: keys.is_some(),
             vaccination_events: vaccination_events.to_owned(),
             vaccinations: VaccinationCodec::new(registry_url, vaccination_events).with_keys(keys.clone()),
             certificates: CertificateCodec::new(registry_url, certificate_events).with_keys(keys),
@@ -46,9 +50,19 @@ impl Decoder {
                 Err(error) => Err(error.to_string()),
             }
         } else {
-            Backoff::REGISTRY
+            let decoded = Backoff::REGISTRY
                 .retry(stop, || self.certificates.decode(bytes), CodecError::is_retriable)
-                .await?
+                .await?;
+            if let Ok(envelope) = &decoded
+                && matches!(envelope.body, avro::certificate::CertificateBody::SealedIssue(_))
+                && !self.keyed
+            {
+                // Without the keys every sealed credential would look erased.
+                anyhow::bail!(
+                    "the log holds sealed credentials and the projectors have no key store (set VAXTRAIL_KEYSTORE_URL and VAXTRAIL_KEK_FILE)"
+                );
+            }
+            decoded
                 .map_err(|e| e.to_string())
                 .map(|e| Projected::Certificate(Box::new(e)))
         })

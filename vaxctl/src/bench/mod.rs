@@ -1,8 +1,10 @@
-//! `vaxctl bench ingest`: posts N vaccinations over HTTP to a command API (started in-process on
-//! topics of its own) with C requests in flight, then, in the same run against the same broker,
-//! writes the same encoded records with a raw rdkafka idempotent producer at the same concurrency.
-//! Prints events/s and latency percentiles for both and the ratio. A benchmark, not a test:
-//! absolute figures vary with the machine; the ratio is what to compare.
+//! `vaxctl bench ingest`: posts N vaccinations over HTTP to two command APIs started in-process on
+//! topics of their own, one sealing personal data through the key store and one writing it in the
+//! clear, in four alternating quarters (clear, sealed, sealed, clear: the broker slows as its log
+//! grows, and alternating cancels that out), with C requests in flight; then, in the same run
+//! against the same broker, writes the same encoded records with a raw rdkafka idempotent producer
+//! at the same concurrency. Prints events/s and latency percentiles for each and the ratios. A
+//! benchmark, not a test: absolute figures vary with the machine; the ratios are what to compare.
 //!
 //! Over 400 lines: it holds the ingest benchmark and the harness every benchmark shares
 //! (`measure`, `Figures`, `progress`); the other benchmarks are modules of their own.
@@ -242,6 +244,10 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
     let jwks = std::env::temp_dir().join(format!("{run}jwks.json"));
     std::fs::write(&jwks, key.jwks())?;
     let mut config = command_api::Config::parse_from(["command-api"]);
+    anyhow::ensure!(
+        config.keystore.url.is_some(),
+        "bench ingest compares sealed with clear writes: set VAXTRAIL_KEYSTORE_URL and VAXTRAIL_KEK_FILE (deploy/local/lib.sh does)"
+    );
     config.kafka = kafka.clone();
     config.redis = RedisArgs {
         key_prefix: run.clone(),
@@ -249,10 +255,17 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
     };
     config.listen = "127.0.0.1:0".parse()?;
     config.auth.jwks = Some(jwks.display().to_string());
+    let mut clear = config.clone();
+    clear.keystore.url = None;
+    clear.environment.environment = platform::environment::Environment::Development;
     let shutdown = Shutdown::new();
-    let app = command_api::Application::build(&config, shutdown.clone()).await?;
-    let url = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
+    let mut urls = Vec::new();
+    for config in [&config, &clear] {
+        let app = command_api::Application::build(config, shutdown.clone()).await?;
+        urls.push(format!("http://{}", app.local_addr()));
+        tokio::spawn(app.run_until_stopped());
+    }
+    let (sealed_url, clear_url) = (urls[0].clone(), urls[1].clone());
     let token = key.token(
         "bench",
         &[Role::Facility],
@@ -274,7 +287,23 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
     .await?;
     let records = Arc::new(encoded(&bodies, &kafka.schema_registry_url, &kafka.topics().vaccination_events).await?);
 
-    let api = through_the_api(&url, &token, &bodies, args.concurrency, args.json).await?;
+    let quarter = (args.count / 4).max(1);
+    let mut sealed_runs = Vec::new();
+    let mut clear_runs = Vec::new();
+    for (i, url) in [&clear_url, &sealed_url, &sealed_url, &clear_url]
+        .into_iter()
+        .enumerate()
+    {
+        let part = &bodies[(i * quarter).min(bodies.len())..((i + 1) * quarter).min(bodies.len())];
+        let figures = through_the_api(url, &token, part, args.concurrency, args.json).await?;
+        if *url == sealed_url {
+            &mut sealed_runs
+        } else {
+            &mut clear_runs
+        }
+        .push(figures);
+    }
+    let (sealed, clear) = (mean(&sealed_runs), mean(&clear_runs));
     let raw = raw_producer(&kafka.brokers, &raw_topic, &records, args.concurrency, args.json).await?;
     shutdown.cancel();
     let _ = std::fs::remove_file(&jwks);
@@ -282,27 +311,43 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
     // clients (see the README), so deletion is an operator's decision.
     eprintln!("topics of this run: vaxctl topics delete --prefix {run}");
 
-    let ratio = api.events_per_second / raw.events_per_second;
+    let ratio = sealed.events_per_second / raw.events_per_second;
+    let sealing = sealed.events_per_second / clear.events_per_second;
     if args.json {
         let side = |f: &Figures| json!({ "events_per_second": f.events_per_second, "p50_ms": f.p50.as_secs_f64() * 1e3, "p99_ms": f.p99.as_secs_f64() * 1e3 });
         println!(
             "{}",
-            json!({ "count": args.count, "concurrency": args.concurrency, "command_api": side(&api), "raw_rdkafka": side(&raw), "ratio": ratio })
+            json!({ "count": args.count, "concurrency": args.concurrency, "command_api": side(&sealed), "command_api_clear": side(&clear), "raw_rdkafka": side(&raw), "ratio": ratio, "sealed_over_clear": sealing })
         );
     } else {
         println!("ingest: {} vaccinations, {} in flight", args.count, args.concurrency);
-        println!("{:<22} {:>10} {:>10} {:>10}", "", "events/s", "p50 ms", "p99 ms");
-        for (name, f) in [("command-api (HTTP)", &api), ("raw rdkafka producer", &raw)] {
+        println!("{:<28} {:>10} {:>10} {:>10}", "", "events/s", "p50 ms", "p99 ms");
+        for (name, f) in [
+            ("command-api, sealed (HTTP)", &sealed),
+            ("command-api, clear (HTTP)", &clear),
+            ("raw rdkafka producer", &raw),
+        ] {
             println!(
-                "{name:<22} {:>10.0} {:>10.2} {:>10.2}",
+                "{name:<28} {:>10.0} {:>10.2} {:>10.2}",
                 f.events_per_second,
                 f.p50.as_secs_f64() * 1e3,
                 f.p99.as_secs_f64() * 1e3
             );
         }
-        println!("ratio command-api / raw producer: {ratio:.2}");
+        println!("ratio command-api (sealed) / raw producer: {ratio:.2}");
+        println!("ratio sealed / clear: {sealing:.2}");
     }
     Ok(())
+}
+
+/// The mean of runs' figures (rates and percentiles averaged).
+fn mean(runs: &[Figures]) -> Figures {
+    let n = runs.len().max(1) as u32;
+    Figures {
+        events_per_second: runs.iter().map(|f| f.events_per_second).sum::<f64>() / f64::from(n),
+        p50: runs.iter().map(|f| f.p50).sum::<Duration>() / n,
+        p99: runs.iter().map(|f| f.p99).sum::<Duration>() / n,
+    }
 }
 
 /// `vaxctl bench sign` arguments.
