@@ -41,10 +41,12 @@ pub async fn describe(
             // personal data.
             Err(CodecError::Sealed {
                 event_id,
+                event_type,
                 recipient_key,
                 why,
             }) => {
                 out["eventId"] = json!(event_id);
+                out["eventType"] = json!(event_type);
                 out["recipientKey"] = json!(recipient_key.as_str());
                 out["personalData"] = json!(format!("sealed: {why}"));
             }

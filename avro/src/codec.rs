@@ -41,6 +41,8 @@ pub enum CodecError {
     #[error("event {event_id}: the personal data is sealed and {why}")]
     Sealed {
         event_id: String,
+        /// The payload record's name (`VaccinationRecorded`, `VaccinationCorrected`).
+        event_type: String,
         recipient_key: RecipientKey,
         why: Unreadable,
     },
@@ -83,6 +85,7 @@ impl CodecError {
                 event_id,
                 recipient_key,
                 why: Unreadable::Erased,
+                ..
             } => Some((event_id, recipient_key)),
             _ => None,
         }

@@ -226,8 +226,10 @@ pub(crate) async fn open_vaccination(value: &mut Value, keys: Option<&dyn DataKe
         let key = match key_for(keys, &recipient, &sealed).await? {
             Ok(key) => key,
             Err(why) => {
+                let event_type = Fields::of(value, "envelope")?.string("eventType")?.to_owned();
                 return Err(CodecError::Sealed {
                     event_id: event_id.clone(),
+                    event_type,
                     recipient_key: recipient.clone(),
                     why,
                 });

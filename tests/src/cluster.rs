@@ -72,6 +72,11 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// The broker's storage directory (its SQLite files), to search what it keeps on disk.
+    pub fn storage(&self) -> &Path {
+        &self._dir.0
+    }
+
     /// Starts Tansu on `brokers` with its SQLite storage in `dir` (new, or as it was left).
     async fn broker(dir: &Path, brokers: &str, namespace: Option<&str>) -> tokio::process::Child {
         let tansu = std::env::var_os("VAXTRAIL_TANSU")

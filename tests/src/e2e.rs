@@ -117,12 +117,20 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts binary `name` (from the build's bin dir) listening on a free port, with `env`, its
-    /// output going to `stdout` and `stderr`. Killed if dropped.
+    /// Starts binary `name` (from the build's bin dir) listening on a free port, with `env` (a
+    /// variable given empty is removed from what the process inherits), its output going to
+    /// `stdout` and `stderr`. Killed if dropped.
     pub fn launch(name: &str, env: impl IntoIterator<Item = (String, String)>, stdout: Stdio, stderr: Stdio) -> Self {
         let address = format!("127.0.0.1:{}", free_port());
-        let child = tokio::process::Command::new(bin_dir().join(name))
-            .envs(env)
+        let mut command = tokio::process::Command::new(bin_dir().join(name));
+        for (key, value) in env {
+            if value.is_empty() {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
+        }
+        let child = command
             .env("VAXTRAIL_LISTEN", &address)
             .stdout(stdout)
             .stderr(stderr)
@@ -309,8 +317,15 @@ impl Deployment {
 
     /// Runs `vaxctl` with this deployment's environment; its output, whatever its exit status.
     pub async fn vaxctl(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(bin_dir().join("vaxctl"))
-            .envs(self.env())
+        let mut command = tokio::process::Command::new(bin_dir().join("vaxctl"));
+        for (key, value) in self.env() {
+            if value.is_empty() {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
+        }
+        command
             .args(args)
             .stdin(Stdio::null())
             .output()

@@ -24,6 +24,7 @@ fn projectors(stack: &TestStack, run: usize) -> tokio::process::Child {
         .env("VAXTRAIL_DATABASE_SCHEMA", &stack.postgres.schema)
         .env("VAXTRAIL_REDIS_KEY_PREFIX", &stack.redis.key_prefix)
         .env("VAXTRAIL_CLICKHOUSE_DATABASE", &stack.clickhouse.database)
+        .env("VAXTRAIL_KEYSTORE_SCHEMA", &stack.keystore.schema)
         .env("VAXTRAIL_PROJECTOR_GROUP_PREFIX", format!("projector-{run}-"))
         .env("VAXTRAIL_PROJECTOR_BATCH_SIZE", "200")
         .env("VAXTRAIL_LOG", "warn")

@@ -107,9 +107,13 @@ async fn events(kafka: &KafkaArgs, args: &EventsArgs) -> anyhow::Result<()> {
                 let Ok(envelope) = log.certificates.decode(record.payload().unwrap_or_default()).await else {
                     continue;
                 };
-                if let CertificateBody::Outcome { event, .. } = &envelope.body
-                    && audit::certificate_of(&event.outcome) == Some(certificate.as_str())
-                {
+                let names = match &envelope.body {
+                    CertificateBody::Outcome { event, .. } => audit::certificate_of(&event.outcome),
+                    // An issue whose credential is sealed (the auditor holds no keys).
+                    CertificateBody::SealedIssue(issue) => Some(issue.certificate_id.as_str()),
+                    CertificateBody::Checkpoint(_) | CertificateBody::StatusList(_) => None,
+                };
+                if names == Some(certificate.as_str()) {
                     sources.insert((envelope.source.partition, envelope.source.offset));
                     chosen.push(record);
                 }

@@ -8,6 +8,7 @@ mod auth;
 
 mod bench;
 mod demo;
+mod erase;
 mod keys;
 mod keystore;
 mod replay;
@@ -51,6 +52,9 @@ enum Command {
         #[command(subcommand)]
         action: keys::Action,
     },
+    /// Erase a person (crypto-shredding) through the command API: their data keys go and every
+    /// read model drops them.
+    Erase(erase::EraseArgs),
     /// The key store: the key-encryption key file, erasures after a key-store restore.
     Keystore {
         #[command(subcommand)]
@@ -107,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DevAuth { action } => auth::init(action),
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
+        Command::Erase(args) => erase::run(&args).await,
         Command::Keystore { action } => keystore::run(&cli.kafka, action).await,
         Command::Audit { action } => audit::run(&cli.kafka, action).await,
         Command::Demo(args) => demo::run(args).await,
