@@ -19,8 +19,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 vaxtrail \
- && mkdir -p /var/lib/vaxtrail/signer-state \
- && chown vaxtrail /var/lib/vaxtrail/signer-state
+ && mkdir -p /var/lib/vaxtrail/signer-state /var/lib/vaxtrail/kek \
+ && chown vaxtrail /var/lib/vaxtrail/signer-state /var/lib/vaxtrail/kek \
+ && chmod 0700 /var/lib/vaxtrail/kek
 COPY --from=build /out/ /usr/local/bin/
 USER vaxtrail
 ENV VAXTRAIL_LOG_FORMAT=json

@@ -73,7 +73,11 @@ impl KeystoreArgs {
         crate::config::valid_schema(&self.schema)?;
         let kek = FileKek::load(kek_file)?;
         let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
-        let options = options.options([("search_path", self.schema.as_str())]);
+        // Notices ("schema already exists, skipping") are not worth a log line per start.
+        let options = options.options([
+            ("search_path", self.schema.as_str()),
+            ("client_min_messages", "warning"),
+        ]);
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(5))
@@ -203,27 +207,39 @@ impl KeyStore {
 
     async fn write_key(&self, recipient: &RecipientKey) -> Result<(KeyId, DataKey), KeysError> {
         self.prepare().await?;
-        if let Some(found) = self.current(recipient).await? {
-            return Ok(found);
-        }
+        // One round trip: the recipient's key if they have one, else a new one inserted (and made
+        // durable) in the same statement. The fresh key is wasted when one exists: generating and
+        // wrapping it costs about a microsecond, a second round trip far more.
         let (id, key) = (KeyId::random(), DataKey::random());
-        let created = sqlx::query(
-            "INSERT INTO data_keys (key_id, recipient_key, kek_id, wrapped) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (recipient_key) DO NOTHING",
+        let row = sqlx::query(
+            "WITH existing AS (SELECT key_id, wrapped FROM data_keys WHERE recipient_key = $2),
+                  created AS (
+                    INSERT INTO data_keys (key_id, recipient_key, kek_id, wrapped)
+                    SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM existing)
+                    ON CONFLICT (recipient_key) DO NOTHING
+                    RETURNING key_id, wrapped)
+             SELECT key_id, wrapped FROM existing UNION ALL SELECT key_id, wrapped FROM created",
         )
         .bind(id.0)
         .bind(recipient.as_str())
         .bind(self.kek.id())
         .bind(self.kek.wrap(&key, &binding(recipient, id)))
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        if created.rows_affected() == 1 {
-            metrics::counter!("vaxtrail_keystore_keys_created_total").increment(1);
-            return Ok((id, key));
+        match row {
+            Some(row) if KeyId(row.get("key_id")) == id => {
+                metrics::counter!("vaxtrail_keystore_keys_created_total").increment(1);
+                Ok((id, key))
+            }
+            Some(row) => {
+                let found = KeyId(row.get("key_id"));
+                Ok((found, self.unwrap(recipient, found, row.get::<&[u8], _>("wrapped"))?))
+            }
+            // Another writer created it between the two parts (or it was erased in between): ask
+            // again.
+            None => self.current(recipient).await?.ok_or(KeysError::Erasing),
         }
-        // Another writer created it first (or it was erased in between: ask again).
-        self.current(recipient).await?.ok_or(KeysError::Erasing)
     }
 
     async fn read_key(&self, recipient: &RecipientKey, id: KeyId) -> Result<Option<DataKey>, KeysError> {

@@ -131,16 +131,17 @@ where
     ))
 }
 
-/// Posts every body through the API and measures.
+/// Posts every body through the API and measures; `first` numbers the bodies' idempotency keys
+/// (each body its own key across calls, or the API answers a retry without appending).
 async fn through_the_api(
     url: &str,
     token: &str,
-    bodies: &[Value],
+    (first, bodies): (usize, &[Value]),
     concurrency: usize,
     quiet: bool,
 ) -> anyhow::Result<Figures> {
     let client = reqwest::Client::new();
-    let numbered: Vec<(usize, &Value)> = bodies.iter().enumerate().collect();
+    let numbered: Vec<(usize, &Value)> = bodies.iter().enumerate().map(|(i, b)| (first + i, b)).collect();
     let bar = progress(bodies.len(), "command-api", quiet);
     measure(&numbered, concurrency, bar, |(i, body)| {
         let request = client
@@ -294,8 +295,9 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
         .into_iter()
         .enumerate()
     {
-        let part = &bodies[(i * quarter).min(bodies.len())..((i + 1) * quarter).min(bodies.len())];
-        let figures = through_the_api(url, &token, part, args.concurrency, args.json).await?;
+        let start = (i * quarter).min(bodies.len());
+        let part = &bodies[start..((i + 1) * quarter).min(bodies.len())];
+        let figures = through_the_api(url, &token, (start, part), args.concurrency, args.json).await?;
         if *url == sealed_url {
             &mut sealed_runs
         } else {
