@@ -17,7 +17,7 @@ use vaxtrail_tests::{
 };
 
 /// People posted (`VAXTRAIL_DRILL_ERASURE_PEOPLE`), and how many of them are erased.
-const PEOPLE: usize = 200;
+const PEOPLE: usize = 1_000;
 const ERASED: usize = 10;
 
 /// Person `i`: a body for `POST /v1/certify` and the strings that identify them.
