@@ -213,13 +213,26 @@ impl PostgresArgs {
     /// A pool that connects on first use (so a service starts, not ready, while PostgreSQL is
     /// down), with `search_path` set to the configured schema.
     pub fn pool(&self) -> Result<sqlx::PgPool, sqlx::Error> {
-        let options: sqlx::postgres::PgConnectOptions = self.url.expose().parse()?;
-        let options = options.options([("search_path", self.schema.as_str())]);
-        Ok(sqlx::postgres::PgPoolOptions::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect_lazy_with(options))
+        lazy_pool(
+            &self.url,
+            &[("search_path", self.schema.as_str())],
+            self.max_connections,
+        )
     }
+}
+
+/// A PostgreSQL pool that connects on first use, with these session settings (`search_path`, …)
+/// on every connection.
+pub fn lazy_pool(
+    url: &SecretUrl,
+    settings: &[(&str, &str)],
+    max_connections: u32,
+) -> Result<sqlx::PgPool, sqlx::Error> {
+    let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy_with(options.options(settings.iter().copied())))
 }
 
 impl RedisArgs {

@@ -72,16 +72,12 @@ impl KeystoreArgs {
         })?;
         crate::config::valid_schema(&self.schema)?;
         let kek = FileKek::load(kek_file)?;
-        let options: sqlx::postgres::PgConnectOptions = url.expose().parse()?;
         // Notices ("schema already exists, skipping") are not worth a log line per start.
-        let options = options.options([
+        let settings = [
             ("search_path", self.schema.as_str()),
             ("client_min_messages", "warning"),
-        ]);
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
+        ];
+        let pool = crate::config::lazy_pool(url, &settings, 10)?;
         Ok(Some(Arc::new(KeyStore::new(pool, &self.schema, Arc::new(kek)))))
     }
 }
@@ -310,13 +306,6 @@ impl KeyStore {
         .await
         .map_err(unavailable)?;
         Ok(gone.rows_affected())
-    }
-
-    /// Whether PostgreSQL answers (for readiness).
-    pub async fn ping(&self) -> Result<(), KeysError> {
-        self.prepare().await?;
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
-        Ok(())
     }
 }
 

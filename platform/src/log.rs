@@ -113,6 +113,31 @@ pub async fn watermarks_async(brokers: &str, topics: &[String]) -> anyhow::Resul
     tokio::task::spawn_blocking(move || watermarks(&brokers, &topics)).await?
 }
 
+/// Where each partition ended: `(topic, partition)` → the first offset not handed over.
+pub type Ends = HashMap<(String, i32), i64>;
+
+/// [`read_spans`] on a blocking thread, its batches handed over a channel (four in flight) for
+/// async code to work on as they come. Await the handle, after the channel is drained or dropped,
+/// for where each partition ended.
+pub fn stream_spans(
+    brokers: &str,
+    spans: Vec<Span>,
+    until: Option<i64>,
+    batch: usize,
+) -> (
+    tokio::sync::mpsc::Receiver<Vec<OwnedMessage>>,
+    tokio::task::JoinHandle<anyhow::Result<Ends>>,
+) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    let brokers = brokers.to_owned();
+    let reader = tokio::task::spawn_blocking(move || {
+        read_spans(&brokers, &spans, until, batch.max(1), |messages| {
+            sender.blocking_send(messages).is_ok()
+        })
+    });
+    (receiver, reader)
+}
+
 /// Reads the spans' records, each partition in offset order (partitions interleave), handing
 /// them to `each` in batches of up to `batch` records. A partition ends at its span's end, or at
 /// its first record stamped after `until` (milliseconds since the epoch), if given. `each`

@@ -6,8 +6,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use platform::log::{Span, read_spans};
-use rdkafka::message::OwnedMessage;
+use platform::log::Span;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -71,13 +70,7 @@ pub async fn apply_spans<P: Projection>(
     batch: usize,
     progress: impl Fn(u64),
 ) -> anyhow::Result<Applied> {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<OwnedMessage>>(4);
-    let brokers = source.brokers.clone();
-    let reader = tokio::task::spawn_blocking(move || {
-        read_spans(&brokers, &spans, until, batch.max(1), |messages| {
-            sender.blocking_send(messages).is_ok()
-        })
-    });
+    let (mut receiver, reader) = platform::log::stream_spans(&source.brokers, spans, until, batch);
     let decoder = Decoder::new(
         &source.registry_url,
         &source.vaccination_events,

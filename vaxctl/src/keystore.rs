@@ -81,19 +81,12 @@ pub async fn run(kafka: &platform::KafkaArgs, action: Action) -> anyhow::Result<
 /// stream (batches handed from the reading thread, decoded here).
 async fn logged_erasures(kafka: &platform::KafkaArgs) -> anyhow::Result<Vec<privacy::KeyId>> {
     let topic = kafka.topics().vaccination_events;
-    let brokers = kafka.brokers.clone();
-    let names = vec![topic.clone()];
-    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<rdkafka::message::OwnedMessage>>(4);
-    let reader = tokio::task::spawn_blocking(move || {
-        let spans: Vec<platform::log::Span> = platform::log::watermarks(&brokers, &names)?
-            .iter()
-            .map(platform::log::Watermarks::span)
-            .collect();
-        platform::log::read_spans(&brokers, &spans, None, 1000, |batch| {
-            sender.blocking_send(batch).is_ok()
-        })?;
-        anyhow::Ok(())
-    });
+    let spans = platform::log::watermarks_async(&kafka.brokers, std::slice::from_ref(&topic))
+        .await?
+        .iter()
+        .map(platform::log::Watermarks::span)
+        .collect();
+    let (mut batches, reader) = platform::log::stream_spans(&kafka.brokers, spans, None, 1000);
     // No keys: an erasure carries no personal data, and sealed records are passed over.
     let codec = avro::codec::VaccinationCodec::new(&kafka.schema_registry_url, &topic);
     let mut ids = Vec::new();
