@@ -13,6 +13,7 @@
 //! their `RecipientErased` event is read.
 
 use std::{
+    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -28,6 +29,13 @@ use crate::{EnvironmentArgs, config::SecretUrl};
 
 /// Longest an unwrapped key is reused without asking the store again.
 pub const READ_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Most recipients one write statement looks up or creates.
+const WRITE_BATCH: usize = 256;
+/// Write statements in flight at once (the pool holds more connections for reads and erasures).
+const WRITES_IN_FLIGHT: usize = 4;
+/// Write requests waiting beyond those: a sender waits when it is full.
+const WRITE_QUEUE: usize = 4096;
 
 /// Key store settings.
 #[derive(Clone, Debug, Args)]
@@ -89,6 +97,11 @@ pub struct KeyStore {
     kek: Arc<dyn Kek>,
     prepared: tokio::sync::OnceCell<()>,
     read_cache: quick_cache::sync::Cache<KeyId, (RecipientKey, DataKey, Instant)>,
+    /// The batch writer's queue, started on first use (it needs a runtime; it stops when the
+    /// store is dropped).
+    writes: std::sync::OnceLock<tokio::sync::mpsc::Sender<WriteRequest>>,
+    /// Write statements run so far (each answers a batch).
+    write_statements: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One erasure, as the key store records it.
@@ -126,6 +139,8 @@ impl KeyStore {
             kek,
             prepared: tokio::sync::OnceCell::new(),
             read_cache: quick_cache::sync::Cache::new(100_000),
+            writes: std::sync::OnceLock::new(),
+            write_statements: Arc::default(),
         }
     }
 
@@ -188,54 +203,33 @@ impl KeyStore {
         outcome
     }
 
-    async fn current(&self, recipient: &RecipientKey) -> Result<Option<(KeyId, DataKey)>, KeysError> {
-        let row = sqlx::query("SELECT key_id, wrapped FROM data_keys WHERE recipient_key = $1")
-            .bind(recipient.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        row.map(|row| {
-            let id = KeyId(row.get("key_id"));
-            Ok((id, self.unwrap(recipient, id, row.get::<&[u8], _>("wrapped"))?))
-        })
-        .transpose()
-    }
-
+    /// The recipient's data key for writing: looked up or created by the batch writer, which
+    /// answers every request waiting at the time in one statement.
     async fn write_key(&self, recipient: &RecipientKey) -> Result<(KeyId, DataKey), KeysError> {
         self.prepare().await?;
-        // One round trip: the recipient's key if they have one, else a new one inserted (and made
-        // durable) in the same statement. The fresh key is wasted when one exists: generating and
-        // wrapping it costs about a microsecond, a second round trip far more.
-        let (id, key) = (KeyId::random(), DataKey::random());
-        let row = sqlx::query(
-            "WITH existing AS (SELECT key_id, wrapped FROM data_keys WHERE recipient_key = $2),
-                  created AS (
-                    INSERT INTO data_keys (key_id, recipient_key, kek_id, wrapped)
-                    SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM existing)
-                    ON CONFLICT (recipient_key) DO NOTHING
-                    RETURNING key_id, wrapped)
-             SELECT key_id, wrapped FROM existing UNION ALL SELECT key_id, wrapped FROM created",
-        )
-        .bind(id.0)
-        .bind(recipient.as_str())
-        .bind(self.kek.id())
-        .bind(self.kek.wrap(&key, &binding(recipient, id)))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        match row {
-            Some(row) if KeyId(row.get("key_id")) == id => {
-                metrics::counter!("vaxtrail_keystore_keys_created_total").increment(1);
-                Ok((id, key))
-            }
-            Some(row) => {
-                let found = KeyId(row.get("key_id"));
-                Ok((found, self.unwrap(recipient, found, row.get::<&[u8], _>("wrapped"))?))
-            }
-            // Another writer created it between the two parts (or it was erased in between): ask
-            // again.
-            None => self.current(recipient).await?.ok_or(KeysError::Erasing),
-        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let writes = self.writes.get_or_init(|| {
+            let (sender, receiver) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+            tokio::spawn(write_batches(
+                BatchWriter {
+                    pool: self.pool.clone(),
+                    kek: self.kek.clone(),
+                    statements: self.write_statements.clone(),
+                },
+                receiver,
+            ));
+            sender
+        });
+        writes
+            .send(WriteRequest {
+                recipient: recipient.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| KeysError::Unavailable("the key store's batch writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| KeysError::Unavailable("the key store's batch writer dropped a request".into()))?
     }
 
     async fn read_key(&self, recipient: &RecipientKey, id: KeyId) -> Result<Option<DataKey>, KeysError> {
@@ -260,6 +254,12 @@ impl KeyStore {
         self.read_cache
             .insert(id, (recipient.clone(), key.clone(), Instant::now()));
         Ok(Some(key))
+    }
+
+    /// How many write statements have answered this store's requests for writing keys (each
+    /// answers every request waiting at the time).
+    pub fn write_statements(&self) -> u64 {
+        self.write_statements.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Erases a recipient: deletes their data keys and records the erasure, in one transaction.
@@ -307,6 +307,173 @@ impl KeyStore {
         .map_err(unavailable)?;
         Ok(gone.rows_affected())
     }
+}
+
+/// A request for a recipient's key for writing, answered by [`write_batches`].
+struct WriteRequest {
+    recipient: RecipientKey,
+    reply: tokio::sync::oneshot::Sender<Result<(KeyId, DataKey), KeysError>>,
+}
+
+/// What the batch writer needs of the store.
+#[derive(Clone)]
+struct BatchWriter {
+    pool: sqlx::PgPool,
+    kek: Arc<dyn Kek>,
+    statements: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Group commit for key writes: takes every request waiting (up to [`WRITE_BATCH`]) and answers
+/// them with one statement, with up to [`WRITES_IN_FLIGHT`] statements at once. Concurrent intake
+/// thus costs one round trip and one commit per batch rather than per vaccination; a lone request
+/// goes at once, so an idle store adds no delay. Ends when the store (every sender) is dropped.
+async fn write_batches(writer: BatchWriter, mut requests: tokio::sync::mpsc::Receiver<WriteRequest>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT));
+    loop {
+        // A slot first: while every statement is in flight, requests gather into the next batch.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::new();
+        if requests.recv_many(&mut batch, WRITE_BATCH).await == 0 {
+            return;
+        }
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            metrics::histogram!("vaxtrail_keystore_write_batch_size").record(batch.len() as f64);
+            let outcome = writer.answer(batch).await;
+            let result = if outcome { "ok" } else { "error" };
+            metrics::histogram!("vaxtrail_keystore_seconds", "op" => "write_batch", "result" => result)
+                .record(started.elapsed().as_secs_f64());
+            drop(slot);
+        });
+    }
+}
+
+impl BatchWriter {
+    /// Looks up or creates the key of every recipient in the batch in one statement, and answers
+    /// each request. Returns whether the statement succeeded.
+    async fn answer(&self, batch: Vec<WriteRequest>) -> bool {
+        // One fresh key per distinct recipient (a recipient may be asked for twice in a batch).
+        let mut fresh: HashMap<RecipientKey, (KeyId, DataKey)> = HashMap::new();
+        for request in &batch {
+            fresh
+                .entry(request.recipient.clone())
+                .or_insert_with(|| (KeyId::random(), DataKey::random()));
+        }
+        let mut ids = Vec::with_capacity(fresh.len());
+        let mut recipients = Vec::with_capacity(fresh.len());
+        let mut wrapped = Vec::with_capacity(fresh.len());
+        for (recipient, (id, key)) in &fresh {
+            ids.push(id.0);
+            recipients.push(recipient.as_str().to_owned());
+            wrapped.push(self.kek.wrap(key, &binding(recipient, *id)));
+        }
+        self.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut found = self.write(&ids, &recipients, &wrapped).await;
+        if let Ok(rows) = &mut found
+            && rows.len() < fresh.len()
+        {
+            // A recipient without a row: another statement (a batch in flight beside this one, or
+            // another service) inserted their key after this one's snapshot. Read it.
+            let missing: Vec<String> = {
+                let seen: std::collections::HashSet<&RecipientKey> = rows.iter().map(|(r, _, _)| r).collect();
+                fresh.keys().filter(|r| !seen.contains(r)).map(|r| r.as_str().to_owned()).collect()
+            };
+            match self.current(&missing).await {
+                Ok(more) => rows.extend(more),
+                Err(error) => found = Err(error),
+            }
+        }
+        let ok = found.is_ok();
+        let mut answers: HashMap<RecipientKey, Result<(KeyId, DataKey), KeysError>> = HashMap::new();
+        let mut created = 0_u64;
+        match found {
+            Ok(rows) => {
+                for (recipient, id, wrapped) in rows {
+                    let answer = match fresh.get(&recipient) {
+                        Some((fresh_id, key)) if *fresh_id == id => {
+                            created += 1;
+                            Ok((id, key.clone()))
+                        }
+                        _ => self
+                            .kek
+                            .unwrap(&wrapped, &binding(&recipient, id))
+                            .map(|key| (id, key))
+                            .map_err(KeysError::from),
+                    };
+                    answers.insert(recipient, answer);
+                }
+            }
+            Err(error) => {
+                for request in &batch {
+                    answers.insert(request.recipient.clone(), Err(error.clone()));
+                }
+            }
+        }
+        metrics::counter!("vaxtrail_keystore_keys_created_total").increment(created);
+        for request in batch {
+            // Still no row: another writer's key was erased between the two statements.
+            let answer = answers
+                .get(&request.recipient)
+                .cloned()
+                .unwrap_or(Err(KeysError::Erasing));
+            // The requester may have gone (a cancelled HTTP request): nothing to answer.
+            let _ = request.reply.send(answer);
+        }
+        ok
+    }
+
+    /// The current keys of `recipients` (those that have one).
+    async fn current(&self, recipients: &[String]) -> Result<Vec<(RecipientKey, KeyId, Vec<u8>)>, KeysError> {
+        let rows = sqlx::query("SELECT key_id, recipient_key, wrapped FROM data_keys WHERE recipient_key = ANY($1)")
+            .bind(recipients)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter().map(keyed_row).collect()
+    }
+
+    /// One round trip: each recipient's key if they have one, else the fresh one inserted (and
+    /// made durable) in the same statement. A fresh key is wasted when one exists: generating and
+    /// wrapping it costs about a microsecond, a second round trip far more.
+    async fn write(
+        &self,
+        ids: &[uuid::Uuid],
+        recipients: &[String],
+        wrapped: &[Vec<u8>],
+    ) -> Result<Vec<(RecipientKey, KeyId, Vec<u8>)>, KeysError> {
+        let rows = sqlx::query(
+            "WITH input AS (
+                    SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS i(key_id, recipient_key, wrapped)),
+                  existing AS (
+                    SELECT key_id, recipient_key, wrapped FROM data_keys
+                    WHERE recipient_key = ANY($2)),
+                  created AS (
+                    INSERT INTO data_keys (key_id, recipient_key, kek_id, wrapped)
+                    SELECT key_id, recipient_key, $4, wrapped FROM input
+                    WHERE recipient_key NOT IN (SELECT recipient_key FROM existing)
+                    ON CONFLICT (recipient_key) DO NOTHING
+                    RETURNING key_id, recipient_key, wrapped)
+             SELECT key_id, recipient_key, wrapped FROM existing
+             UNION ALL SELECT key_id, recipient_key, wrapped FROM created",
+        )
+        .bind(ids)
+        .bind(recipients)
+        .bind(wrapped)
+        .bind(self.kek.id())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.into_iter().map(keyed_row).collect()
+    }
+}
+
+fn keyed_row(row: sqlx::postgres::PgRow) -> Result<(RecipientKey, KeyId, Vec<u8>), KeysError> {
+    let recipient = RecipientKey::parse("recipientKey", row.get::<&str, _>("recipient_key"))
+        .map_err(|e| KeysError::Unavailable(format!("the key store holds a malformed recipient key: {e:?}")))?;
+    Ok((recipient, KeyId(row.get("key_id")), row.get("wrapped")))
 }
 
 impl DataKeys for KeyStore {

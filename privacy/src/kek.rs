@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::{DataKey, KeyId, Sealed, seal};
 
 /// Why a key-encryption key could not be loaded or a data key unwrapped.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum KekError {
     #[error("reading the key-encryption key {path}: {why}")]
     Load { path: String, why: String },

@@ -73,7 +73,7 @@ impl fmt::Debug for DataKey {
 }
 
 /// Why the key store could not answer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum KeysError {
     /// The store could not be reached (retry later; a request answers 503).
     #[error("the key store is unavailable: {0}")]
