@@ -100,6 +100,11 @@ pub trait Envelope: Sized {
     fn seal<'a>(value: &'a mut Value, keys: &'a dyn DataKeys) -> BoxFuture<'a, Result<(), CodecError>>;
     /// Opens the value's sealed parts in place, as far as the keys allow.
     fn open<'a>(value: &'a mut Value, keys: Option<&'a dyn DataKeys>) -> BoxFuture<'a, Result<(), CodecError>>;
+    /// The recipient whose data key sealing this envelope takes, when a caller may fetch it ahead
+    /// ([`Codec::key_for_writing`]); `None` when there is nothing to seal or no fetching ahead.
+    fn sealed_for(&self) -> Option<&RecipientKey> {
+        None
+    }
 }
 
 impl Envelope for VaccinationEnvelope {
@@ -114,6 +119,9 @@ impl Envelope for VaccinationEnvelope {
     }
     fn open<'a>(value: &'a mut Value, keys: Option<&'a dyn DataKeys>) -> BoxFuture<'a, Result<(), CodecError>> {
         sealing::open_vaccination(value, keys).boxed()
+    }
+    fn sealed_for(&self) -> Option<&RecipientKey> {
+        self.event.payload.record().map(|_| &self.event.recipient_key)
     }
 }
 
@@ -130,6 +138,41 @@ impl Envelope for CertificateEnvelope {
     fn open<'a>(value: &'a mut Value, keys: Option<&'a dyn DataKeys>) -> BoxFuture<'a, Result<(), CodecError>> {
         sealing::open_certificate(value, keys).boxed()
     }
+}
+
+/// A recipient's data key fetched ahead of encoding ([`Codec::key_for_writing`]).
+pub struct WriteKey {
+    recipient: RecipientKey,
+    id: privacy::KeyId,
+    key: privacy::DataKey,
+}
+
+/// Gives the one key it holds to the sealing of its recipient's envelope.
+impl DataKeys for WriteKey {
+    fn for_writing<'a>(
+        &'a self,
+        recipient: &'a RecipientKey,
+    ) -> BoxFuture<'a, Result<(privacy::KeyId, privacy::DataKey), privacy::KeysError>> {
+        let found = if *recipient == self.recipient {
+            Ok((self.id, self.key.clone()))
+        } else {
+            Err(privacy::KeysError::Unavailable(
+                "a key fetched ahead for another recipient".into(),
+            ))
+        };
+        futures::future::ready(found).boxed()
+    }
+    fn for_reading<'a>(
+        &'a self,
+        _: &'a RecipientKey,
+        _: privacy::KeyId,
+    ) -> BoxFuture<'a, Result<Option<privacy::DataKey>, privacy::KeysError>> {
+        futures::future::ready(Err(privacy::KeysError::Unavailable(
+            "a key fetched ahead is for writing only".into(),
+        )))
+        .boxed()
+    }
+    fn forget(&self, _: &RecipientKey) {}
 }
 
 /// Encodes and decodes one topic's values.
@@ -168,9 +211,33 @@ impl<T: Envelope> Codec<T> {
 
     /// The record value bytes of an envelope.
     pub async fn encode(&self, envelope: &T) -> Result<Vec<u8>, CodecError> {
+        self.encode_with(envelope, None).await
+    }
+
+    /// The data key [`Codec::encode_with`] will seal `envelope` with, fetched now, so that a caller
+    /// can wait for the key store beside its other round trips. `None` when there is no key store
+    /// or nothing to seal (and for envelopes that are not fetched ahead).
+    pub async fn key_for_writing(&self, envelope: &T) -> Result<Option<WriteKey>, CodecError> {
+        let (Some(keys), Some(recipient)) = (&self.keys, envelope.sealed_for()) else {
+            return Ok(None);
+        };
+        let (id, key) = keys.for_writing(recipient).await?;
+        Ok(Some(WriteKey {
+            recipient: recipient.clone(),
+            id,
+            key,
+        }))
+    }
+
+    /// The record value bytes of an envelope, sealed with `key` when it was fetched ahead for this
+    /// envelope's recipient (otherwise with the key the key store gives now).
+    pub async fn encode_with(&self, envelope: &T, key: Option<WriteKey>) -> Result<Vec<u8>, CodecError> {
         let mut value = envelope.to_avro()?;
         if let Some(keys) = &self.keys {
-            T::seal(&mut value, keys.as_ref()).await?;
+            match key {
+                Some(key) if Some(&key.recipient) == envelope.sealed_for() => T::seal(&mut value, &key).await?,
+                _ => T::seal(&mut value, keys.as_ref()).await?,
+            }
         }
         let Value::Record(fields) = value else {
             unreachable!("an envelope is a record")

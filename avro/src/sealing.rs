@@ -214,9 +214,33 @@ async fn key_for(
         .ok_or(Unreadable::Erased))
 }
 
+/// Whether the value's payload is the union branch `branch` (a `RecipientErased`).
+fn is_branch(value: &mut Value, branch: u32) -> bool {
+    fields_mut(value)
+        .and_then(|fields| field_mut(fields, "payload"))
+        .is_some_and(|payload| matches!(payload, Value::Union(b, _) if *b == branch))
+}
+
+/// A `RecipientErased` read from the log: the key store forgets every key of the recipient it
+/// holds in memory, at that point in the log's order (a signer that seals with the keys it opened
+/// never seals with an erased person's key after their erasure).
+fn forget_if_erased(value: &mut Value, branch: u32, keys: Option<&dyn DataKeys>) -> Result<(), CodecError> {
+    if let Some(keys) = keys
+        && is_branch(value, branch)
+    {
+        keys.forget(&identity(value)?.1);
+    }
+    Ok(())
+}
+
+/// The union branch of `RecipientErased` on `vaccination-events` and on `certificate-events`.
+const VACCINATION_ERASED: u32 = 3;
+const CERTIFICATE_ERASED: u32 = 6;
+
 /// Opens the personal data of a `vaccination-events` value in place. A record whose key is gone
 /// (or that is read without a key store) is [`CodecError::Sealed`].
 pub(crate) async fn open_vaccination(value: &mut Value, keys: Option<&dyn DataKeys>) -> Result<(), CodecError> {
+    forget_if_erased(value, VACCINATION_ERASED, keys)?;
     let (event_id, recipient) = identity(value)?;
     let aad = associated_data("vaccination", &event_id, &recipient);
     for fields in recorded_records(value) {
@@ -275,6 +299,7 @@ pub(crate) async fn seal_certificate(value: &mut Value, keys: &dyn DataKeys) -> 
 /// Opens an issued credential in place when its key exists; otherwise leaves it sealed (the
 /// decoder then reads an issue whose credential is unreadable).
 pub(crate) async fn open_certificate(value: &mut Value, keys: Option<&dyn DataKeys>) -> Result<(), CodecError> {
+    forget_if_erased(value, CERTIFICATE_ERASED, keys)?;
     let Some(sealed) = issued_record(value)
         .map(|f| sealed_in(f, "sealedCredential"))
         .transpose()?
@@ -311,6 +336,7 @@ mod tests {
         writer::datum::GenericDatumWriter,
     };
     use futures::{FutureExt, future::BoxFuture};
+    use domain::events::VaccinationPayload;
     use privacy::KeysError;
 
     use super::*;
@@ -323,9 +349,9 @@ mod tests {
         },
     };
 
-    /// Data keys in memory; `erase` drops a recipient's.
+    /// Data keys in memory; `erase` drops a recipient's. Records whom it was told to forget.
     #[derive(Default)]
-    struct Memory(Mutex<HashMap<RecipientKey, (KeyId, DataKey)>>);
+    struct Memory(Mutex<HashMap<RecipientKey, (KeyId, DataKey)>>, Mutex<Vec<RecipientKey>>);
 
     impl Memory {
         fn erase(&self, recipient: &RecipientKey) {
@@ -359,7 +385,9 @@ mod tests {
                 .map(|(_, key)| key.clone());
             async move { Ok(found) }.boxed()
         }
-        fn forget(&self, _: &RecipientKey) {}
+        fn forget(&self, recipient: &RecipientKey) {
+            self.1.lock().unwrap().push(recipient.clone());
+        }
     }
 
     fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -439,6 +467,27 @@ mod tests {
             ))
         );
         assert!(!error.is_retriable());
+    }
+
+    #[tokio::test]
+    async fn reading_an_erasure_makes_the_key_store_forget_the_recipient_and_nothing_else_does() {
+        let keys = Memory::default();
+        for payload in payloads() {
+            let original = envelope(payload);
+            let mut value = vaccination::to_avro(&original);
+            seal_vaccination(&mut value, &keys).await.unwrap();
+            let bytes = write(schemas::VACCINATION_EVENTS, value);
+            let mut read_back = read(schemas::VACCINATION_EVENTS, &bytes);
+            open_vaccination(&mut read_back, Some(&keys)).await.unwrap();
+            let forgotten = std::mem::take(&mut *keys.1.lock().unwrap());
+            let erasure = matches!(original.event.payload, VaccinationPayload::RecipientErased { .. });
+            let expected = if erasure {
+                vec![original.event.recipient_key.clone()]
+            } else {
+                vec![]
+            };
+            assert_eq!(forgotten, expected, "{}", original.event.payload.event_type());
+        }
     }
 
     #[tokio::test]

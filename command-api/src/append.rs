@@ -94,11 +94,15 @@ impl Appender {
     /// have many in flight and still keep one recipient's events in order.
     pub async fn enqueue(&self, envelope: &VaccinationEnvelope) -> Result<Enqueued, AppendError> {
         let remembered = self.remembered_key(envelope);
-        if self.was_appended(&remembered).await {
+        // The retry check (Redis) and the recipient's data key (the key store) are independent
+        // round trips: wait for both at once. A key fetched for a retry is the recipient's
+        // existing one, so nothing is created in vain.
+        let (appended, key) = tokio::join!(self.was_appended(&remembered), self.codec.key_for_writing(envelope));
+        if appended {
             metrics::counter!("vaxtrail_commands_duplicates_total").increment(1);
             return Ok(Enqueued::AlreadyAppended);
         }
-        let value = self.codec.encode(envelope).await?;
+        let value = self.codec.encode_with(envelope, key?).await?;
         let key = envelope.event.recipient_key.as_str();
         let event_id = envelope.event.event_id.to_string();
         // The record's one header: the request's trace, which the signer and the projectors

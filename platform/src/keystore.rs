@@ -8,9 +8,12 @@
 //!   (recipient keys are keyed hashes), so a key-store backup restored later can be made to forget
 //!   again (`vaxctl keystore restore` deletes every key named here).
 //!
-//! Writes are never cached (a key created or erased is seen by the next write at once). Reads
-//! cache unwrapped keys for at most [`READ_CACHE_TTL`], and forget a recipient's keys as soon as
-//! their `RecipientErased` event is read.
+//! Writes ask the store every time (a key created or erased is seen by the next write at once);
+//! concurrent writes share one statement (group commit, [`write_batches`]). Reads cache unwrapped
+//! keys for at most [`READ_CACHE_TTL`], and forget a recipient's keys as soon as their
+//! `RecipientErased` event is read (the codecs call [`DataKeys::forget`]). The signer, which reads
+//! each recipient's records in order, seals what it writes with the key that opened the record it
+//! answers ([`KeyStore::seal_with_opened_keys`]).
 
 use std::{
     collections::HashMap,
@@ -32,8 +35,10 @@ pub const READ_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Most recipients one write statement looks up or creates.
 const WRITE_BATCH: usize = 256;
-/// Write statements in flight at once (the pool holds more connections for reads and erasures).
-const WRITES_IN_FLIGHT: usize = 4;
+/// Write statements in flight at once. One: while it runs, the next batch gathers (measured with
+/// `vaxctl bench ingest`: one in flight made batches of ~4 and cost least; four made batches of ~1).
+/// The pool holds more connections for reads and erasures.
+const WRITES_IN_FLIGHT: usize = 1;
 /// Write requests waiting beyond those: a sender waits when it is full.
 const WRITE_QUEUE: usize = 4096;
 
@@ -102,6 +107,9 @@ pub struct KeyStore {
     writes: std::sync::OnceLock<tokio::sync::mpsc::Sender<WriteRequest>>,
     /// Write statements run so far (each answers a batch).
     write_statements: Arc<std::sync::atomic::AtomicU64>,
+    /// Set by [`KeyStore::seal_with_opened_keys`]: each recipient's key that last opened one of
+    /// their records, which then seals what is written for them.
+    opened: std::sync::OnceLock<quick_cache::sync::Cache<RecipientKey, (KeyId, DataKey)>>,
 }
 
 /// One erasure, as the key store records it.
@@ -141,6 +149,7 @@ impl KeyStore {
             read_cache: quick_cache::sync::Cache::new(100_000),
             writes: std::sync::OnceLock::new(),
             write_statements: Arc::default(),
+            opened: std::sync::OnceLock::new(),
         }
     }
 
@@ -206,6 +215,9 @@ impl KeyStore {
     /// The recipient's data key for writing: looked up or created by the batch writer, which
     /// answers every request waiting at the time in one statement.
     async fn write_key(&self, recipient: &RecipientKey) -> Result<(KeyId, DataKey), KeysError> {
+        if let Some(found) = self.opened.get().and_then(|opened| opened.get(recipient)) {
+            return Ok(found);
+        }
         self.prepare().await?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let writes = self.writes.get_or_init(|| {
@@ -237,6 +249,7 @@ impl KeyStore {
             && owner == *recipient
             && at.elapsed() < READ_CACHE_TTL
         {
+            self.opened_with(recipient, id, &key);
             return Ok(Some(key));
         }
         self.prepare().await?;
@@ -253,7 +266,24 @@ impl KeyStore {
         let key = self.unwrap(recipient, id, row.get::<&[u8], _>("wrapped"))?;
         self.read_cache
             .insert(id, (recipient.clone(), key.clone(), Instant::now()));
+        self.opened_with(recipient, id, &key);
         Ok(Some(key))
+    }
+
+    fn opened_with(&self, recipient: &RecipientKey, id: KeyId, key: &DataKey) {
+        if let Some(opened) = self.opened.get() {
+            opened.insert(recipient.clone(), (id, key.clone()));
+        }
+    }
+
+    /// For a consumer that reads a recipient's records in the log's order and writes what it
+    /// derives from them (the signer): what is written for a recipient is sealed with the key that
+    /// opened their latest record, so writing costs no round trip, and what is derived from a
+    /// record stays readable exactly as long as the record does. A recipient's `RecipientErased`,
+    /// read in order, makes the store forget that key ([`DataKeys::forget`]); a recipient without
+    /// an opened key (records written in the clear) gets their key from the store as usual.
+    pub fn seal_with_opened_keys(&self) {
+        self.opened.get_or_init(|| quick_cache::sync::Cache::new(100_000));
     }
 
     /// How many write statements have answered this store's requests for writing keys (each
@@ -491,5 +521,8 @@ impl DataKeys for KeyStore {
 
     fn forget(&self, recipient: &RecipientKey) {
         self.read_cache.retain(|_, (owner, _, _)| owner != recipient);
+        if let Some(opened) = self.opened.get() {
+            opened.remove(recipient);
+        }
     }
 }

@@ -141,7 +141,13 @@ impl Config {
             max_poll_interval: Duration::from_millis(self.max_poll_interval_ms.max(self.session_timeout_ms)),
             crash_point: self.crash_point,
             store,
-            keys: self.keystore.open(&self.environment)?,
+            // The signer answers one record at a time, in order: what it writes for a recipient
+            // is sealed with the key that opened the record it answers (no key-store round trip
+            // per certificate; erased with the record's key).
+            keys: self
+                .keystore
+                .open(&self.environment)?
+                .inspect(|keys| keys.seal_with_opened_keys()),
         })
     }
 }

@@ -93,3 +93,29 @@ async fn after_an_erasure_the_next_write_gets_a_new_key_and_the_old_one_is_gone(
     let (after, _) = store.for_writing(&person).await.expect("a key");
     assert_ne!(after, before, "a write after the erasure reused the erased key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_seals_with_the_key_that_opened_the_record_until_the_erasure_is_read() {
+    let stack = TestStack::new().await;
+    let intake = open(&stack);
+    let signer = open(&stack);
+    signer.seal_with_opened_keys();
+    let person = recipient(7);
+    let (id, key) = intake.for_writing(&person).await.expect("a key");
+
+    // The signer opens the person's record, then writes for them: the same key, no statement.
+    let opened = signer.for_reading(&person, id).await.expect("answers").expect("the key");
+    assert!(opened == key);
+    let (sealing_id, sealing_key) = signer.for_writing(&person).await.expect("a key");
+    assert_eq!(sealing_id, id);
+    assert!(sealing_key == key);
+    assert_eq!(signer.write_statements(), 0, "writing for an opened recipient asked the store");
+
+    // The erasure, read in the log's order, makes it forget: the next write asks the store, which
+    // (the key deleted) gives a new key.
+    intake.erase(&person, "test").await.expect("erased");
+    signer.forget(&person);
+    let (after, _) = signer.for_writing(&person).await.expect("a key");
+    assert_ne!(after, id, "the signer sealed with an erased person's key after reading the erasure");
+    assert_eq!(signer.write_statements(), 1);
+}

@@ -3,7 +3,8 @@
 //! clear, in four alternating quarters (clear, sealed, sealed, clear: the broker slows as its log
 //! grows, and alternating cancels that out), with C requests in flight; then, in the same run
 //! against the same broker, writes the same encoded records with a raw rdkafka idempotent producer
-//! at the same concurrency. Prints events/s and latency percentiles for each and the ratios. A
+//! at the same concurrency. Prints events/s and latency percentiles for each, the ratios, and the
+//! whole machine's busy CPU per event on each command API's quarters (every process). A
 //! benchmark, not a test: absolute figures vary with the machine; the ratios are what to compare.
 //!
 //! Over 400 lines: it holds the ingest benchmark and the harness every benchmark shares
@@ -291,19 +292,23 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
     let quarter = (args.count / 4).max(1);
     let mut sealed_runs = Vec::new();
     let mut clear_runs = Vec::new();
+    let (mut sealed_cpu, mut clear_cpu) = (MachineCpu::default(), MachineCpu::default());
     for (i, url) in [&clear_url, &sealed_url, &sealed_url, &clear_url]
         .into_iter()
         .enumerate()
     {
         let start = (i * quarter).min(bodies.len());
         let part = &bodies[start..((i + 1) * quarter).min(bodies.len())];
+        let busy_before = machine_busy();
         let figures = through_the_api(url, &token, (start, part), args.concurrency, args.json).await?;
-        if *url == sealed_url {
-            &mut sealed_runs
+        let busy = machine_busy().zip(busy_before).map(|(after, before)| after.saturating_sub(before));
+        let (runs, cpu) = if *url == sealed_url {
+            (&mut sealed_runs, &mut sealed_cpu)
         } else {
-            &mut clear_runs
-        }
-        .push(figures);
+            (&mut clear_runs, &mut clear_cpu)
+        };
+        runs.push(figures);
+        cpu.add(busy, part.len());
     }
     let (sealed, clear) = (mean(&sealed_runs), mean(&clear_runs));
     let raw = raw_producer(&kafka.brokers, &raw_topic, &records, args.concurrency, args.json).await?;
@@ -319,7 +324,8 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
         let side = |f: &Figures| json!({ "events_per_second": f.events_per_second, "p50_ms": f.p50.as_secs_f64() * 1e3, "p99_ms": f.p99.as_secs_f64() * 1e3 });
         println!(
             "{}",
-            json!({ "count": args.count, "concurrency": args.concurrency, "command_api": side(&sealed), "command_api_clear": side(&clear), "raw_rdkafka": side(&raw), "ratio": ratio, "sealed_over_clear": sealing })
+            json!({ "count": args.count, "concurrency": args.concurrency, "command_api": side(&sealed), "command_api_clear": side(&clear), "raw_rdkafka": side(&raw), "ratio": ratio, "sealed_over_clear": sealing,
+                "machine_cpu_us_per_event": { "sealed": sealed_cpu.per_event_us(), "clear": clear_cpu.per_event_us() } })
         );
     } else {
         println!("ingest: {} vaccinations, {} in flight", args.count, args.concurrency);
@@ -338,8 +344,54 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
         }
         println!("ratio command-api (sealed) / raw producer: {ratio:.2}");
         println!("ratio sealed / clear: {sealing:.2}");
+        if let (Some(sealed), Some(clear)) = (sealed_cpu.per_event_us(), clear_cpu.per_event_us()) {
+            println!("machine CPU per event (every process, 10 ms ticks): sealed {sealed:.0} µs, clear {clear:.0} µs");
+        }
     }
     Ok(())
+}
+
+/// The whole machine's busy CPU time so far (user, nice, system, irq and softirq from
+/// `/proc/stat`), or `None` where there is none: every process counts (the API, the broker,
+/// PostgreSQL, Redis), which is what a cost per event must include.
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let busy = [0, 1, 2, 5, 6].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum::<u64>();
+    // USER_HZ is 100 on every Linux architecture the README's figures come from.
+    Some(Duration::from_millis(busy * 10))
+}
+
+/// Busy CPU time and events over one side's quarters.
+#[derive(Default)]
+struct MachineCpu {
+    busy: Option<Duration>,
+    events: usize,
+    unknown: bool,
+}
+
+impl MachineCpu {
+    fn add(&mut self, busy: Option<Duration>, events: usize) {
+        match busy {
+            Some(busy) => self.busy = Some(self.busy.unwrap_or_default() + busy),
+            None => self.unknown = true,
+        }
+        self.events += events;
+    }
+
+    /// Microseconds of machine CPU per event.
+    fn per_event_us(&self) -> Option<f64> {
+        (!self.unknown && self.events > 0)
+            .then(|| self.busy.map(|b| b.as_secs_f64() * 1e6 / self.events as f64))
+            .flatten()
+    }
 }
 
 /// The mean of runs' figures (rates and percentiles averaged).
