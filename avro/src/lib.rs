@@ -6,6 +6,7 @@ pub mod certificate;
 pub mod client;
 pub mod codec;
 pub mod compatibility;
+pub mod master;
 pub mod schemas;
 mod sealing;
 pub mod vaccination;

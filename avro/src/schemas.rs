@@ -9,16 +9,20 @@ pub const VACCINATION_EVENTS: &str = include_str!("../schemas/vaccination-events
 /// The value schema of `certificate-events`.
 pub const CERTIFICATE_EVENTS: &str = include_str!("../schemas/certificate-events.avsc");
 
+/// The value schema of the compacted `master-data` topic.
+pub const MASTER_DATA: &str = include_str!("../schemas/master-data.avsc");
+
 /// The subject a topic's value schema is registered under (Confluent's TopicNameStrategy).
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")
 }
 
 /// Each event topic's base name (without prefix) and its value schema.
-pub fn by_topic() -> [(&'static str, &'static str); 2] {
+pub fn by_topic() -> [(&'static str, &'static str); 3] {
     [
         ("vaccination-events", VACCINATION_EVENTS),
         ("certificate-events", CERTIFICATE_EVENTS),
+        ("master-data", MASTER_DATA),
     ]
 }
 

@@ -9,5 +9,6 @@ mod fixtures;
 pub mod ids;
 mod json;
 pub mod lineage;
+pub mod master;
 pub mod vaccine;
 pub mod values;

@@ -34,12 +34,22 @@ pub struct TopicCatalog {
     pub certificate_events: String,
     /// Records that could not be decoded or applied, with their reason and position.
     pub dead_letters: String,
+    /// Programmes, vaccines and facilities: compacted, keyed by kind and id, one partition (so
+    /// every reader sees the changes in the order they were made).
+    pub master_data: String,
     /// Partition count of the two event topics.
     pub partitions: i32,
 }
 
 /// Records are kept forever: the log is the source of truth.
 const KEEP_FOREVER: [(&str, &str); 2] = [("retention.ms", "-1"), ("retention.bytes", "-1")];
+/// The latest record of each key is kept forever (master data: the current state of each
+/// programme, vaccine and facility; earlier versions may be compacted away).
+const COMPACTED: [(&str, &str); 3] = [
+    ("cleanup.policy", "compact"),
+    ("retention.ms", "-1"),
+    ("retention.bytes", "-1"),
+];
 
 impl TopicCatalog {
     /// The catalog for a prefix ("" in production) and an event-topic partition count.
@@ -48,6 +58,7 @@ impl TopicCatalog {
             vaccination_events: format!("{prefix}vaccination-events"),
             certificate_events: format!("{prefix}certificate-events"),
             dead_letters: format!("{prefix}dead-letters"),
+            master_data: format!("{prefix}master-data"),
             partitions,
         }
     }
@@ -63,6 +74,11 @@ impl TopicCatalog {
             spec(&self.vaccination_events, self.partitions),
             spec(&self.certificate_events, self.partitions),
             spec(&self.dead_letters, 1),
+            TopicSpec {
+                name: self.master_data.clone(),
+                partitions: 1,
+                config: COMPACTED.to_vec(),
+            },
         ]
     }
 
