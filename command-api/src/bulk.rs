@@ -172,7 +172,8 @@ pub async fn bulk(
         .create_reader(tokio_util::io::StreamReader::new(body));
     let columns = columns(&mut reader, &over, limit, intake.max_bulk_rows).await?;
 
-    let ctx = intake.context();
+    let ctx = intake.context_for(Some(&programme));
+    let ctx = ctx.parse_context();
     let mut outcomes: Vec<Value> = Vec::new();
     let mut in_flight = InFlight::new();
     let (mut accepted, mut rejected) = (0usize, 0usize);
@@ -192,7 +193,18 @@ pub async fn bulk(
             }
             Err(e) => return Err(Problem::malformed(format!("row {number} cannot be read: {e}"))),
         };
-        match RecordVaccination::parse(&row_to_record(&columns, &row, &programme), &ctx) {
+        let parsed = RecordVaccination::parse(&row_to_record(&columns, &row, &programme), &ctx).and_then(|record| {
+            match intake.check_facility(&caller, &record, "facility.name") {
+                Ok(()) => Ok(record),
+                Err(crate::master::FacilityCheck::Field(error)) => Err(vec![error]),
+                // A row for a facility the caller is not bound to is refused like any bad row.
+                Err(crate::master::FacilityCheck::Forbidden(_)) => Err(vec![FieldError::new(
+                    "facility.name",
+                    "facility-not-bound: this token is not bound to the facility the row names",
+                )]),
+            }
+        });
+        match parsed {
             Err(problems) => {
                 rejected += 1;
                 outcomes.push(

@@ -8,6 +8,7 @@
 
 mod append;
 mod bulk;
+mod master;
 pub mod openapi;
 mod ownership;
 mod problem;
@@ -15,7 +16,11 @@ mod routes;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, routing::post};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    routing::{get, post, put},
+};
 use chrono_tz::Tz;
 use clap::Parser;
 use domain::{
@@ -110,6 +115,24 @@ pub struct Config {
         default_value_t = 10_000
     )]
     pub produce_timeout_ms: u64,
+    /// Which facility tokens are held to the facilities they are bound to (the token's
+    /// `facilities` claim, master-data ids): `when-claimed` (tokens without the claim post for any
+    /// facility name, as before master data) or `required` (every facility token must carry the
+    /// claim; the production setting once facilities are registered).
+    #[arg(
+        long = "facility-binding",
+        env = "VAXTRAIL_FACILITY_BINDING",
+        value_enum,
+        default_value = "when-claimed"
+    )]
+    pub facility_binding: FacilityBinding,
+}
+
+/// See [`Config::facility_binding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FacilityBinding {
+    WhenClaimed,
+    Required,
 }
 
 /// What the handlers share.
@@ -127,6 +150,9 @@ pub(crate) struct Intake {
     max_bulk_rows: usize,
     /// Seals personal data and erases recipients (`None`: development, in the clear).
     keys: Option<Arc<platform::keystore::KeyStore>>,
+    /// Programmes, vaccines and facilities, followed live.
+    master: Option<master::Master>,
+    facility_binding: FacilityBinding,
 }
 
 fn catalog(config: &Config) -> anyhow::Result<VaccineCatalog> {
@@ -206,8 +232,17 @@ impl Application {
             Duration::from_millis(config.produce_timeout_ms),
             keys.clone(),
         )?;
+        let catalog = catalog(config)?;
+        let master = master::Master::start(
+            &config.kafka,
+            &topics.master_data,
+            catalog.clone(),
+            Duration::from_millis(config.produce_timeout_ms),
+            shutdown.clone(),
+        )?;
+        let view = master.view.clone();
         let intake = Arc::new(Intake {
-            catalog: catalog(config)?,
+            catalog,
             zone: config.zone,
             default_country: CountryCode::parse("VAXTRAIL_PROGRAMME_COUNTRY", &config.country)
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -220,6 +255,8 @@ impl Application {
             max_bulk_bytes: config.max_bulk_bytes,
             max_bulk_rows: config.max_bulk_rows.max(1),
             keys,
+            master: Some(master),
+            facility_binding: config.facility_binding,
         });
         let registered = register_schemas(config.kafka.clone(), shutdown.clone());
         let readiness = Readiness::default()
@@ -231,6 +268,16 @@ impl Application {
                 "schema-registry",
                 checks::http(format!("{}/subjects", config.kafka.schema_registry_url)),
             )
+            .with("master-data", move || {
+                let done = view.caught_up();
+                Box::pin(async move {
+                    if done {
+                        Ok(())
+                    } else {
+                        Err("reading the master-data topic".to_owned())
+                    }
+                })
+            })
             .with("schemas-registered", move || {
                 let done = registered.load(std::sync::atomic::Ordering::Acquire);
                 Box::pin(async move {
@@ -248,6 +295,11 @@ impl Application {
             .route("/v1/corrections", post(routes::correction))
             .route("/v1/revocations", post(routes::revocation))
             .route("/v1/erasures", post(routes::erasure))
+            .route("/v1/master-data", get(master::list))
+            .route("/v1/master-data/programmes/{id}", put(master::put_programme))
+            .route("/v1/master-data/vaccines", post(master::post_vaccine))
+            .route("/v1/master-data/facilities/{id}", put(master::put_facility))
+            .route("/v1/master-data/facilities/{id}/status", post(master::facility_status))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .with_state(intake.clone());
         let document = openapi::document(&intake.catalog, intake.max_records);

@@ -60,6 +60,102 @@ pub struct Problem {
     errors: Vec<FieldProblem>,
 }
 
+/// A programme's definition (the precise schema is set by [`document`], from `domain::master`).
+#[derive(ToSchema)]
+pub struct ProgrammeBody;
+
+/// A vaccine's definition.
+#[derive(ToSchema)]
+pub struct VaccineBody;
+
+/// A facility's registration.
+#[derive(ToSchema)]
+pub struct FacilityBody;
+
+/// A facility's new status.
+#[derive(ToSchema)]
+pub struct FacilityStatusBody;
+
+/// A programme, vaccine or facility as now defined: the body sent, with `kind` and `id`.
+#[derive(ToSchema)]
+pub struct MasterRecordView;
+
+/// Every programme, vaccine and facility.
+#[derive(ToSchema)]
+pub struct MasterDataListing;
+
+/// RFC 7807 problem details (for the answers that name no field).
+pub type ProblemDetails = Problem;
+
+/// The master-data schemas: what `domain::master`'s parsers accept, exactly.
+fn master_schemas() -> [(&'static str, serde_json::Value); 6] {
+    use domain::{
+        master::{ICD11_PATTERN, LANGUAGE_PATTERN},
+        values::Text,
+    };
+    let text = json!({"type": "string", "minLength": 1, "maxLength": Text::MAX, "pattern": Text::pattern()});
+    let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
+    let countries: Vec<&str> = celes::Country::get_countries().iter().map(|c| c.alpha3).collect();
+    let status = json!({"type": "string", "enum": ["active", "suspended"]});
+    let eu = json!({
+        "type": ["object", "null"], "additionalProperties": false,
+        "required": ["product", "manufacturer", "prophylaxis"],
+        "properties": {"product": text, "manufacturer": text, "prophylaxis": text},
+        "description": "EU DCC value-set codes, when known"
+    });
+    let programme = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["name", "totalDoses", "updateLimit", "timeZone", "country"],
+        "properties": {
+            "name": text,
+            "diseases": {"type": ["array", "null"], "maxItems": 16, "items": text},
+            "totalDoses": {"type": "integer", "minimum": 1, "maximum": 10},
+            "updateLimit": {"type": "integer", "minimum": 0, "maximum": 100, "description": "How many times a dose's certificate may be corrected"},
+            "timeZone": {"type": "string", "enum": zones, "description": "IANA time zone: a vaccination timestamp is reduced to its date there"},
+            "country": {"type": "string", "enum": countries},
+            "languages": {"type": ["array", "null"], "maxItems": 8, "items": {"type": "string", "maxLength": 35, "pattern": LANGUAGE_PATTERN}, "description": "BCP 47 languages of the certificate besides English"}
+        }
+    });
+    let vaccine = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["name", "manufacturer", "icd11Code", "icd11Term", "vaccineType", "disease"],
+        "properties": {
+            "name": text, "manufacturer": text,
+            "icd11Code": {"type": "string", "pattern": ICD11_PATTERN},
+            "icd11Term": text, "vaccineType": text, "disease": text, "eu": eu
+        }
+    });
+    let facility = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["name", "district", "state"],
+        "properties": {
+            "name": text, "district": text, "state": text,
+            "status": {"type": ["string", "null"], "enum": ["active", "suspended", null], "description": "Suspended when absent: a controller activates it"}
+        }
+    });
+    let view = json!({
+        "type": "object", "required": ["kind", "id"],
+        "properties": {"kind": {"type": "string", "enum": ["programme", "vaccine", "facility"]}, "id": {"type": "string"}},
+        "description": "The record as defined: the body's fields with kind and id"
+    });
+    let listing = json!({
+        "type": "object", "required": ["programmes", "vaccines", "facilities"],
+        "properties": {
+            "programmes": {"type": "array", "items": view},
+            "vaccines": {"type": "array", "items": view},
+            "facilities": {"type": "array", "items": view}
+        }
+    });
+    [
+        ("ProgrammeBody", programme),
+        ("VaccineBody", vaccine),
+        ("FacilityBody", facility),
+        ("FacilityStatusBody", json!({"type": "object", "additionalProperties": false, "required": ["status"], "properties": {"status": status}})),
+        ("MasterRecordView", view),
+        ("MasterDataListing", listing),
+    ]
+}
+
 /// The refusals every command endpoint can answer, all as problem+json.
 #[derive(utoipa::IntoResponses)]
 pub enum Refusals {
@@ -106,7 +202,12 @@ impl Modify for BearerAuth {
         crate::routes::correction,
         crate::routes::revocation,
         crate::routes::erasure,
-        crate::bulk::bulk
+        crate::bulk::bulk,
+        crate::master::list,
+        crate::master::put_programme,
+        crate::master::post_vaccine,
+        crate::master::put_facility,
+        crate::master::facility_status
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -129,6 +230,11 @@ pub fn document(catalog: &domain::vaccine::VaccineCatalog, max_records: usize) -
             "oneOf".into(),
             json!([{"required": ["identity"]}, {"required": ["recipientKey"]}]),
         );
+    }
+    for (name, schema) in master_schemas() {
+        if let Some(slot) = document.pointer_mut(&format!("/components/schemas/{name}")) {
+            *slot = schema;
+        }
     }
     if let Some(name) = document.pointer_mut("/components/schemas/Vaccination/properties/name") {
         *name = json!({"type": "string", "enum": names, "description": "A vaccine on the programme's master list"});

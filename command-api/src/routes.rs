@@ -16,7 +16,7 @@ use axum::{
 };
 use chrono::Utc;
 use domain::{
-    commands::{CorrectVaccination, ParseContext, RecordVaccination, RevokeCertificate},
+    commands::{CorrectVaccination, RecordVaccination, RevokeCertificate},
     events::{VaccinationEvent, VaccinationPayload},
     ids::EventId,
     values::{FieldError, RecipientKey},
@@ -28,6 +28,7 @@ use platform::auth::{Caller, Role};
 use crate::{
     Intake,
     append::Appended,
+    master::FacilityCheck,
     problem::{self, Problem},
 };
 
@@ -49,7 +50,7 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
     }
 }
 
-fn parse_json(body: &Body) -> Result<Value, Problem> {
+pub(crate) fn parse_json(body: &Body) -> Result<Value, Problem> {
     serde_json::from_slice(&body.0).map_err(|e| Problem::malformed(format!("the body is not valid JSON: {e}")))
 }
 
@@ -123,15 +124,6 @@ fn record_id(headers: &HeaderMap, index: Option<usize>, fallback: impl FnOnce() 
 }
 
 impl Intake {
-    pub(crate) fn context(&self) -> ParseContext<'_> {
-        ParseContext {
-            catalog: &self.catalog,
-            zone: self.zone,
-            default_country: self.default_country.clone(),
-            today: Utc::now().with_timezone(&self.zone).date_naive(),
-        }
-    }
-
     /// The caller, if its token is valid and holds one of `roles`.
     pub(crate) async fn authorize(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Caller, Problem> {
         let caller = self.verifier.authenticate(headers).await?;
@@ -275,6 +267,20 @@ fn rejected_with(mut errors: Vec<FieldError>, mut unlisted: usize) -> Problem {
     Problem::invalid(errors)
 }
 
+/// [`Intake::check_facility`] as the single-record endpoints answer it.
+pub(crate) fn facility_allowed(
+    intake: &Intake,
+    caller: &Caller,
+    record: &RecordVaccination,
+    field: &str,
+) -> Result<(), Problem> {
+    match intake.check_facility(caller, record, field) {
+        Ok(()) => Ok(()),
+        Err(FacilityCheck::Field(error)) => Err(rejected(vec![error])),
+        Err(FacilityCheck::Forbidden(problem)) => Err(problem),
+    }
+}
+
 fn accepted(body: Value) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
@@ -297,11 +303,26 @@ pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
     if records.is_empty() {
         return Err(Problem::malformed("the array holds no record"));
     }
-    let ctx = intake.context();
     let (mut errors, mut unlisted) = (Vec::new(), 0);
     let mut pending = Vec::new();
     for (i, raw) in records.iter().enumerate() {
-        match RecordVaccination::parse(raw, &ctx) {
+        let ctx = intake.context_for(raw.get("programId").and_then(Value::as_str));
+        let parsed = RecordVaccination::parse(raw, &ctx.parse_context());
+        let parsed = match parsed.map(|record| {
+            let field = format!("[{i}].facility.name");
+            (intake.check_facility(&caller, &record, &field), record)
+        }) {
+            Ok((Ok(()), record)) => Ok(record),
+            // A record for a facility the caller is not bound to: the whole request is refused.
+            Ok((Err(FacilityCheck::Forbidden(problem)), _)) => return Err(problem),
+            // Already prefixed with the record's index.
+            Ok((Err(FacilityCheck::Field(error)), _)) => {
+                errors.push(error);
+                continue;
+            }
+            Err(problems) => Err(problems),
+        };
+        match parsed {
             Ok(record) => pending.push(intake.recorded(&caller, &headers, (records.len() > 1).then_some(i), record)),
             // Past the listed maximum only the count matters.
             Err(problems) if errors.len() >= MAX_REPORTED_PROBLEMS => unlisted += problems.len(),
@@ -336,7 +357,10 @@ pub async fn vaccination(
     body: Body,
 ) -> Result<Response, Problem> {
     let caller = intake.authorize(&headers, &[Role::Facility]).await?;
-    let record = RecordVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
+    let body = parse_json(&body)?;
+    let ctx = intake.context_for(body.get("programId").and_then(Value::as_str));
+    let record = RecordVaccination::parse(&body, &ctx.parse_context()).map_err(rejected)?;
+    facility_allowed(&intake, &caller, &record, "facility.name")?;
     let pending = intake.recorded(&caller, &headers, None, record);
     intake.append_one(pending).await
 }
@@ -359,8 +383,11 @@ pub async fn correction(
     body: Body,
 ) -> Result<Response, Problem> {
     let caller = intake.authorize(&headers, &[Role::Facility]).await?;
-    let correction = CorrectVaccination::parse(&parse_json(&body)?, &intake.context()).map_err(rejected)?;
+    let body = parse_json(&body)?;
+    let ctx = intake.context_for(body.get("programId").and_then(Value::as_str));
+    let correction = CorrectVaccination::parse(&body, &ctx.parse_context()).map_err(rejected)?;
     let record = &correction.corrected;
+    facility_allowed(&intake, &caller, record, "facility.name")?;
     let key = RecipientKey::derive(&intake.recipient_secret, &record.recipient.identity);
     intake.check_owner(&caller, &key, &correction.target).await?;
     // Without a key, the correction's content names it: the same correction retried is one event.

@@ -325,7 +325,9 @@ fn whole(problems: &mut Problems, body: &serde_json::Map<String, Value>, field: 
         problems.push(FieldError::new(field, "is required"));
         return None;
     };
-    match integer(value) {
+    // A JSON number only (the schema says integer): digits in a string are refused here.
+    let number = value.is_number().then(|| integer(value)).flatten();
+    match number {
         Some(n) if (range.0..=range.1).contains(&n) => Some(n),
         _ => {
             problems.push(FieldError::new(
@@ -341,6 +343,39 @@ fn unknown_fields(problems: &mut Problems, body: &serde_json::Map<String, Value>
     for field in body.keys().filter(|k| !known.contains(&k.as_str())) {
         problems.push(FieldError::new(field.clone(), "is not a field of this record"));
     }
+}
+
+/// The pattern of an ICD-11 code as master data accepts it.
+pub const ICD11_PATTERN: &str = "^[A-Za-z0-9.]{2,16}$";
+
+/// The pattern of a language tag (BCP 47's shape: subtags of 1 to 8 letters or digits).
+pub const LANGUAGE_PATTERN: &str = "^[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8})*$";
+
+fn languages(problems: &mut Problems, body: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
+    let Some(value) = body.get("languages").filter(|v| !v.is_null()) else {
+        return Some(Vec::new());
+    };
+    let Some(items) = value.as_array().filter(|items| items.len() <= 8) else {
+        problems.push(FieldError::new("languages", "must be an array of at most 8 language tags"));
+        return None;
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let tag = item.as_str().unwrap_or_default();
+        let ok = (1..=35).contains(&tag.len())
+            && tag
+                .split('-')
+                .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        if !ok {
+            problems.push(FieldError::new(
+                format!("languages[{i}]"),
+                "must be a BCP 47 language tag (e.g. hi, ta-LK)",
+            ));
+            return None;
+        }
+        out.push(tag.to_owned());
+    }
+    Some(out)
 }
 
 impl Programme {
@@ -365,21 +400,17 @@ impl Programme {
                 FieldError::new("timeZone", "must be an IANA time zone (e.g. Asia/Kolkata)")
             }))
         });
-        let country = required_str(&mut problems, body, "country")
-            .and_then(|raw| problems.take(CountryCode::parse("country", raw)));
-        let languages = texts(&mut problems, body, "languages", 8).and_then(|tags| {
-            let mut out = Vec::new();
-            for (i, tag) in tags.iter().enumerate() {
-                let ok = (2..=35).contains(&tag.as_str().len())
-                    && tag.as_str().split('-').all(|p| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric()));
-                if !ok {
-                    problems.push(FieldError::new(format!("languages[{i}]"), "must be a BCP 47 language tag (e.g. hi, ta-LK)"));
-                    return None;
-                }
-                out.push(tag.as_str().to_owned());
+        let country = required_str(&mut problems, body, "country").and_then(|raw| {
+            // Exactly as ISO writes it (upper case), as the schema's list says.
+            let code = problems.take(CountryCode::parse("country", raw))?;
+            if code.as_str() == raw {
+                Some(code)
+            } else {
+                problems.push(FieldError::new("country", "must be an ISO 3166-1 alpha-3 code in upper case, e.g. IND"));
+                None
             }
-            Some(out)
         });
+        let languages = languages(&mut problems, body);
         let programme = (|| {
             Some(Programme {
                 id: id?,
@@ -414,6 +445,7 @@ impl MasterVaccine {
         let manufacturer = required_text(&mut problems, body, "manufacturer");
         let code = required_str(&mut problems, body, "icd11Code").and_then(|raw| {
             let ok = (2..=16).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
+            // (ICD11_PATTERN says the same.)
             if ok {
                 Some(raw.to_owned())
             } else {
@@ -427,6 +459,9 @@ impl MasterVaccine {
         let eu = match body.get("eu").filter(|v| !v.is_null()) {
             None => Some(None),
             Some(eu) => object(&mut problems, eu, "eu").and_then(|eu| {
+                for extra in eu.keys().filter(|k| !["product", "manufacturer", "prophylaxis"].contains(&k.as_str())) {
+                    problems.push(FieldError::new(format!("eu.{extra}"), "is not a field of this record"));
+                }
                 let field = |problems: &mut Problems, name: &str| {
                     let path = format!("eu.{name}");
                     match eu.get(name).and_then(Value::as_str).filter(|s| !s.trim().is_empty()) {

@@ -105,6 +105,14 @@ impl VaccineCatalog {
         })
     }
 
+    /// The list with `vaccines` added (one of the same name, case-insensitively, is replaced).
+    pub fn with(mut self, vaccines: impl IntoIterator<Item = Vaccine>) -> Self {
+        for vaccine in vaccines {
+            self.by_name.insert(vaccine.name.trim().to_lowercase(), vaccine);
+        }
+        self
+    }
+
     /// Every vaccine, by name.
     pub fn vaccines(&self) -> impl Iterator<Item = &Vaccine> {
         self.by_name.values()

@@ -60,6 +60,8 @@ pub struct Caller {
     pub subject: String,
     /// The roles it holds.
     pub roles: Vec<Role>,
+    /// The facilities (master-data ids) it records for: the token's `facilities` claim.
+    pub facilities: Vec<String>,
 }
 
 impl Caller {
@@ -138,6 +140,9 @@ struct Claims {
     sub: String,
     #[serde(default)]
     roles: Vec<Role>,
+    /// The facilities (master-data ids) a facility token may record for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    facilities: Vec<String>,
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nbf: Option<u64>,
@@ -324,6 +329,7 @@ impl Verifier {
         Ok(Caller {
             subject: claims.claims.sub,
             roles: claims.claims.roles,
+            facilities: claims.claims.facilities,
         })
     }
 }
@@ -378,6 +384,19 @@ impl DevKey {
 
     /// A token for `subject` with `roles`, valid for `ttl`.
     pub fn token(&self, subject: &str, roles: &[Role], issuer: &str, audience: &str, ttl: Duration) -> String {
+        self.token_for(subject, roles, &[], issuer, audience, ttl)
+    }
+
+    /// A token bound to `facilities` (master-data ids): a facility posts only as one of them.
+    pub fn token_for(
+        &self,
+        subject: &str,
+        roles: &[Role],
+        facilities: &[&str],
+        issuer: &str,
+        audience: &str,
+        ttl: Duration,
+    ) -> String {
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("after 1970")
@@ -385,6 +404,7 @@ impl DevKey {
         let claims = Claims {
             sub: subject.into(),
             roles: roles.to_vec(),
+            facilities: facilities.iter().map(|f| (*f).to_owned()).collect(),
             exp: exp.as_secs(),
             nbf: None,
             iss: issuer.into(),
@@ -437,6 +457,7 @@ mod tests {
         Claims {
             sub: "x".into(),
             roles: vec![Role::Facility],
+            facilities: vec![],
             exp,
             nbf,
             iss: "vaxtrail-local".into(),
@@ -543,13 +564,14 @@ mod tests {
     #[test]
     fn a_token_signed_with_a_trusted_key_names_its_caller_and_roles() {
         let key = DevKey::generate();
-        let token = key.token("facility-42", &[Role::Facility], "vaxtrail-local", "vaxtrail", HOUR);
+        let token = key.token_for("facility-42", &[Role::Facility], &["phc-1"], "vaxtrail-local", "vaxtrail", HOUR);
         let caller = verifier(&key).verify(&token).unwrap();
         assert_eq!(
             caller,
             Caller {
                 subject: "facility-42".into(),
-                roles: vec![Role::Facility]
+                roles: vec![Role::Facility],
+                facilities: vec!["phc-1".into()],
             }
         );
         assert!(caller.require(&[Role::Facility]).is_ok());
@@ -561,6 +583,7 @@ mod tests {
         let admin = Caller {
             subject: "a".into(),
             roles: vec![Role::Admin],
+            facilities: vec![],
         };
         assert!(admin.require(&[Role::Controller]).is_ok());
     }

@@ -230,6 +230,7 @@ mod tests {
         let caller = |roles: Vec<Role>| Caller {
             subject: "s".into(),
             roles,
+            facilities: vec![],
         };
         assert_eq!(
             scope_of(&caller(vec![Role::Facility]), Route::Certificate),

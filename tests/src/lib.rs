@@ -320,6 +320,19 @@ impl TestAuth {
         Self { key, jwks }
     }
 
+    /// `Authorization` header value for `subject` with `roles`, bound to `facilities`.
+    pub fn bearer_for(&self, subject: &str, roles: &[platform::auth::Role], facilities: &[&str]) -> String {
+        let token = self.key.token_for(
+            subject,
+            roles,
+            facilities,
+            "vaxtrail-local",
+            "vaxtrail",
+            Duration::from_secs(600),
+        );
+        format!("Bearer {token}")
+    }
+
     /// `Authorization` header value for `subject` with `roles`, as the services expect by default.
     pub fn bearer(&self, subject: &str, roles: &[platform::auth::Role]) -> String {
         let token = self

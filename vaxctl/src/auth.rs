@@ -25,6 +25,9 @@ pub struct TokenArgs {
     /// The token's subject: the calling system or person (the event's source system).
     #[arg(long, default_value = "local-dev")]
     subject: String,
+    /// Facility ids (master data) a facility token records for; repeat for several.
+    #[arg(long = "facility")]
+    facilities: Vec<String>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl_secs: u64,
@@ -64,7 +67,14 @@ pub fn token(args: TokenArgs) -> anyhow::Result<()> {
     let ttl = Duration::from_secs(args.ttl_secs);
     println!(
         "{}",
-        key.token(&args.subject, &args.roles, &args.auth.issuer, &args.auth.audience, ttl)
+        key.token_for(
+            &args.subject,
+            &args.roles,
+            &args.facilities.iter().map(String::as_str).collect::<Vec<_>>(),
+            &args.auth.issuer,
+            &args.auth.audience,
+            ttl
+        )
     );
     Ok(())
 }

@@ -1,0 +1,161 @@
+//! Master data as events (issue 20): programmes, vaccines and facilities are records on the
+//! compacted `master-data` topic, changed over the command API by the roles that own them, and
+//! applied by every command-API instance without a restart. A programme's time zone decides the
+//! date of a dose given near midnight; a facility token posts only for a registered, active
+//! facility it is bound to.
+
+use std::time::Duration;
+
+use avro::codec::VaccinationCodec;
+use domain::events::VaccinationPayload;
+use platform::auth::Role;
+use rdkafka::Message;
+use reqwest::Method;
+use serde_json::{Value, json};
+use vaxtrail_tests::{CommandApi, TestStack, eventually, fixtures::divoc_certify_request, inprocess, kafka};
+
+async fn call(api: &CommandApi, method: Method, path: &str, bearer: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", api.url))
+        .header("Authorization", bearer);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("the command API answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// DIVOC's sample for `programme` at `facility`, given at 19:21 UTC (00:51 the next day in
+/// Kolkata), with its own pre-enrollment code.
+fn record(programme: &str, facility: &str, code: &str) -> Value {
+    let mut body = divoc_certify_request()[0].clone();
+    body["programId"] = json!(programme);
+    body["facility"]["name"] = json!(facility);
+    body["preEnrollmentCode"] = json!(code);
+    body
+}
+
+fn rules(body: &Value) -> Vec<(String, String)> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| (e["field"].as_str().unwrap_or("").to_owned(), e["rule"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every vaccination on the topic: (pre-enrollment code, the dose's date).
+async fn dates(stack: &TestStack, expected: usize) -> Vec<(String, String)> {
+    let topic = stack.topic("vaccination-events");
+    let records =
+        tokio::task::block_in_place(|| kafka::read(&stack.kafka.brokers, &topic, 3, expected, Duration::from_secs(20)));
+    let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic).with_keys(stack.keys());
+    let mut out = Vec::new();
+    for message in records {
+        let envelope = codec.decode(message.payload().expect("a value")).await.expect("decodes");
+        if let VaccinationPayload::VaccinationRecorded(record) = envelope.event.payload {
+            out.push((
+                record.pre_enrollment_code.as_str().to_owned(),
+                record.vaccination.date.date().to_string(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
+    let stack = TestStack::new().await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
+    let admin = api.auth.bearer("ministry", &[Role::Admin]);
+    let controller = api.auth.bearer("state-controller", &[Role::Controller]);
+    let phc1 = api.auth.bearer_for("phc-1-system", &[Role::Facility], &["phc-1"]);
+    let phc2 = api.auth.bearer_for("phc-2-system", &[Role::Facility], &["phc-2"]);
+
+    // Two programmes in different zones. Bad bodies and the wrong role change nothing.
+    let utc = json!({"name": "Routine", "diseases": ["COVID-19"], "totalDoses": 2, "updateLimit": 1,
+                     "timeZone": "UTC", "country": "IND"});
+    let (status, body) = call(&api, Method::PUT, "/v1/master-data/programmes/1234", &phc1, Some(&utc)).await;
+    assert_eq!(status, 403, "{body}");
+    let bad = json!({"name": "Routine", "totalDoses": "two", "updateLimit": 1, "timeZone": "Mars/Olympus", "country": "ind"});
+    let (status, body) = call(&api, Method::PUT, "/v1/master-data/programmes/1234", &admin, Some(&bad)).await;
+    assert_eq!(status, 422, "{body}");
+    let named: Vec<String> = rules(&body).into_iter().map(|(field, _)| field).collect();
+    assert_eq!(named, ["totalDoses", "timeZone", "country"], "{body}");
+    let (status, body) = call(&api, Method::PUT, "/v1/master-data/programmes/1234", &admin, Some(&utc)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["timeZone"], "UTC");
+    let mut kolkata = utc.clone();
+    kolkata["timeZone"] = json!("Asia/Kolkata");
+    kolkata["updateLimit"] = json!(3);
+    let (status, body) = call(&api, Method::PUT, "/v1/master-data/programmes/9999", &admin, Some(&kolkata)).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A facility token bound to phc-1: unknown facility, then registered (suspended), then
+    // activated by a controller.
+    let at_phc1 = record("1234", "PHC Whitefield", "M-1");
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&at_phc1)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(rules(&body)[0].1.starts_with("facility-unknown"), "{body}");
+    let facility = json!({"name": "PHC Whitefield", "district": "Bengaluru", "state": "Karnataka"});
+    let (status, body) = call(&api, Method::PUT, "/v1/master-data/facilities/phc-1", &admin, Some(&facility)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("suspended")), "{body}");
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&at_phc1)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(rules(&body)[0].1.starts_with("facility-suspended"), "{body}");
+    let active = json!({"status": "active"});
+    let (status, _) = call(&api, Method::POST, "/v1/master-data/facilities/phc-1/status", &phc1, Some(&active)).await;
+    assert_eq!(status, 403, "a facility activated itself");
+    let (status, _) = call(&api, Method::POST, "/v1/master-data/facilities/nowhere/status", &controller, Some(&active)).await;
+    assert_eq!(status, 404);
+    let (status, body) = call(&api, Method::POST, "/v1/master-data/facilities/phc-1/status", &controller, Some(&active)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("active")), "{body}");
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&at_phc1)).await;
+    assert_eq!(status, 202, "{body}");
+
+    // Another facility's token may not post as phc-1, in a single record or in an array.
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc2, Some(&record("1234", "PHC Whitefield", "M-X"))).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"].as_str().map(|t| t.ends_with("facility-not-bound")), Some(true), "{body}");
+    let (status, _) = call(&api, Method::POST, "/v1/certify", &phc2, Some(&json!([record("1234", "PHC Whitefield", "M-Y")]))).await;
+    assert_eq!(status, 403);
+
+    // The same moment, 19:21 UTC, is 2 December in a UTC programme and 3 December in Kolkata.
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("9999", "PHC Whitefield", "M-2"))).await;
+    assert_eq!(status, 202, "{body}");
+    // A change applies at once, without a restart: programme 1234 moves to Kolkata.
+    let (status, _) = call(&api, Method::PUT, "/v1/master-data/programmes/1234", &admin, Some(&kolkata)).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("1234", "PHC Whitefield", "M-3"))).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        dates(&stack, 3).await,
+        [
+            ("M-1".to_owned(), "2020-12-02".to_owned()),
+            ("M-2".to_owned(), "2020-12-03".to_owned()),
+            ("M-3".to_owned(), "2020-12-03".to_owned()),
+        ],
+        "only the records accepted, each dated in its programme's zone at the time"
+    );
+
+    // A new instance reads the same master data from the topic, and holds facilities to it.
+    let second = inprocess::command_api(&stack, |_| {}).await;
+    let reader = second.auth.bearer("ministry", &[Role::Admin]);
+    let listing = eventually(Duration::from_secs(20), "the new instance to read the master data", || async {
+        let (status, body) = call(&second, Method::GET, "/v1/master-data", &reader, None).await;
+        (status == 200 && body["facilities"].as_array().is_some_and(|f| !f.is_empty())).then_some(body)
+    })
+    .await;
+    assert_eq!(listing["programmes"].as_array().map(Vec::len), Some(2), "{listing}");
+    assert_eq!(listing["programmes"][0]["timeZone"], "Asia/Kolkata", "{listing}");
+    assert_eq!(listing["facilities"][0]["status"], "active", "{listing}");
+    let stranger = second.auth.bearer_for("phc-2-system", &[Role::Facility], &["phc-2"]);
+    let (status, _) = call(&second, Method::POST, "/v1/vaccinations", &stranger, Some(&record("1234", "PHC Whitefield", "M-Z"))).await;
+    assert_eq!(status, 403);
+}
