@@ -47,7 +47,7 @@ pub fn to_avro(envelope: &MasterEnvelope) -> Value {
             1,
             Box::new(record(vec![
                 ("name", string(&v.vaccine.name)),
-                ("manufacturer", string(v.manufacturer.as_str())),
+                ("manufacturer", nullable(v.manufacturer.as_ref().map(|m| string(m.as_str())))),
                 ("icd11Code", string(&v.vaccine.icd11_code)),
                 ("icd11Term", string(&v.vaccine.icd11_term)),
                 ("vaccineType", string(&v.vaccine.vaccine_type)),
@@ -138,7 +138,10 @@ pub fn from_avro(value: &Value) -> Result<MasterEnvelope, ConvertError> {
                 vaccine_type: p.string("vaccineType")?.to_owned(),
                 disease: p.string("disease")?.to_owned(),
             },
-            manufacturer: text(&p, "manufacturer")?,
+            manufacturer: p
+                .optional_string("manufacturer")?
+                .map(|m| Text::parse("manufacturer", m))
+                .transpose()?,
             eu: match p.optional("eu") {
                 Some(eu) => {
                     let eu = Fields::of(eu, "eu")?;
@@ -196,6 +199,7 @@ mod tests {
         .unwrap();
         let mut plain = vaccine.clone();
         plain.eu = None;
+        plain.manufacturer = None;
         let facility = FacilityEntry::parse(
             "phc-1",
             &json!({"name": "PHC Whitefield", "district": "Bengaluru", "state": "Karnataka", "status": "active"}),

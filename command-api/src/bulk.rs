@@ -172,8 +172,8 @@ pub async fn bulk(
         .create_reader(tokio_util::io::StreamReader::new(body));
     let columns = columns(&mut reader, &over, limit, intake.max_bulk_rows).await?;
 
-    let ctx = intake.context_for(Some(&programme));
-    let ctx = ctx.parse_context();
+    let context = intake.context_for(Some(&programme));
+    let ctx = context.parse_context();
     let mut outcomes: Vec<Value> = Vec::new();
     let mut in_flight = InFlight::new();
     let (mut accepted, mut rejected) = (0usize, 0usize);
@@ -194,6 +194,7 @@ pub async fn bulk(
             Err(e) => return Err(Problem::malformed(format!("row {number} cannot be read: {e}"))),
         };
         let parsed = RecordVaccination::parse(&row_to_record(&columns, &row, &programme), &ctx).and_then(|record| {
+            let record = context.stamp(record)?;
             match intake.check_facility(&caller, &record, "facility.name") {
                 Ok(()) => Ok(record),
                 Err(crate::master::FacilityCheck::Field(error)) => Err(vec![error]),

@@ -397,9 +397,31 @@ pub(crate) struct RecordContext {
     catalog: Arc<VaccineCatalog>,
     zone: chrono_tz::Tz,
     country: domain::values::CountryCode,
+    rules: Option<domain::master::ProgrammeRules>,
 }
 
 impl RecordContext {
+    /// Writes the programme's rules into the record, for the signer and for replays; a record
+    /// whose `totalDoses` is not the programme's course is refused.
+    pub(crate) fn stamp(
+        &self,
+        mut record: domain::commands::RecordVaccination,
+    ) -> Result<domain::commands::RecordVaccination, Vec<domain::values::FieldError>> {
+        if let Some(rules) = self.rules
+            && record.vaccination.dose.of() != rules.total_doses
+        {
+            return Err(vec![domain::values::FieldError::new(
+                "vaccination.totalDoses",
+                format!(
+                    "must be {}: programme {} has a course of {} doses",
+                    rules.total_doses, record.programme, rules.total_doses
+                ),
+            )]);
+        }
+        record.rules = self.rules;
+        Ok(record)
+    }
+
     pub(crate) fn parse_context(&self) -> domain::commands::ParseContext<'_> {
         domain::commands::ParseContext {
             catalog: &self.catalog,
@@ -430,16 +452,19 @@ impl Intake {
                 catalog,
                 zone: programme.rules.time_zone,
                 country: programme.country,
+                rules: Some(programme.rules),
             },
             Some((catalog, None)) => RecordContext {
                 catalog,
                 zone: self.zone,
                 country: self.default_country.clone(),
+                rules: None,
             },
             None => RecordContext {
                 catalog: Arc::new(self.catalog.clone()),
                 zone: self.zone,
                 country: self.default_country.clone(),
+                rules: None,
             },
         }
     }

@@ -118,9 +118,10 @@ fn master_schemas() -> [(&'static str, serde_json::Value); 6] {
     });
     let vaccine = json!({
         "type": "object", "additionalProperties": false,
-        "required": ["name", "manufacturer", "icd11Code", "icd11Term", "vaccineType", "disease"],
+        "required": ["name", "icd11Code", "icd11Term", "vaccineType", "disease"],
         "properties": {
-            "name": text, "manufacturer": text,
+            "name": text,
+            "manufacturer": {"type": ["string", "null"], "minLength": 1, "maxLength": Text::MAX, "pattern": Text::pattern()},
             "icd11Code": {"type": "string", "pattern": ICD11_PATTERN},
             "icd11Term": text, "vaccineType": text, "disease": text, "eu": eu
         }

@@ -307,7 +307,7 @@ pub async fn certify(State(intake): State<Arc<Intake>>, headers: HeaderMap, body
     let mut pending = Vec::new();
     for (i, raw) in records.iter().enumerate() {
         let ctx = intake.context_for(raw.get("programId").and_then(Value::as_str));
-        let parsed = RecordVaccination::parse(raw, &ctx.parse_context());
+        let parsed = RecordVaccination::parse(raw, &ctx.parse_context()).and_then(|record| ctx.stamp(record));
         let parsed = match parsed.map(|record| {
             let field = format!("[{i}].facility.name");
             (intake.check_facility(&caller, &record, &field), record)
@@ -359,7 +359,9 @@ pub async fn vaccination(
     let caller = intake.authorize(&headers, &[Role::Facility]).await?;
     let body = parse_json(&body)?;
     let ctx = intake.context_for(body.get("programId").and_then(Value::as_str));
-    let record = RecordVaccination::parse(&body, &ctx.parse_context()).map_err(rejected)?;
+    let record = RecordVaccination::parse(&body, &ctx.parse_context())
+        .and_then(|record| ctx.stamp(record))
+        .map_err(rejected)?;
     facility_allowed(&intake, &caller, &record, "facility.name")?;
     let pending = intake.recorded(&caller, &headers, None, record);
     intake.append_one(pending).await
@@ -385,7 +387,8 @@ pub async fn correction(
     let caller = intake.authorize(&headers, &[Role::Facility]).await?;
     let body = parse_json(&body)?;
     let ctx = intake.context_for(body.get("programId").and_then(Value::as_str));
-    let correction = CorrectVaccination::parse(&body, &ctx.parse_context()).map_err(rejected)?;
+    let mut correction = CorrectVaccination::parse(&body, &ctx.parse_context()).map_err(rejected)?;
+    correction.corrected = ctx.stamp(correction.corrected).map_err(rejected)?;
     let record = &correction.corrected;
     facility_allowed(&intake, &caller, record, "facility.name")?;
     let key = RecipientKey::derive(&intake.recipient_secret, &record.recipient.identity);

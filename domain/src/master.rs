@@ -83,7 +83,8 @@ pub struct Programme {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterVaccine {
     pub vaccine: Vaccine,
-    pub manufacturer: Text,
+    /// Absent in DIVOC's master list (`vaxctl master-data import`).
+    pub manufacturer: Option<Text>,
     /// EU DCC value-set codes, when known (`vaccine-medicinal-product`, `vaccine-mah-manf`,
     /// `sct-vaccines-covid-19`).
     pub eu: Option<EuCodes>,
@@ -145,7 +146,7 @@ impl MasterRecord {
             }),
             Self::Vaccine(v) => serde_json::json!({
                 "kind": "vaccine", "id": v.vaccine.name.trim().to_lowercase(), "name": v.vaccine.name,
-                "manufacturer": v.manufacturer.as_str(), "icd11Code": v.vaccine.icd11_code,
+                "manufacturer": v.manufacturer.as_ref().map(Text::as_str), "icd11Code": v.vaccine.icd11_code,
                 "icd11Term": v.vaccine.icd11_term, "vaccineType": v.vaccine.vaccine_type, "disease": v.vaccine.disease,
                 "eu": v.eu.as_ref().map(|eu| serde_json::json!({
                     "product": eu.product.as_str(), "manufacturer": eu.manufacturer.as_str(), "prophylaxis": eu.prophylaxis.as_str()
@@ -442,7 +443,10 @@ impl MasterVaccine {
             &["name", "manufacturer", "icd11Code", "icd11Term", "vaccineType", "disease", "eu"],
         );
         let name = required_text(&mut problems, body, "name");
-        let manufacturer = required_text(&mut problems, body, "manufacturer");
+        let manufacturer = match body.get("manufacturer").filter(|v| !v.is_null()) {
+            None => Some(None),
+            Some(_) => required_text(&mut problems, body, "manufacturer").map(Some),
+        };
         let code = required_str(&mut problems, body, "icd11Code").and_then(|raw| {
             let ok = (2..=16).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
             // (ICD11_PATTERN says the same.)

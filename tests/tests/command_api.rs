@@ -395,12 +395,37 @@ async fn the_openapi_document_matches_the_routes_and_divocs_record() {
             "/v1/certify",
             "/v1/corrections",
             "/v1/erasures",
+            "/v1/master-data",
+            "/v1/master-data/facilities/{id}",
+            "/v1/master-data/facilities/{id}/status",
+            "/v1/master-data/programmes/{id}",
+            "/v1/master-data/vaccines",
             "/v1/revocations",
             "/v1/vaccinations",
             "/v1/vaccinations/bulk"
         ]
     );
-    for (path, operations) in paths {
+    // Master data: each operation documents its answers and is guarded (401 without a token).
+    for (path, operations) in paths.iter().filter(|(p, _)| p.starts_with("/v1/master-data")) {
+        for (method, operation) in operations.as_object().unwrap() {
+            let expected: &[&str] = if method == "get" {
+                &["200", "401", "403"]
+            } else {
+                &["200", "401", "403", "422", "503"]
+            };
+            for status in expected {
+                assert!(operation["responses"].get(*status).is_some(), "{method} {path} documents no {status}");
+            }
+            let concrete = path.replace("{id}", "phc-1");
+            let response = reqwest::Client::new()
+                .request(method.to_uppercase().parse().unwrap(), format!("{}{concrete}", api.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{method} {path}");
+        }
+    }
+    for (path, operations) in paths.iter().filter(|(p, _)| !p.starts_with("/v1/master-data")) {
         let post = &operations["post"];
         for status in ["202", "401", "403", "422", "503"] {
             assert!(post["responses"].get(status).is_some(), "{path} documents no {status}");

@@ -49,8 +49,9 @@ fn rules(body: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Every vaccination on the topic: (pre-enrollment code, the dose's date).
-async fn dates(stack: &TestStack, expected: usize) -> Vec<(String, String)> {
+/// Every vaccination on the topic: (pre-enrollment code, the dose's date, the update limit its
+/// programme's rules carried).
+async fn dates(stack: &TestStack, expected: usize) -> Vec<(String, String, Option<u32>)> {
     let topic = stack.topic("vaccination-events");
     let records =
         tokio::task::block_in_place(|| kafka::read(&stack.kafka.brokers, &topic, 3, expected, Duration::from_secs(20)));
@@ -62,6 +63,7 @@ async fn dates(stack: &TestStack, expected: usize) -> Vec<(String, String)> {
             out.push((
                 record.pre_enrollment_code.as_str().to_owned(),
                 record.vaccination.date.date().to_string(),
+                record.rules.map(|r| r.update_limit),
             ));
         }
     }
@@ -126,6 +128,13 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     let (status, _) = call(&api, Method::POST, "/v1/certify", &phc2, Some(&json!([record("1234", "PHC Whitefield", "M-Y")]))).await;
     assert_eq!(status, 403);
 
+    // A record whose course is not its programme's is refused.
+    let mut three = record("1234", "PHC Whitefield", "M-T");
+    three["vaccination"]["totalDoses"] = json!(3);
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&three)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(rules(&body)[0].0, "vaccination.totalDoses", "{body}");
+
     // The same moment, 19:21 UTC, is 2 December in a UTC programme and 3 December in Kolkata.
     let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("9999", "PHC Whitefield", "M-2"))).await;
     assert_eq!(status, 202, "{body}");
@@ -137,12 +146,40 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     assert_eq!(
         dates(&stack, 3).await,
         [
-            ("M-1".to_owned(), "2020-12-02".to_owned()),
-            ("M-2".to_owned(), "2020-12-03".to_owned()),
-            ("M-3".to_owned(), "2020-12-03".to_owned()),
+            ("M-1".to_owned(), "2020-12-02".to_owned(), Some(1)),
+            ("M-2".to_owned(), "2020-12-03".to_owned(), Some(3)),
+            ("M-3".to_owned(), "2020-12-03".to_owned(), Some(3)),
         ],
-        "only the records accepted, each dated in its programme's zone at the time"
+        "only the records accepted, each dated in its programme's zone at the time and carrying \
+         the rules that held (the signer decides corrections with them, a replay too)"
     );
+
+    // A vaccine the file's master list lacks is refused, then accepted once an administrator
+    // adds it: no redeploy.
+    let mut newvax = record("1234", "PHC Whitefield", "M-4");
+    newvax["vaccination"]["name"] = json!("NovaVax-26");
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&newvax)).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(rules(&body)[0].0, "vaccination.name", "{body}");
+    let vaccine = json!({"name": "NovaVax-26", "manufacturer": "Novavax", "icd11Code": "XM5JC5",
+                         "icd11Term": "COVID-19 vaccine, virus protein subunit", "vaccineType": "Protein Subunit",
+                         "disease": "COVID-19"});
+    let (status, body) = call(&api, Method::POST, "/v1/master-data/vaccines", &admin, Some(&vaccine)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&newvax)).await;
+    assert_eq!(status, 202, "{body}");
+
+    // DIVOC's master list loads through `vaxctl master-data import`, as an administrator's tool.
+    let token = admin.trim_start_matches("Bearer ").to_owned();
+    let import = tokio::process::Command::new(vaxtrail_tests::bin_dir().join("vaxctl"))
+        .args(["master-data", "import", "--command-url", &api.url, "--token", &token])
+        .output()
+        .await
+        .expect("vaxctl was built");
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let divoc = domain::vaccine::VaccineCatalog::divoc_default().vaccines().count();
+    let (_, listing) = call(&api, Method::GET, "/v1/master-data", &admin, None).await;
+    assert_eq!(listing["vaccines"].as_array().map(Vec::len), Some(divoc + 1), "{listing}");
 
     // A new instance reads the same master data from the topic, and holds facilities to it.
     let second = inprocess::command_api(&stack, |_| {}).await;

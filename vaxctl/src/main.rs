@@ -11,6 +11,7 @@ mod demo;
 mod erase;
 mod keys;
 mod keystore;
+mod master_data;
 mod replay;
 mod schemas;
 mod topics;
@@ -55,6 +56,11 @@ enum Command {
     /// Erase a person (crypto-shredding) through the command API: their data keys go and every
     /// read model drops them.
     Erase(erase::EraseArgs),
+    /// Master data: load DIVOC's master lists (and a programme) through the command API.
+    MasterData {
+        #[command(subcommand)]
+        action: master_data::Action,
+    },
     /// The key store: the key-encryption key file, erasures after a key-store restore.
     Keystore {
         #[command(subcommand)]
@@ -112,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
         Command::Erase(args) => erase::run(&args).await,
+        Command::MasterData { action } => master_data::run(action).await,
         Command::Keystore { action } => keystore::run(&cli.kafka, action).await,
         Command::Audit { action } => audit::run(&cli.kafka, action).await,
         Command::Demo(args) => demo::run(args).await,

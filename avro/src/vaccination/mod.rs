@@ -8,6 +8,7 @@ use domain::{
     commands::{Address, Birth, CorrectionTarget, Facility, Recipient, RecordVaccination, Vaccination},
     events::{VaccinationEvent, VaccinationPayload},
     ids::{CertificateId, EventId},
+    master::ProgrammeRules,
     vaccine::Vaccine,
     values::{CountryCode, Dose, Gender, Identity, IsoDate, RecipientKey, Text},
 };
@@ -141,6 +142,16 @@ fn recorded(r: &RecordVaccination) -> Value {
             Value::Array(r.comorbidities.iter().map(string).collect()),
         ),
         ("sealed", nullable(None)),
+        (
+            "programmeRules",
+            nullable(r.rules.map(|rules| {
+                record(vec![
+                    ("totalDoses", Value::Int(i32::from(rules.total_doses))),
+                    ("updateLimit", Value::Int(i32::try_from(rules.update_limit).unwrap_or(i32::MAX))),
+                    ("timeZone", string(rules.time_zone.name())),
+                ])
+            })),
+        ),
     ])
 }
 
@@ -276,6 +287,24 @@ fn read_recorded(value: &Value) -> Result<RecordVaccination, ConvertError> {
             .into_iter()
             .map(|c| Text::parse("comorbidities", c))
             .collect::<Result<_, _>>()?,
+        rules: match r.optional("programmeRules") {
+            Some(rules) => {
+                let p = Fields::of(rules, "programmeRules")?;
+                let invalid = |field: &str, rule: &str| ConvertError::Invalid {
+                    field: format!("programmeRules.{field}"),
+                    rule: rule.into(),
+                };
+                Some(ProgrammeRules {
+                    total_doses: u8::try_from(p.int("totalDoses")?).map_err(|_| invalid("totalDoses", "1 to 10"))?,
+                    update_limit: u32::try_from(p.int("updateLimit")?).map_err(|_| invalid("updateLimit", "not negative"))?,
+                    time_zone: p
+                        .string("timeZone")?
+                        .parse()
+                        .map_err(|_| invalid("timeZone", "an IANA time zone"))?,
+                })
+            }
+            None => None,
+        },
     })
 }
 

@@ -90,6 +90,58 @@ fn every_payload_round_trips_through_the_bundled_schema_in_binary() {
 }
 
 #[test]
+fn a_programmes_rules_round_trip_and_records_written_before_them_still_read() {
+    use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+    let schema = crate::schemas::parse(crate::schemas::VACCINATION_EVENTS);
+    let before = include_str!("../../schemas/history/vaccination-events.v2.avsc");
+    assert_eq!(
+        SchemaCompatibility::can_read(&crate::schemas::parse(before), &schema).unwrap(),
+        Compatibility::Full
+    );
+    let mut record = sample_record();
+    record.rules = Some(domain::master::ProgrammeRules {
+        total_doses: 3,
+        update_limit: 4,
+        time_zone: chrono_tz::Asia::Kolkata,
+    });
+    let original = envelope(VaccinationPayload::VaccinationRecorded(record));
+    let bytes = GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(to_avro(&original))
+        .unwrap();
+    let read = GenericDatumReader::builder(&schema)
+        .build()
+        .unwrap()
+        .read_value(&mut bytes.as_slice())
+        .unwrap();
+    assert_eq!(from_avro(&read).unwrap(), original);
+
+    // Written by the schema before (no rules): read with the rules absent.
+    let Value::Record(mut fields) = to_avro(&envelope(payloads().remove(0))) else {
+        unreachable!()
+    };
+    if let Some((_, Value::Union(0, payload))) = fields.iter_mut().find(|(n, _)| n == "payload")
+        && let Value::Record(recorded) = payload.as_mut()
+    {
+        recorded.retain(|(n, _)| n != "programmeRules");
+    }
+    let old = crate::schemas::parse(before);
+    let bytes = GenericDatumWriter::builder(&old)
+        .build()
+        .unwrap()
+        .write_value_to_vec(Value::Record(fields))
+        .unwrap();
+    let value = GenericDatumReader::builder(&old)
+        .build()
+        .unwrap()
+        .read_value(&mut bytes.as_slice())
+        .unwrap();
+    let resolved = value.resolve(&schema).unwrap();
+    assert_eq!(from_avro(&resolved).unwrap(), envelope(payloads().remove(0)));
+}
+
+#[test]
 fn an_age_instead_of_a_date_of_birth_round_trips() {
     let mut record = sample_record();
     record.recipient.birth = Birth::Age(45);

@@ -91,6 +91,12 @@ pub struct RecordVaccination {
     /// shape, and so the fingerprint of a record (its JSON, `[]` here) is the same as before for
     /// every record that had none.
     pub comorbidities: Vec<Text>,
+    /// The programme's rules when the record was accepted (master data), so the signer and a
+    /// replay decide with the rules that held then; `None` when master data did not define the
+    /// programme (the signer's deployment-wide rules apply). Not part of the record's JSON
+    /// fingerprint: the same dose posted twice is the same record whatever the rules.
+    #[serde(skip)]
+    pub rules: Option<crate::master::ProgrammeRules>,
 }
 
 /// Which certificate a correction replaces.
@@ -320,6 +326,7 @@ impl RecordVaccination {
             vaccinator: vaccinator?,
             facility: facility?,
             comorbidities: comorbidities?,
+            rules: None,
         })
     }
 }

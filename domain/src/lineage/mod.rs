@@ -238,10 +238,10 @@ fn correct(
             dose: slot.1,
         });
     }
-    if dose.update_count >= policy.update_limit {
-        return Err(Rejection::UpdateLimitReached {
-            limit: policy.update_limit,
-        });
+    // The programme's limit as the correction was accepted (master data), else the deployment's.
+    let limit = corrected.rules.map_or(policy.update_limit, |rules| rules.update_limit);
+    if dose.update_count >= limit {
+        return Err(Rejection::UpdateLimitReached { limit });
     }
     if dose.fingerprint == Fingerprint::of(corrected) {
         return Err(Rejection::DuplicateVaccination {

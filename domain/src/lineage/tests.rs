@@ -192,6 +192,37 @@ fn a_correction_beyond_the_update_limit_is_rejected_naming_the_limit() {
 }
 
 #[test]
+fn the_update_limit_the_correction_carries_from_its_programme_wins_over_the_deployments() {
+    let target = || CorrectionTarget::Dose {
+        programme: programme(),
+        dose: 1,
+    };
+    let state = given(&[recorded("e1", 1, "B1"), corrected("e2", target(), 1, "B2")]);
+    let with_limit = |limit| {
+        let mut event = corrected("e3", target(), 1, "B3");
+        if let VaccinationPayload::VaccinationCorrected { corrected, .. } = &mut event.payload {
+            corrected.rules = Some(crate::master::ProgrammeRules {
+                total_doses: 2,
+                update_limit: limit,
+                time_zone: chrono_tz::UTC,
+            });
+        }
+        event
+    };
+    let generous = Policy {
+        update_limit: 5,
+        ..Policy::default()
+    };
+    // The deployment allows five; the programme, when the correction was accepted, allowed one.
+    assert_eq!(
+        decide(&state, &with_limit(1), &generous, slot()),
+        Err(Rejection::UpdateLimitReached { limit: 1 })
+    );
+    // The deployment allows one; the programme allowed three.
+    assert!(decide(&state, &with_limit(3), &Policy::default(), slot()).is_ok());
+}
+
+#[test]
 fn a_superseded_certificate_cannot_be_corrected_or_revoked() {
     let state = given(&[
         recorded("e1", 1, "B1"),
