@@ -5,7 +5,10 @@
 use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 use domain::{
-    master::{EuCodes, FacilityEntry, FacilityStatus, MasterId, MasterRecord, MasterVaccine, Programme, ProgrammeRules},
+    master::{
+        EuCodes, FacilityEntry, FacilityStatus, MasterId, MasterRecord, MasterVaccine, Programme, ProgrammeRules,
+        VaccinatorEntry,
+    },
     vaccine::Vaccine,
     values::{CountryCode, Text},
 };
@@ -25,6 +28,21 @@ pub struct MasterEnvelope {
 
 fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
     Value::Array(items.into_iter().map(string).collect())
+}
+
+fn status(status: FacilityStatus) -> Value {
+    match status {
+        FacilityStatus::Active => Value::Enum(0, "ACTIVE".into()),
+        FacilityStatus::Suspended => Value::Enum(1, "SUSPENDED".into()),
+    }
+}
+
+fn read_status(f: &Fields) -> Result<FacilityStatus, ConvertError> {
+    match f.required("status")? {
+        Value::Enum(0, _) => Ok(FacilityStatus::Active),
+        Value::Enum(1, _) => Ok(FacilityStatus::Suspended),
+        _ => Err(invalid("status", "ACTIVE or SUSPENDED")),
+    }
 }
 
 /// The envelope as an Avro record value.
@@ -71,13 +89,16 @@ pub fn to_avro(envelope: &MasterEnvelope) -> Value {
                 ("name", string(f.name.as_str())),
                 ("district", string(f.district.as_str())),
                 ("state", string(f.state.as_str())),
-                (
-                    "status",
-                    match f.status {
-                        FacilityStatus::Active => Value::Enum(0, "ACTIVE".into()),
-                        FacilityStatus::Suspended => Value::Enum(1, "SUSPENDED".into()),
-                    },
-                ),
+                ("status", status(f.status)),
+            ])),
+        ),
+        MasterRecord::Vaccinator(v) => Value::Union(
+            3,
+            Box::new(record(vec![
+                ("id", string(&v.id)),
+                ("name", string(v.name.as_str())),
+                ("facilities", strings(v.facilities.iter().map(MasterId::as_str))),
+                ("status", status(v.status)),
             ])),
         ),
     };
@@ -159,11 +180,17 @@ pub fn from_avro(value: &Value) -> Result<MasterEnvelope, ConvertError> {
             name: text(&p, "name")?,
             district: text(&p, "district")?,
             state: text(&p, "state")?,
-            status: match p.required("status")? {
-                Value::Enum(0, _) => FacilityStatus::Active,
-                Value::Enum(1, _) => FacilityStatus::Suspended,
-                _ => return Err(invalid("status", "ACTIVE or SUSPENDED")),
-            },
+            status: read_status(&p)?,
+        }),
+        3 => MasterRecord::Vaccinator(VaccinatorEntry {
+            id: MasterId::parse("id", p.string("id")?)?,
+            name: text(&p, "name")?,
+            facilities: p
+                .strings("facilities")?
+                .into_iter()
+                .map(|id| MasterId::parse("facilities", id).map_err(ConvertError::from))
+                .collect::<Result<_, _>>()?,
+            status: read_status(&p)?,
         }),
         other => return Err(invalid("payload", &format!("unknown branch {other}"))),
     };
@@ -205,12 +232,16 @@ mod tests {
             &json!({"name": "PHC Whitefield", "district": "Bengaluru", "state": "Karnataka", "status": "active"}),
         )
         .unwrap();
+        let vaccinator =
+            VaccinatorEntry::parse("v-1", &json!({"name": "Asha Devi", "facilities": ["phc-1", "phc-2"], "status": "suspended"}))
+                .unwrap();
         let schema = schemas::parse(schemas::MASTER_DATA);
         for record in [
             MasterRecord::Programme(programme),
             MasterRecord::Vaccine(vaccine),
             MasterRecord::Vaccine(plain),
             MasterRecord::Facility(facility),
+            MasterRecord::Vaccinator(vaccinator),
         ] {
             let envelope = MasterEnvelope {
                 recorded_at: Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap(),

@@ -126,6 +126,15 @@ pub struct Config {
         default_value = "when-claimed"
     )]
     pub facility_binding: FacilityBinding,
+    /// Origins whose pages may call the master-data endpoints from a browser (CORS), such as the
+    /// query API's `/admin` page: comma-separated `scheme://host:port`. Empty: none.
+    #[arg(
+        long = "admin-origins",
+        env = "VAXTRAIL_ADMIN_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub admin_origins: Vec<String>,
 }
 
 /// See [`Config::facility_binding`].
@@ -295,13 +304,19 @@ impl Application {
             .route("/v1/corrections", post(routes::correction))
             .route("/v1/revocations", post(routes::revocation))
             .route("/v1/erasures", post(routes::erasure))
+            .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            .with_state(intake.clone());
+        // Master data: small bodies, and callable from the master-data page's origin (CORS).
+        let master_data = Router::new()
             .route("/v1/master-data", get(master::list))
             .route("/v1/master-data/programmes/{id}", put(master::put_programme))
             .route("/v1/master-data/vaccines", post(master::post_vaccine))
             .route("/v1/master-data/facilities/{id}", put(master::put_facility))
             .route("/v1/master-data/facilities/{id}/status", post(master::facility_status))
-            .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            .route("/v1/master-data/vaccinators/{id}", put(master::put_vaccinator))
+            .layer(DefaultBodyLimit::max(64 * 1024))
             .with_state(intake.clone());
+        let api = api.merge(master::cors(master_data, &config.admin_origins)?);
         let document = openapi::document(&intake.catalog, intake.max_records);
         // The bulk body is a stream counted by the handler itself (413 once past the limit).
         let bulk = Router::new()

@@ -235,6 +235,7 @@ fn listing(data: &MasterData) -> Value {
         "programmes": list(data.programmes().cloned().map(MasterRecord::Programme).collect()),
         "vaccines": list(data.vaccines().cloned().map(MasterRecord::Vaccine).collect()),
         "facilities": list(data.facilities().cloned().map(MasterRecord::Facility).collect()),
+        "vaccinators": list(data.vaccinators().cloned().map(MasterRecord::Vaccinator).collect()),
     })
 }
 
@@ -342,6 +343,29 @@ pub async fn put_facility(
     let caller = intake.authorize(&headers, &[Role::Admin]).await?;
     let facility = FacilityEntry::parse(&id, &parse_json(&body)?).map_err(rejected)?;
     intake.change(&caller, MasterRecord::Facility(facility)).await
+}
+
+/// `PUT /v1/master-data/vaccinators/{id}`: registers or redefines a vaccinator. Administrator.
+#[utoipa::path(
+    put,
+    path = "/v1/master-data/vaccinators/{id}",
+    description = "Register or redefine a vaccinator at facilities (active unless the body says suspended). A facility with vaccinators registered records only theirs. Role: admin.",
+    params(("id" = String, Path, description = "The vaccinator's id", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")),
+    request_body = crate::openapi::VaccinatorBody,
+    responses(
+        (status = 200, description = "The vaccinator as now registered", body = crate::openapi::MasterRecordView),
+        crate::openapi::Refusals
+    )
+)]
+pub async fn put_vaccinator(
+    State(intake): State<Arc<Intake>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Problem> {
+    let caller = intake.authorize(&headers, &[Role::Admin]).await?;
+    let vaccinator = domain::master::VaccinatorEntry::parse(&id, &parse_json(&body)?).map_err(rejected)?;
+    intake.change(&caller, MasterRecord::Vaccinator(vaccinator)).await
 }
 
 /// `POST /v1/master-data/facilities/{id}/status`: `{"status": "active" | "suspended"}`.
@@ -487,19 +511,34 @@ impl Intake {
         let bound = !caller.facilities.is_empty()
             || (self.facility_binding == crate::FacilityBinding::Required && !admin);
         let name = record.facility.name.as_str();
-        let refusal = master.view.read(|data| {
-            if bound {
-                data.may_record_at(name, &caller.facilities).err()
+        let checked = master.view.read(|data| {
+            let allowed: Vec<String> = if bound {
+                caller.facilities.clone()
             } else {
-                // Unbound (as before master data): only a registered facility's suspension holds.
-                let all: Vec<String> = data.facilities().map(|f| f.id.to_string()).collect();
-                data.may_record_at(name, &all)
-                    .err()
-                    .filter(|r| matches!(r, FacilityRefusal::Suspended(_)))
+                data.facilities().map(|f| f.id.to_string()).collect()
+            };
+            match data.may_record_at(name, &allowed) {
+                Ok(facility) => Ok(Some((
+                    facility.id.clone(),
+                    data.vaccinator_may_record(&facility.id, record.vaccinator.as_str()),
+                ))),
+                // Unbound (as before master data): an unknown facility records as before; only a
+                // registered facility's suspension holds.
+                Err(FacilityRefusal::Unknown) if !bound => Ok(None),
+                Err(refusal) => Err(refusal),
             }
         });
-        let Some(refusal) = refusal else {
-            return Ok(());
+        let refusal = match checked {
+            Ok(None | Some((_, true))) => return Ok(()),
+            Ok(Some((facility, false))) => {
+                metrics::counter!("vaxtrail_commands_refused_total", "rule" => "vaccinator-unknown").increment(1);
+                let field = field.replace("facility.name", "vaccinator.name");
+                return Err(FacilityCheck::Field(domain::values::FieldError::new(
+                    field,
+                    format!("vaccinator-unknown: no active vaccinator of this name is registered at facility {facility}"),
+                )));
+            }
+            Err(refusal) => refusal,
         };
         let rule = refusal.rule();
         metrics::counter!("vaxtrail_commands_refused_total", "rule" => rule).increment(1);
@@ -522,4 +561,31 @@ impl Intake {
             ),
         })
     }
+}
+
+/// The master-data routes, callable from `origins` in a browser (CORS: the bearer token in the
+/// `Authorization` header, no cookies). A malformed origin stops the start, naming it.
+pub(crate) fn cors(routes: axum::Router, origins: &[String]) -> anyhow::Result<axum::Router> {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let ok = (o.starts_with("http://") || o.starts_with("https://")) && !o.ends_with('/');
+            anyhow::ensure!(ok, "VAXTRAIL_ADMIN_ORIGINS: {o:?} is not an origin (scheme://host[:port], no path)");
+            Ok(HeaderValue::from_str(o)?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if origins.is_empty() {
+        return Ok(routes);
+    }
+    Ok(routes.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::PUT, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    ))
 }

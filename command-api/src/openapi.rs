@@ -72,6 +72,10 @@ pub struct VaccineBody;
 #[derive(ToSchema)]
 pub struct FacilityBody;
 
+/// A vaccinator's registration.
+#[derive(ToSchema)]
+pub struct VaccinatorBody;
+
 /// A facility's new status.
 #[derive(ToSchema)]
 pub struct FacilityStatusBody;
@@ -88,7 +92,7 @@ pub struct MasterDataListing;
 pub type ProblemDetails = Problem;
 
 /// The master-data schemas: what `domain::master`'s parsers accept, exactly.
-fn master_schemas() -> [(&'static str, serde_json::Value); 6] {
+fn master_schemas() -> [(&'static str, serde_json::Value); 7] {
     use domain::{
         master::{ICD11_PATTERN, LANGUAGE_PATTERN},
         values::Text,
@@ -134,23 +138,34 @@ fn master_schemas() -> [(&'static str, serde_json::Value); 6] {
             "status": {"type": ["string", "null"], "enum": ["active", "suspended", null], "description": "Suspended when absent: a controller activates it"}
         }
     });
+    let vaccinator = json!({
+        "type": "object", "additionalProperties": false,
+        "required": ["name", "facilities"],
+        "properties": {
+            "name": text,
+            "facilities": {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "string", "pattern": domain::master::ID_PATTERN}},
+            "status": {"type": ["string", "null"], "enum": ["active", "suspended", null], "description": "Active when absent"}
+        }
+    });
     let view = json!({
         "type": "object", "required": ["kind", "id"],
-        "properties": {"kind": {"type": "string", "enum": ["programme", "vaccine", "facility"]}, "id": {"type": "string"}},
+        "properties": {"kind": {"type": "string", "enum": ["programme", "vaccine", "facility", "vaccinator"]}, "id": {"type": "string"}},
         "description": "The record as defined: the body's fields with kind and id"
     });
     let listing = json!({
-        "type": "object", "required": ["programmes", "vaccines", "facilities"],
+        "type": "object", "required": ["programmes", "vaccines", "facilities", "vaccinators"],
         "properties": {
             "programmes": {"type": "array", "items": view},
             "vaccines": {"type": "array", "items": view},
-            "facilities": {"type": "array", "items": view}
+            "facilities": {"type": "array", "items": view},
+            "vaccinators": {"type": "array", "items": view}
         }
     });
     [
         ("ProgrammeBody", programme),
         ("VaccineBody", vaccine),
         ("FacilityBody", facility),
+        ("VaccinatorBody", vaccinator),
         ("FacilityStatusBody", json!({"type": "object", "additionalProperties": false, "required": ["status"], "properties": {"status": status}})),
         ("MasterRecordView", view),
         ("MasterDataListing", listing),
@@ -208,7 +223,8 @@ impl Modify for BearerAuth {
         crate::master::put_programme,
         crate::master::post_vaccine,
         crate::master::put_facility,
-        crate::master::facility_status
+        crate::master::facility_status,
+        crate::master::put_vaccinator
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

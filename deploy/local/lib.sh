@@ -62,6 +62,9 @@ export VAXTRAIL_KEK_FILE=${VAXTRAIL_KEK_FILE:-$STATE/keys/kek.key}
 export VAXTRAIL_ENVIRONMENT=${VAXTRAIL_ENVIRONMENT:-development}
 export VAXTRAIL_ISSUER_DID=${VAXTRAIL_ISSUER_DID:-did:web:127.0.0.1%3A8090}
 export VAXTRAIL_PUBLIC_BASE_URL=${VAXTRAIL_PUBLIC_BASE_URL:-http://127.0.0.1:8090}
+# The master-data page (query API, /admin) calls the command API from the browser.
+export VAXTRAIL_ADMIN_ORIGINS=${VAXTRAIL_ADMIN_ORIGINS:-http://${VAXTRAIL_QUERY_API_ADDRESS:-127.0.0.1:8090}}
+export VAXTRAIL_COMMAND_API_PUBLIC_URL=${VAXTRAIL_COMMAND_API_PUBLIC_URL:-http://${VAXTRAIL_COMMAND_API_ADDRESS:-127.0.0.1:8080}}
 
 # The project's services: name, binary, listen address (each address can be moved, for tests).
 SERVICES=(

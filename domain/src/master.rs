@@ -125,12 +125,23 @@ pub struct FacilityEntry {
     pub status: FacilityStatus,
 }
 
+/// A vaccinator, registered at one or more facilities.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaccinatorEntry {
+    pub id: MasterId,
+    /// The name records carry (`vaccinator.name` in DIVOC's body).
+    pub name: Text,
+    pub facilities: Vec<MasterId>,
+    pub status: FacilityStatus,
+}
+
 /// One master-data record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MasterRecord {
     Programme(Programme),
     Vaccine(MasterVaccine),
     Facility(FacilityEntry),
+    Vaccinator(VaccinatorEntry),
 }
 
 impl MasterRecord {
@@ -156,6 +167,10 @@ impl MasterRecord {
                 "kind": "facility", "id": f.id, "name": f.name.as_str(), "district": f.district.as_str(),
                 "state": f.state.as_str(), "status": f.status.as_str(),
             }),
+            Self::Vaccinator(v) => serde_json::json!({
+                "kind": "vaccinator", "id": v.id, "name": v.name.as_str(),
+                "facilities": v.facilities, "status": v.status.as_str(),
+            }),
         }
     }
 
@@ -165,6 +180,7 @@ impl MasterRecord {
             Self::Programme(p) => format!("programme/{}", p.id),
             Self::Vaccine(v) => format!("vaccine/{}", v.vaccine.name.trim().to_lowercase()),
             Self::Facility(f) => format!("facility/{}", f.id),
+            Self::Vaccinator(v) => format!("vaccinator/{}", v.id),
         }
     }
 }
@@ -175,6 +191,7 @@ pub struct MasterData {
     programmes: BTreeMap<MasterId, Programme>,
     vaccines: BTreeMap<String, MasterVaccine>,
     facilities: BTreeMap<MasterId, FacilityEntry>,
+    vaccinators: BTreeMap<MasterId, VaccinatorEntry>,
 }
 
 /// Why a facility may not record a vaccination.
@@ -212,7 +229,30 @@ impl MasterData {
             MasterRecord::Facility(f) => {
                 self.facilities.insert(f.id.clone(), f);
             }
+            MasterRecord::Vaccinator(v) => {
+                self.vaccinators.insert(v.id.clone(), v);
+            }
         }
+    }
+
+    pub fn vaccinators(&self) -> impl Iterator<Item = &VaccinatorEntry> {
+        self.vaccinators.values()
+    }
+
+    /// Whether `vaccinator` may record at `facility`: any name while the facility has no
+    /// vaccinator registered (as before master data), else only an active vaccinator registered
+    /// there, matched by name.
+    pub fn vaccinator_may_record(&self, facility: &MasterId, vaccinator: &str) -> bool {
+        let mut registered = self
+            .vaccinators
+            .values()
+            .filter(|v| v.facilities.contains(facility))
+            .peekable();
+        if registered.peek().is_none() {
+            return true;
+        }
+        let wanted = vaccinator.trim().to_lowercase();
+        registered.any(|v| v.status == FacilityStatus::Active && v.name.as_str().trim().to_lowercase() == wanted)
     }
 
     pub fn programme(&self, id: &str) -> Option<&Programme> {
@@ -535,6 +575,54 @@ impl FacilityEntry {
             })
         })();
         problems.finish(facility)
+    }
+}
+
+impl VaccinatorEntry {
+    /// An administrator's body for vaccinator `id` (active unless `status` says `suspended`).
+    pub fn parse(id: &str, body: &Value) -> Result<Self, Vec<FieldError>> {
+        let mut problems = Problems::default();
+        let id = problems.take(MasterId::parse("id", id));
+        let Some(body) = object(&mut problems, body, "") else {
+            return problems.finish(None);
+        };
+        unknown_fields(&mut problems, body, &["name", "facilities", "status"]);
+        let name = required_text(&mut problems, body, "name");
+        let facilities = match body.get("facilities").and_then(Value::as_array) {
+            Some(items) if !items.is_empty() && items.len() <= 64 => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let path = format!("facilities[{i}]");
+                    match item.as_str() {
+                        Some(raw) => out.extend(problems.take(MasterId::parse(&path, raw))),
+                        None => problems.push(FieldError::new(path, STRING)),
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                problems.push(FieldError::new("facilities", "must be an array of 1 to 64 facility ids"));
+                None
+            }
+        };
+        let status = match body.get("status").filter(|v| !v.is_null()) {
+            None => Some(FacilityStatus::Active),
+            Some(Value::String(s)) if s == "active" => Some(FacilityStatus::Active),
+            Some(Value::String(s)) if s == "suspended" => Some(FacilityStatus::Suspended),
+            Some(_) => {
+                problems.push(FieldError::new("status", "must be \"active\" or \"suspended\""));
+                None
+            }
+        };
+        let vaccinator = (|| {
+            Some(VaccinatorEntry {
+                id: id?,
+                name: name?,
+                facilities: facilities?,
+                status: status?,
+            })
+        })();
+        problems.finish(vaccinator)
     }
 }
 

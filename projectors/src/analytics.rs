@@ -30,7 +30,8 @@ pub const TABLES: [&str; 6] = [
     "CREATE TABLE IF NOT EXISTS vaccinations (
         event_id String, event_type String, vaccination_date Date, programme String, vaccine String,
         manufacturer String, dose UInt8, total_doses UInt8, gender String, age_band String,
-        facility String, district String, state String, country String, occurred_at DateTime
+        facility String, district String, state String, country String, occurred_at DateTime,
+        vaccinator String
      ) ENGINE = ReplacingMergeTree ORDER BY (vaccination_date, event_id)",
     "CREATE TABLE IF NOT EXISTS certificate_outcomes (
         record_id String, source_event_id String, outcome String, certificate_id String, rule String,
@@ -77,6 +78,21 @@ pub async fn create_schema(client: &clickhouse::Client) -> anyhow::Result<()> {
     for table in TABLES {
         client.query(table).execute().await?;
     }
+    // A table made before the vaccinator was kept gets the column (rows before stay ''; a replay
+    // fills them).
+    let has_vaccinator: u64 = client
+        .query(
+            "SELECT count() FROM system.columns
+             WHERE database = currentDatabase() AND table = 'vaccinations' AND name = 'vaccinator'",
+        )
+        .fetch_one()
+        .await?;
+    if has_vaccinator == 0 {
+        client
+            .query("ALTER TABLE vaccinations ADD COLUMN vaccinator String DEFAULT ''")
+            .execute()
+            .await?;
+    }
     for (_, view) in VIEWS {
         client.query(view).execute().await?;
     }
@@ -100,6 +116,7 @@ struct VaccinationRow {
     state: String,
     country: String,
     occurred_at: u32,
+    vaccinator: String,
 }
 
 #[derive(clickhouse::Row, Serialize)]
@@ -332,6 +349,7 @@ impl VaccinationRow {
             state: record.facility.address.state.as_str().to_owned(),
             country: record.facility.address.country.as_str().to_owned(),
             occurred_at: seconds(envelope.provenance.occurred_at),
+            vaccinator: record.vaccinator.as_str().to_owned(),
         })
     }
 }

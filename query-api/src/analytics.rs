@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Json,
     extract::{Query, State, rejection::QueryRejection},
-    http::{HeaderMap, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::NaiveDate;
@@ -31,7 +31,7 @@ pub fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Problem> 
 }
 
 /// How `/v1/analytics/doses` may group (`by`): name → ClickHouse expression.
-pub const DOSES_BY: [(&str, &str); 7] = [
+pub const DOSES_BY: [(&str, &str); 9] = [
     ("day", "toString(vaccination_date)"),
     ("vaccine", "vaccine"),
     ("dose", "toString(dose)"),
@@ -39,7 +39,13 @@ pub const DOSES_BY: [(&str, &str); 7] = [
     ("district", "concat(state, ' / ', district)"),
     ("gender", "gender"),
     ("ageBand", "age_band"),
+    ("facility", "facility"),
+    ("vaccinator", "vaccinator"),
 ];
+
+/// The groupings counted from the recorded vaccinations themselves (the daily aggregates do not
+/// keep facility or vaccinator). A vaccinator is a person: only the monitoring role sees them.
+const FROM_RECORDS: [&str; 2] = ["facility", "vaccinator"];
 
 /// How `/v1/analytics/certificates` may group (`by`).
 pub const CERTIFICATES_BY: [(&str, &str); 3] = [
@@ -179,8 +185,8 @@ pub fn suppress(rows: &[(String, u64)], min: u64) -> (Vec<(String, u64)>, Value,
     (shown, summary, total)
 }
 
-/// `GET /v1/analytics/doses?by=day|vaccine|dose|state|district|gender|ageBand&from&to&programme`:
-/// doses given (recorded vaccinations).
+/// `GET /v1/analytics/doses?by=day|vaccine|dose|state|district|gender|ageBand|facility|vaccinator&from&to&programme`:
+/// doses given (recorded vaccinations). By vaccinator: the monitoring role only.
 pub async fn doses(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -190,16 +196,34 @@ pub async fn doses(
     let filters = query(filters)?;
     let range = range(&filters)?;
     let column = dimension(&filters, &DOSES_BY, "day")?;
-    let sql = format!(
-        "SELECT {column} AS key, toUInt64(sum(n)) AS doses FROM (
-             SELECT vaccination_date, vaccine, dose, state, district, gender, age_band,
-                    uniqExactMerge(events) AS n
-             FROM daily_vaccinations
+    let by = filters.by.as_deref().unwrap_or("day");
+    if by == "vaccinator" && !full {
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "monitoring-role-needed",
+            "Doses by vaccinator name people: send a token with the monitoring role",
+        ));
+    }
+    let sql = if FROM_RECORDS.contains(&by) {
+        // Each event once, however often a redelivery wrote its row.
+        format!(
+            "SELECT {column} AS key, toUInt64(uniqExact(event_id)) AS doses FROM vaccinations
              WHERE event_type = 'VaccinationRecorded' AND vaccination_date BETWEEN toDate(?) AND toDate(?)
                AND (? = '' OR programme = ?)
-             GROUP BY vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band)
-         GROUP BY key ORDER BY key"
-    );
+             GROUP BY key ORDER BY key"
+        )
+    } else {
+        format!(
+            "SELECT {column} AS key, toUInt64(sum(n)) AS doses FROM (
+                 SELECT vaccination_date, vaccine, dose, state, district, gender, age_band,
+                        uniqExactMerge(events) AS n
+                 FROM daily_vaccinations
+                 WHERE event_type = 'VaccinationRecorded' AND vaccination_date BETWEEN toDate(?) AND toDate(?)
+                   AND (? = '' OR programme = ?)
+                 GROUP BY vaccination_date, programme, event_type, vaccine, dose, state, district, gender, age_band)
+             GROUP BY key ORDER BY key"
+        )
+    };
     let programme = filters.programme.clone().unwrap_or_default();
     let rows: Vec<(String, u64)> = state
         .clickhouse

@@ -72,6 +72,7 @@ const DASHBOARD: &str = r#"<!doctype html>
  <div class="card"><h2>By state</h2><canvas id="state"></canvas></div>
  <div class="card"><h2>By gender</h2><canvas id="gender"></canvas></div>
  <div class="card"><h2>By age band</h2><canvas id="ageBand"></canvas></div>
+ <div class="card"><h2>By facility</h2><canvas id="facility"></canvas></div>
  <div class="card"><h2>Certificates</h2><canvas id="outcomes"></canvas></div>
  <div class="card"><h2>Pipeline lag (records behind)</h2><canvas id="lag"></canvas></div>
 </div>
@@ -93,7 +94,7 @@ function query() {
 async function json(url) { const r = await fetch(url); if (!r.ok) throw new Error(url + ': ' + r.status); return r.json(); }
 async function refresh() {
   try {
-    const dims = [['day','line'],['vaccine','bar'],['dose','bar'],['state','bar'],['gender','doughnut'],['ageBand','bar']];
+    const dims = [['day','line'],['vaccine','bar'],['dose','bar'],['state','bar'],['gender','doughnut'],['ageBand','bar'],['facility','bar']];
     let total = 0;
     for (const [by, type] of dims) {
       const p = query(); p.set('by', by);

@@ -6,6 +6,7 @@
 //! `run_until_stopped` serves until SIGTERM. Tests build it on `127.0.0.1:0`.
 
 pub mod access;
+mod admin;
 pub mod analytics;
 pub mod audit;
 mod dashboard;
@@ -96,6 +97,14 @@ pub struct Config {
         default_value = "If you think this is wrong, ask the holder to contact the vaccination centre that issued the certificate, or the programme's helpline."
     )]
     pub verifier_help: String,
+    /// Where a browser reaches the command API: the master-data page (`/admin`) calls it (the
+    /// command API must list this service's public origin in `VAXTRAIL_ADMIN_ORIGINS`).
+    #[arg(
+        long = "command-api-public-url",
+        env = "VAXTRAIL_COMMAND_API_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub command_api_url: String,
     /// The largest `POST /v1/verify` body, in bytes.
     #[arg(long = "max-verify-bytes", env = "VAXTRAIL_MAX_VERIFY_BYTES", default_value_t = 64 * 1024)]
     pub max_verify_bytes: usize,
@@ -159,6 +168,8 @@ pub struct AppState {
     pub profile: IssuerProfile,
     pub partitions: u32,
     pub verifier_help: String,
+    /// The command API's public URL, for the master-data page.
+    pub command_api_url: String,
     pub clickhouse: clickhouse::Client,
     pub brokers: String,
     /// One client for the topics' high watermarks (the pipeline's lag), made at start.
@@ -208,6 +219,7 @@ impl Application {
             profile,
             partitions: u32::try_from(config.kafka.partitions).unwrap_or(1).max(1),
             verifier_help: config.verifier_help.clone(),
+            command_api_url: config.command_api_url.clone(),
             clickhouse: config.clickhouse.client(),
             brokers: config.kafka.brokers.clone(),
             watermarks: Arc::new(platform::Kafka::new(&config.kafka.brokers).client()?),
@@ -237,6 +249,7 @@ impl Application {
             .route("/v1/analytics/signing-latency", get(analytics::signing_latency))
             .route("/v1/pipeline/lag", get(analytics::lag))
             .route("/dashboard", get(dashboard::page))
+            .route("/admin", get(admin::page))
             .route("/verify", get(dashboard::verifier_page))
             .route("/assets/{name}", get(dashboard::asset))
             .with_state(state.clone());

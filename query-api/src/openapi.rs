@@ -112,9 +112,9 @@ fn did_document() {}
 fn vaccination_context() {}
 
 #[utoipa::path(get, path = "/v1/analytics/doses", tag = "analytics",
-    description = "Public: cells under the suppression threshold are withheld (`suppressed`). A `monitoring` or `admin` token reads every cell; any other token is refused.",
+    description = "Public: cells under the suppression threshold are withheld (`suppressed`). A `monitoring` or `admin` token reads every cell; any other token is refused. By vaccinator: a `monitoring` or `admin` token only (401 without one).",
     security((), ("bearer" = [])),
-    params(("by" = Option<String>, Query, description = "day, vaccine, dose, state, district, gender, ageBand"),
+    params(("by" = Option<String>, Query, description = "day, vaccine, dose, state, district, gender, ageBand, facility, vaccinator"),
         ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("programme" = Option<String>, Query)),
     responses((status = 200, description = "Doses given, grouped"), (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),

@@ -399,6 +399,7 @@ async fn the_openapi_document_matches_the_routes_and_divocs_record() {
             "/v1/master-data/facilities/{id}",
             "/v1/master-data/facilities/{id}/status",
             "/v1/master-data/programmes/{id}",
+            "/v1/master-data/vaccinators/{id}",
             "/v1/master-data/vaccines",
             "/v1/revocations",
             "/v1/vaccinations",

@@ -48,6 +48,7 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
         today,
     };
     let (mut by_vaccine, mut by_state) = (BTreeMap::new(), BTreeMap::new());
+    let (mut by_facility, mut by_vaccinator) = (BTreeMap::new(), BTreeMap::new());
     for i in 0..PEOPLE {
         let person = Person::new(i, today, 30);
         let record = RecordVaccination::parse(&person.certify_request(1, ""), &ctx).unwrap();
@@ -57,6 +58,10 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
         *by_state
             .entry(record.facility.address.state.as_str().to_owned())
             .or_insert(0_u64) += 1;
+        *by_facility
+            .entry(record.facility.name.as_str().to_owned())
+            .or_insert(0_u64) += 1;
+        *by_vaccinator.entry(record.vaccinator.as_str().to_owned()).or_insert(0_u64) += 1;
         let key = recipient(record.recipient.identity.as_str());
         writer
             .append(&envelope(
@@ -109,6 +114,20 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
     assert_eq!(
         series(get_full("/v1/analytics/doses?by=state").await.json().await.unwrap()),
         by_state
+    );
+    // DIVOC's portal counts by facility and by vaccinator; a vaccinator is a person, so that
+    // breakdown is the monitoring role's only.
+    assert_eq!(
+        series(get_full("/v1/analytics/doses?by=facility").await.json().await.unwrap()),
+        by_facility
+    );
+    assert_eq!(
+        series(get_full("/v1/analytics/doses?by=vaccinator").await.json().await.unwrap()),
+        by_vaccinator
+    );
+    assert_eq!(
+        get("/v1/analytics/doses?by=vaccinator").await.status(),
+        StatusCode::UNAUTHORIZED
     );
     // The public breakdown by state: exactly the states with 10 or more doses, their counts
     // exact; the others withheld and counted; no total or sum that would give a withheld count.

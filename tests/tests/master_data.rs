@@ -169,6 +169,21 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&newvax)).await;
     assert_eq!(status, 202, "{body}");
 
+    // Once a facility registers its vaccinators, a record names one of them (DIVOC's sample's
+    // vaccinator is Sooraj Singh).
+    let asha = json!({"name": "Asha Devi", "facilities": ["phc-1"]});
+    let (status, body) = call(&api, Method::PUT, "/v1/master-data/vaccinators/v-1", &admin, Some(&asha)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("1234", "PHC Whitefield", "M-V"))).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(rules(&body)[0].0, "vaccinator.name", "{body}");
+    assert!(rules(&body)[0].1.starts_with("vaccinator-unknown"), "{body}");
+    let sooraj = json!({"name": "Sooraj Singh", "facilities": ["phc-1"]});
+    let (status, _) = call(&api, Method::PUT, "/v1/master-data/vaccinators/v-2", &admin, Some(&sooraj)).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("1234", "PHC Whitefield", "M-V"))).await;
+    assert_eq!(status, 202, "{body}");
+
     // DIVOC's master list loads through `vaxctl master-data import`, as an administrator's tool.
     let token = admin.trim_start_matches("Bearer ").to_owned();
     let import = tokio::process::Command::new(vaxtrail_tests::bin_dir().join("vaxctl"))
@@ -192,7 +207,90 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     assert_eq!(listing["programmes"].as_array().map(Vec::len), Some(2), "{listing}");
     assert_eq!(listing["programmes"][0]["timeZone"], "Asia/Kolkata", "{listing}");
     assert_eq!(listing["facilities"][0]["status"], "active", "{listing}");
+    assert_eq!(listing["vaccinators"].as_array().map(Vec::len), Some(2), "{listing}");
     let stranger = second.auth.bearer_for("phc-2-system", &[Role::Facility], &["phc-2"]);
     let (status, _) = call(&second, Method::POST, "/v1/vaccinations", &stranger, Some(&record("1234", "PHC Whitefield", "M-Z"))).await;
     assert_eq!(status, 403);
+}
+
+/// Where the screenshot goes: `$VAXTRAIL_ARTIFACTS`, else `.vaxtrail/artifacts` in the repository.
+fn artifacts() -> std::path::PathBuf {
+    std::env::var_os("VAXTRAIL_ARTIFACTS")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.vaxtrail/artifacts"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_defines_a_programme_and_activates_a_facility_in_a_real_browser() {
+    let stack = TestStack::new().await;
+    // The query API's port first: the command API lets that origin call it (CORS), and the page
+    // calls the command API's URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let api = inprocess::command_api(&stack, |config| config.admin_origins = vec![origin.clone()]).await;
+    let issuer = vaxtrail_tests::signer::Issuer::new();
+    let command_url = api.url.clone();
+    let query = inprocess::query_api(&stack, &issuer.dir, &api.auth, |config| {
+        config.listen = format!("127.0.0.1:{port}").parse().expect("an address");
+        config.command_api_url = command_url;
+    })
+    .await;
+    let admin = api.auth.bearer("ministry", &[Role::Admin]);
+
+    let dir = artifacts();
+    std::fs::create_dir_all(&dir).expect("the artifacts directory");
+    let screenshot = dir.join("admin.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let script = vaxtrail_tests::repo_root().join("tests/browser/admin.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("ADMIN_URL", format!("{}/admin", query.url))
+        .env("TOKEN", admin.trim_start_matches("Bearer "))
+        .env("SCREENSHOT", &screenshot)
+        .env("PROGRAMME", "adm-1")
+        .env("FACILITY", "phc-admin")
+        .output()
+        .await
+        .expect("node runs (deploy/local/install installs it and playwright-core)");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the page did not do what was asked:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
+    assert_eq!(seen["registered"], "suspended", "{seen}");
+    assert_eq!(seen["activated"], "active", "{seen}");
+    assert!(seen["refused"].as_str().is_some_and(|m| m.contains("timeZone")), "{seen}");
+    assert_eq!(seen["pageErrors"], json!([]), "{seen}");
+    assert!(std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 10_000), "no screenshot");
+    println!("admin page screenshot (CI artefact): {}", screenshot.display());
+
+    // What the page did is what the command API holds: a facility token bound to the facility the
+    // page activated now records for the programme the page defined.
+    let bound = api.auth.bearer_for("phc-admin-system", &[Role::Facility], &["phc-admin"]);
+    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &bound, Some(&record("adm-1", "PHC Admin Page", "ADM-1"))).await;
+    assert_eq!(status, 202, "{body}");
+    let recorded = dates(&stack, 1).await;
+    assert_eq!(recorded, [("ADM-1".to_owned(), "2020-12-03".to_owned(), Some(2))], "Kolkata's date, the page's limit");
+
+    // The page's origin may call the command API; another origin gets no CORS grant.
+    let preflight = |from: &str| {
+        reqwest::Client::new()
+            .request(Method::OPTIONS, format!("{}/v1/master-data", api.url))
+            .header("Origin", from)
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "authorization")
+            .send()
+    };
+    let granted = preflight(&origin).await.expect("an answer");
+    assert_eq!(
+        granted.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some(origin.as_str())
+    );
+    let stranger = preflight("http://evil.example").await.expect("an answer");
+    assert!(stranger.headers().get("access-control-allow-origin").is_none());
 }

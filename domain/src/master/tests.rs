@@ -98,3 +98,23 @@ fn a_facility_records_only_where_it_is_bound_registered_and_active() {
     data.apply(facility("phc-1", "PHC Whitefield", FacilityStatus::Suspended));
     assert_eq!(data.may_record_at("PHC Whitefield", &bound).unwrap_err().rule(), "facility-suspended");
 }
+
+#[test]
+fn a_facility_with_registered_vaccinators_records_only_theirs() {
+    let mut data = MasterData::default();
+    let phc = MasterId::parse("id", "phc-1").unwrap();
+    assert!(data.vaccinator_may_record(&phc, "Anyone"), "no registry yet: as before");
+    let asha = VaccinatorEntry::parse("v-1", &json!({"name": "Asha Devi", "facilities": ["phc-1"]})).unwrap();
+    data.apply(MasterRecord::Vaccinator(asha.clone()));
+    assert!(data.vaccinator_may_record(&phc, "asha devi"));
+    assert!(!data.vaccinator_may_record(&phc, "Sooraj Singh"));
+    let elsewhere = MasterId::parse("id", "phc-2").unwrap();
+    assert!(data.vaccinator_may_record(&elsewhere, "Sooraj Singh"), "another facility has none");
+    let mut suspended = asha;
+    suspended.status = FacilityStatus::Suspended;
+    data.apply(MasterRecord::Vaccinator(suspended));
+    assert!(!data.vaccinator_may_record(&phc, "Asha Devi"));
+    let errors = VaccinatorEntry::parse("v 2", &json!({"name": "", "facilities": []})).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["id", "name", "facilities"]);
+}
