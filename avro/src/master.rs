@@ -55,7 +55,10 @@ pub fn to_avro(envelope: &MasterEnvelope) -> Value {
                 ("name", string(p.name.as_str())),
                 ("diseases", strings(p.diseases.iter().map(Text::as_str))),
                 ("totalDoses", Value::Int(i32::from(p.rules.total_doses))),
-                ("updateLimit", Value::Int(i32::try_from(p.rules.update_limit).unwrap_or(i32::MAX))),
+                (
+                    "updateLimit",
+                    Value::Int(i32::try_from(p.rules.update_limit).unwrap_or(i32::MAX)),
+                ),
                 ("timeZone", string(p.rules.time_zone.name())),
                 ("country", string(p.country.as_str())),
                 ("languages", strings(p.languages.iter().map(String::as_str))),
@@ -65,7 +68,10 @@ pub fn to_avro(envelope: &MasterEnvelope) -> Value {
             1,
             Box::new(record(vec![
                 ("name", string(&v.vaccine.name)),
-                ("manufacturer", nullable(v.manufacturer.as_ref().map(|m| string(m.as_str())))),
+                (
+                    "manufacturer",
+                    nullable(v.manufacturer.as_ref().map(|m| string(m.as_str()))),
+                ),
                 ("icd11Code", string(&v.vaccine.icd11_code)),
                 ("icd11Term", string(&v.vaccine.icd11_term)),
                 ("vaccineType", string(&v.vaccine.vaccine_type)),
@@ -104,7 +110,10 @@ pub fn to_avro(envelope: &MasterEnvelope) -> Value {
     };
     record(vec![
         ("schemaVersion", Value::Int(SCHEMA_VERSION)),
-        ("recordedAt", Value::TimestampMillis(envelope.recorded_at.timestamp_millis())),
+        (
+            "recordedAt",
+            Value::TimestampMillis(envelope.recorded_at.timestamp_millis()),
+        ),
         ("actor", string(&envelope.actor)),
         ("payload", payload),
     ])
@@ -142,7 +151,8 @@ pub fn from_avro(value: &Value) -> Result<MasterEnvelope, ConvertError> {
             diseases: texts(&p, "diseases")?,
             rules: ProgrammeRules {
                 total_doses: u8::try_from(p.int("totalDoses")?).map_err(|_| invalid("totalDoses", "1 to 10"))?,
-                update_limit: u32::try_from(p.int("updateLimit")?).map_err(|_| invalid("updateLimit", "not negative"))?,
+                update_limit: u32::try_from(p.int("updateLimit")?)
+                    .map_err(|_| invalid("updateLimit", "not negative"))?,
                 time_zone: p
                     .string("timeZone")?
                     .parse()
@@ -232,9 +242,11 @@ mod tests {
             &json!({"name": "PHC Whitefield", "district": "Bengaluru", "state": "Karnataka", "status": "active"}),
         )
         .unwrap();
-        let vaccinator =
-            VaccinatorEntry::parse("v-1", &json!({"name": "Asha Devi", "facilities": ["phc-1", "phc-2"], "status": "suspended"}))
-                .unwrap();
+        let vaccinator = VaccinatorEntry::parse(
+            "v-1",
+            &json!({"name": "Asha Devi", "facilities": ["phc-1", "phc-2"], "status": "suspended"}),
+        )
+        .unwrap();
         let schema = schemas::parse(schemas::MASTER_DATA);
         for record in [
             MasterRecord::Programme(programme),

@@ -335,8 +335,8 @@ mod tests {
         schema_compatibility::{Compatibility, SchemaCompatibility},
         writer::datum::GenericDatumWriter,
     };
-    use futures::{FutureExt, future::BoxFuture};
     use domain::events::VaccinationPayload;
+    use futures::{FutureExt, future::BoxFuture};
     use privacy::KeysError;
 
     use super::*;

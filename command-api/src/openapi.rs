@@ -166,7 +166,10 @@ fn master_schemas() -> [(&'static str, serde_json::Value); 7] {
         ("VaccineBody", vaccine),
         ("FacilityBody", facility),
         ("VaccinatorBody", vaccinator),
-        ("FacilityStatusBody", json!({"type": "object", "additionalProperties": false, "required": ["status"], "properties": {"status": status}})),
+        (
+            "FacilityStatusBody",
+            json!({"type": "object", "additionalProperties": false, "required": ["status"], "properties": {"status": status}}),
+        ),
         ("MasterRecordView", view),
         ("MasterDataListing", listing),
     ]
@@ -219,12 +222,12 @@ impl Modify for BearerAuth {
         crate::routes::revocation,
         crate::routes::erasure,
         crate::bulk::bulk,
-        crate::master::list,
-        crate::master::put_programme,
-        crate::master::post_vaccine,
-        crate::master::put_facility,
-        crate::master::facility_status,
-        crate::master::put_vaccinator
+        crate::master::routes::list,
+        crate::master::routes::put_programme,
+        crate::master::routes::post_vaccine,
+        crate::master::routes::put_facility,
+        crate::master::routes::facility_status,
+        crate::master::routes::put_vaccinator
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -564,7 +564,14 @@ mod tests {
     #[test]
     fn a_token_signed_with_a_trusted_key_names_its_caller_and_roles() {
         let key = DevKey::generate();
-        let token = key.token_for("facility-42", &[Role::Facility], &["phc-1"], "vaxtrail-local", "vaxtrail", HOUR);
+        let token = key.token_for(
+            "facility-42",
+            &[Role::Facility],
+            &["phc-1"],
+            "vaxtrail-local",
+            "vaxtrail",
+            HOUR,
+        );
         let caller = verifier(&key).verify(&token).unwrap();
         assert_eq!(
             caller,

@@ -409,7 +409,11 @@ impl BatchWriter {
             // another service) inserted their key after this one's snapshot. Read it.
             let missing: Vec<String> = {
                 let seen: std::collections::HashSet<&RecipientKey> = rows.iter().map(|(r, _, _)| r).collect();
-                fresh.keys().filter(|r| !seen.contains(r)).map(|r| r.as_str().to_owned()).collect()
+                fresh
+                    .keys()
+                    .filter(|r| !seen.contains(r))
+                    .map(|r| r.as_str().to_owned())
+                    .collect()
             };
             match self.current(&missing).await {
                 Ok(more) => rows.extend(more),

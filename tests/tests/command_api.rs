@@ -415,7 +415,10 @@ async fn the_openapi_document_matches_the_routes_and_divocs_record() {
                 &["200", "401", "403", "422", "503"]
             };
             for status in expected {
-                assert!(operation["responses"].get(*status).is_some(), "{method} {path} documents no {status}");
+                assert!(
+                    operation["responses"].get(*status).is_some(),
+                    "{method} {path} documents no {status}"
+                );
             }
             let concrete = path.replace("{id}", "phc-1");
             let response = reqwest::Client::new()

@@ -61,7 +61,9 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
         *by_facility
             .entry(record.facility.name.as_str().to_owned())
             .or_insert(0_u64) += 1;
-        *by_vaccinator.entry(record.vaccinator.as_str().to_owned()).or_insert(0_u64) += 1;
+        *by_vaccinator
+            .entry(record.vaccinator.as_str().to_owned())
+            .or_insert(0_u64) += 1;
         let key = recipient(record.recipient.identity.as_str());
         writer
             .append(&envelope(
@@ -122,7 +124,13 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
         by_facility
     );
     assert_eq!(
-        series(get_full("/v1/analytics/doses?by=vaccinator").await.json().await.unwrap()),
+        series(
+            get_full("/v1/analytics/doses?by=vaccinator")
+                .await
+                .json()
+                .await
+                .unwrap()
+        ),
         by_vaccinator
     );
     assert_eq!(

@@ -33,9 +33,7 @@ async fn concurrent_writes_share_statements_and_agree_on_one_key_per_recipient()
     // 400 recipients, each asked for three times: twice through one store, once through the
     // other, 128 requests in flight, shuffled so the same recipient lands in different batches.
     const RECIPIENTS: usize = 400;
-    let mut asks: Vec<(usize, usize)> = (0..RECIPIENTS)
-        .flat_map(|i| [(i, 0), (i, 0), (i, 1)])
-        .collect();
+    let mut asks: Vec<(usize, usize)> = (0..RECIPIENTS).flat_map(|i| [(i, 0), (i, 0), (i, 1)]).collect();
     asks.sort_by_key(|(i, store)| (i * 7919 + store * 104_729) % 1201);
     let answers: Vec<(usize, KeyId, privacy::DataKey)> = stream::iter(asks)
         .map(|(i, store)| {
@@ -87,7 +85,11 @@ async fn after_an_erasure_the_next_write_gets_a_new_key_and_the_old_one_is_gone(
     let erasure = store.erase(&person, "test").await.expect("erased");
     assert_eq!(erasure.key_ids, vec![before]);
     assert!(
-        store.for_reading(&person, before).await.expect("the store answers").is_none(),
+        store
+            .for_reading(&person, before)
+            .await
+            .expect("the store answers")
+            .is_none(),
         "the erased key still reads"
     );
     let (after, _) = store.for_writing(&person).await.expect("a key");
@@ -104,18 +106,29 @@ async fn a_signer_seals_with_the_key_that_opened_the_record_until_the_erasure_is
     let (id, key) = intake.for_writing(&person).await.expect("a key");
 
     // The signer opens the person's record, then writes for them: the same key, no statement.
-    let opened = signer.for_reading(&person, id).await.expect("answers").expect("the key");
+    let opened = signer
+        .for_reading(&person, id)
+        .await
+        .expect("answers")
+        .expect("the key");
     assert!(opened == key);
     let (sealing_id, sealing_key) = signer.for_writing(&person).await.expect("a key");
     assert_eq!(sealing_id, id);
     assert!(sealing_key == key);
-    assert_eq!(signer.write_statements(), 0, "writing for an opened recipient asked the store");
+    assert_eq!(
+        signer.write_statements(),
+        0,
+        "writing for an opened recipient asked the store"
+    );
 
     // The erasure, read in the log's order, makes it forget: the next write asks the store, which
     // (the key deleted) gives a new key.
     intake.erase(&person, "test").await.expect("erased");
     signer.forget(&person);
     let (after, _) = signer.for_writing(&person).await.expect("a key");
-    assert_ne!(after, id, "the signer sealed with an erased person's key after reading the erasure");
+    assert_ne!(
+        after, id,
+        "the signer sealed with an erased person's key after reading the erasure"
+    );
     assert_eq!(signer.write_statements(), 1);
 }

@@ -43,7 +43,12 @@ fn rules(body: &Value) -> Vec<(String, String)> {
         .map(|errors| {
             errors
                 .iter()
-                .map(|e| (e["field"].as_str().unwrap_or("").to_owned(), e["rule"].as_str().unwrap_or("").to_owned()))
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap_or("").to_owned(),
+                        e["rule"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -58,7 +63,10 @@ async fn dates(stack: &TestStack, expected: usize) -> Vec<(String, String, Optio
     let codec = VaccinationCodec::new(&stack.kafka.schema_registry_url, &topic).with_keys(stack.keys());
     let mut out = Vec::new();
     for message in records {
-        let envelope = codec.decode(message.payload().expect("a value")).await.expect("decodes");
+        let envelope = codec
+            .decode(message.payload().expect("a value"))
+            .await
+            .expect("decodes");
         if let VaccinationPayload::VaccinationRecorded(record) = envelope.event.payload {
             out.push((
                 record.pre_enrollment_code.as_str().to_owned(),
@@ -85,7 +93,8 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
                      "timeZone": "UTC", "country": "IND"});
     let (status, body) = call(&api, Method::PUT, "/v1/master-data/programmes/1234", &phc1, Some(&utc)).await;
     assert_eq!(status, 403, "{body}");
-    let bad = json!({"name": "Routine", "totalDoses": "two", "updateLimit": 1, "timeZone": "Mars/Olympus", "country": "ind"});
+    let bad =
+        json!({"name": "Routine", "totalDoses": "two", "updateLimit": 1, "timeZone": "Mars/Olympus", "country": "ind"});
     let (status, body) = call(&api, Method::PUT, "/v1/master-data/programmes/1234", &admin, Some(&bad)).await;
     assert_eq!(status, 422, "{body}");
     let named: Vec<String> = rules(&body).into_iter().map(|(field, _)| field).collect();
@@ -96,7 +105,14 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     let mut kolkata = utc.clone();
     kolkata["timeZone"] = json!("Asia/Kolkata");
     kolkata["updateLimit"] = json!(3);
-    let (status, body) = call(&api, Method::PUT, "/v1/master-data/programmes/9999", &admin, Some(&kolkata)).await;
+    let (status, body) = call(
+        &api,
+        Method::PUT,
+        "/v1/master-data/programmes/9999",
+        &admin,
+        Some(&kolkata),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     // A facility token bound to phc-1: unknown facility, then registered (suspended), then
@@ -106,26 +122,72 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     assert_eq!(status, 422, "{body}");
     assert!(rules(&body)[0].1.starts_with("facility-unknown"), "{body}");
     let facility = json!({"name": "PHC Whitefield", "district": "Bengaluru", "state": "Karnataka"});
-    let (status, body) = call(&api, Method::PUT, "/v1/master-data/facilities/phc-1", &admin, Some(&facility)).await;
+    let (status, body) = call(
+        &api,
+        Method::PUT,
+        "/v1/master-data/facilities/phc-1",
+        &admin,
+        Some(&facility),
+    )
+    .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("suspended")), "{body}");
     let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&at_phc1)).await;
     assert_eq!(status, 422, "{body}");
     assert!(rules(&body)[0].1.starts_with("facility-suspended"), "{body}");
     let active = json!({"status": "active"});
-    let (status, _) = call(&api, Method::POST, "/v1/master-data/facilities/phc-1/status", &phc1, Some(&active)).await;
+    let (status, _) = call(
+        &api,
+        Method::POST,
+        "/v1/master-data/facilities/phc-1/status",
+        &phc1,
+        Some(&active),
+    )
+    .await;
     assert_eq!(status, 403, "a facility activated itself");
-    let (status, _) = call(&api, Method::POST, "/v1/master-data/facilities/nowhere/status", &controller, Some(&active)).await;
+    let (status, _) = call(
+        &api,
+        Method::POST,
+        "/v1/master-data/facilities/nowhere/status",
+        &controller,
+        Some(&active),
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, body) = call(&api, Method::POST, "/v1/master-data/facilities/phc-1/status", &controller, Some(&active)).await;
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/v1/master-data/facilities/phc-1/status",
+        &controller,
+        Some(&active),
+    )
+    .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("active")), "{body}");
     let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&at_phc1)).await;
     assert_eq!(status, 202, "{body}");
 
     // Another facility's token may not post as phc-1, in a single record or in an array.
-    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc2, Some(&record("1234", "PHC Whitefield", "M-X"))).await;
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/v1/vaccinations",
+        &phc2,
+        Some(&record("1234", "PHC Whitefield", "M-X")),
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(body["type"].as_str().map(|t| t.ends_with("facility-not-bound")), Some(true), "{body}");
-    let (status, _) = call(&api, Method::POST, "/v1/certify", &phc2, Some(&json!([record("1234", "PHC Whitefield", "M-Y")]))).await;
+    assert_eq!(
+        body["type"].as_str().map(|t| t.ends_with("facility-not-bound")),
+        Some(true),
+        "{body}"
+    );
+    let (status, _) = call(
+        &api,
+        Method::POST,
+        "/v1/certify",
+        &phc2,
+        Some(&json!([record("1234", "PHC Whitefield", "M-Y")])),
+    )
+    .await;
     assert_eq!(status, 403);
 
     // A record whose course is not its programme's is refused.
@@ -136,12 +198,33 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     assert_eq!(rules(&body)[0].0, "vaccination.totalDoses", "{body}");
 
     // The same moment, 19:21 UTC, is 2 December in a UTC programme and 3 December in Kolkata.
-    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("9999", "PHC Whitefield", "M-2"))).await;
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/v1/vaccinations",
+        &phc1,
+        Some(&record("9999", "PHC Whitefield", "M-2")),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     // A change applies at once, without a restart: programme 1234 moves to Kolkata.
-    let (status, _) = call(&api, Method::PUT, "/v1/master-data/programmes/1234", &admin, Some(&kolkata)).await;
+    let (status, _) = call(
+        &api,
+        Method::PUT,
+        "/v1/master-data/programmes/1234",
+        &admin,
+        Some(&kolkata),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("1234", "PHC Whitefield", "M-3"))).await;
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/v1/vaccinations",
+        &phc1,
+        Some(&record("1234", "PHC Whitefield", "M-3")),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
         dates(&stack, 3).await,
@@ -172,16 +255,44 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     // Once a facility registers its vaccinators, a record names one of them (DIVOC's sample's
     // vaccinator is Sooraj Singh).
     let asha = json!({"name": "Asha Devi", "facilities": ["phc-1"]});
-    let (status, body) = call(&api, Method::PUT, "/v1/master-data/vaccinators/v-1", &admin, Some(&asha)).await;
+    let (status, body) = call(
+        &api,
+        Method::PUT,
+        "/v1/master-data/vaccinators/v-1",
+        &admin,
+        Some(&asha),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("1234", "PHC Whitefield", "M-V"))).await;
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/v1/vaccinations",
+        &phc1,
+        Some(&record("1234", "PHC Whitefield", "M-V")),
+    )
+    .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(rules(&body)[0].0, "vaccinator.name", "{body}");
     assert!(rules(&body)[0].1.starts_with("vaccinator-unknown"), "{body}");
     let sooraj = json!({"name": "Sooraj Singh", "facilities": ["phc-1"]});
-    let (status, _) = call(&api, Method::PUT, "/v1/master-data/vaccinators/v-2", &admin, Some(&sooraj)).await;
+    let (status, _) = call(
+        &api,
+        Method::PUT,
+        "/v1/master-data/vaccinators/v-2",
+        &admin,
+        Some(&sooraj),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &phc1, Some(&record("1234", "PHC Whitefield", "M-V"))).await;
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/v1/vaccinations",
+        &phc1,
+        Some(&record("1234", "PHC Whitefield", "M-V")),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
 
     // DIVOC's master list loads through `vaxctl master-data import`, as an administrator's tool.
@@ -194,22 +305,37 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
     let divoc = domain::vaccine::VaccineCatalog::divoc_default().vaccines().count();
     let (_, listing) = call(&api, Method::GET, "/v1/master-data", &admin, None).await;
-    assert_eq!(listing["vaccines"].as_array().map(Vec::len), Some(divoc + 1), "{listing}");
+    assert_eq!(
+        listing["vaccines"].as_array().map(Vec::len),
+        Some(divoc + 1),
+        "{listing}"
+    );
 
     // A new instance reads the same master data from the topic, and holds facilities to it.
     let second = inprocess::command_api(&stack, |_| {}).await;
     let reader = second.auth.bearer("ministry", &[Role::Admin]);
-    let listing = eventually(Duration::from_secs(20), "the new instance to read the master data", || async {
-        let (status, body) = call(&second, Method::GET, "/v1/master-data", &reader, None).await;
-        (status == 200 && body["facilities"].as_array().is_some_and(|f| !f.is_empty())).then_some(body)
-    })
+    let listing = eventually(
+        Duration::from_secs(20),
+        "the new instance to read the master data",
+        || async {
+            let (status, body) = call(&second, Method::GET, "/v1/master-data", &reader, None).await;
+            (status == 200 && body["facilities"].as_array().is_some_and(|f| !f.is_empty())).then_some(body)
+        },
+    )
     .await;
     assert_eq!(listing["programmes"].as_array().map(Vec::len), Some(2), "{listing}");
     assert_eq!(listing["programmes"][0]["timeZone"], "Asia/Kolkata", "{listing}");
     assert_eq!(listing["facilities"][0]["status"], "active", "{listing}");
     assert_eq!(listing["vaccinators"].as_array().map(Vec::len), Some(2), "{listing}");
     let stranger = second.auth.bearer_for("phc-2-system", &[Role::Facility], &["phc-2"]);
-    let (status, _) = call(&second, Method::POST, "/v1/vaccinations", &stranger, Some(&record("1234", "PHC Whitefield", "M-Z"))).await;
+    let (status, _) = call(
+        &second,
+        Method::POST,
+        "/v1/vaccinations",
+        &stranger,
+        Some(&record("1234", "PHC Whitefield", "M-Z")),
+    )
+    .await;
     assert_eq!(status, 403);
 }
 
@@ -264,18 +390,37 @@ async fn the_admin_page_defines_a_programme_and_activates_a_facility_in_a_real_b
     let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
     assert_eq!(seen["registered"], "suspended", "{seen}");
     assert_eq!(seen["activated"], "active", "{seen}");
-    assert!(seen["refused"].as_str().is_some_and(|m| m.contains("timeZone")), "{seen}");
+    assert!(
+        seen["refused"].as_str().is_some_and(|m| m.contains("timeZone")),
+        "{seen}"
+    );
     assert_eq!(seen["pageErrors"], json!([]), "{seen}");
-    assert!(std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 10_000), "no screenshot");
+    assert!(
+        std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 10_000),
+        "no screenshot"
+    );
     println!("admin page screenshot (CI artefact): {}", screenshot.display());
 
     // What the page did is what the command API holds: a facility token bound to the facility the
     // page activated now records for the programme the page defined.
-    let bound = api.auth.bearer_for("phc-admin-system", &[Role::Facility], &["phc-admin"]);
-    let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &bound, Some(&record("adm-1", "PHC Admin Page", "ADM-1"))).await;
+    let bound = api
+        .auth
+        .bearer_for("phc-admin-system", &[Role::Facility], &["phc-admin"]);
+    let (status, body) = call(
+        &api,
+        Method::POST,
+        "/v1/vaccinations",
+        &bound,
+        Some(&record("adm-1", "PHC Admin Page", "ADM-1")),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     let recorded = dates(&stack, 1).await;
-    assert_eq!(recorded, [("ADM-1".to_owned(), "2020-12-03".to_owned(), Some(2))], "Kolkata's date, the page's limit");
+    assert_eq!(
+        recorded,
+        [("ADM-1".to_owned(), "2020-12-03".to_owned(), Some(2))],
+        "Kolkata's date, the page's limit"
+    );
 
     // The page's origin may call the command API; another origin gets no CORS grant.
     let preflight = |from: &str| {
@@ -288,7 +433,10 @@ async fn the_admin_page_defines_a_programme_and_activates_a_facility_in_a_real_b
     };
     let granted = preflight(&origin).await.expect("an answer");
     assert_eq!(
-        granted.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        granted
+            .headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
         Some(origin.as_str())
     );
     let stranger = preflight("http://evil.example").await.expect("an answer");

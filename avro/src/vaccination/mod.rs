@@ -147,7 +147,10 @@ fn recorded(r: &RecordVaccination) -> Value {
             nullable(r.rules.map(|rules| {
                 record(vec![
                     ("totalDoses", Value::Int(i32::from(rules.total_doses))),
-                    ("updateLimit", Value::Int(i32::try_from(rules.update_limit).unwrap_or(i32::MAX))),
+                    (
+                        "updateLimit",
+                        Value::Int(i32::try_from(rules.update_limit).unwrap_or(i32::MAX)),
+                    ),
                     ("timeZone", string(rules.time_zone.name())),
                 ])
             })),
@@ -296,7 +299,8 @@ fn read_recorded(value: &Value) -> Result<RecordVaccination, ConvertError> {
                 };
                 Some(ProgrammeRules {
                     total_doses: u8::try_from(p.int("totalDoses")?).map_err(|_| invalid("totalDoses", "1 to 10"))?,
-                    update_limit: u32::try_from(p.int("updateLimit")?).map_err(|_| invalid("updateLimit", "not negative"))?,
+                    update_limit: u32::try_from(p.int("updateLimit")?)
+                        .map_err(|_| invalid("updateLimit", "not negative"))?,
                     time_zone: p
                         .string("timeZone")?
                         .parse()

@@ -43,7 +43,16 @@ fn every_problem_of_a_programme_body_is_named_with_its_field() {
     });
     let errors = Programme::parse("bad id!", &body).unwrap_err();
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    for field in ["id", "name", "diseases", "totalDoses", "updateLimit", "timeZone", "country", "colour"] {
+    for field in [
+        "id",
+        "name",
+        "diseases",
+        "totalDoses",
+        "updateLimit",
+        "timeZone",
+        "country",
+        "colour",
+    ] {
         assert!(fields.contains(&field), "{field} not named in {fields:?}");
     }
     assert!(Programme::parse("p", &json!([1])).is_err());
@@ -52,10 +61,16 @@ fn every_problem_of_a_programme_body_is_named_with_its_field() {
 #[test]
 fn a_facility_is_registered_suspended_unless_it_says_active() {
     let body = json!({"name": "PHC Whitefield", "district": "Bengaluru", "state": "Karnataka"});
-    assert_eq!(FacilityEntry::parse("phc-1", &body).unwrap().status, FacilityStatus::Suspended);
+    assert_eq!(
+        FacilityEntry::parse("phc-1", &body).unwrap().status,
+        FacilityStatus::Suspended
+    );
     let mut active = body.clone();
     active["status"] = json!("active");
-    assert_eq!(FacilityEntry::parse("phc-1", &active).unwrap().status, FacilityStatus::Active);
+    assert_eq!(
+        FacilityEntry::parse("phc-1", &active).unwrap().status,
+        FacilityStatus::Active
+    );
     active["status"] = json!("closed");
     let errors = FacilityEntry::parse("phc-1", &active).unwrap_err();
     assert_eq!(errors[0].field, "status");
@@ -84,19 +99,28 @@ fn a_facility_records_only_where_it_is_bound_registered_and_active() {
     data.apply(facility("phc-1", "PHC Whitefield", FacilityStatus::Active));
     data.apply(facility("phc-2", "PHC Indiranagar", FacilityStatus::Suspended));
     let bound = vec!["phc-1".to_owned(), "phc-2".to_owned()];
-    assert_eq!(data.may_record_at("phc whitefield ", &bound).unwrap().id.as_str(), "phc-1");
+    assert_eq!(
+        data.may_record_at("phc whitefield ", &bound).unwrap().id.as_str(),
+        "phc-1"
+    );
     assert_eq!(
         data.may_record_at("PHC Indiranagar", &bound),
         Err(FacilityRefusal::Suspended(MasterId::parse("id", "phc-2").unwrap()))
     );
-    assert_eq!(data.may_record_at("Nowhere Clinic", &bound), Err(FacilityRefusal::Unknown));
+    assert_eq!(
+        data.may_record_at("Nowhere Clinic", &bound),
+        Err(FacilityRefusal::Unknown)
+    );
     assert_eq!(
         data.may_record_at("PHC Whitefield", &["phc-2".to_owned()]),
         Err(FacilityRefusal::NotBound(MasterId::parse("id", "phc-1").unwrap()))
     );
     // A later record of the same key replaces the earlier: the controller suspends phc-1.
     data.apply(facility("phc-1", "PHC Whitefield", FacilityStatus::Suspended));
-    assert_eq!(data.may_record_at("PHC Whitefield", &bound).unwrap_err().rule(), "facility-suspended");
+    assert_eq!(
+        data.may_record_at("PHC Whitefield", &bound).unwrap_err().rule(),
+        "facility-suspended"
+    );
 }
 
 #[test]
@@ -109,7 +133,10 @@ fn a_facility_with_registered_vaccinators_records_only_theirs() {
     assert!(data.vaccinator_may_record(&phc, "asha devi"));
     assert!(!data.vaccinator_may_record(&phc, "Sooraj Singh"));
     let elsewhere = MasterId::parse("id", "phc-2").unwrap();
-    assert!(data.vaccinator_may_record(&elsewhere, "Sooraj Singh"), "another facility has none");
+    assert!(
+        data.vaccinator_may_record(&elsewhere, "Sooraj Singh"),
+        "another facility has none"
+    );
     let mut suspended = asha;
     suspended.status = FacilityStatus::Suspended;
     data.apply(MasterRecord::Vaccinator(suspended));

@@ -301,7 +301,9 @@ pub async fn ingest(kafka: &KafkaArgs, args: &IngestArgs) -> anyhow::Result<()> 
         let part = &bodies[start..((i + 1) * quarter).min(bodies.len())];
         let busy_before = machine_busy();
         let figures = through_the_api(url, &token, (start, part), args.concurrency, args.json).await?;
-        let busy = machine_busy().zip(busy_before).map(|(after, before)| after.saturating_sub(before));
+        let busy = machine_busy()
+            .zip(busy_before)
+            .map(|(after, before)| after.saturating_sub(before));
         let (runs, cpu) = if *url == sealed_url {
             (&mut sealed_runs, &mut sealed_cpu)
         } else {
@@ -364,7 +366,10 @@ fn machine_busy() -> Option<Duration> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .ok()?;
-    let busy = [0, 1, 2, 5, 6].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum::<u64>();
+    let busy = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| ticks.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
     // USER_HZ is 100 on every Linux architecture the README's figures come from.
     Some(Duration::from_millis(busy * 10))
 }
