@@ -442,3 +442,79 @@ async fn the_admin_page_defines_a_programme_and_activates_a_facility_in_a_real_b
     let stranger = preflight("http://evil.example").await.expect("an answer");
     assert!(stranger.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_programmes_update_limit_decides_its_corrections_in_the_signer() {
+    use domain::events::CertificateOutcome;
+    use vaxtrail_tests::signer::{CertificateRecord, Issuer, outcomes_per_event, read_certificates};
+
+    let stack = TestStack::new().await;
+    let api = inprocess::command_api(&stack, |_| {}).await;
+    let issuer = Issuer::new();
+    // The deployment's own limit is 2: neither programme's.
+    let _signer = inprocess::signer(&stack, &issuer.dir, |config| config.update_limit = 2).await;
+    let admin = api.auth.bearer("ministry", &[Role::Admin]);
+    let facility = api.auth.bearer("cowin", &[Role::Facility]);
+    for (id, limit) in [("strict", 1), ("lenient", 3)] {
+        let body = json!({"name": id, "totalDoses": 2, "updateLimit": limit, "timeZone": "UTC", "country": "IND"});
+        let (status, body) = call(
+            &api,
+            Method::PUT,
+            &format!("/v1/master-data/programmes/{id}"),
+            &admin,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // Each programme: a dose, then three corrections of it (each a different batch).
+    let mut posted: Vec<(String, Vec<String>)> = Vec::new();
+    for programme in ["strict", "lenient"] {
+        let dose = record(programme, "ABC Medical Center", &format!("{programme}-1"));
+        let (status, body) = call(&api, Method::POST, "/v1/vaccinations", &facility, Some(&dose)).await;
+        assert_eq!(status, 202, "{body}");
+        let mut corrections = Vec::new();
+        for n in 1..=3 {
+            let mut corrected = dose.clone();
+            corrected["vaccination"]["batch"] = json!(format!("FIX{n}"));
+            // As an administrator: a facility's correction asks the Postgres read model who
+            // recorded the dose, and this test runs no projector.
+            let (status, body) = call(&api, Method::POST, "/v1/corrections", &admin, Some(&corrected)).await;
+            assert_eq!(status, 202, "{body}");
+            corrections.push(body["eventId"].as_str().expect("an event id").to_owned());
+        }
+        posted.push((programme.to_owned(), corrections));
+    }
+
+    let records = read_certificates(&stack, Duration::from_secs(120), |records| {
+        outcomes_per_event(records).len() == 8
+    })
+    .await;
+    let rejected = |event: &str| -> Option<String> {
+        records.iter().find_map(|r: &CertificateRecord| match &r.envelope.body {
+            avro::certificate::CertificateBody::Outcome { event: outcome, .. }
+                if outcome.answers.to_string() == event =>
+            {
+                match &outcome.outcome {
+                    CertificateOutcome::CertificateRejected { rule, .. } => Some(rule.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    };
+    let decided: Vec<(String, Vec<Option<String>>)> = posted
+        .iter()
+        .map(|(programme, events)| (programme.clone(), events.iter().map(|e| rejected(e)).collect()))
+        .collect();
+    let limit = Some("UpdateLimitReached".to_owned());
+    assert_eq!(
+        decided,
+        [
+            ("strict".to_owned(), vec![None, limit.clone(), limit]),
+            ("lenient".to_owned(), vec![None, None, None]),
+        ],
+        "each programme's corrections decided by its own update limit, not the deployment's 2"
+    );
+}
