@@ -293,7 +293,31 @@ pub(crate) async fn seal_certificate(value: &mut Value, keys: &dyn DataKeys) -> 
     *field_mut(fields, "credential").expect("taken above") = string("");
     *field_mut(fields, "sealedCredential").ok_or_else(|| ConvertError::Missing("sealedCredential".into()))? =
         sealed_value(&sealed);
+    for (index, rendering) in renderings_mut(fields).into_iter().enumerate() {
+        let aad = rendering_aad(&event_id, &recipient, index);
+        let Some(Value::String(document)) = field_mut(rendering, "document").map(|v| std::mem::replace(v, string("")))
+        else {
+            return Err(ConvertError::Missing("renderings.document".into()).into());
+        };
+        let sealed = privacy::seal(id, &key, &aad, document.as_bytes());
+        *field_mut(rendering, "sealed").ok_or_else(|| ConvertError::Missing("renderings.sealed".into()))? =
+            sealed_value(&sealed);
+    }
     Ok(())
+}
+
+/// The records of an issue's `renderings` (none in records written before they existed).
+fn renderings_mut(fields: &mut [(String, Value)]) -> Vec<&mut Vec<(String, Value)>> {
+    match field_mut(fields, "renderings") {
+        Some(Value::Array(items)) => items.iter_mut().filter_map(fields_mut).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What a sealed rendering is bound to: its record, its recipient and its place among the
+/// record's renderings.
+fn rendering_aad(event_id: &str, recipient: &RecipientKey, index: usize) -> Vec<u8> {
+    associated_data(&format!("certificate-rendering-{index}"), event_id, recipient)
 }
 
 /// Opens an issued credential in place when its key exists; otherwise leaves it sealed (the
@@ -323,6 +347,20 @@ pub(crate) async fn open_certificate(value: &mut Value, keys: Option<&dyn DataKe
     let fields = issued_record(value).expect("checked above");
     *field_mut(fields, "credential").expect("an issue has a credential") = string(text);
     *field_mut(fields, "sealedCredential").expect("it held the sealed credential") = nullable(None);
+    for (index, rendering) in renderings_mut(fields).into_iter().enumerate() {
+        let Some(sealed) = sealed_in(rendering, "sealed")? else {
+            continue;
+        };
+        let aad = rendering_aad(&event_id, &recipient, index);
+        let invalid = |rule: String| ConvertError::Invalid {
+            field: "renderings.sealed".into(),
+            rule,
+        };
+        let plaintext = privacy::open(&key, &aad, &sealed).map_err(|e| invalid(e.to_string()))?;
+        let document = String::from_utf8(plaintext).map_err(|_| invalid("not UTF-8".into()))?;
+        *field_mut(rendering, "document").expect("a rendering has a document") = string(document);
+        *field_mut(rendering, "sealed").expect("it held the sealed document") = nullable(None);
+    }
     Ok(())
 }
 
@@ -552,6 +590,7 @@ mod tests {
         let bytes = write(schemas::CERTIFICATE_EVENTS, value);
         assert!(!contains(&bytes, sample_record().recipient.name.as_str()));
         assert!(!contains(&bytes, &credential.text[..40]));
+        assert!(!contains(&bytes, "RENDERED-EU-DCC"), "the EU DCC is sealed too");
         let mut opened = read(schemas::CERTIFICATE_EVENTS, &bytes);
         open_certificate(&mut opened, Some(&keys)).await.unwrap();
         assert_eq!(certificate::from_avro(&opened).unwrap(), original);

@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod compiled;
 pub mod contexts;
+pub mod hcert;
 pub mod keys;
 mod proof;
 pub mod published;
@@ -59,5 +60,105 @@ impl IssuerArgs {
             issuer: self.did.clone(),
             base_url: self.public_base_url.trim_end_matches('/').to_owned(),
         }
+    }
+}
+
+/// The EU Digital COVID Certificates a deployment issues (none unless `VAXTRAIL_EU_DCC_SIGNERS`
+/// names a directory of document signers).
+#[derive(Clone, Debug, clap::Args)]
+pub struct EuDccArgs {
+    /// Directory of EU DCC document signers, `<id>.pem` each (`vaxctl dsc generate`): the signer
+    /// worker is given the private keys, the query API only the certificates (`vaxctl dsc
+    /// publish`). Unset: no EU DCC is issued or verified.
+    #[arg(long = "eu-dcc-signers", env = "VAXTRAIL_EU_DCC_SIGNERS")]
+    pub signers: Option<PathBuf>,
+    /// The document signer that signs; needed when the directory holds several private keys.
+    #[arg(long = "eu-dcc-active", env = "VAXTRAIL_EU_DCC_ACTIVE")]
+    pub active: Option<String>,
+    /// The certificate issuer written in each EU DCC (`is`, at most 80 characters).
+    #[arg(
+        long = "eu-dcc-issuer",
+        env = "VAXTRAIL_EU_DCC_ISSUER",
+        default_value = "Ministry of Health and Family Welfare"
+    )]
+    pub issuer: String,
+    /// The issuing country, ISO 3166-1 alpha-2 (the CWT's `iss` and the UVCI's country).
+    #[arg(long = "eu-dcc-country", env = "VAXTRAIL_EU_DCC_COUNTRY", default_value = "IN")]
+    pub country: String,
+    /// Mapping of the vaccine master list to EU value-set codes (the bundled
+    /// `domain/master-lists/eu-dcc-vaccines.json` when unset).
+    #[arg(long = "eu-dcc-vaccines", env = "VAXTRAIL_EU_DCC_VACCINES")]
+    pub vaccines: Option<PathBuf>,
+    /// Days an EU DCC is valid, at most (never past its document signer's certificate).
+    #[arg(long = "eu-dcc-validity-days", env = "VAXTRAIL_EU_DCC_VALIDITY_DAYS", default_value_t = 365)]
+    pub validity_days: u32,
+}
+
+/// What the signer needs to issue EU DCCs.
+#[derive(Clone, Debug)]
+pub struct EuDccIssuer {
+    pub signers: hcert::DocumentSigners,
+    pub mapping: hcert::VaccineMapping,
+    pub issuer: String,
+    pub country: String,
+    pub validity: chrono::Duration,
+}
+
+impl EuDccArgs {
+    fn checked_country(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.country.len() == 2 && self.country.chars().all(|c| c.is_ascii_uppercase()),
+            "VAXTRAIL_EU_DCC_COUNTRY {:?} must be an ISO 3166-1 alpha-2 code in upper case, e.g. IN",
+            self.country
+        );
+        anyhow::ensure!(
+            !self.issuer.trim().is_empty() && self.issuer.chars().count() <= 80,
+            "VAXTRAIL_EU_DCC_ISSUER must be 1 to 80 characters"
+        );
+        Ok(())
+    }
+
+    /// The issuing side, when configured: the signers (one active, not expired), the mapping.
+    pub fn issuer(&self) -> anyhow::Result<Option<EuDccIssuer>> {
+        let Some(dir) = &self.signers else {
+            return Ok(None);
+        };
+        self.checked_country()?;
+        let signers = hcert::DocumentSigners::load(dir, self.active.as_deref(), true)?;
+        let mapping = match &self.vaccines {
+            Some(path) => hcert::VaccineMapping::parse(
+                &std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => hcert::VaccineMapping::bundled(),
+        };
+        Ok(Some(EuDccIssuer {
+            signers,
+            mapping,
+            issuer: self.issuer.clone(),
+            country: self.country.clone(),
+            validity: chrono::Duration::days(i64::from(self.validity_days.clamp(1, 3650))),
+        }))
+    }
+
+}
+
+/// The EU DCC document signers a verifying service trusts: their certificates alone.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EuDccTrustArgs {
+    /// Directory of the EU DCC document signers' certificates (`vaxctl dsc publish`), served as
+    /// the trust list and used to verify `HC1:` texts. Unset: EU DCCs are neither served nor
+    /// verified. A file holding a private key is refused.
+    #[arg(long = "eu-dcc-public", env = "VAXTRAIL_EU_DCC_PUBLIC")]
+    pub public: Option<PathBuf>,
+}
+
+impl EuDccTrustArgs {
+    /// The published certificates, when configured.
+    pub fn trusted(&self) -> anyhow::Result<Option<hcert::DocumentSigners>> {
+        let Some(dir) = &self.public else {
+            return Ok(None);
+        };
+        Ok(Some(hcert::DocumentSigners::published(dir)?))
     }
 }

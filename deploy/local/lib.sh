@@ -53,6 +53,10 @@ export VAXTRAIL_DEV_TOKEN_KEY=${VAXTRAIL_DEV_TOKEN_KEY:-$STATE/keys/dev-token-ke
 export VAXTRAIL_ISSUER_KEYS=${VAXTRAIL_ISSUER_KEYS:-$STATE/keys/issuer}
 # The query API gets the public halves only (`vaxctl keys` keeps this directory in step).
 export VAXTRAIL_ISSUER_PUBLIC_KEYS=${VAXTRAIL_ISSUER_PUBLIC_KEYS:-$STATE/keys/issuer-public}
+# EU DCC document signers (P-256 keys and their certificates, `vaxctl dsc`): the signers sign
+# with them; the query API gets the certificates only, and serves them as the trust list.
+export VAXTRAIL_EU_DCC_SIGNERS=${VAXTRAIL_EU_DCC_SIGNERS:-$STATE/keys/eu-dcc}
+export VAXTRAIL_EU_DCC_PUBLIC=${VAXTRAIL_EU_DCC_PUBLIC:-$STATE/keys/eu-dcc-public}
 # Personal data is sealed with per-recipient data keys kept, wrapped by this key-encryption key,
 # in the key store (a schema of the local PostgreSQL; `vaxctl keystore init` writes the key file).
 export VAXTRAIL_KEYSTORE_URL=${VAXTRAIL_KEYSTORE_URL:-$VAXTRAIL_DATABASE_URL}

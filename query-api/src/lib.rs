@@ -10,6 +10,7 @@ mod admin;
 pub mod analytics;
 pub mod audit;
 mod dashboard;
+mod eu_dcc;
 mod openapi;
 pub mod pdf;
 pub mod qr;
@@ -54,6 +55,8 @@ pub struct Config {
     pub auth: platform::auth::AuthArgs,
     #[command(flatten)]
     pub issuer: PublishedIssuerArgs,
+    #[command(flatten)]
+    pub eu_dcc: credentials::EuDccTrustArgs,
     #[command(flatten)]
     pub environment: platform::EnvironmentArgs,
     #[command(flatten)]
@@ -178,6 +181,8 @@ pub struct AppState {
     pub topics: platform::TopicCatalog,
     /// Public analytics' suppression threshold.
     pub analytics_min_cell: u64,
+    /// The EU DCC document signers' certificates (`None`: no EU DCC is issued here).
+    pub eu_dcc_trust: Option<credentials::hcert::DocumentSigners>,
 }
 
 /// The running service.
@@ -226,6 +231,10 @@ impl Application {
             registry_url: config.kafka.schema_registry_url.clone(),
             topics: config.kafka.topics(),
             analytics_min_cell: config.analytics_min_cell.max(1),
+            eu_dcc_trust: config
+                .eu_dcc
+                .trusted()
+                .map_err(|e| anyhow::anyhow!("loading the EU DCC document signers' certificates: {e}"))?,
         });
         let readiness = Readiness::default()
             .with("postgres", checks::postgres(pool))
@@ -237,6 +246,10 @@ impl Application {
             .route("/v1/certificates/{id}/status", get(routes::certificate_status))
             .route("/v1/certificates/{id}/qr.png", get(routes::qr_png))
             .route("/v1/certificates/{id}/qr.svg", get(routes::qr_svg))
+            .route("/v1/certificates/{id}/eu-dcc", get(eu_dcc::document))
+            .route("/v1/certificates/{id}/eu-dcc.png", get(eu_dcc::qr_png))
+            .route("/v1/certificates/{id}/eu-dcc.svg", get(eu_dcc::qr_svg))
+            .route("/v1/trust-lists/eu-dcc", get(eu_dcc::trust_list))
             .route(
                 "/v1/verify",
                 post(routes::verify).layer(DefaultBodyLimit::max(config.max_verify_bytes)),

@@ -40,6 +40,8 @@ pub struct VerifyAnswer {
     revoked_at: Option<String>,
     revocation_reason: Option<String>,
     superseded_by: Option<String>,
+    /// `eu-dcc` when an EU DCC was verified; absent for the W3C credential.
+    format: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/certificates/{id}", tag = "certificates",
@@ -75,6 +77,40 @@ fn qr_png() {}
     responses((status = 200, description = "The same QR code as SVG", content_type = "image/svg+xml")))]
 fn qr_svg() {}
 
+#[utoipa::path(get, path = "/v1/certificates/{id}/eu-dcc", tag = "certificates",
+    description = "The certificate's EU Digital COVID Certificate (HCERT), as the signer issued and logged it beside the W3C credential. Personal data, read as the certificate is.",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses(
+        (status = 200, description = "`{certificateId, format: \"eu-dcc\", hc1, kid, expiresAt, status}`: `hc1` is the `HC1:` text a QR code holds, `kid` the document signer's (base64)"),
+        (status = 401, description = "Neither an access code nor a token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not this reader's to read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, or no EU DCC: the vaccine is not in the EU value sets, or EU DCCs were not issued when it was signed", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Erased at its holder's request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a certificate id", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Past this client's rate", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read models cannot answer; retry", body = Problem, content_type = "application/problem+json")))]
+fn eu_dcc() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/eu-dcc.png", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses((status = 200, description = "QR code of the `HC1:` text: alphanumeric mode, ECC level Q; its version in `Vaxtrail-Qr-Version`", content_type = "image/png"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn eu_dcc_png() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/eu-dcc.svg", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses((status = 200, description = "The same QR code as SVG", content_type = "image/svg+xml"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn eu_dcc_svg() {}
+
+#[utoipa::path(get, path = "/v1/trust-lists/eu-dcc", tag = "verification",
+    responses((status = 200, description = "`{certificates: [{kid, country, certificateType: \"DSC\", notBefore, notAfter, rawData}]}`: every EU DCC document signer's X.509 certificate (DER, base64), active and retired; `kid` is the first 8 bytes of its SHA-256"),
+        (status = 404, description = "This deployment issues no EU DCC", body = Problem, content_type = "application/problem+json")))]
+fn eu_dcc_trust_list() {}
+
 #[utoipa::path(get, path = "/v1/events/{eventId}", tag = "events", params(("eventId" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, description = "accepted / issued (certificate id, superseded) / revoked / rejected (rule)"),
@@ -92,8 +128,8 @@ fn recipients() {}
 fn recipient_certificates() {}
 
 #[utoipa::path(post, path = "/v1/verify", tag = "verification",
-    request_body(description = "A credential (JSON), `{\"qr\": \"<base64 of the QR payload>\"}`, or the raw payload as application/zip",
-        content((Object = "application/json"), (Vec<u8> = "application/zip"))),
+    request_body(description = "A credential (JSON), `{\"qr\": \"<base64 of the QR payload>\"}`, the raw payload as application/zip, or an EU DCC as scanned: `HC1:…` as text/plain or as `{\"qr\": \"HC1:…\"}`",
+        content((Object = "application/json"), (Vec<u8> = "application/zip"), (String = "text/plain"))),
     responses((status = 200, body = VerifyAnswer),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Revocation cannot be checked now: never an 'invalid'", body = Problem, content_type = "application/problem+json")))]
@@ -183,7 +219,7 @@ impl Modify for Bearer {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "vaxtrail query API", description = "Certificates, verification, status lists, analytics and audit reads."),
-    paths(certificate, certificate_status, qr_png, qr_svg, event, recipients, recipient_certificates, verify,
+    paths(certificate, certificate_status, qr_png, qr_svg, eu_dcc, eu_dcc_png, eu_dcc_svg, eu_dcc_trust_list, event, recipients, recipient_certificates, verify,
           status_list, did_document, vaccination_context, doses, certificates, signing_latency, lag,
           audit_events, audit_checkpoints, dashboard, verifier_page),
     components(schemas(Problem, FieldProblem, VerifyAnswer)),
@@ -241,6 +277,9 @@ fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)
         "/v1/certificates/{id}/status",
         "/v1/certificates/{id}/qr.png",
         "/v1/certificates/{id}/qr.svg",
+        "/v1/certificates/{id}/eu-dcc",
+        "/v1/certificates/{id}/eu-dcc.png",
+        "/v1/certificates/{id}/eu-dcc.svg",
     ] {
         rules.push((path, "id", certificate.clone()));
     }

@@ -30,22 +30,22 @@ use crate::{
 /// A year: what never changes (the vaccination context) is cached that long.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Personal data, and answers that change: no cache, shared or private, keeps them.
-const PERSONAL: &str = "private, no-store";
+pub(crate) const PERSONAL: &str = "private, no-store";
 
 /// `?code=`: a holder's access code on a link.
 #[derive(Deserialize)]
 pub struct CodeQuery {
-    code: Option<String>,
+    pub(crate) code: Option<String>,
 }
 
-fn unavailable(error: &Unavailable) -> Problem {
+pub(crate) fn unavailable(error: &Unavailable) -> Problem {
     Problem::unavailable(
         "The read models are unavailable; this says nothing about the certificate. Retry shortly",
         error,
     )
 }
 
-fn with_headers(mut response: Response, pairs: &[(header::HeaderName, String)]) -> Response {
+pub(crate) fn with_headers(mut response: Response, pairs: &[(header::HeaderName, String)]) -> Response {
     for (name, value) in pairs {
         if let Ok(value) = HeaderValue::from_str(value) {
             response.headers_mut().insert(name.clone(), value);
@@ -55,7 +55,7 @@ fn with_headers(mut response: Response, pairs: &[(header::HeaderName, String)]) 
 }
 
 /// A certificate id as vaxtrail prints it (checked, with its check character).
-fn certificate_id(raw: &str) -> Result<domain::ids::CertificateId, Problem> {
+pub(crate) fn certificate_id(raw: &str) -> Result<domain::ids::CertificateId, Problem> {
     domain::ids::CertificateId::parse("id", raw).map_err(|e| Problem::field("id", e.rule))
 }
 
@@ -87,7 +87,7 @@ async fn missing(state: &AppState, id: &domain::ids::CertificateId) -> Problem {
 /// The certificate, for a reader allowed to read it: its holder (with its access code), a
 /// facility whose system recorded it, or a role that reads all. Who may read is decided before
 /// anything is looked up, so a stranger learns nothing of whether the id exists.
-async fn readable(
+pub(crate) async fn readable(
     state: &AppState,
     raw: &str,
     headers: &HeaderMap,
@@ -121,7 +121,7 @@ async fn readable(
 }
 
 /// `active`, `superseded; by=<id>` or `revoked; reason="<reason>"`.
-fn status_header(certificate: &Certificate) -> String {
+pub(crate) fn status_header(certificate: &Certificate) -> String {
     match &certificate.standing {
         crate::store::Standing::Active => "active".into(),
         crate::store::Standing::Superseded { superseded_by, .. } => format!("superseded; by={superseded_by}"),
@@ -407,6 +407,32 @@ struct QrInput {
 
 /// The credential text from a verify request: a credential (JSON), `{"qr": "<base64>"}`, or the
 /// raw payload bytes (`application/zip` / `application/octet-stream`).
+/// An EU DCC as scanned: a `text/plain` body, or `{"qr": "HC1:…"}`.
+fn hcert_text(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Problem> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.starts_with("text/plain") {
+        let text = std::str::from_utf8(body).map_err(|_| Problem::field("", "a text/plain body must be UTF-8"))?;
+        let text = text.trim();
+        if !text.starts_with(credentials::hcert::PREFIX) {
+            return Err(Problem::field(
+                "",
+                "a text/plain body is a scanned EU DCC, beginning with HC1:",
+            ));
+        }
+        return Ok(Some(text.to_owned()));
+    }
+    if content_type.starts_with("application/json")
+        && let Ok(QrInput { qr }) = serde_json::from_slice::<QrInput>(body)
+        && qr.trim().starts_with(credentials::hcert::PREFIX)
+    {
+        return Ok(Some(qr.trim().to_owned()));
+    }
+    Ok(None)
+}
+
 fn credential_text(headers: &HeaderMap, body: &[u8]) -> Result<String, Problem> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -436,6 +462,14 @@ fn credential_text(headers: &HeaderMap, body: &[u8]) -> Result<String, Problem> 
 
 /// `POST /v1/verify`.
 pub async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
+    if let Some(scanned) = hcert_text(&headers, &body)? {
+        let answer = crate::eu_dcc::verify(&state, &scanned).await?;
+        metrics::counter!("vaxtrail_query_verifications_total", "outcome" => answer.outcome).increment(1);
+        return Ok(with_headers(
+            Json(answer).into_response(),
+            &[(header::CACHE_CONTROL, "no-store".into())],
+        ));
+    }
     let text = credential_text(&headers, &body)?;
     let answer = state
         .verifier

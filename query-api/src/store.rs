@@ -24,6 +24,16 @@ impl From<sqlx::Error> for Unavailable {
     }
 }
 
+/// A certificate's EU Digital COVID Certificate.
+#[derive(Clone, Debug)]
+pub struct EuDcc {
+    /// `HC1:…`.
+    pub text: String,
+    /// The document signer's kid, base64.
+    pub kid: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 /// Where a certificate stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "camelCase")]
@@ -175,6 +185,23 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         self.trusted(row.map(CertificateRow::into_certificate)).await
+    }
+
+    /// A certificate's EU DCC (Postgres), `None` inside when it has none.
+    pub async fn eu_dcc(&self, id: &str) -> Result<Option<Option<EuDcc>>, Unavailable> {
+        let row: Option<(Option<String>, Option<String>, Option<DateTime<Utc>>)> =
+            sqlx::query_as("SELECT eu_dcc, eu_dcc_kid, eu_dcc_expires_at FROM certificates WHERE certificate_id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        self.trusted(row.map(|(text, kid, expires_at)| {
+            text.map(|text| EuDcc {
+                text,
+                kid: kid.unwrap_or_default(),
+                expires_at,
+            })
+        }))
+        .await
     }
 
     /// Whether the certificate belonged to a recipient who was erased.

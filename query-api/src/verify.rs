@@ -71,10 +71,13 @@ pub struct Answer {
     pub revocation_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
+    /// `eu-dcc` for an EU DCC; absent for the W3C credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
 }
 
 impl Answer {
-    fn invalid(reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
         Self {
             outcome: "invalid",
             reasons: vec![reason.into()],
@@ -83,6 +86,20 @@ impl Answer {
             revoked_at: None,
             revocation_reason: None,
             superseded_by: None,
+            format: None,
+        }
+    }
+
+    pub(crate) fn valid(certificate_id: Option<String>, verification_method: Option<String>) -> Self {
+        Self {
+            outcome: "valid",
+            reasons: Vec::new(),
+            certificate_id,
+            verification_method,
+            revoked_at: None,
+            revocation_reason: None,
+            superseded_by: None,
+            format: None,
         }
     }
 }
@@ -175,15 +192,9 @@ impl Verifier {
             .ok()
             .map(|d| d.certificate_id.as_str().to_owned());
         let mut answer = match self.proof(text).await? {
-            Verdict::Valid { verification_method } => Answer {
-                outcome: "valid",
-                reasons: Vec::new(),
-                certificate_id: certificate_id.clone(),
-                verification_method: Some(verification_method),
-                revoked_at: None,
-                revocation_reason: None,
-                superseded_by: None,
-            },
+            Verdict::Valid { verification_method } => {
+                Answer::valid(certificate_id.clone(), Some(verification_method))
+            }
             Verdict::Invalid { reason } => {
                 let mut answer = Answer::invalid(format!("bad signature: {reason}"));
                 answer.certificate_id = certificate_id;

@@ -35,6 +35,8 @@ pub struct Config {
     #[command(flatten)]
     pub issuer: IssuerArgs,
     #[command(flatten)]
+    pub eu_dcc: credentials::EuDccArgs,
+    #[command(flatten)]
     pub environment: platform::EnvironmentArgs,
     #[command(flatten)]
     pub ids: platform::environment::IdSecretArgs,
@@ -148,6 +150,11 @@ impl Config {
                 .keystore
                 .open(&self.environment)?
                 .inspect(|keys| keys.seal_with_opened_keys()),
+            eu_dcc: self
+                .eu_dcc
+                .issuer()
+                .context("loading the EU DCC document signers")?
+                .map(std::sync::Arc::new),
         })
     }
 }
@@ -189,7 +196,12 @@ impl Application {
             .await
             .context("learning the compiled credential shape")?;
         let signer = CredentialSigner::new(keyring).with_compiled(std::sync::Arc::new(compiled));
-        let worker = Worker::new(config.settings()?, signer)?;
+        let settings = config.settings()?;
+        if let Some(eu) = &settings.eu_dcc {
+            let active = eu.signers.active().expect("loaded with an active signer");
+            tracing::info!(signer = %active.id, expires = %active.not_after, "EU DCC document signer loaded");
+        }
+        let worker = Worker::new(settings, signer)?;
         let router = platform::ops_router("signer-worker", readiness);
         let http = HttpService::bind(config.listen, router, shutdown.clone()).await?;
         Ok(Self { http, worker, shutdown })

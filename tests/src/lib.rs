@@ -374,6 +374,21 @@ pub fn py_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
     )
 }
 
+/// Runs `tests/py-hcert/verify.py` (pycose, base45, cbor2, jsonschema, in the virtual
+/// environment `deploy/local/install` makes) on `input`; one verdict per EU DCC.
+pub fn hcert_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
+    let tools = std::env::var("VAXTRAIL_TOOLS").expect("VAXTRAIL_TOOLS (deploy/local/lib.sh sets it)");
+    let python = PathBuf::from(tools).join("hcert-venv/bin/python");
+    assert!(
+        python.exists(),
+        "the EU DCC verifier is not installed: run deploy/local/install"
+    );
+    run_verifier(
+        std::process::Command::new(python).arg(repo_root().join("tests/py-hcert/verify.py")),
+        input,
+    )
+}
+
 /// Feeds `input` to a verifier process on stdin; its verdicts, one JSON line each.
 fn run_verifier(command: &mut std::process::Command, input: &serde_json::Value) -> Vec<serde_json::Value> {
     use std::{io::Write as _, process::Stdio};

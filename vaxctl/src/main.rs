@@ -8,6 +8,7 @@ mod auth;
 
 mod bench;
 mod demo;
+mod dsc;
 mod erase;
 mod keys;
 mod keystore;
@@ -52,6 +53,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: keys::Action,
+    },
+    /// The EU DCC document signers: generate, rotate, retire, publish their certificates.
+    Dsc {
+        #[command(subcommand)]
+        action: dsc::Action,
     },
     /// Erase a person (crypto-shredding) through the command API: their data keys go and every
     /// read model drops them.
@@ -117,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         Command::DevAuth { action } => auth::init(action),
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
+        Command::Dsc { action } => dsc::run(action),
         Command::Erase(args) => erase::run(&args).await,
         Command::MasterData { action } => master_data::run(action).await,
         Command::Keystore { action } => keystore::run(&cli.kafka, action).await,

@@ -36,6 +36,74 @@ pub struct IssuedCredential {
     pub text: String,
     /// The verification method that signed it (`did:web:...#key-1`).
     pub key_id: String,
+    /// The same dose in other formats (the EU DCC), signed at the same decision.
+    pub renderings: Vec<Rendering>,
+}
+
+/// A credential format other than the W3C one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendering {
+    /// `eu-dcc`.
+    pub format: String,
+    /// The key that signed it.
+    pub key_id: String,
+    /// The document's text (`HC1:…`).
+    pub text: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Rendering {
+    /// The format name of an EU Digital COVID Certificate.
+    pub const EU_DCC: &str = "eu-dcc";
+}
+
+fn rendering_value(r: &Rendering) -> Value {
+    use sha2::Digest;
+    record(vec![
+        ("format", string(&r.format)),
+        ("keyId", string(&r.key_id)),
+        ("sha256", fixed(&sha2::Sha256::digest(r.text.as_bytes()).into())),
+        (
+            "expiresAt",
+            nullable(r.expires_at.map(|t| Value::TimestampMillis(t.timestamp_millis()))),
+        ),
+        ("document", string(&r.text)),
+        ("sealed", nullable(None)),
+    ])
+}
+
+fn rendering_of(value: &Value) -> Result<Rendering, ConvertError> {
+    use sha2::Digest;
+    let f = Fields::of(value, "renderings")?;
+    let text = f.string("document")?.to_owned();
+    let sha = read_fixed(f.required("sha256")?, "sha256")?;
+    if <[u8; 32]>::from(sha2::Sha256::digest(text.as_bytes())) != sha {
+        return Err(ConvertError::Invalid {
+            field: "renderings".into(),
+            rule: "a document does not match its sha256".into(),
+        });
+    }
+    let expires_at = match f.optional("expiresAt") {
+        Some(Value::TimestampMillis(ms)) => Some(DateTime::from_timestamp_millis(*ms).ok_or_else(|| {
+            ConvertError::Invalid {
+                field: "expiresAt".into(),
+                rule: "out of range".into(),
+            }
+        })?),
+        Some(_) => {
+            return Err(ConvertError::WrongType {
+                field: "expiresAt".into(),
+                expected: "timestamp-millis",
+            });
+        }
+        None => None,
+    };
+    Ok(Rendering {
+        format: f.string("format")?.to_owned(),
+        key_id: f.string("keyId")?.to_owned(),
+        text,
+        expires_at,
+    })
 }
 
 /// A signed statement of a partition's chain head.
@@ -246,6 +314,10 @@ fn outcome(outcome: &CertificateOutcome, credential: Option<&IssuedCredential>) 
                     ("supersedes", nullable(supersedes.as_ref().map(string))),
                     ("recordSha256", nullable(Some(fixed(&fingerprint.0)))),
                     ("sealedCredential", nullable(None)),
+                    (
+                        "renderings",
+                        Value::Array(credential.renderings.iter().map(rendering_value).collect()),
+                    ),
                 ])),
             )
         }
@@ -416,9 +488,20 @@ fn issued(p: &Fields, partition: i32) -> Result<(CertificateOutcome, IssuedCrede
             rule: format!("certifies {}, not {certificate_id}", certified.certificate_id),
         });
     }
+    let renderings = match p.optional("renderings") {
+        Some(Value::Array(items)) => items.iter().map(rendering_of).collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ConvertError::WrongType {
+                field: "renderings".into(),
+                expected: "array",
+            });
+        }
+        None => Vec::new(),
+    };
     let credential = IssuedCredential {
         text: text.to_owned(),
         key_id: p.string("keyId")?.to_owned(),
+        renderings,
     };
     let outcome = CertificateOutcome::CertificateIssued {
         certificate_id,

@@ -45,6 +45,12 @@ pub(crate) fn issued() -> (CertificateOutcome, IssuedCredential) {
     let credential = IssuedCredential {
         text: credential.to_string(),
         key_id: "did:web:example.gov#key-1".into(),
+        renderings: vec![super::Rendering {
+            format: super::Rendering::EU_DCC.into(),
+            key_id: "AAECAwQFBgc=".into(),
+            text: "HC1:NCFOXN%TSMAHN-HRENDERED-EU-DCC".into(),
+            expires_at: Some(at(9)),
+        }],
     };
     (outcome, credential)
 }
@@ -280,4 +286,43 @@ mod chain_walk {
             Err(ChainBreak::CheckpointSignature { offset: 3, .. })
         ));
     }
+}
+
+#[test]
+fn renderings_round_trip_and_a_document_that_does_not_match_its_digest_is_refused() {
+    let (issue, credential) = issued();
+    let original = outcome_envelope(issue, Some(credential));
+    let mut value = to_avro(&original).unwrap();
+    assert_eq!(from_avro(&value).unwrap(), original);
+    // A record written before renderings existed (no field) reads with none.
+    let schema = crate::schemas::parse(crate::schemas::CERTIFICATE_EVENTS);
+    let before = include_str!("../../schemas/history/certificate-events.v2.avsc");
+    assert_eq!(
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&crate::schemas::parse(before), &schema)
+            .unwrap(),
+        apache_avro::schema_compatibility::Compatibility::Full
+    );
+    // The document changed after the digest was written.
+    fn documents(value: &mut Value) -> Vec<&mut Value> {
+        let mut out = Vec::new();
+        if let Value::Record(fields) = value {
+            for (name, v) in fields.iter_mut() {
+                if name == "document" {
+                    out.push(v);
+                } else {
+                    out.extend(documents(v));
+                }
+            }
+        } else if let Value::Union(_, inner) = value {
+            out.extend(documents(inner));
+        } else if let Value::Array(items) = value {
+            for item in items {
+                out.extend(documents(item));
+            }
+        }
+        out
+    }
+    *documents(&mut value).remove(0) = Value::String("HC1:FORGED".into());
+    let error = from_avro(&value).unwrap_err();
+    assert!(error.to_string().contains("sha256"), "{error}");
 }

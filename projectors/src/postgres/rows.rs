@@ -91,6 +91,9 @@ pub(super) struct IssuedColumns {
     source_event_id: Vec<Uuid>,
     log_partition: Vec<i32>,
     log_offset: Vec<i64>,
+    eu_dcc: Vec<Option<String>>,
+    eu_dcc_kid: Vec<Option<String>>,
+    eu_dcc_expires_at: Vec<Option<DateTime<Utc>>>,
 }
 
 pub(super) enum StatusChange {
@@ -340,6 +343,13 @@ impl Rows {
         c.source_event_id.push(event.answers.uuid());
         c.log_partition.push(at.partition);
         c.log_offset.push(at.offset);
+        let eu = credential
+            .renderings
+            .iter()
+            .find(|r| r.format == avro::certificate::Rendering::EU_DCC);
+        c.eu_dcc.push(eu.map(|r| r.text.clone()));
+        c.eu_dcc_kid.push(eu.map(|r| r.key_id.clone()));
+        c.eu_dcc_expires_at.push(eu.and_then(|r| r.expires_at));
     }
 
     pub(super) async fn write(self, tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
@@ -498,13 +508,14 @@ pub(super) async fn write_issued(issued: IssuedColumns, tx: &mut Transaction<'_,
         sqlx::query(
             "INSERT INTO certificates (certificate_id, recipient_key, programme, dose, total_doses, status,
                  credential, key_id, status_list, status_index, supersedes, issued_at, source_event_id,
-                 log_partition, log_offset)
+                 log_partition, log_offset, eu_dcc, eu_dcc_kid, eu_dcc_expires_at)
              SELECT id, recipient, programme, dose, total, 'active', credential::jsonb, key_id, list, index,
-                    supersedes, issued_at, source, part, off
+                    supersedes, issued_at, source, part, off, eu, eu_kid, eu_exp
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[],
-                  $8::int[], $9::bigint[], $10::text[], $11::timestamptz[], $12::uuid[], $13::int[], $14::bigint[])
+                  $8::int[], $9::bigint[], $10::text[], $11::timestamptz[], $12::uuid[], $13::int[], $14::bigint[],
+                  $15::text[], $16::text[], $17::timestamptz[])
                   AS c(id, recipient, programme, dose, total, credential, key_id, list, index, supersedes,
-                       issued_at, source, part, off)
+                       issued_at, source, part, off, eu, eu_kid, eu_exp)
              ON CONFLICT (certificate_id) DO NOTHING",
         )
         .bind(c.certificate_id)
@@ -521,6 +532,9 @@ pub(super) async fn write_issued(issued: IssuedColumns, tx: &mut Transaction<'_,
         .bind(c.source_event_id)
         .bind(c.log_partition)
         .bind(c.log_offset)
+        .bind(c.eu_dcc)
+        .bind(c.eu_dcc_kid)
+        .bind(c.eu_dcc_expires_at)
         .execute(&mut **tx)
         .await?;
     }

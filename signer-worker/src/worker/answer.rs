@@ -179,21 +179,66 @@ impl Worker {
         };
         let record = event.payload.record().context("an issue answers a record")?;
         let previous = lineage.previous_doses(programme, certified.dose.number());
+        let issued_at = Utc::now();
         let unsigned = unsigned_credential(&CredentialInput {
             profile: &self.settings.profile,
             certificate_id,
             record,
             previous: &previous,
             status: *status,
-            issued_at: Utc::now(),
+            issued_at,
         });
         let started = std::time::Instant::now();
         let signed = self.signer.sign(unsigned).await?;
         metrics::histogram!("vaxtrail_signer_sign_seconds").record(started.elapsed().as_secs_f64());
+        let renderings = self.eu_dcc(record, certificate_id, issued_at).into_iter().collect();
         Ok(Some(IssuedCredential {
             text: signed.text,
             key_id: signed.verification_method,
+            renderings,
         }))
+    }
+
+    /// The dose's EU DCC, when the deployment issues them and the vaccine is mapped to the EU
+    /// value sets (a dose of an unmapped vaccine gets its W3C credential alone, counted by name).
+    fn eu_dcc(
+        &self,
+        record: &domain::commands::RecordVaccination,
+        certificate_id: &domain::ids::CertificateId,
+        issued_at: chrono::DateTime<Utc>,
+    ) -> Option<avro::certificate::Rendering> {
+        use credentials::hcert;
+        let eu = self.settings.eu_dcc.as_deref()?;
+        let issuer = hcert::Issuer {
+            name: &eu.issuer,
+            country: &eu.country,
+        };
+        let payload = match hcert::payload::payload(record, certificate_id, &issuer, &eu.mapping) {
+            Ok(payload) => payload,
+            Err(hcert::Unmapped::Vaccine(name)) => {
+                metrics::counter!("vaxtrail_signer_eu_dcc_unmapped_total", "vaccine" => name).increment(1);
+                return None;
+            }
+        };
+        let signer = eu.signers.active()?;
+        match hcert::issue(&payload, &eu.country, signer, issued_at, eu.validity) {
+            Ok(hcert) => {
+                metrics::counter!("vaxtrail_signer_eu_dcc_issued_total").increment(1);
+                Some(avro::certificate::Rendering {
+                    format: avro::certificate::Rendering::EU_DCC.into(),
+                    key_id: hcert.kid,
+                    text: hcert.text,
+                    expires_at: Some(hcert.expires_at),
+                })
+            }
+            Err(error) => {
+                // The document signer expired while the signer ran: the W3C credential is still
+                // issued; the operator rotates the signer (`vaxctl dsc rotate`).
+                tracing::error!(%error, "no EU DCC issued");
+                metrics::counter!("vaxtrail_signer_eu_dcc_failed_total").increment(1);
+                None
+            }
+        }
     }
 
     pub(super) async fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {

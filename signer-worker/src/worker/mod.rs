@@ -86,6 +86,8 @@ pub struct Settings {
     /// The key store: personal data is read from and credentials written to the log sealed with
     /// the recipient's data key (`None`: development only, in the clear).
     pub keys: Option<Arc<platform::keystore::KeyStore>>,
+    /// EU DCC issuing (`None`: none is issued).
+    pub eu_dcc: Option<Arc<credentials::EuDccIssuer>>,
 }
 
 /// A point where a fault drill has the signer abort, as SIGKILL would end it.

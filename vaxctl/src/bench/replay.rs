@@ -194,6 +194,7 @@ fn outcome_record(
             Some(IssuedCredential {
                 text: credential.to_string(),
                 key_id: "did:web:bench.invalid#key-1".into(),
+                renderings: Vec::new(),
             })
         }
         _ => None,
