@@ -90,7 +90,11 @@ pub struct EuDccArgs {
     #[arg(long = "eu-dcc-vaccines", env = "VAXTRAIL_EU_DCC_VACCINES")]
     pub vaccines: Option<PathBuf>,
     /// Days an EU DCC is valid, at most (never past its document signer's certificate).
-    #[arg(long = "eu-dcc-validity-days", env = "VAXTRAIL_EU_DCC_VALIDITY_DAYS", default_value_t = 365)]
+    #[arg(
+        long = "eu-dcc-validity-days",
+        env = "VAXTRAIL_EU_DCC_VALIDITY_DAYS",
+        default_value_t = 365
+    )]
     pub validity_days: u32,
 }
 
@@ -140,7 +144,6 @@ impl EuDccArgs {
             validity: chrono::Duration::days(i64::from(self.validity_days.clamp(1, 3650))),
         }))
     }
-
 }
 
 /// The EU DCC document signers a verifying service trusts: their certificates alone.

@@ -31,8 +31,14 @@ async fn readable_eu_dcc(
     code: Option<&str>,
 ) -> Result<(crate::store::Certificate, EuDcc), Problem> {
     let certificate = readable(state, id, headers, code).await?;
+    let eu = of(state, &certificate).await?;
+    Ok((certificate, eu))
+}
+
+/// The EU DCC of a certificate already read, or why it has none.
+pub async fn of(state: &AppState, certificate: &crate::store::Certificate) -> Result<EuDcc, Problem> {
     match state.store.eu_dcc(&certificate.id).await.map_err(|e| unavailable(&e))? {
-        Some(Some(eu)) => Ok((certificate, eu)),
+        Some(Some(eu)) => Ok(eu),
         // Read from the cache, not yet in Postgres.
         None => Err(Problem::unavailable(
             "The certificate's EU DCC is not readable yet; retry shortly",
@@ -95,7 +101,13 @@ pub async fn document(
     ))
 }
 
-async fn qr_response(state: &AppState, id: &str, headers: &HeaderMap, code: Option<&str>, svg: bool) -> Result<Response, Problem> {
+async fn qr_response(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    code: Option<&str>,
+    svg: bool,
+) -> Result<Response, Problem> {
     let (_, eu) = readable_eu_dcc(state, id, headers, code).await?;
     let code = self::code(&eu.text)?;
     let (body, content_type) = if svg {
@@ -193,7 +205,9 @@ async fn standing(answer: &mut Answer, store: &Store, id: &str) -> Result<(), Un
         }
         Some(Standing::Superseded { superseded_by, .. }) => {
             answer.outcome = "superseded";
-            answer.reasons.push(format!("superseded by certificate {superseded_by}"));
+            answer
+                .reasons
+                .push(format!("superseded by certificate {superseded_by}"));
             answer.superseded_by = Some(superseded_by);
         }
         // Not (yet) in the read models, or its holder was erased (what a citizen holds still

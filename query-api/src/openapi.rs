@@ -48,7 +48,8 @@ pub struct VerifyAnswer {
     description = "Personal data: the holder's access code (header or `?code=`) or a token whose role may read it (a facility: what its system recorded).",
     security(("holderCode" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "Certificate id; `{id}.pdf` gives the printable A4 PDF"),
-        ("code" = Option<String>, Query, description = "The holder's access code")),
+        ("code" = Option<String>, Query, description = "The holder's access code"),
+        ("qr" = Option<String>, Query, description = "For the PDF: the QR code it carries, `w3c` (default) or `eu-dcc`")),
     responses(
         (status = 200, description = "The signed credential (application/json or application/vc+ld+json); its status in the `Vaxtrail-Certificate-Status` header"),
         (status = 401, description = "Neither an access code nor a token", body = Problem, content_type = "application/problem+json"),
@@ -247,6 +248,11 @@ fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)
         ),
         ("/v1/recipients/{key}/certificates", "key", recipient.clone()),
         ("/v1/status-lists/{list}", "list", list),
+        (
+            "/v1/certificates/{id}",
+            "qr",
+            json!({"type": "string", "enum": ["w3c", "eu-dcc"]}),
+        ),
         ("/v1/audit/events", "recipient", recipient.clone()),
         ("/v1/audit/events", "certificate", certificate.clone()),
         ("/v1/audit/events", "from", time.clone()),

@@ -36,6 +36,9 @@ pub(crate) const PERSONAL: &str = "private, no-store";
 #[derive(Deserialize)]
 pub struct CodeQuery {
     pub(crate) code: Option<String>,
+    /// For the PDF: which QR code it carries, `w3c` (the default) or `eu-dcc`.
+    #[serde(default)]
+    qr: Option<String>,
 }
 
 pub(crate) fn unavailable(error: &Unavailable) -> Problem {
@@ -140,7 +143,7 @@ pub async fn certificate(
     headers: HeaderMap,
 ) -> Response {
     if let Some(id) = id.strip_suffix(".pdf") {
-        return pdf_of(&state, id, &headers, query.code.as_deref())
+        return pdf_of(&state, id, &headers, query.code.as_deref(), query.qr.as_deref())
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
@@ -238,9 +241,22 @@ pub async fn qr_svg(
     ))
 }
 
-async fn pdf_of(state: &AppState, id: &str, headers: &HeaderMap, code: Option<&str>) -> Result<Response, Problem> {
+async fn pdf_of(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    code: Option<&str>,
+    qr: Option<&str>,
+) -> Result<Response, Problem> {
     let certificate = readable(state, id, headers, code).await?;
-    let code = qr_code(&certificate)?;
+    let code = match qr {
+        None | Some("w3c") => qr_code(&certificate)?,
+        Some("eu-dcc") => {
+            let eu = crate::eu_dcc::of(state, &certificate).await?;
+            crate::eu_dcc::code(&eu.text)?
+        }
+        Some(_) => return Err(Problem::field("qr", "must be w3c or eu-dcc")),
+    };
     let credential: Value = serde_json::from_str(&certificate.credential).unwrap_or(Value::Null);
     let sheet = pdf::Sheet::of(&credential);
     let verify_url = format!("{}/verify", state.profile.base_url);

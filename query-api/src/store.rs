@@ -189,7 +189,8 @@ impl Store {
 
     /// A certificate's EU DCC (Postgres), `None` inside when it has none.
     pub async fn eu_dcc(&self, id: &str) -> Result<Option<Option<EuDcc>>, Unavailable> {
-        let row: Option<(Option<String>, Option<String>, Option<DateTime<Utc>>)> =
+        type Row = (Option<String>, Option<String>, Option<DateTime<Utc>>);
+        let row: Option<Row> =
             sqlx::query_as("SELECT eu_dcc, eu_dcc_kid, eu_dcc_expires_at FROM certificates WHERE certificate_id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)

@@ -192,9 +192,7 @@ impl Verifier {
             .ok()
             .map(|d| d.certificate_id.as_str().to_owned());
         let mut answer = match self.proof(text).await? {
-            Verdict::Valid { verification_method } => {
-                Answer::valid(certificate_id.clone(), Some(verification_method))
-            }
+            Verdict::Valid { verification_method } => Answer::valid(certificate_id.clone(), Some(verification_method)),
             Verdict::Invalid { reason } => {
                 let mut answer = Answer::invalid(format!("bad signature: {reason}"));
                 answer.certificate_id = certificate_id;

@@ -17,7 +17,11 @@ pub struct Subject {
     #[arg(long, env = "VAXTRAIL_EU_DCC_COUNTRY", default_value = "IN")]
     country: String,
     /// The organisation (O).
-    #[arg(long, env = "VAXTRAIL_EU_DCC_ISSUER", default_value = "Ministry of Health and Family Welfare")]
+    #[arg(
+        long,
+        env = "VAXTRAIL_EU_DCC_ISSUER",
+        default_value = "Ministry of Health and Family Welfare"
+    )]
     organisation: String,
     /// Days the certificate is valid.
     #[arg(long, default_value_t = 730)]
@@ -132,7 +136,12 @@ pub fn run(action: Action) -> anyhow::Result<()> {
     let dir = match action {
         Action::Publish { dir, out } => {
             let written = dsc::publish(&dir, &out)?;
-            println!("published {} certificates to {}: {}", written.len(), out.display(), written.join(", "));
+            println!(
+                "published {} certificates to {}: {}",
+                written.len(),
+                out.display(),
+                written.join(", ")
+            );
             return Ok(());
         }
         Action::Generate {

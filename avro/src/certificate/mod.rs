@@ -84,12 +84,14 @@ fn rendering_of(value: &Value) -> Result<Rendering, ConvertError> {
         });
     }
     let expires_at = match f.optional("expiresAt") {
-        Some(Value::TimestampMillis(ms)) => Some(DateTime::from_timestamp_millis(*ms).ok_or_else(|| {
-            ConvertError::Invalid {
-                field: "expiresAt".into(),
-                rule: "out of range".into(),
-            }
-        })?),
+        Some(Value::TimestampMillis(ms)) => {
+            Some(
+                DateTime::from_timestamp_millis(*ms).ok_or_else(|| ConvertError::Invalid {
+                    field: "expiresAt".into(),
+                    rule: "out of range".into(),
+                })?,
+            )
+        }
         Some(_) => {
             return Err(ConvertError::WrongType {
                 field: "expiresAt".into(),

@@ -30,7 +30,9 @@ pub enum DscError {
     UnknownActive { id: String, dir: String },
     #[error("the active document signer {id:?} holds no private key")]
     ActiveWithoutKey { id: String },
-    #[error("{dir} holds {count} document signers with private keys; name the one to sign with (VAXTRAIL_EU_DCC_ACTIVE)")]
+    #[error(
+        "{dir} holds {count} document signers with private keys; name the one to sign with (VAXTRAIL_EU_DCC_ACTIVE)"
+    )]
     AmbiguousActive { dir: String, count: usize },
     #[error("the active document signer {id:?} expired at {not_after}")]
     Expired { id: String, not_after: DateTime<Utc> },
@@ -87,7 +89,11 @@ impl DocumentSigner {
         }
         let country = tbs.subject.0.iter().flat_map(|rdn| rdn.0.iter()).find_map(|atv| {
             (atv.oid == const_oid_country())
-                .then(|| atv.value.decode_as::<x509_cert::der::asn1::PrintableStringRef<'_>>().ok())
+                .then(|| {
+                    atv.value
+                        .decode_as::<x509_cert::der::asn1::PrintableStringRef<'_>>()
+                        .ok()
+                })
                 .flatten()
                 .map(|s| s.as_str().to_owned())
         });
@@ -128,7 +134,10 @@ impl DocumentSigner {
             .chunks(64)
             .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
             .collect();
-        format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
     }
 
     /// Its entry in the published trust list.
@@ -176,7 +185,10 @@ pub fn generate(country: &str, organisation: &str, common_name: &str, days: i64)
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     let mut name = DistinguishedName::new();
-    name.push(DnType::CountryName, rcgen::DnValue::PrintableString(country.try_into().map_err(|e| format!("{e}"))?));
+    name.push(
+        DnType::CountryName,
+        rcgen::DnValue::PrintableString(country.try_into().map_err(|e| format!("{e}"))?),
+    );
     name.push(DnType::OrganizationName, organisation);
     name.push(DnType::CommonName, common_name);
     params.distinguished_name = name;
@@ -191,8 +203,8 @@ pub fn generate(country: &str, organisation: &str, common_name: &str, days: i64)
     Ok(format!("{}{}", key.serialize_pem(), cert.pem()))
 }
 
-fn to_offset(t: DateTime<Utc>) -> rcgen::date_time_ymd_like::OffsetDateTime {
-    rcgen::date_time_ymd_like::OffsetDateTime::from_unix_timestamp(t.timestamp()).expect("in range")
+fn to_offset(t: DateTime<Utc>) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).expect("in range")
 }
 
 /// The document signers of a deployment.
@@ -300,8 +312,9 @@ impl DocumentSigners {
         if let Some(signer) = signers.signers.iter().find(|s| s.can_sign()) {
             return Err(DscError::File {
                 path: dir.join(format!("{}.pem", signer.id)).display().to_string(),
-                reason: "holds a private key: a service that only verifies is given certificates (`vaxctl dsc publish`)"
-                    .into(),
+                reason:
+                    "holds a private key: a service that only verifies is given certificates (`vaxctl dsc publish`)"
+                        .into(),
             });
         }
         Ok(signers)
@@ -323,7 +336,10 @@ pub fn publish(dir: &Path, out: &Path) -> Result<Vec<String>, DscError> {
         std::fs::write(&path, signer.certificate_pem()).map_err(|e| failed(&path, e.to_string()))?;
         written.push(signer.id.clone());
     }
-    for entry in std::fs::read_dir(out).map_err(|e| failed(out, e.to_string()))?.flatten() {
+    for entry in std::fs::read_dir(out)
+        .map_err(|e| failed(out, e.to_string()))?
+        .flatten()
+    {
         let path = entry.path();
         let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
         if path.extension().is_some_and(|e| e == "pem") && !written.contains(&id) {

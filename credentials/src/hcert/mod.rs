@@ -194,7 +194,9 @@ fn open(text: &str) -> Result<CoseSign1, HcertError> {
     if text.len() > MAX_TEXT {
         return Err(HcertError::Malformed(format!("longer than {MAX_TEXT} characters")));
     }
-    let body = text.strip_prefix(PREFIX).ok_or_else(|| malformed("it does not begin with HC1:"))?;
+    let body = text
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| malformed("it does not begin with HC1:"))?;
     let deflated = base45::decode(body).map_err(|_| malformed("not base45"))?;
     let mut cose = Vec::new();
     flate2::read::ZlibDecoder::new(deflated.as_slice())
@@ -259,10 +261,7 @@ pub fn verify(text: &str, trusted: &DocumentSigners, now: DateTime<Utc>) -> Resu
         .map(|(_, v)| v)
         .ok_or_else(|| HcertError::Malformed("no hcert claim".into()))?;
     let payload = to_json(dcc, 0)?;
-    let certificate_id = payload
-        .pointer("/v/0/ci")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let certificate_id = payload.pointer("/v/0/ci").and_then(Value::as_str).map(str::to_owned);
     Ok(Verified {
         country: claim(ISS).and_then(Cbor::as_text).unwrap_or_default().to_owned(),
         kid: b64(kid),

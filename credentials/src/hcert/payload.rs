@@ -35,9 +35,7 @@ pub struct EuVaccine {
 /// Why no EU DCC is issued for a dose.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unmapped {
-    #[error(
-        "vaccine {0:?} has no EU DCC value-set mapping (eu-dcc-vaccines.json): no EU DCC is issued for it"
-    )]
+    #[error("vaccine {0:?} has no EU DCC value-set mapping (eu-dcc-vaccines.json): no EU DCC is issued for it")]
     Vaccine(String),
 }
 

@@ -11,7 +11,8 @@ use super::*;
 
 fn record(name: &str, vaccine: &str, dob: Option<&str>) -> RecordVaccination {
     let catalog = VaccineCatalog::divoc_default();
-    let address = json!({"addressLine1": "1 Main Road", "district": "Pune", "state": "Maharashtra", "pincode": "411001"});
+    let address =
+        json!({"addressLine1": "1 Main Road", "district": "Pune", "state": "Maharashtra", "pincode": "411001"});
     let mut recipient = json!({
         "name": name, "gender": "Female", "nationality": "Indian",
         "identity": "did:in.gov.uidai.aadhaar:000000000001", "contact": ["tel:9000000001"], "address": address,
@@ -115,20 +116,26 @@ fn tampering_another_signer_and_expiry_are_refused() {
     sign1.payload = Some(cwt);
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     zlib.write_all(&sign1.to_tagged_vec().expect("cose")).expect("memory");
-    let tampered = format!("HC1:{}", base45::encode(&zlib.finish().expect("memory")));
+    let tampered = format!("HC1:{}", base45::encode(zlib.finish().expect("memory")));
     assert!(matches!(
         verify(&tampered, &trusted, now),
         Err(HcertError::BadSignature(_))
     ));
 
     let stranger = DocumentSigners::trusting(vec![self::signer()]);
-    assert!(matches!(verify(&hcert.text, &stranger, now), Err(HcertError::UnknownKid(_))));
+    assert!(matches!(
+        verify(&hcert.text, &stranger, now),
+        Err(HcertError::UnknownKid(_))
+    ));
     assert!(matches!(
         verify(&hcert.text, &trusted, hcert.expires_at),
         Err(HcertError::Expired(_))
     ));
     for junk in ["HC1:", "HC1:%%%%", "shc:/123", "HC1:6BF"] {
-        assert!(matches!(verify(junk, &trusted, now), Err(HcertError::Malformed(_))), "{junk}");
+        assert!(
+            matches!(verify(junk, &trusted, now), Err(HcertError::Malformed(_))),
+            "{junk}"
+        );
     }
 }
 
@@ -136,7 +143,7 @@ fn tampering_another_signer_and_expiry_are_refused() {
 fn a_zlib_bomb_is_refused_before_it_inflates() {
     let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     zlib.write_all(&vec![0u8; 1 << 20]).expect("memory");
-    let bomb = format!("HC1:{}", base45::encode(&zlib.finish().expect("memory")));
+    let bomb = format!("HC1:{}", base45::encode(zlib.finish().expect("memory")));
     assert!(bomb.len() < MAX_TEXT);
     let trusted = DocumentSigners::trusting(vec![]);
     let error = verify(&bomb, &trusted, Utc::now()).expect_err("refused");
@@ -152,7 +159,7 @@ fn unmapped_vaccines_are_refused_by_name() {
         &VaccineMapping::bundled(),
     )
     .expect_err("ZyCoV-D is in no EU value set");
-    assert!(error.to_string().contains("\"ZyCoV-D\""), "{error}");
+    assert!(error.to_string().to_lowercase().contains("\"zycov-d\""), "{error}");
     // Every mapped name is a vaccine of the bundled master list.
     let catalog = VaccineCatalog::divoc_default();
     let names: Vec<String> = catalog.vaccines().map(|v| v.name.to_lowercase()).collect();
@@ -191,13 +198,19 @@ fn signers_load_from_a_directory_and_publish_certificates_only() {
     let loaded = DocumentSigners::load(&dir, None, true).expect("one signer");
     assert_eq!(loaded.active().expect("active").id, "dsc-1");
     // A second private key: the active one must be named.
-    std::fs::write(dir.join("dsc-2.pem"), dsc::generate("IN", "MoH", "DSC 2", 30).expect("generated")).expect("write");
+    std::fs::write(
+        dir.join("dsc-2.pem"),
+        dsc::generate("IN", "MoH", "DSC 2", 30).expect("generated"),
+    )
+    .expect("write");
     assert!(matches!(
         DocumentSigners::load(&dir, None, true),
         Err(DscError::AmbiguousActive { .. })
     ));
     // Retire the first: its certificate alone stays, still trusted.
-    let retired = DocumentSigner::from_pem("dsc-1", &first).expect("read").certificate_pem();
+    let retired = DocumentSigner::from_pem("dsc-1", &first)
+        .expect("read")
+        .certificate_pem();
     std::fs::write(dir.join("dsc-1.pem"), &retired).expect("write");
     let loaded = DocumentSigners::load(&dir, None, true).expect("dsc-2 signs");
     assert_eq!(loaded.active().expect("active").id, "dsc-2");
@@ -207,6 +220,9 @@ fn signers_load_from_a_directory_and_publish_certificates_only() {
     ));
     let list = loaded.trust_list().to_string();
     assert_eq!(loaded.all().len(), 2);
-    assert!(!list.contains("PRIVATE") && list.contains("\"country\":\"IN\""), "{list}");
+    assert!(
+        !list.contains("PRIVATE") && list.contains("\"country\":\"IN\""),
+        "{list}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
