@@ -11,6 +11,7 @@ pub mod hcert;
 pub mod keys;
 mod proof;
 pub mod published;
+pub mod shc;
 pub mod status_list;
 
 use std::path::PathBuf;
@@ -70,27 +71,34 @@ pub struct EuDccArgs {
     /// Directory of EU DCC document signers, `<id>.pem` each (`vaxctl dsc generate`): the signer
     /// worker is given the private keys, the query API only the certificates (`vaxctl dsc
     /// publish`). Unset: no EU DCC is issued or verified.
-    #[arg(long = "eu-dcc-signers", env = "VAXTRAIL_EU_DCC_SIGNERS")]
+    #[arg(id = "eu-dcc-signers", long = "eu-dcc-signers", env = "VAXTRAIL_EU_DCC_SIGNERS")]
     pub signers: Option<PathBuf>,
     /// The document signer that signs; needed when the directory holds several private keys.
-    #[arg(long = "eu-dcc-active", env = "VAXTRAIL_EU_DCC_ACTIVE")]
+    #[arg(id = "eu-dcc-active", long = "eu-dcc-active", env = "VAXTRAIL_EU_DCC_ACTIVE")]
     pub active: Option<String>,
     /// The certificate issuer written in each EU DCC (`is`, at most 80 characters).
     #[arg(
+        id = "eu-dcc-issuer",
         long = "eu-dcc-issuer",
         env = "VAXTRAIL_EU_DCC_ISSUER",
         default_value = "Ministry of Health and Family Welfare"
     )]
     pub issuer: String,
     /// The issuing country, ISO 3166-1 alpha-2 (the CWT's `iss` and the UVCI's country).
-    #[arg(long = "eu-dcc-country", env = "VAXTRAIL_EU_DCC_COUNTRY", default_value = "IN")]
+    #[arg(
+        id = "eu-dcc-country",
+        long = "eu-dcc-country",
+        env = "VAXTRAIL_EU_DCC_COUNTRY",
+        default_value = "IN"
+    )]
     pub country: String,
     /// Mapping of the vaccine master list to EU value-set codes (the bundled
     /// `domain/master-lists/eu-dcc-vaccines.json` when unset).
-    #[arg(long = "eu-dcc-vaccines", env = "VAXTRAIL_EU_DCC_VACCINES")]
+    #[arg(id = "eu-dcc-vaccines", long = "eu-dcc-vaccines", env = "VAXTRAIL_EU_DCC_VACCINES")]
     pub vaccines: Option<PathBuf>,
     /// Days an EU DCC is valid, at most (never past its document signer's certificate).
     #[arg(
+        id = "eu-dcc-validity-days",
         long = "eu-dcc-validity-days",
         env = "VAXTRAIL_EU_DCC_VALIDITY_DAYS",
         default_value_t = 365
@@ -152,7 +160,7 @@ pub struct EuDccTrustArgs {
     /// Directory of the EU DCC document signers' certificates (`vaxctl dsc publish`), served as
     /// the trust list and used to verify `HC1:` texts. Unset: EU DCCs are neither served nor
     /// verified. A file holding a private key is refused.
-    #[arg(long = "eu-dcc-public", env = "VAXTRAIL_EU_DCC_PUBLIC")]
+    #[arg(id = "eu-dcc-public", long = "eu-dcc-public", env = "VAXTRAIL_EU_DCC_PUBLIC")]
     pub public: Option<PathBuf>,
 }
 
@@ -163,5 +171,48 @@ impl EuDccTrustArgs {
             return Ok(None);
         };
         Ok(Some(hcert::DocumentSigners::published(dir)?))
+    }
+}
+
+/// The SMART Health Cards a deployment issues (none unless `VAXTRAIL_SHC_KEYS` names a
+/// directory of P-256 keys).
+#[derive(Clone, Debug, clap::Args)]
+pub struct ShcArgs {
+    /// Directory of SMART Health Card keys, `<id>.pem` each (`vaxctl shc-keys generate`): the
+    /// signer worker is given the private keys, the query API their public halves. Unset: no
+    /// SMART Health Card is issued. Cards are issued by `VAXTRAIL_PUBLIC_BASE_URL` (`iss`).
+    #[arg(id = "shc-keys", long = "shc-keys", env = "VAXTRAIL_SHC_KEYS")]
+    pub keys: Option<PathBuf>,
+    /// The key that signs; needed when the directory holds several private keys.
+    #[arg(id = "shc-active", long = "shc-active", env = "VAXTRAIL_SHC_ACTIVE")]
+    pub active: Option<String>,
+}
+
+impl ShcArgs {
+    /// The keys, with one that signs, when configured.
+    pub fn keys(&self) -> anyhow::Result<Option<shc::ShcKeys>> {
+        let Some(dir) = &self.keys else {
+            return Ok(None);
+        };
+        Ok(Some(shc::ShcKeys::load(dir, self.active.as_deref(), true)?))
+    }
+}
+
+/// The SMART Health Card keys a verifying service publishes and trusts: public halves only.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ShcTrustArgs {
+    /// Directory of the SMART Health Card keys' public halves (`vaxctl shc-keys publish`),
+    /// served at `/.well-known/jwks.json`. Unset: cards are neither served nor verified. A
+    /// private key there is refused.
+    #[arg(id = "shc-public", long = "shc-public", env = "VAXTRAIL_SHC_PUBLIC")]
+    pub public: Option<PathBuf>,
+}
+
+impl ShcTrustArgs {
+    pub fn keys(&self) -> anyhow::Result<Option<shc::ShcKeys>> {
+        let Some(dir) = &self.public else {
+            return Ok(None);
+        };
+        Ok(Some(shc::ShcKeys::published(dir)?))
     }
 }

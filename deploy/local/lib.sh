@@ -57,6 +57,10 @@ export VAXTRAIL_ISSUER_PUBLIC_KEYS=${VAXTRAIL_ISSUER_PUBLIC_KEYS:-$STATE/keys/is
 # with them; the query API gets the certificates only, and serves them as the trust list.
 export VAXTRAIL_EU_DCC_SIGNERS=${VAXTRAIL_EU_DCC_SIGNERS:-$STATE/keys/eu-dcc}
 export VAXTRAIL_EU_DCC_PUBLIC=${VAXTRAIL_EU_DCC_PUBLIC:-$STATE/keys/eu-dcc-public}
+# SMART Health Card keys (P-256, `vaxctl shc-keys`): the signers sign with them; the query API
+# gets the public halves and serves them at /.well-known/jwks.json.
+export VAXTRAIL_SHC_KEYS=${VAXTRAIL_SHC_KEYS:-$STATE/keys/shc}
+export VAXTRAIL_SHC_PUBLIC=${VAXTRAIL_SHC_PUBLIC:-$STATE/keys/shc-public}
 # Personal data is sealed with per-recipient data keys kept, wrapped by this key-encryption key,
 # in the key store (a schema of the local PostgreSQL; `vaxctl keystore init` writes the key file).
 export VAXTRAIL_KEYSTORE_URL=${VAXTRAIL_KEYSTORE_URL:-$VAXTRAIL_DATABASE_URL}

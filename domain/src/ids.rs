@@ -221,6 +221,15 @@ fn check_character(body: &[u8]) -> char {
     ALPHABET[(N - sum % N) % N] as char
 }
 
+/// A certificate's SMART Health Card revocation id (`rid`): 72 bits of a SHA-256 of its id
+/// under a fixed label, hex (18 characters, all in base64url's alphabet). It names the
+/// certificate, not the person; the issuer finds it by lookup.
+pub fn shc_rid(certificate_id: &str) -> String {
+    use sha2::Digest;
+    let digest = Sha256::digest(format!("vaxtrail-shc-rid|{certificate_id}").as_bytes());
+    digest[..9].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

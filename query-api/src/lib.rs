@@ -17,6 +17,7 @@ pub mod qr;
 pub mod rate_limit;
 mod routes;
 pub mod shape;
+mod shc;
 pub mod status_list;
 pub mod store;
 pub mod verify;
@@ -57,6 +58,8 @@ pub struct Config {
     pub issuer: PublishedIssuerArgs,
     #[command(flatten)]
     pub eu_dcc: credentials::EuDccTrustArgs,
+    #[command(flatten)]
+    pub shc: credentials::ShcTrustArgs,
     #[command(flatten)]
     pub environment: platform::EnvironmentArgs,
     #[command(flatten)]
@@ -183,6 +186,8 @@ pub struct AppState {
     pub analytics_min_cell: u64,
     /// The EU DCC document signers' certificates (`None`: no EU DCC is issued here).
     pub eu_dcc_trust: Option<credentials::hcert::DocumentSigners>,
+    /// The SMART Health Card keys' public halves (`None`: no card is issued here).
+    pub shc_keys: Option<credentials::shc::ShcKeys>,
 }
 
 /// The running service.
@@ -235,6 +240,10 @@ impl Application {
                 .eu_dcc
                 .trusted()
                 .map_err(|e| anyhow::anyhow!("loading the EU DCC document signers' certificates: {e}"))?,
+            shc_keys: config
+                .shc
+                .keys()
+                .map_err(|e| anyhow::anyhow!("loading the SMART Health Card public keys: {e}"))?,
         });
         let readiness = Readiness::default()
             .with("postgres", checks::postgres(pool))
@@ -250,6 +259,11 @@ impl Application {
             .route("/v1/certificates/{id}/eu-dcc.png", get(eu_dcc::qr_png))
             .route("/v1/certificates/{id}/eu-dcc.svg", get(eu_dcc::qr_svg))
             .route("/v1/trust-lists/eu-dcc", get(eu_dcc::trust_list))
+            .route("/v1/certificates/{id}/shc", get(shc::document))
+            .route("/v1/certificates/{id}/shc.png", get(shc::qr_png))
+            .route("/v1/certificates/{id}/shc.svg", get(shc::qr_svg))
+            .route("/.well-known/jwks.json", get(shc::jwks))
+            .route("/.well-known/crl/{file}", get(shc::crl))
             .route(
                 "/v1/verify",
                 post(routes::verify).layer(DefaultBodyLimit::max(config.max_verify_bytes)),

@@ -423,8 +423,11 @@ struct QrInput {
 
 /// The credential text from a verify request: a credential (JSON), `{"qr": "<base64>"}`, or the
 /// raw payload bytes (`application/zip` / `application/octet-stream`).
-/// An EU DCC as scanned: a `text/plain` body, or `{"qr": "HC1:…"}`.
-fn hcert_text(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Problem> {
+/// What a scanner read from an EU DCC or a SMART Health Card: a `text/plain` body, or
+/// `{"qr": "HC1:…"}` / `{"qr": "shc:/…"}`.
+fn scanned_text(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Problem> {
+    let compact =
+        |text: &str| text.starts_with(credentials::hcert::PREFIX) || text.starts_with(credentials::shc::PREFIX);
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|c| c.to_str().ok())
@@ -432,17 +435,17 @@ fn hcert_text(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, Proble
     if content_type.starts_with("text/plain") {
         let text = std::str::from_utf8(body).map_err(|_| Problem::field("", "a text/plain body must be UTF-8"))?;
         let text = text.trim();
-        if !text.starts_with(credentials::hcert::PREFIX) {
+        if !compact(text) {
             return Err(Problem::field(
                 "",
-                "a text/plain body is a scanned EU DCC, beginning with HC1:",
+                "a text/plain body is a scanned EU DCC (HC1:…) or SMART Health Card (shc:/…)",
             ));
         }
         return Ok(Some(text.to_owned()));
     }
     if content_type.starts_with("application/json")
         && let Ok(QrInput { qr }) = serde_json::from_slice::<QrInput>(body)
-        && qr.trim().starts_with(credentials::hcert::PREFIX)
+        && compact(qr.trim())
     {
         return Ok(Some(qr.trim().to_owned()));
     }
@@ -478,8 +481,12 @@ fn credential_text(headers: &HeaderMap, body: &[u8]) -> Result<String, Problem> 
 
 /// `POST /v1/verify`.
 pub async fn verify(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, Problem> {
-    if let Some(scanned) = hcert_text(&headers, &body)? {
-        let answer = crate::eu_dcc::verify(&state, &scanned).await?;
+    if let Some(scanned) = scanned_text(&headers, &body)? {
+        let answer = if scanned.starts_with(credentials::shc::PREFIX) {
+            crate::shc::verify(&state, &scanned).await?
+        } else {
+            crate::eu_dcc::verify(&state, &scanned).await?
+        };
         metrics::counter!("vaxtrail_query_verifications_total", "outcome" => answer.outcome).increment(1);
         return Ok(with_headers(
             Json(answer).into_response(),

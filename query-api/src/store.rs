@@ -205,6 +205,39 @@ impl Store {
         .await
     }
 
+    /// A certificate's SMART Health Card (Postgres): `(jws, kid)`, `None` inside when it has none.
+    pub async fn shc(&self, id: &str) -> Result<Option<Option<(String, String)>>, Unavailable> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT shc, shc_kid FROM certificates WHERE certificate_id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        self.trusted(row.map(|(jws, kid)| jws.map(|jws| (jws, kid.unwrap_or_default()))))
+            .await
+    }
+
+    /// The revoked certificates whose SMART Health Card `kid` signed (Postgres).
+    pub async fn revoked_shc(&self, kid: &str) -> Result<Vec<String>, Unavailable> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT certificate_id FROM certificates WHERE shc_kid = $1 AND status = 'revoked' ORDER BY certificate_id",
+        )
+        .bind(kid)
+        .fetch_all(&self.pool)
+        .await?;
+        self.trusted(ids).await
+    }
+
+    /// The certificate whose SMART Health Card has this `rid` under key `kid` (Postgres).
+    pub async fn shc_by_rid(&self, kid: &str, rid: &str) -> Result<Option<String>, Unavailable> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT certificate_id FROM certificates WHERE shc_rid = $1 AND shc_kid = $2")
+                .bind(rid)
+                .bind(kid)
+                .fetch_optional(&self.pool)
+                .await?;
+        self.trusted(id).await
+    }
+
     /// Whether the certificate belonged to a recipient who was erased.
     pub async fn erased(&self, id: &str) -> Result<bool, Unavailable> {
         let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM erased_certificates WHERE certificate_id = $1")

@@ -37,6 +37,8 @@ pub struct Config {
     #[command(flatten)]
     pub eu_dcc: credentials::EuDccArgs,
     #[command(flatten)]
+    pub shc: credentials::ShcArgs,
+    #[command(flatten)]
     pub environment: platform::EnvironmentArgs,
     #[command(flatten)]
     pub ids: platform::environment::IdSecretArgs,
@@ -154,6 +156,11 @@ impl Config {
                 .eu_dcc
                 .issuer()
                 .context("loading the EU DCC document signers")?
+                .map(std::sync::Arc::new),
+            shc: self
+                .shc
+                .keys()
+                .context("loading the SMART Health Card keys")?
                 .map(std::sync::Arc::new),
         })
     }

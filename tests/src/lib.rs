@@ -389,6 +389,21 @@ pub fn hcert_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
     )
 }
 
+/// Runs `tests/py-hcert/shc.py` (jwcrypto, in the same virtual environment) on `input`; one
+/// verdict per SMART Health Card.
+pub fn shc_verify(input: &serde_json::Value) -> Vec<serde_json::Value> {
+    let tools = std::env::var("VAXTRAIL_TOOLS").expect("VAXTRAIL_TOOLS (deploy/local/lib.sh sets it)");
+    let python = PathBuf::from(tools).join("hcert-venv/bin/python");
+    assert!(
+        python.exists(),
+        "the SMART Health Card verifier is not installed: run deploy/local/install"
+    );
+    run_verifier(
+        std::process::Command::new(python).arg(repo_root().join("tests/py-hcert/shc.py")),
+        input,
+    )
+}
+
 /// Feeds `input` to a verifier process on stdin; its verdicts, one JSON line each.
 fn run_verifier(command: &mut std::process::Command, input: &serde_json::Value) -> Vec<serde_json::Value> {
     use std::{io::Write as _, process::Stdio};

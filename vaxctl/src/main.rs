@@ -15,6 +15,7 @@ mod keystore;
 mod master_data;
 mod replay;
 mod schemas;
+mod shc_keys;
 mod topics;
 
 #[derive(Parser)]
@@ -58,6 +59,11 @@ enum Command {
     Dsc {
         #[command(subcommand)]
         action: dsc::Action,
+    },
+    /// The SMART Health Card keys: generate, rotate, retire, publish their public halves.
+    ShcKeys {
+        #[command(subcommand)]
+        action: shc_keys::Action,
     },
     /// Erase a person (crypto-shredding) through the command API: their data keys go and every
     /// read model drops them.
@@ -124,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Token(args) => auth::token(args),
         Command::Keys { action } => keys::run(action),
         Command::Dsc { action } => dsc::run(action),
+        Command::ShcKeys { action } => shc_keys::run(action),
         Command::Erase(args) => erase::run(&args).await,
         Command::MasterData { action } => master_data::run(action).await,
         Command::Keystore { action } => keystore::run(&cli.kafka, action).await,

@@ -55,6 +55,8 @@ pub struct Rendering {
 impl Rendering {
     /// The format name of an EU Digital COVID Certificate.
     pub const EU_DCC: &str = "eu-dcc";
+    /// The format name of a SMART Health Card (the compact JWS).
+    pub const SHC: &str = "shc";
 }
 
 fn rendering_value(r: &Rendering) -> Value {

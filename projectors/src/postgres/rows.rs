@@ -94,6 +94,9 @@ pub(super) struct IssuedColumns {
     eu_dcc: Vec<Option<String>>,
     eu_dcc_kid: Vec<Option<String>>,
     eu_dcc_expires_at: Vec<Option<DateTime<Utc>>>,
+    shc: Vec<Option<String>>,
+    shc_kid: Vec<Option<String>>,
+    shc_rid: Vec<Option<String>>,
 }
 
 pub(super) enum StatusChange {
@@ -350,6 +353,14 @@ impl Rows {
         c.eu_dcc.push(eu.map(|r| r.text.clone()));
         c.eu_dcc_kid.push(eu.map(|r| r.key_id.clone()));
         c.eu_dcc_expires_at.push(eu.and_then(|r| r.expires_at));
+        let shc = credential
+            .renderings
+            .iter()
+            .find(|r| r.format == avro::certificate::Rendering::SHC);
+        c.shc.push(shc.map(|r| r.text.clone()));
+        c.shc_kid.push(shc.map(|r| r.key_id.clone()));
+        c.shc_rid
+            .push(shc.map(|_| domain::ids::shc_rid(certificate_id.as_str())));
     }
 
     pub(super) async fn write(self, tx: &mut Transaction<'_, Postgres>) -> sqlx::Result<()> {
@@ -508,14 +519,14 @@ pub(super) async fn write_issued(issued: IssuedColumns, tx: &mut Transaction<'_,
         sqlx::query(
             "INSERT INTO certificates (certificate_id, recipient_key, programme, dose, total_doses, status,
                  credential, key_id, status_list, status_index, supersedes, issued_at, source_event_id,
-                 log_partition, log_offset, eu_dcc, eu_dcc_kid, eu_dcc_expires_at)
+                 log_partition, log_offset, eu_dcc, eu_dcc_kid, eu_dcc_expires_at, shc, shc_kid, shc_rid)
              SELECT id, recipient, programme, dose, total, 'active', credential::jsonb, key_id, list, index,
-                    supersedes, issued_at, source, part, off, eu, eu_kid, eu_exp
+                    supersedes, issued_at, source, part, off, eu, eu_kid, eu_exp, shc, shc_kid, shc_rid
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[],
                   $8::int[], $9::bigint[], $10::text[], $11::timestamptz[], $12::uuid[], $13::int[], $14::bigint[],
-                  $15::text[], $16::text[], $17::timestamptz[])
+                  $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[], $20::text[])
                   AS c(id, recipient, programme, dose, total, credential, key_id, list, index, supersedes,
-                       issued_at, source, part, off, eu, eu_kid, eu_exp)
+                       issued_at, source, part, off, eu, eu_kid, eu_exp, shc, shc_kid, shc_rid)
              ON CONFLICT (certificate_id) DO NOTHING",
         )
         .bind(c.certificate_id)
@@ -535,6 +546,9 @@ pub(super) async fn write_issued(issued: IssuedColumns, tx: &mut Transaction<'_,
         .bind(c.eu_dcc)
         .bind(c.eu_dcc_kid)
         .bind(c.eu_dcc_expires_at)
+        .bind(c.shc)
+        .bind(c.shc_kid)
+        .bind(c.shc_rid)
         .execute(&mut **tx)
         .await?;
     }

@@ -191,7 +191,11 @@ impl Worker {
         let started = std::time::Instant::now();
         let signed = self.signer.sign(unsigned).await?;
         metrics::histogram!("vaxtrail_signer_sign_seconds").record(started.elapsed().as_secs_f64());
-        let renderings = self.eu_dcc(record, certificate_id, issued_at).into_iter().collect();
+        let renderings = self
+            .eu_dcc(record, certificate_id, issued_at)
+            .into_iter()
+            .chain(self.shc(record, certificate_id, issued_at))
+            .collect();
         Ok(Some(IssuedCredential {
             text: signed.text,
             key_id: signed.verification_method,
@@ -239,6 +243,31 @@ impl Worker {
                 None
             }
         }
+    }
+
+    /// The dose's SMART Health Card, when the deployment issues them.
+    fn shc(
+        &self,
+        record: &domain::commands::RecordVaccination,
+        certificate_id: &domain::ids::CertificateId,
+        issued_at: chrono::DateTime<Utc>,
+    ) -> Option<avro::certificate::Rendering> {
+        use credentials::shc;
+        let keys = self.settings.shc.as_deref()?;
+        let card = shc::issue(
+            &shc::bundle(record),
+            &self.settings.profile.base_url,
+            issued_at,
+            &shc::rid(certificate_id.as_str()),
+            keys.active()?,
+        )?;
+        metrics::counter!("vaxtrail_signer_shc_issued_total").increment(1);
+        Some(avro::certificate::Rendering {
+            format: avro::certificate::Rendering::SHC.into(),
+            key_id: card.kid,
+            text: card.jws,
+            expires_at: None,
+        })
     }
 
     pub(super) async fn dead_letter(&mut self, message: &OwnedMessage, reason: &str) -> anyhow::Result<()> {

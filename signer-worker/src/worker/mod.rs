@@ -88,6 +88,8 @@ pub struct Settings {
     pub keys: Option<Arc<platform::keystore::KeyStore>>,
     /// EU DCC issuing (`None`: none is issued).
     pub eu_dcc: Option<Arc<credentials::EuDccIssuer>>,
+    /// SMART Health Card keys (`None`: none is issued).
+    pub shc: Option<Arc<credentials::shc::ShcKeys>>,
 }
 
 /// A point where a fault drill has the signer abort, as SIGKILL would end it.
