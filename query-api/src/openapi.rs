@@ -40,7 +40,7 @@ pub struct VerifyAnswer {
     revoked_at: Option<String>,
     revocation_reason: Option<String>,
     superseded_by: Option<String>,
-    /// `eu-dcc` when an EU DCC was verified; absent for the W3C credential.
+    /// `eu-dcc` or `shc` when an EU DCC or a SMART Health Card was verified; absent for the W3C credential.
     format: Option<String>,
 }
 
@@ -112,6 +112,47 @@ fn eu_dcc_svg() {}
         (status = 404, description = "This deployment issues no EU DCC", body = Problem, content_type = "application/problem+json")))]
 fn eu_dcc_trust_list() {}
 
+#[utoipa::path(get, path = "/v1/certificates/{id}/shc", tag = "certificates",
+    description = "The certificate's SMART Health Card, as the signer issued and logged it beside the W3C credential. Personal data, read as the certificate is.",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses(
+        (status = 200, description = "`{certificateId, format: \"shc\", verifiableCredential: [<compact JWS>], qr: \"shc:/…\", kid, status}` (the `.smart-health-card` file's shape, with the QR text)"),
+        (status = 401, description = "Neither an access code nor a token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not this reader's to read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, or no card: cards were not issued when it was signed", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Erased at its holder's request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a certificate id", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Past this client's rate", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read models cannot answer; retry", body = Problem, content_type = "application/problem+json")))]
+fn shc() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/shc.png", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses((status = 200, description = "QR code of the `shc:/` text (numeric mode for the digits, ECC level L); its version in `Vaxtrail-Qr-Version`", content_type = "image/png"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn shc_png() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/shc.svg", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses((status = 200, description = "The same QR code as SVG", content_type = "image/svg+xml"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn shc_svg() {}
+
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "verification",
+    responses((status = 200, description = "`{keys: [{kty: \"EC\", crv: \"P-256\", kid, use: \"sig\", alg: \"ES256\", x, y}]}`: every SMART Health Card key, active and retired; `kid` is the key's RFC 7638 thumbprint. CORS: any origin"),
+        (status = 404, description = "This deployment issues no SMART Health Card", body = Problem, content_type = "application/problem+json")))]
+fn jwks() {}
+
+#[utoipa::path(get, path = "/.well-known/crl/{file}", tag = "verification",
+    params(("file" = String, Path, description = "`<kid>.json`")),
+    responses((status = 200, description = "`{kid, method: \"rid\", ctr, rids}`: the revocation ids of the revoked cards this key signed; `ctr` only grows. CORS: any origin"),
+        (status = 404, description = "No such key, or no SMART Health Card issued here", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read models cannot answer; retry", body = Problem, content_type = "application/problem+json")))]
+fn crl() {}
+
 #[utoipa::path(get, path = "/v1/events/{eventId}", tag = "events", params(("eventId" = String, Path)),
     security(("bearer" = [])),
     responses((status = 200, description = "accepted / issued (certificate id, superseded) / revoked / rejected (rule)"),
@@ -129,7 +170,7 @@ fn recipients() {}
 fn recipient_certificates() {}
 
 #[utoipa::path(post, path = "/v1/verify", tag = "verification",
-    request_body(description = "A credential (JSON), `{\"qr\": \"<base64 of the QR payload>\"}`, the raw payload as application/zip, or an EU DCC as scanned: `HC1:…` as text/plain or as `{\"qr\": \"HC1:…\"}`",
+    request_body(description = "A credential (JSON), `{\"qr\": \"<base64 of the QR payload>\"}`, the raw payload as application/zip, or an EU DCC as scanned: `HC1:…` as text/plain or as `{\"qr\": \"HC1:…\"}`, or a SMART Health Card as scanned (`shc:/…`, the same two ways)",
         content((Object = "application/json"), (Vec<u8> = "application/zip"), (String = "text/plain"))),
     responses((status = 200, body = VerifyAnswer),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -220,7 +261,7 @@ impl Modify for Bearer {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "vaxtrail query API", description = "Certificates, verification, status lists, analytics and audit reads."),
-    paths(certificate, certificate_status, qr_png, qr_svg, eu_dcc, eu_dcc_png, eu_dcc_svg, eu_dcc_trust_list, event, recipients, recipient_certificates, verify,
+    paths(certificate, certificate_status, qr_png, qr_svg, eu_dcc, eu_dcc_png, eu_dcc_svg, eu_dcc_trust_list, shc, shc_png, shc_svg, jwks, crl, event, recipients, recipient_certificates, verify,
           status_list, did_document, vaccination_context, doses, certificates, signing_latency, lag,
           audit_events, audit_checkpoints, dashboard, verifier_page),
     components(schemas(Problem, FieldProblem, VerifyAnswer)),
@@ -286,6 +327,9 @@ fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)
         "/v1/certificates/{id}/eu-dcc",
         "/v1/certificates/{id}/eu-dcc.png",
         "/v1/certificates/{id}/eu-dcc.svg",
+        "/v1/certificates/{id}/shc",
+        "/v1/certificates/{id}/shc.png",
+        "/v1/certificates/{id}/shc.svg",
     ] {
         rules.push((path, "id", certificate.clone()));
     }

@@ -71,7 +71,7 @@ pub struct Answer {
     pub revocation_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub superseded_by: Option<String>,
-    /// `eu-dcc` for an EU DCC; absent for the W3C credential.
+    /// `eu-dcc` for an EU DCC, `shc` for a SMART Health Card; absent for the W3C credential.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<&'static str>,
 }
