@@ -216,3 +216,21 @@ async fn standing(answer: &mut Answer, store: &Store, id: &str) -> Result<(), Un
     }
     Ok(())
 }
+
+/// `GET /v1/certificates/{id}/eu-dcc.pdf`: the printable certificate carrying the EU DCC's QR
+/// code.
+pub async fn pdf(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<CodeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    crate::routes::pdf_of(
+        &state,
+        &id,
+        &headers,
+        query.code.as_deref(),
+        crate::routes::PdfCode::EuDcc,
+    )
+    .await
+}

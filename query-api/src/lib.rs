@@ -258,10 +258,12 @@ impl Application {
             .route("/v1/certificates/{id}/eu-dcc", get(eu_dcc::document))
             .route("/v1/certificates/{id}/eu-dcc.png", get(eu_dcc::qr_png))
             .route("/v1/certificates/{id}/eu-dcc.svg", get(eu_dcc::qr_svg))
+            .route("/v1/certificates/{id}/eu-dcc.pdf", get(eu_dcc::pdf))
             .route("/v1/trust-lists/eu-dcc", get(eu_dcc::trust_list))
             .route("/v1/certificates/{id}/shc", get(shc::document))
             .route("/v1/certificates/{id}/shc.png", get(shc::qr_png))
             .route("/v1/certificates/{id}/shc.svg", get(shc::qr_svg))
+            .route("/v1/certificates/{id}/shc.pdf", get(shc::pdf))
             .route("/.well-known/jwks.json", get(shc::jwks))
             .route("/.well-known/crl/{file}", get(shc::crl))
             .route(

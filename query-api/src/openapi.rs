@@ -48,8 +48,7 @@ pub struct VerifyAnswer {
     description = "Personal data: the holder's access code (header or `?code=`) or a token whose role may read it (a facility: what its system recorded).",
     security(("holderCode" = []), ("bearer" = [])),
     params(("id" = String, Path, description = "Certificate id; `{id}.pdf` gives the printable A4 PDF"),
-        ("code" = Option<String>, Query, description = "The holder's access code"),
-        ("qr" = Option<String>, Query, description = "For the PDF: the QR code it carries, `w3c` (default) or `eu-dcc`")),
+        ("code" = Option<String>, Query, description = "The holder's access code")),
     responses(
         (status = 200, description = "The signed credential (application/json or application/vc+ld+json); its status in the `Vaxtrail-Certificate-Status` header"),
         (status = 401, description = "Neither an access code nor a token", body = Problem, content_type = "application/problem+json"),
@@ -106,6 +105,20 @@ fn eu_dcc_png() {}
     responses((status = 200, description = "The same QR code as SVG", content_type = "image/svg+xml"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 fn eu_dcc_svg() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/eu-dcc.pdf", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses((status = 200, description = "The printable A4 certificate carrying the EU DCC's QR code", content_type = "application/pdf"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn eu_dcc_pdf() {}
+
+#[utoipa::path(get, path = "/v1/certificates/{id}/shc.pdf", tag = "certificates",
+    security(("holderCode" = []), ("bearer" = [])),
+    params(("id" = String, Path), ("code" = Option<String>, Query, description = "The holder's access code")),
+    responses((status = 200, description = "The printable A4 certificate carrying the SMART Health Card's QR code", content_type = "application/pdf"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+fn shc_pdf() {}
 
 #[utoipa::path(get, path = "/v1/trust-lists/eu-dcc", tag = "verification",
     responses((status = 200, description = "`{certificates: [{kid, country, certificateType: \"DSC\", notBefore, notAfter, rawData}]}`: every EU DCC document signer's X.509 certificate (DER, base64), active and retired; `kid` is the first 8 bytes of its SHA-256"),
@@ -261,7 +274,7 @@ impl Modify for Bearer {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "vaxtrail query API", description = "Certificates, verification, status lists, analytics and audit reads."),
-    paths(certificate, certificate_status, qr_png, qr_svg, eu_dcc, eu_dcc_png, eu_dcc_svg, eu_dcc_trust_list, shc, shc_png, shc_svg, jwks, crl, event, recipients, recipient_certificates, verify,
+    paths(certificate, certificate_status, qr_png, qr_svg, eu_dcc, eu_dcc_png, eu_dcc_svg, eu_dcc_pdf, eu_dcc_trust_list, shc, shc_png, shc_svg, shc_pdf, jwks, crl, event, recipients, recipient_certificates, verify,
           status_list, did_document, vaccination_context, doses, certificates, signing_latency, lag,
           audit_events, audit_checkpoints, dashboard, verifier_page),
     components(schemas(Problem, FieldProblem, VerifyAnswer)),
@@ -289,11 +302,6 @@ fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)
         ),
         ("/v1/recipients/{key}/certificates", "key", recipient.clone()),
         ("/v1/status-lists/{list}", "list", list),
-        (
-            "/v1/certificates/{id}",
-            "qr",
-            json!({"type": "string", "enum": ["w3c", "eu-dcc"]}),
-        ),
         ("/v1/audit/events", "recipient", recipient.clone()),
         ("/v1/audit/events", "certificate", certificate.clone()),
         ("/v1/audit/events", "from", time.clone()),
@@ -327,9 +335,11 @@ fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)
         "/v1/certificates/{id}/eu-dcc",
         "/v1/certificates/{id}/eu-dcc.png",
         "/v1/certificates/{id}/eu-dcc.svg",
+        "/v1/certificates/{id}/eu-dcc.pdf",
         "/v1/certificates/{id}/shc",
         "/v1/certificates/{id}/shc.png",
         "/v1/certificates/{id}/shc.svg",
+        "/v1/certificates/{id}/shc.pdf",
     ] {
         rules.push((path, "id", certificate.clone()));
     }

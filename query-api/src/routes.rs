@@ -36,9 +36,6 @@ pub(crate) const PERSONAL: &str = "private, no-store";
 #[derive(Deserialize)]
 pub struct CodeQuery {
     pub(crate) code: Option<String>,
-    /// For the PDF: which QR code it carries, `w3c` (the default) or `eu-dcc`.
-    #[serde(default)]
-    qr: Option<String>,
 }
 
 pub(crate) fn unavailable(error: &Unavailable) -> Problem {
@@ -143,7 +140,7 @@ pub async fn certificate(
     headers: HeaderMap,
 ) -> Response {
     if let Some(id) = id.strip_suffix(".pdf") {
-        return pdf_of(&state, id, &headers, query.code.as_deref(), query.qr.as_deref())
+        return pdf_of(&state, id, &headers, query.code.as_deref(), PdfCode::W3c)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
@@ -241,21 +238,30 @@ pub async fn qr_svg(
     ))
 }
 
-async fn pdf_of(
+/// Which QR code a PDF carries.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PdfCode {
+    /// DIVOC's ZIP of the W3C credential.
+    W3c,
+    EuDcc,
+    Shc,
+}
+
+pub(crate) async fn pdf_of(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
     code: Option<&str>,
-    qr: Option<&str>,
+    which: PdfCode,
 ) -> Result<Response, Problem> {
     let certificate = readable(state, id, headers, code).await?;
-    let code = match qr {
-        None | Some("w3c") => qr_code(&certificate)?,
-        Some("eu-dcc") => {
+    let code = match which {
+        PdfCode::W3c => qr_code(&certificate)?,
+        PdfCode::EuDcc => {
             let eu = crate::eu_dcc::of(state, &certificate).await?;
             crate::eu_dcc::code(&eu.text)?
         }
-        Some(_) => return Err(Problem::field("qr", "must be w3c or eu-dcc")),
+        PdfCode::Shc => crate::shc::code(&crate::shc::of(state, &certificate).await?)?,
     };
     let credential: Value = serde_json::from_str(&certificate.credential).unwrap_or(Value::Null);
     let sheet = pdf::Sheet::of(&credential);

@@ -38,8 +38,14 @@ async fn readable_card(
     code: Option<&str>,
 ) -> Result<(crate::store::Certificate, shc::Card), Problem> {
     let certificate = readable(state, id, headers, code).await?;
+    let card = of(state, &certificate).await?;
+    Ok((certificate, card))
+}
+
+/// The card of a certificate already read, or why it has none.
+pub async fn of(state: &AppState, certificate: &crate::store::Certificate) -> Result<shc::Card, Problem> {
     match state.store.shc(&certificate.id).await.map_err(|e| unavailable(&e))? {
-        Some(Some((jws, kid))) => Ok((certificate, shc::Card { jws, kid })),
+        Some(Some((jws, kid))) => Ok(shc::Card { jws, kid }),
         None => Err(Problem::unavailable(
             "The certificate's SMART Health Card is not readable yet; retry shortly",
             &"the Postgres read model has not read the certificate yet",
@@ -230,4 +236,21 @@ pub async fn verify(state: &AppState, text: &str) -> Result<Answer, Problem> {
         _ => {}
     }
     Ok(answer)
+}
+
+/// `GET /v1/certificates/{id}/shc.pdf`: the printable certificate carrying the card's QR code.
+pub async fn pdf(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<CodeQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    crate::routes::pdf_of(
+        &state,
+        &id,
+        &headers,
+        query.code.as_deref(),
+        crate::routes::PdfCode::Shc,
+    )
+    .await
 }

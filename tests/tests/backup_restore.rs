@@ -90,9 +90,11 @@ async fn a_backup_restores_into_an_empty_cluster_and_a_forged_one_is_caught() {
         // The second outcome: it has a successor whose link must then break.
         let (offset, value) = &mut records[1];
         let bytes = value.as_mut().expect("a value");
-        // Its last byte: the sealed credential's authentication tag (the audit, keyless, reads
-        // the record as before; only the chain can tell).
-        *bytes.last_mut().expect("a non-empty value") ^= 1;
+        // Its next-to-last byte: the end of the last sealed text's authentication tag (the
+        // credential's, or its last rendering's; the last byte closes the renderings array).
+        // The audit, keyless, reads the record as before; only the chain can tell.
+        let at = bytes.len() - 2;
+        bytes[at] ^= 1;
         altered = Some(*offset);
     })
     .expect("rewriting the copy");

@@ -77,6 +77,21 @@ async fn eu_dcc_issued_logged_served_verified_independently_and_revoked() {
             ))
             .await;
     }
+    // T: three doses of three (their third certificate lists the first two).
+    let mut t = a.clone();
+    t.recipient.identity = Identity::parse("identity", "did:in.gov.uidai.aadhaar:333344445555").unwrap();
+    let person_t = recipient(t.recipient.identity.as_str());
+    for n in 1..=3 {
+        t.vaccination.dose = domain::values::Dose::new(n, 3).unwrap();
+        t.vaccination.batch = Text::parse("batch", &format!("T{n}")).unwrap();
+        writer
+            .append(&envelope(
+                ["t1", "t2", "t3"][n as usize - 1],
+                person_t.clone(),
+                VaccinationPayload::VaccinationRecorded(t.clone()),
+            ))
+            .await;
+    }
     let revoke = VaccinationPayload::RevocationRequested {
         certificate_id: CertificateId::parse("c", &id_of("b1")).unwrap(),
         reason: Text::parse("reason", "issued in error").unwrap(),
@@ -108,6 +123,7 @@ async fn eu_dcc_issued_logged_served_verified_independently_and_revoked() {
             (get(format!("/v1/certificates/{ca}/eu-dcc")).await.status() == StatusCode::OK).then_some(())?;
             (get(format!("/v1/certificates/{cb}/eu-dcc")).await.status() == StatusCode::OK).then_some(())?;
             (get(format!("/v1/certificates/{cz}/eu-dcc")).await.status() == StatusCode::NOT_FOUND).then_some(())?;
+            (get(format!("/v1/certificates/{}/eu-dcc", id_of("t3"))).await.status() == StatusCode::OK).then_some(())?;
             Some(())
         },
     )
@@ -214,8 +230,28 @@ async fn eu_dcc_issued_logged_served_verified_independently_and_revoked() {
     // issuer name and a UVCI) needs about 525 characters, version 17 at level Q (README).
     assert!(qr_version <= 17, "an EU DCC needs QR version {qr_version}, above 17");
     assert!(qr_version < w3c_version, "EU DCC {qr_version}, W3C {w3c_version}");
+    // The third of three doses: the W3C credential lists the earlier doses; an EU DCC carries
+    // the latest alone.
+    let t3 = id_of("t3");
+    let t3_credential = get(format!("/v1/certificates/{t3}")).await.text().await.unwrap();
+    let t3_w3c = query_api::qr::code(&query_api::qr::payload(&t3_credential))
+        .unwrap()
+        .width()
+        .saturating_sub(17)
+        / 4;
+    let t3_eu = get(format!("/v1/certificates/{t3}/eu-dcc.png")).await;
+    let t3_eu: usize = t3_eu.headers()["vaxtrail-qr-version"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    println!("QR versions, dose 3 of 3: EU DCC {t3_eu} (ECC Q), W3C {t3_w3c} (ECC M)");
+    assert!(
+        t3_w3c >= w3c_version && t3_eu <= qr_version + 1,
+        "W3C {t3_w3c}, EU DCC {t3_eu}"
+    );
     // The PDF carries the EU DCC's code when asked.
-    let pdf = get(format!("/v1/certificates/{ca}.pdf?qr=eu-dcc")).await;
+    let pdf = get(format!("/v1/certificates/{ca}/eu-dcc.pdf")).await;
     assert_eq!(pdf.status(), StatusCode::OK);
     let pdf = scratch.file("eu-dcc.pdf", pdf.bytes().await.unwrap());
     let rendered = std::process::Command::new("pdftoppm")
@@ -231,8 +267,8 @@ async fn eu_dcc_issued_logged_served_verified_independently_and_revoked() {
             .trim_end(),
         hc1_a
     );
-    let bad = get(format!("/v1/certificates/{ca}.pdf?qr=shc")).await;
-    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let none = get(format!("/v1/certificates/{cz}/eu-dcc.pdf")).await;
+    assert_eq!(none.status(), StatusCode::NOT_FOUND);
     let svg = get(format!("/v1/certificates/{ca}/eu-dcc.svg")).await;
     assert_eq!(svg.headers()[header::CONTENT_TYPE], "image/svg+xml");
 

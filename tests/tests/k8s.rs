@@ -205,7 +205,15 @@ fn the_shape_an_operator_relies_on_holds() {
             assert!(env.iter().all(|e| e["name"] != "VAXTRAIL_ISSUER_KEYS"));
         }
         if service == "signer-worker" {
-            assert_eq!(secrets, ["vaxtrail-kek", "vaxtrail-issuer-keys"]);
+            assert_eq!(
+                secrets,
+                [
+                    "vaxtrail-kek",
+                    "vaxtrail-issuer-keys",
+                    "vaxtrail-eu-dcc-signers",
+                    "vaxtrail-shc-keys"
+                ]
+            );
         }
     }
 

@@ -198,6 +198,24 @@ async fn smart_health_cards_issued_served_verified_independently_and_revoked() {
         v["jwsLength"]
     );
     assert!(version <= 22, "version {version}");
+    // The printable certificate carrying the card's code.
+    let pdf = get(format!("/v1/certificates/{ca}/shc.pdf")).await;
+    assert_eq!(pdf.status(), StatusCode::OK);
+    assert_eq!(pdf.headers()[header::CONTENT_TYPE], "application/pdf");
+    let pdf = scratch.file("shc.pdf", pdf.bytes().await.unwrap());
+    let rendered = std::process::Command::new("pdftoppm")
+        .args(["-r", "150", "-png", "-singlefile"])
+        .arg(&pdf)
+        .arg(scratch.0.join("page"))
+        .status()
+        .expect("pdftoppm is installed (deploy/local/install)");
+    assert!(rendered.success());
+    assert_eq!(
+        String::from_utf8(zbar_scan(&scratch.0.join("page.png")))
+            .unwrap()
+            .trim_end(),
+        card_a["qr"]
+    );
 
     // POST /v1/verify recognises shc:/.
     let verify = |text: String| {
