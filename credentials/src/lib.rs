@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod compiled;
 pub mod contexts;
+pub mod es256;
 pub mod hcert;
 pub mod keys;
 mod proof;

@@ -14,8 +14,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use domain::commands::{Birth, RecordVaccination};
 use p256::{
-    ecdsa::{Signature, SigningKey, VerifyingKey, signature::Signer, signature::Verifier},
-    pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, LineEnding},
+    ecdsa::{Signature, VerifyingKey, signature::Verifier},
+    pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding},
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -61,7 +61,7 @@ pub struct ShcKey {
     /// RFC 7638 thumbprint, base64url.
     pub kid: String,
     pub public: VerifyingKey,
-    secret: Option<SigningKey>,
+    secret: Option<crate::es256::Es256Key>,
 }
 
 /// The public key as a JWK's `x` and `y`.
@@ -84,8 +84,8 @@ impl ShcKey {
     /// A key from PEM: a PKCS#8 private key, or an SPKI public key (retired).
     pub fn from_pem(id: &str, pem: &str) -> Result<Self, String> {
         let (public, secret) = if pem.contains("PRIVATE KEY") {
-            let secret = SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not a P-256 PKCS#8 key: {e}"))?;
-            (*secret.verifying_key(), Some(secret))
+            let secret = crate::es256::Es256Key::from_pkcs8_pem(pem)?;
+            (secret.verifying_key(), Some(secret))
         } else {
             let public = VerifyingKey::from_public_key_pem(pem).map_err(|e| format!("not a P-256 public key: {e}"))?;
             (public, None)
@@ -342,9 +342,9 @@ pub fn issue(bundle: &Value, issuer: &str, issued_at: DateTime<Utc>, rid: &str, 
     let compressed = deflate.finish().expect("writing to memory");
     let header = json!({"alg": "ES256", "zip": "DEF", "kid": key.kid});
     let signing_input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(&compressed));
-    let signature: Signature = secret.sign(signing_input.as_bytes());
+    let signature = secret.sign(signing_input.as_bytes());
     Some(Card {
-        jws: format!("{signing_input}.{}", b64url(&signature.to_bytes())),
+        jws: format!("{signing_input}.{}", b64url(&signature)),
         kid: key.kid.clone(),
     })
 }

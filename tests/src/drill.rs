@@ -177,6 +177,18 @@ pub async fn snapshot(query: &str, token: &str, ids: &[String]) -> Snapshot {
         out.insert(format!("{id} header"), standing);
         out.insert(format!("{id} status"), status);
         out.insert(format!("{id} verify"), verdict);
+        // The other formats, as logged beside the credential (or why there is none).
+        for format in ["eu-dcc", "shc"] {
+            let response = client
+                .get(format!("{query}/v1/certificates/{id}/{format}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("the query API answers");
+            let code = response.status();
+            let body = response.text().await.expect("a body");
+            out.insert(format!("{id} {format}"), format!("{code} {body}"));
+        }
     }
     for path in [
         "/v1/analytics/doses?by=vaccine",

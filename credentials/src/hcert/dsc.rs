@@ -9,10 +9,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use p256::{
-    ecdsa::{Signature, SigningKey, VerifyingKey, signature::Signer, signature::Verifier},
-    pkcs8::DecodePrivateKey,
-};
+use p256::ecdsa::{Signature, VerifyingKey, signature::Verifier};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use x509_cert::der::{Decode, DecodePem, Encode};
@@ -51,7 +48,7 @@ pub struct DocumentSigner {
     pub not_after: DateTime<Utc>,
     /// ISO 3166-1 alpha-2 country of the certificate's subject, when it names one.
     pub country: Option<String>,
-    secret: Option<SigningKey>,
+    secret: Option<crate::es256::Es256Key>,
 }
 
 /// The `kid` of a DER certificate.
@@ -79,11 +76,9 @@ impl DocumentSigner {
         let tbs = &cert.tbs_certificate;
         let public = VerifyingKey::from_sec1_bytes(tbs.subject_public_key_info.subject_public_key.raw_bytes())
             .map_err(|_| "the certificate's key is not an ECDSA P-256 key (EU DCC signers use ES256)".to_owned())?;
-        let secret = key_pem
-            .map(|pem| SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not a P-256 PKCS#8 key: {e}")))
-            .transpose()?;
+        let secret = key_pem.map(crate::es256::Es256Key::from_pkcs8_pem).transpose()?;
         if let Some(secret) = &secret
-            && *secret.verifying_key() != public
+            && secret.verifying_key() != public
         {
             return Err("the private key does not belong to the certificate".into());
         }
@@ -113,11 +108,9 @@ impl DocumentSigner {
         self.secret.is_some()
     }
 
-    /// An ES256 signature (RFC 6979 deterministic nonce), `r ‖ s`.
+    /// An ES256 signature, `r ‖ s`.
     pub fn sign(&self, message: &[u8]) -> Option<[u8; 64]> {
-        let secret = self.secret.as_ref()?;
-        let signature: Signature = secret.sign(message);
-        Some(signature.to_bytes().into())
+        Some(self.secret.as_ref()?.sign(message))
     }
 
     /// Checks an ES256 signature (`r ‖ s`).

@@ -3,7 +3,7 @@
 //! by a document signer (`kid` = first 8 bytes of the SHA-256 of its certificate), ZLIB-deflated,
 //! base45-encoded and prefixed `HC1:`, for a QR code in alphanumeric mode at ECC level Q.
 //!
-//! Crates: `coset` (COSE structures), `ciborium` (CBOR), `p256` (ECDSA, RFC 6979 nonces),
+//! Crates: `coset` (COSE structures), `ciborium` (CBOR), `ring` and `p256` (ECDSA, see `es256`),
 //! `base45`, `flate2` (ZLIB), `rcgen` (generating certificates) and `x509-cert` (reading them).
 
 pub mod dsc;
