@@ -138,7 +138,7 @@ const VERIFIER: &str = r#"<!doctype html>
 code's content (base64).</p>
 <button id="scan">Scan with the camera</button>
 <video id="video" playsinline></video><canvas id="frame" hidden></canvas>
-<p><textarea id="input" placeholder="Paste the certificate JSON or the QR payload in base64"></textarea></p>
+<p><textarea id="input" placeholder="Paste the certificate JSON, the QR payload in base64, or an EU DCC (HC1:…) or SMART Health Card (shc:/…) text"></textarea></p>
 <button id="check">Verify</button>
 <div id="answer"></div>
 <script src="/assets/jsqr-1.4.0.js"></script>
@@ -182,6 +182,8 @@ document.getElementById('scan').onclick = async () => {
       const code = jsQR(ctx.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height);
       if (code) {
         stream.getTracks().forEach(t => t.stop()); video.style.display = 'none';
+        // An EU DCC (HC1:) or a SMART Health Card (shc:/) is text; DIVOC's payload is a ZIP.
+        if (/^(HC1:|shc:\/)/.test(code.data)) { verify({ qr: code.data }); return; }
         let binary = ''; for (const b of code.binaryData) binary += String.fromCharCode(b);
         verify({ qr: btoa(binary) }); return;
       }
