@@ -55,16 +55,25 @@ pub async fn of(state: &AppState, certificate: &crate::store::Certificate) -> Re
     }
 }
 
-/// The QR code of an `HC1:` text: alphanumeric mode (base45's alphabet is QR's), ECC level Q.
+/// The QR code of an `HC1:` text: one alphanumeric segment (base45's alphabet is QR's; the EU
+/// DCC specification asks for alphanumeric mode, and a scanner reading mixed segments has been
+/// seen to append stray digits), ECC level Q, in the smallest version that holds it.
 pub fn code(text: &str) -> Result<QrCode, Problem> {
-    QrCode::with_error_correction_level(text.as_bytes(), EcLevel::Q).map_err(|e| {
-        tracing::error!(error = %e, "an EU DCC does not fit a QR code");
+    let too_large = || {
+        tracing::error!(length = text.len(), "an EU DCC does not fit a QR code");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "qr-too-large",
             "The EU DCC does not fit a QR code",
         )
-    })
+    };
+    for version in 1..=40 {
+        let mut bits = qrcode::bits::Bits::new(qrcode::Version::Normal(version));
+        if bits.push_alphanumeric_data(text.as_bytes()).is_ok() && bits.push_terminator(EcLevel::Q).is_ok() {
+            return QrCode::with_bits(bits, EcLevel::Q).map_err(|_| too_large());
+        }
+    }
+    Err(too_large())
 }
 
 fn version(code: &QrCode) -> String {

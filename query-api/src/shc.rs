@@ -61,17 +61,29 @@ pub async fn of(state: &AppState, certificate: &crate::store::Certificate) -> Re
     }
 }
 
-/// The QR code of a card: `shc:/` in byte mode, the digits in numeric mode, ECC level L (the
-/// specification's choice, for version 22 at most).
+/// The QR code of a card as the specification sets it: two segments, `shc:/` in byte mode and
+/// the digits in numeric mode, ECC level L, in the smallest version that holds them.
 pub fn code(card: &shc::Card) -> Result<QrCode, Problem> {
-    QrCode::with_error_correction_level(card.qr_text().as_bytes(), EcLevel::L).map_err(|e| {
-        tracing::error!(error = %e, "a SMART Health Card does not fit a QR code");
+    let text = card.qr_text();
+    let (prefix, digits) = text.split_at(shc::PREFIX.len());
+    let too_large = || {
+        tracing::error!(length = text.len(), "a SMART Health Card does not fit a QR code");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "qr-too-large",
             "The SMART Health Card does not fit a QR code",
         )
-    })
+    };
+    for version in 1..=40 {
+        let mut bits = qrcode::bits::Bits::new(qrcode::Version::Normal(version));
+        if bits.push_byte_data(prefix.as_bytes()).is_ok()
+            && bits.push_numeric_data(digits.as_bytes()).is_ok()
+            && bits.push_terminator(EcLevel::L).is_ok()
+        {
+            return QrCode::with_bits(bits, EcLevel::L).map_err(|_| too_large());
+        }
+    }
+    Err(too_large())
 }
 
 /// `GET /v1/certificates/{id}/shc`.
