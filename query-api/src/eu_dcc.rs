@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{
     AppState, qr,
-    routes::{CodeQuery, PERSONAL, readable, status_header, unavailable, with_headers},
+    routes::{CodeQuery, PERSONAL, qr_image, readable, status_header, unavailable, with_headers},
     store::{EuDcc, Standing, Store, Unavailable},
     verify::Answer,
 };
@@ -59,27 +59,14 @@ pub async fn of(state: &AppState, certificate: &crate::store::Certificate) -> Re
 /// DCC specification asks for alphanumeric mode, and a scanner reading mixed segments has been
 /// seen to append stray digits), ECC level Q, in the smallest version that holds it.
 pub fn code(text: &str) -> Result<QrCode, Problem> {
-    let too_large = || {
+    qr::segmented(EcLevel::Q, |bits| bits.push_alphanumeric_data(text.as_bytes())).ok_or_else(|| {
         tracing::error!(length = text.len(), "an EU DCC does not fit a QR code");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "qr-too-large",
             "The EU DCC does not fit a QR code",
         )
-    };
-    for version in 1..=40 {
-        let mut bits = qrcode::bits::Bits::new(qrcode::Version::Normal(version));
-        if bits.push_alphanumeric_data(text.as_bytes()).is_ok() && bits.push_terminator(EcLevel::Q).is_ok() {
-            return QrCode::with_bits(bits, EcLevel::Q).map_err(|_| too_large());
-        }
-    }
-    Err(too_large())
-}
-
-fn version(code: &QrCode) -> String {
-    match code.version() {
-        qrcode::Version::Normal(v) | qrcode::Version::Micro(v) => v.to_string(),
-    }
+    })
 }
 
 /// `GET /v1/certificates/{id}/eu-dcc`.
@@ -118,20 +105,7 @@ async fn qr_response(
     svg: bool,
 ) -> Result<Response, Problem> {
     let (_, eu) = readable_eu_dcc(state, id, headers, code).await?;
-    let code = self::code(&eu.text)?;
-    let (body, content_type) = if svg {
-        (qr::svg(&code).into_bytes(), "image/svg+xml")
-    } else {
-        (qr::png(&code, 4), "image/png")
-    };
-    Ok(with_headers(
-        body.into_response(),
-        &[
-            (header::CONTENT_TYPE, content_type.into()),
-            (header::CACHE_CONTROL, PERSONAL.into()),
-            (header::HeaderName::from_static("vaxtrail-qr-version"), version(&code)),
-        ],
-    ))
+    Ok(qr_image(&self::code(&eu.text)?, svg))
 }
 
 /// `GET /v1/certificates/{id}/eu-dcc.png`.

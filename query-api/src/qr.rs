@@ -78,6 +78,28 @@ pub fn svg(code: &QrCode) -> String {
         .build()
 }
 
+/// The QR code of `segments` (each pushed into the bits in order) at `ec_level`, in the smallest
+/// version that holds them; `None` when none does. For formats whose specification fixes the
+/// segments (the EU DCC's one alphanumeric segment, a SMART Health Card's byte and numeric ones).
+pub fn segmented(
+    ec_level: EcLevel,
+    segments: impl Fn(&mut qrcode::bits::Bits) -> qrcode::types::QrResult<()>,
+) -> Option<QrCode> {
+    (1..=40).find_map(|version| {
+        let mut bits = qrcode::bits::Bits::new(qrcode::Version::Normal(version));
+        (segments(&mut bits).is_ok() && bits.push_terminator(ec_level).is_ok())
+            .then(|| QrCode::with_bits(bits, ec_level).ok())
+            .flatten()
+    })
+}
+
+/// A code's version number.
+pub fn version(code: &QrCode) -> i16 {
+    match code.version() {
+        qrcode::Version::Normal(v) | qrcode::Version::Micro(v) => v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

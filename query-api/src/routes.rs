@@ -202,6 +202,27 @@ fn qr_code(certificate: &Certificate) -> Result<qrcode::QrCode, Problem> {
     })
 }
 
+/// A QR code as a PNG or SVG answer: personal data (never cached), its version in
+/// `Vaxtrail-Qr-Version`.
+pub(crate) fn qr_image(code: &qrcode::QrCode, svg: bool) -> Response {
+    let (body, content_type) = if svg {
+        (qr::svg(code).into_bytes(), "image/svg+xml")
+    } else {
+        (qr::png(code, 4), "image/png")
+    };
+    with_headers(
+        body.into_response(),
+        &[
+            (header::CONTENT_TYPE, content_type.into()),
+            (header::CACHE_CONTROL, PERSONAL.into()),
+            (
+                header::HeaderName::from_static("vaxtrail-qr-version"),
+                qr::version(code).to_string(),
+            ),
+        ],
+    )
+}
+
 /// `GET /v1/certificates/{id}/qr.png` (personal data, like the credential it carries).
 pub async fn qr_png(
     State(state): State<Arc<AppState>>,

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::{
     AppState, qr,
-    routes::{CodeQuery, PERSONAL, readable, status_header, unavailable, with_headers},
+    routes::{CodeQuery, PERSONAL, qr_image, readable, status_header, unavailable, with_headers},
     store::Standing,
     verify::Answer,
 };
@@ -66,24 +66,18 @@ pub async fn of(state: &AppState, certificate: &crate::store::Certificate) -> Re
 pub fn code(card: &shc::Card) -> Result<QrCode, Problem> {
     let text = card.qr_text();
     let (prefix, digits) = text.split_at(shc::PREFIX.len());
-    let too_large = || {
+    qr::segmented(EcLevel::L, |bits| {
+        bits.push_byte_data(prefix.as_bytes())?;
+        bits.push_numeric_data(digits.as_bytes())
+    })
+    .ok_or_else(|| {
         tracing::error!(length = text.len(), "a SMART Health Card does not fit a QR code");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "qr-too-large",
             "The SMART Health Card does not fit a QR code",
         )
-    };
-    for version in 1..=40 {
-        let mut bits = qrcode::bits::Bits::new(qrcode::Version::Normal(version));
-        if bits.push_byte_data(prefix.as_bytes()).is_ok()
-            && bits.push_numeric_data(digits.as_bytes()).is_ok()
-            && bits.push_terminator(EcLevel::L).is_ok()
-        {
-            return QrCode::with_bits(bits, EcLevel::L).map_err(|_| too_large());
-        }
-    }
-    Err(too_large())
+    })
 }
 
 /// `GET /v1/certificates/{id}/shc`.
@@ -122,23 +116,7 @@ async fn qr_response(
     svg: bool,
 ) -> Result<Response, Problem> {
     let (_, card) = readable_card(state, id, headers, code).await?;
-    let code = self::code(&card)?;
-    let version = match code.version() {
-        qrcode::Version::Normal(v) | qrcode::Version::Micro(v) => v.to_string(),
-    };
-    let (body, content_type) = if svg {
-        (qr::svg(&code).into_bytes(), "image/svg+xml")
-    } else {
-        (qr::png(&code, 4), "image/png")
-    };
-    Ok(with_headers(
-        body.into_response(),
-        &[
-            (header::CONTENT_TYPE, content_type.into()),
-            (header::CACHE_CONTROL, PERSONAL.into()),
-            (header::HeaderName::from_static("vaxtrail-qr-version"), version),
-        ],
-    ))
+    Ok(qr_image(&self::code(&card)?, svg))
 }
 
 /// `GET /v1/certificates/{id}/shc.png`.
