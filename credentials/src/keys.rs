@@ -43,25 +43,39 @@ pub fn publish(dir: &Path, out: &Path) -> Result<Vec<String>, KeyError> {
         path: path.display().to_string(),
         reason,
     };
-    std::fs::create_dir_all(out).map_err(|e| failed(out, e.to_string()))?;
+    let files = keys
+        .iter()
+        .map(|key| {
+            let pem = key
+                .public
+                .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+                .map_err(|e| failed(&out.join(format!("{}.pem", key.id)), e.to_string()))?;
+            Ok((key.id.clone(), pem))
+        })
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    sync_pem_dir(out, &files).map_err(|(path, reason)| failed(&path, reason))
+}
+
+/// Makes `out` hold exactly `files` (`<id>.pem` with its text each): writes them (creating
+/// `out` if missing) and removes the `.pem` files it holds besides. Returns the ids written. What
+/// `vaxctl keys|dsc|shc-keys publish` share.
+pub(crate) fn sync_pem_dir(
+    out: &Path,
+    files: &[(String, String)],
+) -> Result<Vec<String>, (std::path::PathBuf, String)> {
+    let failed = |path: &Path, e: std::io::Error| (path.to_path_buf(), e.to_string());
+    std::fs::create_dir_all(out).map_err(|e| failed(out, e))?;
     let mut written = Vec::new();
-    for key in &keys {
-        let path = out.join(format!("{}.pem", key.id));
-        let pem = key
-            .public
-            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .map_err(|e| failed(&path, e.to_string()))?;
-        std::fs::write(&path, pem).map_err(|e| failed(&path, e.to_string()))?;
-        written.push(key.id.clone());
+    for (id, pem) in files {
+        let path = out.join(format!("{id}.pem"));
+        std::fs::write(&path, pem).map_err(|e| failed(&path, e))?;
+        written.push(id.clone());
     }
-    for entry in std::fs::read_dir(out)
-        .map_err(|e| failed(out, e.to_string()))?
-        .flatten()
-    {
+    for entry in std::fs::read_dir(out).map_err(|e| failed(out, e))?.flatten() {
         let path = entry.path();
         let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
         if path.extension().is_some_and(|e| e == "pem") && !written.contains(&id) {
-            std::fs::remove_file(&path).map_err(|e| failed(&path, e.to_string()))?;
+            std::fs::remove_file(&path).map_err(|e| failed(&path, e))?;
         }
     }
     Ok(written)

@@ -217,24 +217,8 @@ pub fn publish(dir: &Path, out: &Path) -> Result<Vec<String>, ShcError> {
         path: path.display().to_string(),
         reason,
     };
-    std::fs::create_dir_all(out).map_err(|e| failed(out, e.to_string()))?;
-    let mut written = Vec::new();
-    for key in keys.keys() {
-        let path = out.join(format!("{}.pem", key.id));
-        std::fs::write(&path, key.public_pem()).map_err(|e| failed(&path, e.to_string()))?;
-        written.push(key.id.clone());
-    }
-    for entry in std::fs::read_dir(out)
-        .map_err(|e| failed(out, e.to_string()))?
-        .flatten()
-    {
-        let path = entry.path();
-        let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
-        if path.extension().is_some_and(|e| e == "pem") && !written.contains(&id) {
-            std::fs::remove_file(&path).map_err(|e| failed(&path, e.to_string()))?;
-        }
-    }
-    Ok(written)
+    let files: Vec<(String, String)> = keys.keys().iter().map(|k| (k.id.clone(), k.public_pem())).collect();
+    crate::keys::sync_pem_dir(out, &files).map_err(|(path, reason)| failed(&path, reason))
 }
 
 /// A certificate's revocation id ([`domain::ids::shc_rid`]).
