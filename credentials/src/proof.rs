@@ -6,7 +6,7 @@ use ssi::{
     claims::{
         SignatureEnvironment, VerificationParameters,
         data_integrity::{AnySuite, CryptographicSuite, ProofOptions},
-        vc::v1::{JsonCredential, data_integrity::any_credential_from_json_str},
+        vc::syntax::AnyJsonCredential,
     },
     dids::{DIDResolver, StaticDIDResolver, VerificationMethodDIDResolver, resolution::Output},
     json_ld::ContextLoader,
@@ -119,7 +119,7 @@ impl CredentialSigner {
 
     /// Adds the proof through ssi's full JSON-LD path, created at `created` (to the second).
     pub async fn sign_full(&self, credential: Value, created: DateTime<Utc>) -> Result<SignedCredential, SignError> {
-        let unsigned: JsonCredential =
+        let unsigned: AnyJsonCredential =
             serde_json::from_value(credential).map_err(|e| SignError::Shape(e.to_string()))?;
         let method = self.keyring.active_method();
         let mut options = ProofOptions::from_method(ReferenceOrOwned::Reference(
@@ -235,7 +235,8 @@ impl CredentialVerifier {
 
     /// Checks the credential's proof through ssi's full JSON-LD path.
     pub async fn verify_full(&self, text: &str) -> Verdict {
-        let credential = match any_credential_from_json_str(text) {
+        // Data model 1.1 or VC 2.0, told apart by the first `@context`.
+        let credential = match ssi::claims::data_integrity::from_json_str::<AnyJsonCredential, AnySuite>(text) {
             Ok(credential) => credential,
             Err(e) => {
                 return Verdict::Invalid {

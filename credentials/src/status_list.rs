@@ -1,14 +1,19 @@
-//! Revocation status lists (`StatusList2021Credential`): one per partition of
-//! `certificate-events`, bit `i` set when the certificate with status index `i` is revoked. The
-//! signer, which owns the partition, builds and signs its list from the partition's own log and
-//! publishes it there; the query API only serves what was published. A verifier that holds a list
-//! checks revocation offline.
+//! Revocation status lists, bit `i` set when the certificate with status index `i` is revoked:
+//! `BitstringStatusListCredential`s (Bitstring Status List v1.0, VC 2.0) of
+//! [`domain::status::LIST_SIZE`] entries each for VC 2.0 credentials, and the
+//! `StatusList2021Credential` of each partition of `certificate-events` for the data model 1.1
+//! credentials issued before (see [`domain::status`]). The signer, which owns the partition,
+//! builds and signs its lists from the partition's own log and publishes them there; the query
+//! API only serves what was published. A verifier that holds a list checks revocation offline.
 
 use std::io::Write;
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use domain::credential::{CREDENTIALS_V1, DATA_INTEGRITY_V2, IssuerProfile};
+use domain::{
+    credential::{CREDENTIALS_V1, CREDENTIALS_V2, DATA_INTEGRITY_V2, IssuerProfile},
+    status::{LIST_SIZE, is_bitstring_list},
+};
 use flate2::{Compression, write::GzEncoder};
 use serde_json::{Value, json};
 
@@ -29,11 +34,22 @@ pub fn encode(bits: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(gzip.finish().expect("writing to memory"))
 }
 
-/// The bitstring of an `encodedList` (at most 16 MiB once inflated).
+/// A Bitstring Status List's `encodedList`: exactly [`LIST_SIZE`] bits, GZIP-compressed, as
+/// multibase base64url (`u`, no padding).
+pub fn encode_bitstring(bits: &[u8]) -> String {
+    let mut padded = bits.to_vec();
+    padded.resize((LIST_SIZE / 8) as usize, 0);
+    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+    gzip.write_all(&padded).expect("writing to memory");
+    multibase::encode(multibase::Base::Base64Url, gzip.finish().expect("writing to memory"))
+}
+
+/// The bitstring of an `encodedList`, StatusList2021's (base64url) or a Bitstring Status List's
+/// (multibase base64url, `u` first): at most 16 MiB once inflated.
 pub fn decode(encoded: &str) -> Result<Vec<u8>, String> {
     use std::io::Read as _;
     let compressed = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded.trim_end_matches('='))
+        .decode(encoded.strip_prefix('u').unwrap_or(encoded).trim_end_matches('='))
         .map_err(|e| format!("encodedList is not base64url: {e}"))?;
     let mut bits = Vec::new();
     flate2::read::GzDecoder::new(compressed.as_slice())
@@ -94,15 +110,33 @@ pub fn set(bits: &mut Vec<u8>, index: u64) {
     bits[byte] |= 0x80 >> (index % 8);
 }
 
-/// The unsigned list credential for `list` with these bits, issued at `issued_at`.
+/// The unsigned list credential for `list` with these bits, issued at `issued_at`: a
+/// `BitstringStatusListCredential` for a Bitstring Status List, a `StatusList2021Credential`
+/// for a partition's data model 1.1 list.
 pub fn unsigned(profile: &IssuerProfile, list: u32, bits: &[u8], issued_at: DateTime<Utc>) -> Value {
     let url = profile.status_list_url(list);
+    let issued = issued_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    if is_bitstring_list(list) {
+        return json!({
+            "@context": [CREDENTIALS_V2],
+            "id": url,
+            "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+            "issuer": profile.issuer,
+            "validFrom": issued,
+            "credentialSubject": {
+                "id": format!("{url}#list"),
+                "type": "BitstringStatusList",
+                "statusPurpose": "revocation",
+                "encodedList": encode_bitstring(bits),
+            },
+        });
+    }
     json!({
         "@context": [CREDENTIALS_V1, STATUS_LIST_2021_V1, DATA_INTEGRITY_V2],
         "id": url,
         "type": ["VerifiableCredential", "StatusList2021Credential"],
         "issuer": profile.issuer,
-        "issuanceDate": issued_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "issuanceDate": issued,
         "credentialSubject": {
             "id": format!("{url}#list"),
             "type": "StatusList2021",
@@ -170,6 +204,31 @@ mod tests {
         set(&mut bits, 21);
         assert_eq!(bits, vec![0b1000_0000, 0, 0b0000_0100]);
         assert!(bit(&bits, 0) && bit(&bits, 21) && !bit(&bits, 20) && !bit(&bits, 1_000));
+    }
+
+    #[test]
+    fn a_bitstring_list_is_multibase_and_exactly_its_size() {
+        let mut bits = Vec::new();
+        set(&mut bits, 5);
+        set(&mut bits, LIST_SIZE - 1);
+        let encoded = encode_bitstring(&bits);
+        assert!(encoded.starts_with('u') && !encoded.contains('='), "{encoded}");
+        let decoded = decode(&encoded).unwrap();
+        assert_eq!(decoded.len() as u64 * 8, LIST_SIZE);
+        assert!(bit(&decoded, 5) && bit(&decoded, LIST_SIZE - 1) && count(&decoded) == 2);
+        let list = unsigned(
+            &IssuerProfile {
+                issuer: "did:web:x".into(),
+                base_url: "https://x".into(),
+            },
+            2003,
+            &bits,
+            Utc::now(),
+        );
+        assert_eq!(list["type"][1], "BitstringStatusListCredential");
+        assert_eq!(list["credentialSubject"]["type"], "BitstringStatusList");
+        assert_eq!(list["id"], "https://x/v1/status-lists/2003");
+        assert!(list["validFrom"].is_string());
     }
 
     #[test]

@@ -156,7 +156,7 @@ fn request() -> impl Strategy<Value = (Value, usize)> {
 }
 
 /// The unsigned credential for a generated request (None when the domain refuses the request).
-fn credential(request: &Value, earlier: usize) -> Option<Value> {
+fn credential(request: &Value, earlier: usize, vc2: bool) -> Option<Value> {
     let context = ParseContext {
         catalog: &CATALOG,
         zone: chrono_tz::Asia::Kolkata,
@@ -177,7 +177,12 @@ fn credential(request: &Value, earlier: usize) -> Option<Value> {
         certificate_id: &id(9),
         record: &record,
         previous: &previous,
-        status: StatusSlot { list: 1, index: 77 },
+        // A data model 1.1 credential in a StatusList2021 list, or a VC 2.0 one in a Bitstring
+        // Status List.
+        status: StatusSlot {
+            list: if vc2 { 3001 } else { 1 },
+            index: 77,
+        },
         issued_at: Utc.with_ymd_and_hms(2024, 5, 1, 5, 0, 0).unwrap(),
     }))
 }
@@ -233,17 +238,22 @@ fn generated_credentials_canonicalize_sign_and_verify_as_the_full_path_does() {
     });
     let taken = std::cell::Cell::new(0u32);
     let tried = std::cell::Cell::new(0u32);
+    let versions = std::cell::Cell::new(0u8);
     runner
-        .run(&(request(), 0u32..3), |((request, earlier), which)| {
-            let Some(credential) = credential(&request, earlier) else {
-                return Ok(());
-            };
-            tried.set(tried.get() + 1);
-            if check(&credential, which == 0)? {
-                taken.set(taken.get() + 1);
-            }
-            Ok(())
-        })
+        .run(
+            &(request(), 0u32..3, any::<bool>()),
+            |((request, earlier), which, vc2)| {
+                let Some(credential) = credential(&request, earlier, vc2) else {
+                    return Ok(());
+                };
+                tried.set(tried.get() + 1);
+                if check(&credential, which == 0)? {
+                    taken.set(taken.get() + 1);
+                    versions.set(versions.get() | if vc2 { 2 } else { 1 });
+                }
+                Ok(())
+            },
+        )
         .unwrap();
     eprintln!(
         "{} of {} generated credentials took the compiled path",
@@ -260,16 +270,61 @@ fn generated_credentials_canonicalize_sign_and_verify_as_the_full_path_does() {
         tried.get(),
         "every credential the domain builds is of the compiled shape"
     );
+    assert_eq!(
+        versions.get(),
+        3,
+        "both data model 1.1 and VC 2.0 credentials were generated"
+    );
+}
+
+#[test]
+fn a_vc2_credential_is_signed_with_validfrom_and_a_bitstring_entry_and_checks_its_dates() {
+    let credential = credentials::compiled::probe_credential(true);
+    assert_eq!(credential["@context"][0], "https://www.w3.org/ns/credentials/v2");
+    assert_eq!(credential["credentialStatus"]["type"], "BitstringStatusListEntry");
+    assert!(credential.get("issuanceDate").is_none() && credential["validFrom"].is_string());
+    let created = Utc.with_ymd_and_hms(2024, 5, 1, 6, 0, 0).unwrap();
+    let key = SIGNER.keyring().active().signing_key().unwrap();
+    let method = SIGNER.keyring().active_method();
+    let fast = COMPILED.sign(&credential, key, &method, created).expect("of the shape");
+    let slow = RUNTIME.block_on(SIGNER.sign_full(credential.clone(), created)).unwrap();
+    assert_eq!(fast, slow.text);
+    let public = SIGNER.keyring().active().public;
+    let verifier = CredentialVerifier::new(SIGNER.keyring()).with_compiled(COMPILED.clone());
+    // Not valid before `validFrom`, nor after a `validUntil`, on either path.
+    for (name, value) in [
+        ("validFrom", "2999-01-01T00:00:00Z"),
+        ("validUntil", "2020-01-01T00:00:00Z"),
+    ] {
+        let mut dated = credential.clone();
+        dated[name] = json!(value);
+        let signed = RUNTIME.block_on(SIGNER.sign_full(dated, created)).unwrap().text;
+        let document: Value = serde_json::from_str(&signed).unwrap();
+        // (A `validUntil` is outside the learned shape: the full path decides.)
+        assert_ne!(
+            COMPILED.verify(document.as_object().unwrap(), &public),
+            Some(true),
+            "{name}"
+        );
+        assert!(
+            matches!(RUNTIME.block_on(verifier.verify(&signed)), Verdict::Invalid { .. }),
+            "{name}"
+        );
+        assert!(
+            matches!(RUNTIME.block_on(verifier.verify_full(&signed)), Verdict::Invalid { .. }),
+            "{name}"
+        );
+    }
 }
 
 #[test]
 fn a_credential_outside_the_shape_is_left_to_the_full_path() {
-    let mut credential = credentials::compiled::probe_credential();
+    let mut credential = credentials::compiled::probe_credential(false);
     credential["credentialSubject"]["nickname"] = json!("not in the shape");
     assert!(COMPILED.canonical_document(credential.as_object().unwrap()).is_none());
     // Two identical blank nodes under one parent share a first-degree hash: RDFC-1.0's N-Degree
     // step decides, through ssi's implementation, and the answer is still the full path's.
-    let mut twins = credentials::compiled::probe_credential();
+    let mut twins = credentials::compiled::probe_credential(false);
     twins["evidence"][0]["verifier"] = json!([{"name": "Twin"}, {"name": "Twin"}]);
     let twins = twins.as_object().unwrap();
     assert!(COMPILED.canonical_document_fast(twins).is_none());
@@ -280,7 +335,7 @@ fn a_credential_outside_the_shape_is_left_to_the_full_path() {
     );
     assert_eq!(COMPILED.canonical_document(twins), Some(expected));
 
-    let mut relative = credentials::compiled::probe_credential();
+    let mut relative = credentials::compiled::probe_credential(false);
     relative["issuer"] = json!("xsd:string");
     assert!(
         COMPILED.canonical_document(relative.as_object().unwrap()).is_none(),

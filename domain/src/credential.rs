@@ -20,8 +20,15 @@ use crate::{
 
 /// The W3C credentials data model 1.1 context.
 pub const CREDENTIALS_V1: &str = "https://www.w3.org/2018/credentials/v1";
+/// The W3C Verifiable Credentials Data Model 2.0 context (it defines `DataIntegrityProof` and the
+/// Bitstring Status List terms too).
+pub const CREDENTIALS_V2: &str = "https://www.w3.org/ns/credentials/v2";
 /// vaxtrail's vaccination context, version 1. A later version gets a new URL; v1 never changes.
 pub const VACCINATION_V1: &str = "https://vaxtrail.org/credentials/vaccination/v1";
+/// vaxtrail's vaccination context for VC 2.0 credentials: v1's terms less those the W3C v2
+/// context defines itself (`name`, protected there with the same IRI) and the StatusList2021
+/// terms (a Bitstring Status List entry's are the v2 context's).
+pub const VACCINATION_V2: &str = "https://vaxtrail.org/credentials/vaccination/v2";
 /// The Data Integrity context that defines `DataIntegrityProof`.
 pub const DATA_INTEGRITY_V2: &str = "https://w3id.org/security/data-integrity/v2";
 
@@ -65,7 +72,9 @@ impl IssuerProfile {
     }
 }
 
-/// Where a certificate's revocation bit lives: status list `list` (one per partition), bit `index`.
+/// Where a certificate's revocation bit lives: status list `list`, bit `index`. A list below
+/// [`crate::status::FIRST_BITSTRING_LIST`] is a partition's `StatusList2021` list (data model
+/// 1.1 credentials); a list from it on is a Bitstring Status List (VC 2.0 credentials).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StatusSlot {
     pub list: u32,
@@ -241,11 +250,34 @@ pub fn unsigned_credential(input: &CredentialInput<'_>) -> Value {
     }
 
     let list_url = profile.status_list_url(status.list);
+    let issued = issued_at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    if status.is_bitstring() {
+        // VC 2.0: the v2 context (which defines DataIntegrityProof), `validFrom`, and a Bitstring
+        // Status List entry. No `validUntil`: the record of a vaccination does not expire (how
+        // long a dose counts is the verifier's rule, and `effectiveUntil` says what the programme
+        // holds).
+        return json!({
+            "@context": [CREDENTIALS_V2, VACCINATION_V2],
+            "type": ["VerifiableCredential", "ProofOfVaccinationCredential"],
+            "issuer": profile.issuer,
+            "validFrom": issued,
+            "credentialSubject": subject,
+            "evidence": [evidence],
+            "nonTransferable": true,
+            "credentialStatus": {
+                "id": format!("{list_url}#{}", status.index),
+                "type": "BitstringStatusListEntry",
+                "statusPurpose": "revocation",
+                "statusListIndex": status.index.to_string(),
+                "statusListCredential": list_url,
+            },
+        });
+    }
     json!({
         "@context": [CREDENTIALS_V1, VACCINATION_V1, DATA_INTEGRITY_V2],
         "type": ["VerifiableCredential", "ProofOfVaccinationCredential"],
         "issuer": profile.issuer,
-        "issuanceDate": issued_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "issuanceDate": issued,
         "credentialSubject": subject,
         "evidence": [evidence],
         "nonTransferable": true,

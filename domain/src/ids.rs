@@ -43,6 +43,12 @@ impl IdKey {
         Self::new(Self::DEVELOPMENT_SECRET.as_bytes())
     }
 
+    /// The key of the permutation that places certificates in their status lists (so a list's
+    /// order tells nothing of when its people were vaccinated).
+    pub fn status_permutation_key(&self) -> [u8; 32] {
+        self.mac(b"vaxtrail-status-permutation:", &[])
+    }
+
     fn mac(&self, label: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(label);

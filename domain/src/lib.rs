@@ -10,5 +10,6 @@ pub mod ids;
 mod json;
 pub mod lineage;
 pub mod master;
+pub mod status;
 pub mod vaccine;
 pub mod values;

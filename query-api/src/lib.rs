@@ -272,7 +272,7 @@ impl Application {
             )
             .route("/v1/status-lists/{list}", get(routes::status_list))
             .route("/.well-known/did.json", get(routes::did_document))
-            .route("/credentials/vaccination/v1", get(routes::vaccination_context))
+            .route("/credentials/vaccination/{version}", get(routes::vaccination_context))
             .route("/v1/analytics/doses", get(analytics::doses))
             .route("/v1/analytics/certificates", get(analytics::certificates))
             .route("/v1/analytics/signing-latency", get(analytics::signing_latency))
@@ -292,7 +292,7 @@ impl Application {
             .with_state(state);
         let limits = platform::HttpLimits::new(&config.http);
         let api = limits.apply(rate_limit::limit(public, &config.rate, &shutdown).merge(authenticated));
-        let document = openapi::document(config.kafka.partitions as u32);
+        let document = openapi::document();
         let openapi = Router::new().route("/openapi.json", get(move || async move { axum::Json(document) }));
         let router = api.merge(openapi).merge(platform::ops_router("query-api", readiness));
         let http = HttpService::bind(config.listen, router, shutdown).await?;

@@ -193,16 +193,20 @@ fn recipient_certificates() {}
         (status = 503, description = "Revocation cannot be checked now: never an 'invalid'", body = Problem, content_type = "application/problem+json")))]
 fn verify() {}
 
-#[utoipa::path(get, path = "/v1/status-lists/{list}", tag = "verification", params(("list" = u32, Path)),
-    responses((status = 200, description = "A signed StatusList2021Credential", content_type = "application/vc+ld+json")))]
+#[utoipa::path(get, path = "/v1/status-lists/{list}", tag = "verification", params(("list" = u32, Path,
+        description = "A Bitstring Status List: 1000 × (n + 1) + partition for a partition's n-th list (VC 2.0 credentials); or a partition number: its StatusList2021 list (data model 1.1 credentials)")),
+    responses((status = 200, description = "A signed BitstringStatusListCredential (or StatusList2021Credential)", content_type = "application/vc+ld+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such list was published", body = Problem, content_type = "application/problem+json")))]
 fn status_list() {}
 
 #[utoipa::path(get, path = "/.well-known/did.json", tag = "verification",
     responses((status = 200, description = "The issuer's DID document: every key, active and retired", content_type = "application/did+json")))]
 fn did_document() {}
 
-#[utoipa::path(get, path = "/credentials/vaccination/v1", tag = "verification",
-    responses((status = 200, description = "vaxtrail's vaccination JSON-LD context (immutable)", content_type = "application/ld+json")))]
+#[utoipa::path(get, path = "/credentials/vaccination/{version}", tag = "verification", params(("version" = String, Path, description = "v1 (data model 1.1 credentials) or v2 (VC 2.0)")),
+    responses((status = 200, description = "vaxtrail's vaccination JSON-LD context (immutable)", content_type = "application/ld+json"),
+        (status = 404, description = "No such version", body = Problem, content_type = "application/problem+json")))]
 fn vaccination_context() {}
 
 #[utoipa::path(get, path = "/v1/analytics/doses", tag = "analytics",
@@ -286,12 +290,12 @@ impl Modify for Bearer {
 pub struct ApiDoc;
 
 /// What a parameter accepts, by operation path and name: the rules the handlers enforce.
-fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)> {
+fn parameter_schemas() -> Vec<(&'static str, &'static str, Value)> {
     let certificate = json!({"type": "string", "pattern": domain::ids::CertificateId::PATTERN});
     let day = json!({"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"});
     let time = json!({"type": "string", "format": "date-time"});
     let recipient = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"});
-    let list = json!({"type": "integer", "minimum": 0, "maximum": partitions.saturating_sub(1)});
+    let list = json!({"type": "integer", "minimum": 0, "maximum": i32::MAX});
     let mut rules = vec![
         (
             "/v1/events/{eventId}",
@@ -305,6 +309,11 @@ fn parameter_schemas(partitions: u32) -> Vec<(&'static str, &'static str, Value)
         ),
         ("/v1/recipients/{key}/certificates", "key", recipient.clone()),
         ("/v1/status-lists/{list}", "list", list),
+        (
+            "/credentials/vaccination/{version}",
+            "version",
+            json!({"type": "string", "enum": ["v1", "v2"]}),
+        ),
         ("/v1/audit/events", "recipient", recipient.clone()),
         ("/v1/audit/events", "certificate", certificate.clone()),
         ("/v1/audit/events", "from", time.clone()),
@@ -369,9 +378,9 @@ fn problem(description: &str) -> Value {
 /// enforces, and every operation with the refusals it can answer (problem+json): 429 past a
 /// client's rate, 503 when a store cannot answer or the service sheds load, 401/403 where a
 /// credential is needed, 404 where a path names something, 422 where anything is read.
-pub fn document(partitions: u32) -> Value {
+pub fn document() -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
-    let rules = parameter_schemas(partitions);
+    let rules = parameter_schemas();
     if let Some(zip) = document.pointer_mut("/paths/~1v1~1verify/post/requestBody/content/application~1zip/schema") {
         *zip = json!({"type": "string", "format": "binary"});
     }

@@ -559,43 +559,84 @@ pub async fn did_document(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
-/// `GET /credentials/vaccination/v1`: the context the credentials name.
-pub async fn vaccination_context() -> Response {
-    with_headers(
-        credentials::contexts::VACCINATION_V1_DOCUMENT.into_response(),
+/// `GET /credentials/vaccination/v1` and `/v2`: the contexts the credentials name (v1 for data
+/// model 1.1 credentials, v2 for VC 2.0 ones).
+pub async fn vaccination_context(Path(version): Path<String>) -> Result<Response, Problem> {
+    let document = match version.as_str() {
+        "v1" => credentials::contexts::VACCINATION_V1_DOCUMENT,
+        "v2" => credentials::contexts::VACCINATION_V2_DOCUMENT,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-such-context",
+                "There are vaccination contexts v1 and v2",
+            ));
+        }
+    };
+    Ok(with_headers(
+        document.into_response(),
         &[
             (header::CONTENT_TYPE, "application/ld+json".into()),
             (header::CACHE_CONTROL, IMMUTABLE.into()),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into()),
         ],
-    )
+    ))
 }
 
-/// `GET /v1/status-lists/{list}`: the revocation list of a partition, as the signer signed and
-/// published it in the log.
+/// `GET /v1/status-lists/{list}`: a revocation list as the signer signed and published it in
+/// the log: a Bitstring Status List (from 1000 on), or a partition's StatusList2021 list of data
+/// model 1.1 credentials (the partition's number).
 pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<String>) -> Result<Response, Problem> {
-    let list: u32 = list.parse().ok().filter(|l| *l < state.partitions).ok_or_else(|| {
-        Problem::field(
-            "list",
-            format!(
-                "a status list is a partition number, 0 to {}",
-                state.partitions.saturating_sub(1)
-            ),
-        )
-    })?;
-    let text = state
+    use domain::status::{FIRST_BITSTRING_LIST, is_bitstring_list};
+    let list: u32 = list
+        .parse()
+        .ok()
+        .filter(|&l| l % FIRST_BITSTRING_LIST < state.partitions && i32::try_from(l).is_ok())
+        .ok_or_else(|| {
+            Problem::field(
+                "list",
+                format!(
+                    "a status list is 1000 × (n + 1) + partition (a Bitstring Status List) or a partition number (a StatusList2021 list), with partitions 0 to {}",
+                    state.partitions.saturating_sub(1)
+                ),
+            )
+        })?;
+    let published = state
         .store
         .published_status_list(list)
         .await
-        .map_err(|e| unavailable(&e))?
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-published-yet",
-                "The signer has not published this status list yet (it does within seconds of taking its partition); retry shortly",
-            )
-            .retry_after(2)
-        })?;
+        .map_err(|e| unavailable(&e))?;
+    let text = match published {
+        Some(text) => text,
+        None => {
+            // The partition's next list may be moments from its first publication (the signer
+            // publishes a list within seconds of placing a certificate in it): retry. Any other
+            // list does not exist.
+            let next = is_bitstring_list(list)
+                && state
+                    .store
+                    .last_bitstring_list(list % FIRST_BITSTRING_LIST)
+                    .await
+                    .map_err(|e| unavailable(&e))?
+                    .map_or(list < 2 * FIRST_BITSTRING_LIST, |last| {
+                        list <= last + FIRST_BITSTRING_LIST
+                    });
+            return Err(if next {
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not-published-yet",
+                    "The signer has not published this status list yet (it does within seconds of placing a certificate in it); retry shortly",
+                )
+                .retry_after(2)
+            } else {
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "no-such-status-list",
+                    "No such status list was published",
+                )
+            });
+        }
+    };
     Ok(with_headers(
         text.into_response(),
         &[

@@ -397,6 +397,17 @@ impl Store {
         self.trusted(found).await
     }
 
+    /// The highest Bitstring Status List a partition published (`None`: none yet).
+    pub async fn last_bitstring_list(&self, partition: u32) -> Result<Option<u32>, Unavailable> {
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT max(list) FROM status_lists WHERE list >= $1 AND list % $1 = $2")
+                .bind(domain::status::FIRST_BITSTRING_LIST as i32)
+                .bind(partition as i32)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(found.map(|l| l as u32))
+    }
+
     /// The source system that recorded the vaccination a certificate answers: `None` while
     /// Postgres has not read the certificate yet (the cache can be ahead of it), `Some(None)` for
     /// a row projected before source systems were kept.

@@ -22,7 +22,9 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use credentials::{CredentialVerifier, Keyring, Verdict};
-use domain::credential::{CREDENTIALS_V1, CertifiedDose, DATA_INTEGRITY_V2, VACCINATION_V1};
+use domain::credential::{
+    CREDENTIALS_V1, CREDENTIALS_V2, CertifiedDose, DATA_INTEGRITY_V2, VACCINATION_V1, VACCINATION_V2,
+};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -255,9 +257,10 @@ fn shape(document: &Value) -> Result<(), String> {
         Value::String(s) => vec![s.as_str()],
         _ => Vec::new(),
     };
-    if contexts != [CREDENTIALS_V1, VACCINATION_V1, DATA_INTEGRITY_V2] {
+    // A VC 2.0 credential, or a data model 1.1 one issued before.
+    if contexts != [CREDENTIALS_V2, VACCINATION_V2] && contexts != [CREDENTIALS_V1, VACCINATION_V1, DATA_INTEGRITY_V2] {
         return Err(format!(
-            "context mismatch: expected {CREDENTIALS_V1}, {VACCINATION_V1}, {DATA_INTEGRITY_V2}; found {}",
+            "context mismatch: expected {CREDENTIALS_V2}, {VACCINATION_V2} (VC 2.0) or {CREDENTIALS_V1}, {VACCINATION_V1}, {DATA_INTEGRITY_V2} (data model 1.1); found {}",
             document["@context"]
         ));
     }

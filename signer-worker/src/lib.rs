@@ -4,6 +4,7 @@
 //! the listener; `run_until_stopped` signs and serves until SIGTERM. Tests build it on
 //! `127.0.0.1:0`.
 
+pub mod lists;
 pub mod state;
 pub mod store;
 mod worker;
@@ -137,6 +138,7 @@ impl Config {
                 update_limit: self.update_limit,
                 ids: self.ids.key_unchecked(),
             },
+            allocator: std::sync::Arc::new(domain::status::StatusAllocator::new(&self.ids.key_unchecked())),
             checkpoint_every: self.checkpoint_every.max(1),
             checkpoint_interval: Duration::from_secs(self.checkpoint_interval_secs.max(1)),
             max_in_flight: self.max_in_flight.max(1),

@@ -1,6 +1,6 @@
 //! What the signer knows about one partition, all of it read back from its own output: every
-//! recipient's lineage, where the input resumes, the chain head, the next status-list index and
-//! the checkpoint cadence. `fold` applies one `certificate-events` record; the signer folds what it
+//! recipient's lineage, where the input resumes, the chain head, the status lists (their bits and
+//! where the next certificate goes) and the checkpoint cadence. `fold` applies one `certificate-events` record; the signer folds what it
 //! writes as it writes it, and folds the partition (from its local store's offset, or from the
 //! start) when it takes the partition over.
 //!
@@ -17,14 +17,18 @@ use std::{
 
 use avro::certificate::{CertificateBody, CertificateEnvelope, Sha256};
 use chrono::{DateTime, Utc};
-use credentials::status_list as credential;
 use domain::{
+    credential::StatusSlot,
     events::{CertificateEvent, CertificateOutcome},
     lineage::{Lineage, evolve},
+    status::{SlotError, StatusAllocator},
     values::RecipientKey,
 };
 
-use crate::store::{Meta, Store, digest_of, hex_of};
+use crate::{
+    lists::StatusLists,
+    store::{FORMAT, Meta, Store, digest_of, hex_of},
+};
 
 /// A fresh number for each state built, so the shared cache never serves one state's entries to
 /// another (a partition cleared and rebuilt, say).
@@ -35,8 +39,8 @@ pub struct Pending {
     pub partition: i32,
     pub lineages: Vec<(RecipientKey, Vec<u8>)>,
     pub meta: Meta,
-    /// The revocation bits, when they changed since the last write.
-    pub bits: Option<Vec<u8>>,
+    /// The status lists whose bits changed since the last write.
+    pub lists: Vec<(u32, Vec<u8>)>,
 }
 
 impl Pending {
@@ -46,7 +50,7 @@ impl Pending {
             partition: self.partition,
             lineages: &self.lineages,
             meta: &self.meta,
-            bits: self.bits.as_deref(),
+            lists: &self.lists,
         }
     }
 }
@@ -114,8 +118,11 @@ pub struct PartitionState {
     pub next_source: i64,
     /// SHA-256 of the last record of the output partition (`None` while it is empty).
     pub chain_head: Option<Sha256>,
-    /// The status-list index the next certificate takes.
-    pub next_status_index: u64,
+    /// Where the next certificate goes: its place in the partition's sequence of Bitstring
+    /// Status List slots.
+    pub next_status_position: u64,
+    /// Places certificates in lists.
+    allocator: Arc<StatusAllocator>,
     /// Outcomes written since the last checkpoint.
     pub since_checkpoint: u64,
     /// When the last checkpoint was written (or the state built).
@@ -128,20 +135,15 @@ pub struct PartitionState {
     pub position_confirmed: bool,
     /// Records folded whose `previousSha256` did not match the chain (a second writer, or tampering).
     pub chain_breaks: u64,
-    /// The partition's revocation bits, from every `CertificateRevoked` of its log: bits are only
-    /// ever set, so a list built from them never forgets a revocation.
-    pub revoked_bits: Vec<u8>,
-    /// SHA-256 of `revoked_bits`, kept until a bit is set (the list is compared every tick).
-    bits_digest: Option<Sha256>,
-    /// SHA-256 of the bits of the last status list published in the log (`None`: never).
-    pub published_bits: Option<Sha256>,
-    /// When this signer last published the partition's list.
-    pub list_published_at: Option<std::time::Instant>,
+    /// The partition's status lists, from every `CertificateIssued`, `CertificateRevoked` and
+    /// `StatusListPublished` of its log: bits are only ever set, so a list built from them never
+    /// forgets a revocation.
+    pub lists: StatusLists,
 }
 
 impl PartitionState {
     /// A partition with no output yet; its input starts at `first_source` (the low watermark).
-    pub fn new(partition: i32, first_source: i64, store: Option<Store>) -> Self {
+    pub fn new(partition: i32, first_source: i64, store: Option<Store>, allocator: Arc<StatusAllocator>) -> Self {
         Self {
             partition,
             lineages: Lineages::new(partition, store),
@@ -149,34 +151,37 @@ impl PartitionState {
             stored: None,
             next_source: first_source,
             chain_head: None,
-            next_status_index: 0,
+            next_status_position: 0,
+            allocator,
             since_checkpoint: 0,
             last_checkpoint_at: Utc::now(),
             last_delivered: None,
             output_end: 0,
             position_confirmed: false,
             chain_breaks: 0,
-            revoked_bits: Vec::new(),
-            bits_digest: None,
-            published_bits: None,
-            list_published_at: None,
+            lists: StatusLists::default(),
         }
     }
 
     /// The state a store holds for the partition: its lineages stay on disk until read.
-    pub fn restored(partition: i32, store: Store, meta: Meta, revoked_bits: Vec<u8>) -> Self {
+    pub fn restored(
+        partition: i32,
+        store: Store,
+        meta: Meta,
+        bits: std::collections::BTreeMap<u32, Vec<u8>>,
+        allocator: Arc<StatusAllocator>,
+    ) -> Self {
         let head = meta.chain_head.as_deref().and_then(digest_of);
-        let mut state = Self::new(partition, meta.next_source, Some(store));
+        let mut state = Self::new(partition, meta.next_source, Some(store), allocator);
         state.recipients = meta.recipients;
         state.chain_head = head;
-        state.next_status_index = meta.next_status_index;
+        state.next_status_position = meta.next_status_position;
         state.since_checkpoint = meta.since_checkpoint;
         state.last_checkpoint_at = meta.last_checkpoint_at;
         state.last_delivered = head.map(|h| (meta.output_offset - 1, h));
         state.output_end = meta.output_offset;
         state.chain_breaks = meta.chain_breaks;
-        state.revoked_bits = revoked_bits;
-        state.published_bits = meta.published_bits.as_deref().and_then(digest_of);
+        state.lists = StatusLists::restored(bits, &meta.lists);
         state.stored = Some(meta);
         state
     }
@@ -188,19 +193,18 @@ impl PartitionState {
 
     /// The bookkeeping as the store keeps it, reflecting every record up to the last delivered.
     fn meta(&mut self, deployment: &str) -> Meta {
-        let bits = hex_of(&self.bits_sha256());
         Meta {
+            format: FORMAT,
             deployment: deployment.to_owned(),
             output_offset: self.last_delivered.map_or(0, |(offset, _)| offset + 1),
             chain_head: self.chain_head.as_ref().map(hex_of),
             next_source: self.next_source,
-            next_status_index: self.next_status_index,
+            next_status_position: self.next_status_position,
             since_checkpoint: self.since_checkpoint,
             last_checkpoint_at: self.last_checkpoint_at,
             chain_breaks: self.chain_breaks,
-            published_bits: self.published_bits.as_ref().map(hex_of),
             recipients: self.recipients,
-            bits_sha256: Some(bits),
+            lists: self.lists.meta(),
         }
     }
 
@@ -225,11 +229,11 @@ impl PartitionState {
             .iter()
             .map(|(recipient, lineage)| Ok((recipient.clone(), crate::store::encode(lineage)?)))
             .collect::<anyhow::Result<_>>()?;
-        let bits_changed = self.stored.as_ref().is_none_or(|s| s.bits_sha256 != meta.bits_sha256);
+        let lists = self.lists.changed(&meta.lists, self.stored.as_ref().map(|s| &s.lists));
         Ok(Some(Pending {
             partition: self.partition,
             lineages,
-            bits: bits_changed.then(|| self.revoked_bits.clone()),
+            lists,
             meta,
         }))
     }
@@ -306,10 +310,7 @@ impl PartitionState {
                 self.since_checkpoint = 0;
                 self.last_checkpoint_at = envelope.recorded_at;
             }
-            CertificateBody::StatusList(list) => {
-                self.published_bits = Some(list.bits_sha256);
-                self.keep_published(&list.credential);
-            }
+            CertificateBody::StatusList(list) => self.keep_published(list),
             CertificateBody::Outcome {
                 recipient_key, event, ..
             } => {
@@ -321,7 +322,7 @@ impl PartitionState {
             // without a key store): its status bit stays allocated; the lineage it would have
             // joined is forgotten by the RecipientErased answer that follows it in the log.
             CertificateBody::SealedIssue(issue) => {
-                self.next_status_index = self.next_status_index.max(issue.status.index + 1);
+                self.placed(&issue.status);
                 self.next_source = self.next_source.max(envelope.source.offset + 1);
                 self.since_checkpoint += 1;
             }
@@ -331,13 +332,8 @@ impl PartitionState {
 
     fn apply(&mut self, recipient: &RecipientKey, event: &CertificateEvent) -> anyhow::Result<()> {
         match &event.outcome {
-            CertificateOutcome::CertificateIssued { status, .. } => {
-                self.next_status_index = self.next_status_index.max(status.index + 1);
-            }
-            CertificateOutcome::CertificateRevoked { status, .. } => {
-                credentials::status_list::set(&mut self.revoked_bits, status.index);
-                self.bits_digest = None;
-            }
+            CertificateOutcome::CertificateIssued { status, .. } => self.placed(status),
+            CertificateOutcome::CertificateRevoked { status, .. } => self.lists.set(status.list, status.index),
             _ => {}
         }
         let lineage = match self.lineages.get(recipient)? {
@@ -351,42 +347,40 @@ impl PartitionState {
         Ok(())
     }
 
-    /// Every bit a list published in the log had stays set: a status list never goes backwards.
-    /// A published bit that the folded revocations lack (a fault: a record lost, or a bug) is
-    /// logged, counted and set again, so the next list carries it.
-    fn keep_published(&mut self, credential: &str) {
-        match credential::bits_of(credential) {
-            Ok(published) => {
-                let missing = credential::keep_published(&mut self.revoked_bits, &published);
-                if !missing.is_empty() {
-                    self.bits_digest = None;
-                    metrics::counter!("vaxtrail_signer_status_list_bits_restored_total")
-                        .increment(missing.len() as u64);
-                    tracing::error!(
-                        partition = self.partition,
-                        restored = ?missing,
-                        "a published status list had revocations the log's fold lacks: kept set"
-                    );
-                }
-            }
-            Err(error) => {
-                tracing::error!(partition = self.partition, %error, "a published status list does not decode")
-            }
+    /// The slot the next certificate takes.
+    pub fn next_slot(&self) -> Result<StatusSlot, SlotError> {
+        let partition = u32::try_from(self.partition).map_err(|_| SlotError::Partition(0))?;
+        self.allocator.slot(partition, self.next_status_position)
+    }
+
+    /// A certificate was placed in `status`: its list is published if it never was, and the next
+    /// certificate goes after it.
+    fn placed(&mut self, status: &StatusSlot) {
+        self.lists.open(status.list);
+        if let Some(position) = self.allocator.position(status) {
+            self.next_status_position = self.next_status_position.max(position + 1);
         }
     }
 
-    /// SHA-256 of the revocation bits now (hashed again only after a bit was set).
-    pub fn bits_sha256(&mut self) -> Sha256 {
-        use sha2::Digest;
-        *self
-            .bits_digest
-            .get_or_insert_with(|| sha2::Sha256::digest(&self.revoked_bits).into())
-    }
-
-    /// Whether the log's last published list differs from the bits (or none was published).
-    pub fn list_outdated(&mut self) -> bool {
-        let now = self.bits_sha256();
-        self.published_bits != Some(now)
+    /// Every bit a list published in the log had stays set: a status list never goes backwards.
+    /// A published bit that the folded revocations lack (a fault: a record lost, or a bug) is
+    /// logged, counted and set again, so the next list carries it.
+    fn keep_published(&mut self, list: &avro::certificate::StatusListPublished) {
+        match self.lists.published(list.list, list.bits_sha256, &list.credential) {
+            Ok(missing) if !missing.is_empty() => {
+                metrics::counter!("vaxtrail_signer_status_list_bits_restored_total").increment(missing.len() as u64);
+                tracing::error!(
+                    partition = self.partition,
+                    list = list.list,
+                    restored = ?missing,
+                    "a published status list had revocations the log's fold lacks: kept set"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(partition = self.partition, list = list.list, %error, "a published status list does not decode")
+            }
+        }
     }
 
     /// Recipients known.
@@ -397,13 +391,16 @@ impl PartitionState {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use avro::certificate::{CertificateBody, CertificateEnvelope, SourcePosition, StatusListPublished};
     use chrono::Utc;
     use credentials::status_list as list;
+    use domain::{credential::StatusSlot, ids::IdKey, status::StatusAllocator};
 
     use super::PartitionState;
 
-    fn published(bits: &[u8]) -> CertificateEnvelope {
+    fn published(number: u32, bits: &[u8]) -> CertificateEnvelope {
         CertificateEnvelope {
             occurred_at: Utc::now(),
             recorded_at: Utc::now(),
@@ -413,12 +410,17 @@ mod tests {
             },
             previous_sha256: None,
             body: CertificateBody::StatusList(StatusListPublished {
-                list: 0,
-                credential: serde_json::json!({"credentialSubject": {"encodedList": list::encode(bits)}}).to_string(),
+                list: number,
+                credential: serde_json::json!({"credentialSubject": {"encodedList": list::encode_bitstring(bits)}})
+                    .to_string(),
                 revoked_count: list::count(bits),
                 bits_sha256: [0; 32],
             }),
         }
+    }
+
+    fn state() -> PartitionState {
+        PartitionState::new(0, 0, None, Arc::new(StatusAllocator::new(&IdKey::development())))
     }
 
     #[test]
@@ -428,16 +430,34 @@ mod tests {
         let mut bits = Vec::new();
         list::set(&mut bits, 5);
         list::set(&mut bits, 70_000);
-        let mut state = PartitionState::new(0, 0, None);
-        list::set(&mut state.revoked_bits, 5);
+        let mut state = state();
+        state.lists.set(1000, 5);
         // when the list's record is folded,
-        state.fold(&published(&bits), [1; 32]).unwrap();
+        state.fold(&published(1000, &bits), [1; 32]).unwrap();
         // then the next list carries both bits: it never goes backwards.
-        assert!(list::bit(&state.revoked_bits, 5) && list::bit(&state.revoked_bits, 70_000));
-        assert_eq!(list::count(&state.revoked_bits), 2);
-        assert!(
-            state.list_outdated(),
+        let now = state.lists.bits(1000);
+        assert!(list::bit(&now, 5) && list::bit(&now, 70_000));
+        assert_eq!(list::count(&now), 2);
+        assert_eq!(
+            state.lists.due(std::time::Duration::ZERO),
+            vec![1000],
             "the mended bits differ from what was published under that digest"
         );
+    }
+
+    #[test]
+    fn the_next_slot_follows_the_last_placed_even_when_folded_out_of_order() {
+        let mut state = state();
+        let first = state.next_slot().unwrap();
+        assert_eq!(first.list, 1000);
+        let allocator = StatusAllocator::new(&IdKey::development());
+        let tenth = allocator.slot(0, 9).unwrap();
+        state.placed(&tenth);
+        state.placed(&first);
+        assert_eq!(state.next_slot().unwrap(), allocator.slot(0, 10).unwrap());
+        // A data model 1.1 slot opens its list but does not move the sequence.
+        state.placed(&StatusSlot { list: 0, index: 123 });
+        assert_eq!(state.next_slot().unwrap(), allocator.slot(0, 10).unwrap());
+        assert_eq!(state.lists.due(std::time::Duration::ZERO), vec![0, 1000]);
     }
 }

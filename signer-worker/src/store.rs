@@ -5,7 +5,8 @@
 //! One database file per signer instance (`signer-state.redb` in `VAXTRAIL_SIGNER_STATE_DIR`;
 //! redb locks it, so two instances never share one). Per partition: a table `lineages-{p}`
 //! (recipient key → lineage in CBOR, which keeps the lineage's tuple-keyed maps), and rows in `meta` (the bookkeeping, with the output offset
-//! the contents reflect and the chain head there) and `bits` (the revocation bits). A partition's
+//! the contents reflect and the chain head there) and `list-bits` (each status list's revocation
+//! bits, by partition and list; only a list whose bits changed is written again). A partition's
 //! rows are written in one transaction, only when every record folded into them is acknowledged
 //! by the broker: the store is never ahead of the log it was written from. Whether it belongs to
 //! this log is checked when it is opened (the topic's name, and the SHA-256 of the log's record
@@ -21,7 +22,13 @@ use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const META: TableDefinition<i32, &[u8]> = TableDefinition::new("meta");
+/// The revocation bits of the single list of earlier stores (format 1): dropped when seen.
 const BITS: TableDefinition<i32, &[u8]> = TableDefinition::new("bits");
+const LIST_BITS: TableDefinition<(i32, u32), &[u8]> = TableDefinition::new("list-bits");
+
+/// The store's format. A partition stored in another (format 1: one status list per partition,
+/// before Bitstring Status Lists) is not read: it is rebuilt from the log.
+pub const FORMAT: u32 = 2;
 
 fn lineages_table(partition: i32) -> String {
     format!("lineages-{partition}")
@@ -30,6 +37,9 @@ fn lineages_table(partition: i32) -> String {
 /// A partition's bookkeeping as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
+    /// The store's format ([`FORMAT`]; absent, 1, in earlier stores).
+    #[serde(default)]
+    pub format: u32,
     /// Which log this was folded from (the prefixed `certificate-events` topic).
     pub deployment: String,
     /// The output offset the contents reflect: every record before it is folded in.
@@ -37,17 +47,16 @@ pub struct Meta {
     /// SHA-256 of the record at `output_offset - 1` (hex; `None` while the partition was empty).
     pub chain_head: Option<String>,
     pub next_source: i64,
-    pub next_status_index: u64,
+    /// Where the next certificate goes in the partition's Bitstring Status Lists.
+    pub next_status_position: u64,
     pub since_checkpoint: u64,
     pub last_checkpoint_at: DateTime<Utc>,
     pub chain_breaks: u64,
-    pub published_bits: Option<String>,
     /// Recipients with a lineage.
     pub recipients: u64,
-    /// SHA-256 of the revocation bits stored (hex): the bits are written again only when it
-    /// changes (at national scale they are megabytes per partition).
-    #[serde(default)]
-    pub bits_sha256: Option<String>,
+    /// Each status list's digests (its bits, what was last published): a list's bits are
+    /// written again only when their digest changes.
+    pub lists: std::collections::BTreeMap<u32, crate::lists::ListMeta>,
 }
 
 /// One partition's part of a store write.
@@ -56,9 +65,12 @@ pub struct PartitionWrite<'a> {
     /// Changed lineages, encoded.
     pub lineages: &'a [(RecipientKey, Vec<u8>)],
     pub meta: &'a Meta,
-    /// The revocation bits, when they changed since the last write.
-    pub bits: Option<&'a [u8]>,
+    /// The status lists whose bits changed since the last write.
+    pub lists: &'a [(u32, Vec<u8>)],
 }
+
+/// Status lists' bits, by list number.
+pub type ListBits = std::collections::BTreeMap<u32, Vec<u8>>;
 
 /// A lineage as stored.
 pub fn encode(lineage: &Lineage) -> anyhow::Result<Vec<u8>> {
@@ -159,9 +171,9 @@ impl Store {
         &self.deployment
     }
 
-    /// The partition's stored bookkeeping and revocation bits, if any were stored for this
-    /// deployment.
-    pub fn load(&self, partition: i32) -> anyhow::Result<Option<(Meta, Vec<u8>)>> {
+    /// The partition's stored bookkeeping and status lists' bits, if any were stored for this
+    /// deployment in this format.
+    pub fn load(&self, partition: i32) -> anyhow::Result<Option<(Meta, ListBits)>> {
         let read = self.db.begin_read()?;
         let meta = match read.open_table(META) {
             Ok(table) => table.get(partition)?.map(|v| v.value().to_vec()),
@@ -169,15 +181,24 @@ impl Store {
             Err(error) => return Err(error.into()),
         };
         let Some(meta) = meta else { return Ok(None) };
-        let meta: Meta = serde_json::from_slice(&meta).context("a stored partition's bookkeeping")?;
-        if meta.deployment != self.deployment {
+        // An earlier format's bookkeeping may not parse as this one's: either way it is not read.
+        let Ok(meta) = serde_json::from_slice::<Meta>(&meta) else {
+            return Ok(None);
+        };
+        if meta.deployment != self.deployment || meta.format != FORMAT {
             return Ok(None);
         }
-        let bits = match read.open_table(BITS) {
-            Ok(table) => table.get(partition)?.map(|v| v.value().to_vec()).unwrap_or_default(),
-            Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+        let mut bits = ListBits::new();
+        match read.open_table(LIST_BITS) {
+            Ok(table) => {
+                for row in table.range((partition, 0)..=(partition, u32::MAX))? {
+                    let (key, value) = row?;
+                    bits.insert(key.value().1, value.value().to_vec());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(error) => return Err(error.into()),
-        };
+        }
         Ok(Some((meta, bits)))
     }
 
@@ -205,7 +226,7 @@ impl Store {
         partition: i32,
         lineages: &[(RecipientKey, Vec<u8>)],
         meta: &Meta,
-        bits: &[u8],
+        lists: &[(u32, Vec<u8>)],
         before_commit: impl FnOnce(),
     ) -> anyhow::Result<()> {
         self.write_partitions(
@@ -213,7 +234,7 @@ impl Store {
                 partition,
                 lineages,
                 meta,
-                bits: Some(bits),
+                lists,
             }],
             before_commit,
         )
@@ -236,8 +257,9 @@ impl Store {
             write
                 .open_table(META)?
                 .insert(part.partition, serde_json::to_vec(part.meta)?.as_slice())?;
-            if let Some(bits) = part.bits {
-                write.open_table(BITS)?.insert(part.partition, bits)?;
+            let mut table = write.open_table(LIST_BITS)?;
+            for (list, bits) in part.lists {
+                table.insert((part.partition, *list), bits.as_slice())?;
             }
         }
         before_commit();
@@ -255,6 +277,9 @@ impl Store {
         write.delete_table(TableDefinition::<&str, &[u8]>::new(&name))?;
         write.open_table(META)?.remove(partition)?;
         write.open_table(BITS)?.remove(partition)?;
+        write
+            .open_table(LIST_BITS)?
+            .retain_in((partition, 0)..=(partition, u32::MAX), |_, _| false)?;
         write.commit()?;
         Ok(())
     }
@@ -266,17 +291,17 @@ mod tests {
 
     fn meta(deployment: &str, offset: i64) -> Meta {
         Meta {
+            format: FORMAT,
             deployment: deployment.into(),
             output_offset: offset,
             chain_head: Some(hex_of(&[7; 32])),
             next_source: 12,
-            next_status_index: 5,
+            next_status_position: 5,
             since_checkpoint: 3,
             last_checkpoint_at: Utc::now(),
             chain_breaks: 0,
-            published_bits: None,
             recipients: 2,
-            bits_sha256: None,
+            lists: Default::default(),
         }
     }
 
@@ -292,18 +317,28 @@ mod tests {
         let written = meta("certificate-events signer", 40);
         {
             let store = Store::open(&dir, "certificate-events signer", 1 << 20).unwrap();
-            store.write(3, &lineages[..], &written, &[0b1010], || ()).unwrap();
+            store
+                .write(3, &lineages[..], &written, &[(1003, vec![0b1010])], || ())
+                .unwrap();
             // A write that fails before its commit leaves the previous contents.
             let later = meta("certificate-events signer", 41);
             let aborted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                store.write(3, &[], &later, &[0xff], || panic!("killed before the commit"))
+                store.write(3, &[], &later, &[(1003, vec![0xff])], || {
+                    panic!("killed before the commit")
+                })
             }));
             assert!(aborted.is_err());
         }
         // Reopened (a restart): the committed partition is there, the aborted write is not.
         let store = Store::open(&dir, "certificate-events signer", 1 << 20).unwrap();
         let (meta_read, bits) = store.load(3).unwrap().expect("stored");
-        assert_eq!((meta_read, bits), (written, vec![0b1010]));
+        assert_eq!(
+            (meta_read, bits),
+            (written.clone(), ListBits::from([(1003, vec![0b1010])]))
+        );
+        // A partition of an earlier format is not read (it is rebuilt from the log).
+        store.write(5, &[], &Meta { format: 1, ..written }, &[], || ()).unwrap();
+        assert!(store.load(5).unwrap().is_none());
         assert!(store.lineage(3, &key(1)).unwrap().is_some());
         assert!(store.lineage(3, &key(2)).unwrap().is_none());
         assert!(store.load(4).unwrap().is_none(), "another partition");

@@ -318,8 +318,10 @@ async fn revoked_refused_offline(deployment: &Deployment, fold: &Fold, drill: &s
     let input = json!({
         "credentials": credentials,
         "didDocument": did,
-        "contexts": {credentials::contexts::VACCINATION_V1:
-            serde_json::from_str::<Value>(credentials::contexts::VACCINATION_V1_DOCUMENT).expect("JSON")},
+        "contexts": credentials::contexts::VACCINATION
+            .iter()
+            .map(|(url, document)| ((*url).to_owned(), serde_json::from_str::<Value>(document).expect("JSON")))
+            .collect::<serde_json::Map<_, _>>(),
         "statusLists": lists,
     });
     let verdicts = crate::js_verify(&input);

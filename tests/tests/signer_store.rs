@@ -59,11 +59,11 @@ async fn a_store_ahead_of_the_log_or_from_another_log_is_rebuilt_from_the_log() 
         let store = Store::open(&store_dir.0, &topic, 1 << 20).unwrap();
         let (mut ahead, bits) = store.load(0).unwrap().expect("partition 0 was stored");
         ahead.output_offset += 1_000;
-        store.write(0, &[], &ahead, &bits, || ()).unwrap();
+        store.write(0, &[], &ahead, &Vec::from_iter(bits), || ()).unwrap();
         let (mut other, bits) = store.load(1).unwrap().expect("partition 1 was stored");
         assert!(other.output_offset > 0, "partition 1 has output");
         other.chain_head = Some(hex_of(&[0xab; 32]));
-        store.write(1, &[], &other, &bits, || ()).unwrap();
+        store.write(1, &[], &other, &Vec::from_iter(bits), || ()).unwrap();
     }
 
     // The next signer on that store: both partitions are detected and rebuilt from the log;

@@ -84,8 +84,9 @@ async fn ssi_vc_js_and_pyld_accept_compiled_credentials_and_refuse_tampered_ones
             certificate_id: &id(9),
             record: &record,
             previous: &previous,
+            // Data model 1.1 and VC 2.0 credentials, alternately.
             status: StatusSlot {
-                list: 0,
+                list: if i % 2 == 0 { 0 } else { 1000 },
                 index: i as u64,
             },
             issued_at: Utc::now(),
@@ -117,7 +118,9 @@ async fn ssi_vc_js_and_pyld_accept_compiled_credentials_and_refuse_tampered_ones
         "didDocument": keyring.did_document(),
         "contexts": {
             contexts::VACCINATION_V1: context(contexts::VACCINATION_V1_DOCUMENT),
+            contexts::VACCINATION_V2: context(contexts::VACCINATION_V2_DOCUMENT),
             contexts::CREDENTIALS_V1: context(ssi_contexts::CREDENTIALS_V1),
+            contexts::CREDENTIALS_V2: context(ssi_contexts::CREDENTIALS_V2),
             contexts::DATA_INTEGRITY_V2: context(ssi_contexts::W3ID_DATA_INTEGRITY_V2),
         },
     });

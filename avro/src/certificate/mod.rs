@@ -315,6 +315,7 @@ fn outcome(outcome: &CertificateOutcome, credential: Option<&IssuedCredential>) 
                     ("credential", string(&credential.text)),
                     ("keyId", string(&credential.key_id)),
                     ("statusListIndex", Value::Long(status.index as i64)),
+                    ("statusList", status_list_value(status)),
                     ("supersedes", nullable(supersedes.as_ref().map(string))),
                     ("recordSha256", nullable(Some(fixed(&fingerprint.0)))),
                     ("sealedCredential", nullable(None)),
@@ -347,6 +348,7 @@ fn outcome(outcome: &CertificateOutcome, credential: Option<&IssuedCredential>) 
                 ("certificateId", string(certificate_id)),
                 ("reason", string(reason)),
                 ("statusListIndex", Value::Long(status.index as i64)),
+                ("statusList", status_list_value(status)),
             ])),
         ),
         CertificateOutcome::CertificateRejected { rule, detail } => Value::Union(
@@ -373,6 +375,11 @@ fn read_fixed(value: &Value, field: &str) -> Result<Sha256, ConvertError> {
     }
 }
 
+/// `statusList`: a Bitstring Status List's number, null for the partition's StatusList2021 list.
+fn status_list_value(status: &StatusSlot) -> Value {
+    nullable(status.is_bitstring().then(|| Value::Int(status.list as i32)))
+}
+
 fn status_index(f: &Fields, partition: i32) -> Result<StatusSlot, ConvertError> {
     let index = match f.required("statusListIndex")? {
         Value::Long(i) if *i >= 0 => *i as u64,
@@ -383,13 +390,25 @@ fn status_index(f: &Fields, partition: i32) -> Result<StatusSlot, ConvertError> 
             });
         }
     };
-    Ok(StatusSlot {
-        list: u32::try_from(partition).map_err(|_| ConvertError::Invalid {
+    let list = match f.optional_int("statusList")? {
+        Some(list) => {
+            let list = u32::try_from(list)
+                .ok()
+                .filter(|&l| domain::status::is_bitstring_list(l));
+            list.ok_or_else(|| ConvertError::Invalid {
+                field: "statusList".into(),
+                rule: format!(
+                    "must be a Bitstring Status List number (from {})",
+                    domain::status::FIRST_BITSTRING_LIST
+                ),
+            })?
+        }
+        None => u32::try_from(partition).map_err(|_| ConvertError::Invalid {
             field: "sourcePartition".into(),
             rule: "must not be negative".into(),
         })?,
-        index,
-    })
+    };
+    Ok(StatusSlot { list, index })
 }
 
 /// Reads an envelope back, checking every value through the domain's types.

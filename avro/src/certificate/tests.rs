@@ -129,7 +129,19 @@ fn envelopes() -> Vec<CertificateEnvelope> {
         },
         outcome_envelope(
             CertificateOutcome::RecipientErased {
-                certificates: vec![a_again],
+                certificates: vec![a_again.clone()],
+            },
+            None,
+        ),
+        // A VC 2.0 certificate's bit, in partition 3's second Bitstring Status List.
+        outcome_envelope(
+            CertificateOutcome::CertificateRevoked {
+                certificate_id: a_again,
+                reason: Text::parse("r", "issued in error").unwrap(),
+                status: StatusSlot {
+                    list: 2003,
+                    index: 777_777,
+                },
             },
             None,
         ),
@@ -296,12 +308,17 @@ fn renderings_round_trip_and_a_document_that_does_not_match_its_digest_is_refuse
     assert_eq!(from_avro(&value).unwrap(), original);
     // A record written before renderings existed (no field) reads with none.
     let schema = crate::schemas::parse(crate::schemas::CERTIFICATE_EVENTS);
-    let before = include_str!("../../schemas/history/certificate-events.v2.avsc");
-    assert_eq!(
-        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&crate::schemas::parse(before), &schema)
-            .unwrap(),
-        apache_avro::schema_compatibility::Compatibility::Full
-    );
+    // So do records written before Bitstring Status Lists (no `statusList`: the partition's).
+    for before in [
+        include_str!("../../schemas/history/certificate-events.v2.avsc"),
+        include_str!("../../schemas/history/certificate-events.v3.avsc"),
+    ] {
+        assert_eq!(
+            apache_avro::schema_compatibility::SchemaCompatibility::can_read(&crate::schemas::parse(before), &schema)
+                .unwrap(),
+            apache_avro::schema_compatibility::Compatibility::Full
+        );
+    }
     // The document changed after the digest was written.
     fn documents(value: &mut Value) -> Vec<&mut Value> {
         let mut out = Vec::new();

@@ -25,7 +25,7 @@ use rdf_types::LexicalQuad;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use ssi::{
-    claims::vc::v1::JsonCredential,
+    claims::vc::syntax::AnyJsonCredential,
     json_ld::{CompactJsonLd, ContextLoader, Expandable},
     rdf::{AnyLdEnvironment, LdEnvironment, urdna2015},
 };
@@ -33,9 +33,10 @@ use ssi::{
 use self::shape::{Constant, LearnError, Shape};
 use crate::contexts;
 
-/// The credential the shape is learned from (every field vaxtrail writes present).
-pub fn probe_credential() -> Value {
-    probe::credential()
+/// The credential a shape is learned from (every field vaxtrail writes present): data model 1.1,
+/// or VC 2.0.
+pub fn probe_credential(vc2: bool) -> Value {
+    probe::credential(vc2)
 }
 
 /// The cryptosuite this path implements.
@@ -51,13 +52,14 @@ pub const PROOF_PURPOSE: &str = "assertionMethod";
 /// ssi's types. `None` for a credential with keys outside that layout (serde's round trip then
 /// writes it). The differential tests compare the two on every generated credential.
 fn as_ssi_writes(map: &Map<String, Value>) -> Option<String> {
-    const FIELDS: [&str; 8] = [
+    const FIELDS: [&str; 9] = [
         "@context",
         "id",
         "type",
         "credentialSubject",
         "issuer",
         "issuanceDate",
+        "validFrom",
         "credentialStatus",
         "evidence",
     ];
@@ -144,13 +146,18 @@ struct Proof<'a> {
     proof_value: String,
 }
 
-/// The learned shapes of a credential and of its proof configuration.
-pub struct Compiled {
+/// The learned shapes of a credential and of its proof configuration, under one `@context`.
+struct Model {
     credential: Shape,
     proof: Shape,
-    /// The hash of the last canonical proof configuration, by its (`@context`, created,
-    /// method): the same for every credential signed within a second.
-    last_configuration: std::sync::Mutex<Option<(String, String, [u8; 32])>>,
+}
+
+/// The learned shapes: data model 1.1 credentials (still verified) and VC 2.0 ones.
+pub struct Compiled {
+    models: [Model; 2],
+    /// The hash of the last canonical proof configuration, by its (model, created, method): the
+    /// same for every credential signed within a second.
+    last_configuration: std::sync::Mutex<Option<(usize, String, String, [u8; 32])>>,
 }
 
 /// The quads ssi's JSON-LD path gives a document (expansion with the bundled contexts only, then
@@ -188,9 +195,18 @@ pub fn proof_configuration(context: &Value, created: &str, method: &str) -> Map<
 impl Compiled {
     /// Learns the shapes through the full path, once.
     pub async fn learn() -> Result<Self, LearnError> {
+        Ok(Self {
+            models: [
+                Self::learn_model(probe::credential(false)).await?,
+                Self::learn_model(probe::credential(true)).await?,
+            ],
+            last_configuration: std::sync::Mutex::new(None),
+        })
+    }
+
+    async fn learn_model(credential: Value) -> Result<Model, LearnError> {
         let loader = contexts::loader();
         let documents = contexts::documents();
-        let credential = probe::credential();
         let marked = shape::mark(&credential);
         let quads = full_quads(&marked, &loader).await.map_err(LearnError::expansion)?;
         let credential_shape = Shape::learn(&marked, &quads, &documents)?;
@@ -227,20 +243,25 @@ impl Compiled {
             });
         }
         let proof_shape = Shape::learn_with_constants(&Value::Object(config), &config_quads, &documents, &constants)?;
-        Ok(Self {
+        Ok(Model {
             credential: credential_shape,
             proof: proof_shape,
-            last_configuration: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The model of a document's `@context`.
+    fn model(&self, document: &Map<String, Value>) -> Option<usize> {
+        self.models.iter().position(|m| m.credential.has_context(document))
     }
 
     /// `hashData` of the cryptosuite: SHA-256 of the canonical proof configuration (the proof
     /// without its value, under the document's `@context`), then of the canonical document.
     /// `None` when either is outside the learned shapes.
     pub fn hash_data(&self, document: &Map<String, Value>, created: &str, method: &str) -> Option<[u8; 64]> {
+        let model = self.model(document)?;
         let mut out = [0u8; 64];
-        out[..32].copy_from_slice(&self.configuration_hash(document.get("@context")?, created, method)?);
-        let document = self.credential.quads(document)?;
+        out[..32].copy_from_slice(&self.configuration_hash(model, document.get("@context")?, created, method)?);
+        let document = self.models[model].credential.quads(document)?;
         out[32..].copy_from_slice(&Sha256::digest(canon::canonical(&document)));
         Some(out)
     }
@@ -248,29 +269,34 @@ impl Compiled {
     /// The proof configuration's hash, reused while the created time, the method and the
     /// `@context` (the shape's) stay the same: the same for every credential signed within a
     /// second.
-    fn configuration_hash(&self, context: &Value, created: &str, method: &str) -> Option<[u8; 32]> {
-        if let Some((c, m, hash)) = &*self.last_configuration.lock().expect("not poisoned")
+    fn configuration_hash(&self, model: usize, context: &Value, created: &str, method: &str) -> Option<[u8; 32]> {
+        let proof = &self.models[model].proof;
+        if let Some((n, c, m, hash)) = &*self.last_configuration.lock().expect("not poisoned")
+            && *n == model
             && c == created
             && m == method
-            && self.proof.is_context(context)
+            && proof.is_context(context)
         {
             return Some(*hash);
         }
         let configuration = proof_configuration(context, created, method);
-        let hash: [u8; 32] = Sha256::digest(canon::canonical(&self.proof.quads(&configuration)?)).into();
-        *self.last_configuration.lock().expect("not poisoned") = Some((created.to_owned(), method.to_owned(), hash));
+        let hash: [u8; 32] = Sha256::digest(canon::canonical(&proof.quads(&configuration)?)).into();
+        *self.last_configuration.lock().expect("not poisoned") =
+            Some((model, created.to_owned(), method.to_owned(), hash));
         Some(hash)
     }
 
     /// The canonical N-Quads of a document without a proof through the first-degree fast path
     /// alone: `None` outside the shape or when two blank nodes share a first-degree hash.
     pub fn canonical_document_fast(&self, document: &Map<String, Value>) -> Option<String> {
-        canon::fast(&self.credential.quads(document)?)
+        canon::fast(&self.models[self.model(document)?].credential.quads(document)?)
     }
 
     /// The canonical N-Quads of a document without a proof, or `None` outside the shape.
     pub fn canonical_document(&self, document: &Map<String, Value>) -> Option<String> {
-        Some(canon::canonical(&self.credential.quads(document)?))
+        Some(canon::canonical(
+            &self.models[self.model(document)?].credential.quads(document)?,
+        ))
     }
 
     /// Signs `document` (an unsigned credential) with `key` as `method`, created at `created`:
@@ -286,7 +312,9 @@ impl Compiled {
         // element), so both paths give the same text.
         let mut text = match as_ssi_writes(map) {
             Some(text) => text,
-            None => serde_json::to_string(&<JsonCredential as serde::Deserialize>::deserialize(document).ok()?).ok()?,
+            None => {
+                serde_json::to_string(&<AnyJsonCredential as serde::Deserialize>::deserialize(document).ok()?).ok()?
+            }
         };
         let proof = Proof {
             type_: PROOF_TYPE,
@@ -330,8 +358,18 @@ impl Compiled {
         DateTime::parse_from_rfc3339(created).ok()?;
         let mut document = credential.clone();
         document.remove("proof");
-        // The credential's own dates decide validity the way the full path's do.
-        let issued = DateTime::parse_from_rfc3339(document.get("issuanceDate")?.as_str()?).ok()?;
+        // The credential's own dates decide validity the way the full path's do: 1.1's
+        // `issuanceDate`, 2.0's `validFrom` (and `validUntil`, when a credential has one).
+        let date = |name: &str| {
+            document
+                .get(name)
+                .map(|d| d.as_str().and_then(|d| DateTime::parse_from_rfc3339(d).ok()))
+        };
+        let issued = match (date("issuanceDate"), date("validFrom")) {
+            (Some(issued), None) | (None, Some(issued)) => issued?,
+            _ => return None,
+        };
+        let until = date("validUntil");
         let hash = self.hash_data(&document, created, text("verificationMethod")?)?;
         let Some(signature) = text("proofValue")
             .and_then(|v| multibase::decode(v).ok())
@@ -340,6 +378,8 @@ impl Compiled {
             return Some(false);
         };
         // As the full path does: `verify`, not `verify_strict`.
-        Some(issued <= Utc::now() && key.verify(&hash, &signature).is_ok())
+        let now = Utc::now();
+        let current = issued <= now && until.is_none_or(|u| u.is_some_and(|u| now <= u));
+        Some(current && key.verify(&hash, &signature).is_ok())
     }
 }

@@ -1,4 +1,4 @@
-//! The probe the compiled shape is learned from: a credential built by the domain's own
+//! The probes the compiled shapes are learned from (a data model 1.1 and a VC 2.0 credential): a credential built by the domain's own
 //! `unsigned_credential`, so it has exactly the keys vaxtrail writes, with every optional one
 //! present (a second address line in both addresses, two previous doses, and `age` beside
 //! `dob`, which a credential carries one of).
@@ -14,7 +14,7 @@ use domain::{
 use serde_json::{Value, json};
 
 /// The probe credential.
-pub fn credential() -> Value {
+pub fn credential(vc2: bool) -> Value {
     let catalog = VaccineCatalog::divoc_default();
     let vaccine = catalog
         .vaccines()
@@ -79,7 +79,10 @@ pub fn credential() -> Value {
         certificate_id: &id("3"),
         record: &record,
         previous: &previous,
-        status: StatusSlot { list: 0, index: 1 },
+        status: StatusSlot {
+            list: if vc2 { domain::status::FIRST_BITSTRING_LIST } else { 0 },
+            index: 1,
+        },
         issued_at: Utc.with_ymd_and_hms(2021, 5, 1, 5, 0, 0).single().expect("a time"),
     });
     credential["credentialSubject"]["age"] = json!("31");

@@ -114,10 +114,8 @@ impl Worker {
         let event = &envelope.event;
         let state = self.states.get_mut(&partition).expect("present");
         let lineage = state.lineage(&event.recipient_key)?;
-        let slot = StatusSlot {
-            list: partition as u32,
-            index: state.next_status_index,
-        };
+        // A VC 2.0 credential's slot in a Bitstring Status List (every new certificate's).
+        let slot = state.next_slot()?;
         let decided = outcomes(&lineage, event, &self.settings.policy, slot);
         if let (VaccinationPayload::RecipientErased { .. }, Some(keys)) = (&event.payload, &self.settings.keys) {
             privacy::DataKeys::forget(keys.as_ref(), &event.recipient_key);

@@ -42,17 +42,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Signs the partition's revocation list from its state (every revocation of its log) and
-    /// appends it, so the query side serves a list that is complete by construction and holds no
-    /// signing key. Published when the bits change (at most once per `status_list_interval`) and
-    /// once for a partition that never had one.
-    pub(super) async fn publish_status_list(&mut self, partition: i32) -> anyhow::Result<()> {
+    /// Signs one of the partition's revocation lists from its state (every revocation of its
+    /// log) and appends it, so the query side serves a list that is complete by construction and
+    /// holds no signing key. Published when its bits change (at most once per
+    /// `status_list_interval`) and once when a certificate is first placed in it.
+    pub(super) async fn publish_status_list(&mut self, partition: i32, list: u32) -> anyhow::Result<()> {
         let Some(state) = self.states.get_mut(&partition) else {
             return Ok(());
         };
-        let list = u32::try_from(partition).context("a partition number is not negative")?;
-        let bits = state.revoked_bits.clone();
-        let bits_sha256 = state.bits_sha256();
+        let bits = state.lists.bits(list);
+        let bits_sha256 = state.lists.digest(list);
         let unsigned = credentials::status_list::unsigned(&self.settings.profile, list, &bits, Utc::now());
         let signed = self.signer.sign(unsigned).await.context("signing a status list")?;
         let record = CertificateEnvelope {
@@ -73,7 +72,7 @@ impl Worker {
         let stop = CancellationToken::new();
         self.append(partition, &record, &stop).await?;
         if let Some(state) = self.states.get_mut(&partition) {
-            state.list_published_at = Some(std::time::Instant::now());
+            state.lists.published_now(list);
         }
         metrics::counter!("vaxtrail_signer_status_lists_published_total").increment(1);
         Ok(())

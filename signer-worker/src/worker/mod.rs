@@ -26,7 +26,7 @@ use avro::{
 use chrono::Utc;
 use credentials::CredentialSigner;
 use domain::{
-    credential::{CredentialInput, IssuerProfile, StatusSlot, unsigned_credential},
+    credential::{CredentialInput, IssuerProfile, unsigned_credential},
     events::CertificateOutcome,
     lineage::{Policy, outcomes},
 };
@@ -67,6 +67,8 @@ pub struct Settings {
     pub dead_letters: String,
     pub profile: IssuerProfile,
     pub policy: Policy,
+    /// Places certificates in Bitstring Status Lists (keyed by the id secret, like the ids).
+    pub allocator: std::sync::Arc<domain::status::StatusAllocator>,
     /// A checkpoint after this many outcomes of a partition...
     pub checkpoint_every: u64,
     /// ...or this long after the last one, whichever comes first.
@@ -281,15 +283,19 @@ impl Worker {
             }
         }
         let interval = self.settings.status_list_interval;
-        let lists: Vec<i32> = self
+        let lists: Vec<(i32, u32)> = self
             .states
             .values_mut()
-            .filter_map(|s| s.list_outdated().then_some(&*s))
-            .filter(|s| s.list_published_at.is_none_or(|at| at.elapsed() >= interval))
-            .map(|s| s.partition)
+            .flat_map(|s| {
+                s.lists
+                    .due(interval)
+                    .into_iter()
+                    .map(|list| (s.partition, list))
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        for partition in lists {
-            if let Err(error) = self.publish_status_list(partition).await {
+        for (partition, list) in lists {
+            if let Err(error) = self.publish_status_list(partition, list).await {
                 self.reset(error).await;
                 return;
             }

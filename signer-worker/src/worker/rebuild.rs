@@ -26,7 +26,9 @@ pub(super) async fn rebuild(
     let (low, high) = reader.fetch_watermarks(&settings.certificate_events, partition, timeout)?;
     let restored = restorable(settings, &reader, partition, (low, high), stop).await?;
     let from_store = restored.is_some();
-    let mut state = restored.unwrap_or_else(|| PartitionState::new(partition, input_low, settings.store.clone()));
+    let mut state = restored.unwrap_or_else(|| {
+        PartitionState::new(partition, input_low, settings.store.clone(), settings.allocator.clone())
+    });
     state.next_source = state.next_source.max(input_low);
     let from = if from_store { state.output_end } else { low };
     if high > from {
@@ -149,7 +151,13 @@ async fn restorable(
         store.clear(partition)?;
         return Ok(None);
     }
-    Ok(Some(PartitionState::restored(partition, store.clone(), meta, bits)))
+    Ok(Some(PartitionState::restored(
+        partition,
+        store.clone(),
+        meta,
+        bits,
+        settings.allocator.clone(),
+    )))
 }
 
 /// Decodes an output record, waiting out registry outages; `None` when it is not decodable.

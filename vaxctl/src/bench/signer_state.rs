@@ -24,7 +24,6 @@ use chrono::Utc;
 use clap::Args;
 use domain::{
     commands::{ParseContext, RecordVaccination},
-    credential::StatusSlot,
     events::{VaccinationEvent, VaccinationPayload},
     ids::EventId,
     lineage::{Lineage, Policy, outcomes},
@@ -99,7 +98,7 @@ impl Outcomes {
             recipient_key: Self::recipient(i),
             payload: VaccinationPayload::VaccinationRecorded(self.template.clone()),
         };
-        let status = StatusSlot { list: 0, index: i };
+        let status = allocator().slot(0, i).expect("partition 0 has room");
         let outcome = outcomes(&Lineage::default(), &event, &self.policy, status)
             .into_iter()
             .next()
@@ -165,7 +164,7 @@ fn child(args: &SignerStateArgs, dir: &Path) -> anyhow::Result<()> {
     let baseline = resident();
     let store = Store::open(dir, DEPLOYMENT, args.cache_bytes)?;
     let every = store.write_every() as u64;
-    let mut state = PartitionState::new(0, 0, Some(store));
+    let mut state = PartitionState::new(0, 0, Some(store), allocator());
     let started = Instant::now();
     let bar = indicatif::ProgressBar::hidden();
     let mut peak = 0;
@@ -268,7 +267,7 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
         args.recipients
     );
     let outcomes = Outcomes::new()?;
-    let mut state = PartitionState::restored(0, store.clone(), meta, bits);
+    let mut state = PartitionState::restored(0, store.clone(), meta, bits, allocator());
     let from = state.output_end as u64;
     let bar = vaxctl::progress(args.recent as usize, "restore", args.json);
     outcomes.fold(&mut state, from..total, Some(WRITE_EVERY), &bar)?;
@@ -296,7 +295,7 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
     // 3. The baseline: a full rebuild without a store, everything in memory.
     let before = resident();
     let started = Instant::now();
-    let mut memory = PartitionState::new(0, 0, None);
+    let mut memory = PartitionState::new(0, 0, None, allocator());
     let bar = vaxctl::progress(total as usize, "full", args.json);
     outcomes.fold(&mut memory, 0..total, None, &bar)?;
     bar.finish_and_clear();
@@ -378,4 +377,13 @@ pub fn run(args: &SignerStateArgs) -> anyhow::Result<()> {
         held as f64 / total as f64
     );
     Ok(())
+}
+
+/// The development deployment's status allocator (one for the whole bench).
+fn allocator() -> std::sync::Arc<domain::status::StatusAllocator> {
+    static ALLOCATOR: std::sync::LazyLock<std::sync::Arc<domain::status::StatusAllocator>> =
+        std::sync::LazyLock::new(|| {
+            std::sync::Arc::new(domain::status::StatusAllocator::new(&domain::ids::IdKey::development()))
+        });
+    ALLOCATOR.clone()
 }
