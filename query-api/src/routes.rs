@@ -588,19 +588,23 @@ pub async fn vaccination_context(Path(version): Path<String>) -> Result<Response
 /// model 1.1 credentials (the partition's number).
 pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<String>) -> Result<Response, Problem> {
     use domain::status::{FIRST_BITSTRING_LIST, is_bitstring_list};
-    let list: u32 = list
-        .parse()
-        .ok()
-        .filter(|&l| l % FIRST_BITSTRING_LIST < state.partitions && i32::try_from(l).is_ok())
-        .ok_or_else(|| {
-            Problem::field(
-                "list",
-                format!(
-                    "a status list is 1000 × (n + 1) + partition (a Bitstring Status List) or a partition number (a StatusList2021 list), with partitions 0 to {}",
-                    state.partitions.saturating_sub(1)
-                ),
-            )
-        })?;
+    let list: u32 = list.parse().ok().filter(|&l| i32::try_from(l).is_ok()).ok_or_else(|| {
+        Problem::field(
+            "list",
+            "a status list is 1000 × (n + 1) + partition (a Bitstring Status List) or a partition number (a StatusList2021 list), at most 2147483647",
+        )
+    })?;
+    let missing = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "no-such-status-list",
+            "No such status list was published",
+        )
+    };
+    if list % FIRST_BITSTRING_LIST >= state.partitions {
+        // A partition this deployment does not have: no store is asked.
+        return Err(missing());
+    }
     let published = state
         .store
         .published_status_list(list)
@@ -629,11 +633,7 @@ pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<St
                 )
                 .retry_after(2)
             } else {
-                Problem::new(
-                    StatusCode::NOT_FOUND,
-                    "no-such-status-list",
-                    "No such status list was published",
-                )
+                missing()
             });
         }
     };

@@ -60,7 +60,9 @@ struct Credential {
     #[serde(rename = "type")]
     _type: OneOrMany<String>,
     issuer: String,
-    issuance_date: String,
+    /// A data model 1.1 credential's; a VC 2.0 one has `validFrom` instead (exactly one).
+    issuance_date: Option<String>,
+    valid_from: Option<String>,
     credential_subject: Subject,
     evidence: OneOrMany<Evidence>,
     non_transferable: bool,
@@ -190,6 +192,12 @@ pub fn check(document: &Value) -> Result<(), ShapeError> {
         field: field_of(&e.to_string()),
         rule: format!("is not the shape of a vaxtrail credential: {e}"),
     })?;
+    if credential.issuance_date.is_some() == credential.valid_from.is_some() {
+        return Err(ShapeError {
+            field: "validFrom".into(),
+            rule: "a credential has validFrom (VC 2.0) or issuanceDate (data model 1.1), one of them".into(),
+        });
+    }
     let subject = &credential.credential_subject;
     let evidence = credential.evidence.items();
     if evidence.len() != 1 {

@@ -283,9 +283,46 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     );
 
     // Verification: valid, superseded, revoked, and invalid for each reason.
+    assert_eq!(
+        c2_credential["@context"][0], "https://www.w3.org/ns/credentials/v2",
+        "VC 2.0"
+    );
+    assert_eq!(c2_credential["credentialStatus"]["type"], "BitstringStatusListEntry");
     let answer = verify(&client, &url, c2_credential.clone()).await;
     assert_eq!(answer["outcome"], "valid", "{answer}");
     assert_eq!(answer["verificationMethod"], "did:web:certificates.test#key-1");
+    // A data model 1.1 credential, as the signer wrote them before VC 2.0 (C2's, in its
+    // partition's StatusList2021 list), still verifies.
+    let mut earlier = c2_credential.clone();
+    let earlier = earlier.as_object_mut().unwrap();
+    earlier.remove("proof");
+    let valid_from = earlier.remove("validFrom").unwrap();
+    earlier.insert("issuanceDate".into(), valid_from);
+    earlier.insert(
+        "@context".into(),
+        json!([
+            domain::credential::CREDENTIALS_V1,
+            domain::credential::VACCINATION_V1,
+            domain::credential::DATA_INTEGRITY_V2
+        ]),
+    );
+    earlier.insert(
+        "credentialStatus".into(),
+        json!({
+            "id": "https://certificates.test/v1/status-lists/0#41",
+            "type": "StatusList2021Entry",
+            "statusPurpose": "revocation",
+            "statusListIndex": "41",
+            "statusListCredential": "https://certificates.test/v1/status-lists/0",
+        }),
+    );
+    let earlier = credentials::CredentialSigner::new(issuer.keyring.clone())
+        .sign(Value::Object(earlier.clone()))
+        .await
+        .unwrap()
+        .text;
+    let answer = verify(&client, &url, serde_json::from_str(&earlier).unwrap()).await;
+    assert_eq!(answer["outcome"], "valid", "a data model 1.1 credential: {answer}");
     let answer = verify(&client, &url, c4_credential.clone()).await;
     assert_eq!(answer["outcome"], "valid", "{answer}");
     assert_eq!(
@@ -368,7 +405,16 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
         "{list_text}"
     );
     let list: Value = serde_json::from_str(&list_text).unwrap();
+    assert_eq!(list["type"][1], "BitstringStatusListCredential");
+    assert!(
+        path.rsplit('/').next().unwrap().parse::<u32>().unwrap() >= 1000,
+        "{path}"
+    );
     let encoded = list["credentialSubject"]["encodedList"].as_str().unwrap();
+    // A list nobody published: 404 (not "retry"), for a partition the deployment has or not.
+    for nosuch in ["/v1/status-lists/9000", "/v1/status-lists/1999", "/v1/status-lists/7"] {
+        assert_eq!(get(nosuch.into()).await.status(), StatusCode::NOT_FOUND, "{nosuch}");
+    }
     if c2_credential["credentialStatus"]["statusListCredential"] == list_url {
         assert!(!query_api::status_list::is_set(encoded, index(&c2_credential)).unwrap());
     }
@@ -376,6 +422,9 @@ async fn certificates_qr_pdf_verification_status_lists_rotation_and_fallbacks() 
     // The DID document lists both keys; the context is served, immutable.
     let did: Value = get("/.well-known/did.json".into()).await.json().await.unwrap();
     assert_eq!(did["assertionMethod"].as_array().unwrap().len(), 2, "{did}");
+    let v2 = get("/credentials/vaccination/v2".into()).await;
+    assert_eq!(v2.status(), StatusCode::OK);
+    assert_eq!(v2.text().await.unwrap(), credentials::contexts::VACCINATION_V2_DOCUMENT);
     let context = get("/credentials/vaccination/v1".into()).await;
     assert!(
         context.headers()[header::CACHE_CONTROL]
