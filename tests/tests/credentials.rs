@@ -23,8 +23,9 @@ fn profile() -> IssuerProfile {
     }
 }
 
-/// DIVOC's sample as dose 2 of 2, listing dose 1.
-fn sample_credential() -> Value {
+/// DIVOC's sample as dose 2 of 2, listing dose 1: a data model 1.1 credential in status list 0,
+/// or a VC 2.0 one in a Bitstring Status List (list 1000 on).
+fn sample_credential(list: u32) -> Value {
     let mut record = fixtures::divoc_record();
     let first_id = CertificateId::for_event(&domain::ids::IdKey::development(), EventId::derive("test", "dose-1"));
     let first = CertifiedDose::of(&first_id, &record);
@@ -37,7 +38,7 @@ fn sample_credential() -> Value {
         ),
         record: &record,
         previous: &[first],
-        status: StatusSlot { list: 0, index: 12 },
+        status: StatusSlot { list, index: 12 },
         issued_at: Utc::now(),
     })
 }
@@ -81,8 +82,14 @@ fn evidence_of(credential: &Value) -> Value {
 
 #[tokio::test]
 async fn a_signed_credential_verifies_with_only_the_published_did_document() {
+    for list in [0, 1000] {
+        a_signed_credential_verifies(list).await;
+    }
+}
+
+async fn a_signed_credential_verifies(list: u32) {
     let keyring = keyring("key-1");
-    let signed = sign(&keyring, sample_credential()).await;
+    let signed = sign(&keyring, sample_credential(list)).await;
     assert_eq!(signed["proof"]["type"], "DataIntegrityProof");
     assert_eq!(signed["proof"]["cryptosuite"], "eddsa-rdfc-2022");
     assert_eq!(
@@ -107,9 +114,15 @@ async fn a_signed_credential_verifies_with_only_the_published_did_document() {
 
 #[tokio::test]
 async fn swapping_any_two_values_of_a_node_or_dropping_any_field_breaks_the_signature() {
+    for list in [0, 1000] {
+        swapping_or_dropping_breaks(list).await;
+    }
+}
+
+async fn swapping_or_dropping_breaks(list: u32) {
     let keyring = keyring("key-1");
     let verifier = CredentialVerifier::new(&keyring);
-    let signed = sign(&keyring, sample_credential()).await;
+    let signed = sign(&keyring, sample_credential(list)).await;
     let evidence_key = if signed["evidence"].is_array() {
         vec!["evidence".to_owned(), "0".to_owned()]
     } else {
@@ -167,4 +180,25 @@ async fn swapping_any_two_values_of_a_node_or_dropping_any_field_breaks_the_sign
     }
     assert!(tampered > 80, "only {tampered} tamperings tried");
     assert!(still_valid.is_empty(), "still valid after: {still_valid:#?}");
+}
+
+#[tokio::test]
+async fn a_vc2_credential_makes_a_qr_code_no_larger_than_the_same_1_1_credential() {
+    let keyring = keyring("key-1");
+    let mut sizes = Vec::new();
+    for list in [0, 1000] {
+        let signed = sign(&keyring, sample_credential(list)).await.to_string();
+        let payload = query_api::qr::payload(&signed);
+        let version = query_api::qr::version(&query_api::qr::code(&payload).unwrap());
+        sizes.push((signed.len(), payload.len(), version));
+    }
+    let [(v1_text, v1_zip, v1_qr), (v2_text, v2_zip, v2_qr)] = sizes[..] else {
+        unreachable!()
+    };
+    println!(
+        "W3C QR, dose 2 of 2 listing dose 1: data model 1.1 {v1_text} chars, {v1_zip} zipped, version {v1_qr}; \
+         VC 2.0 {v2_text} chars, {v2_zip} zipped, version {v2_qr} (ECC M)"
+    );
+    assert!(v2_text < v1_text && v2_zip < v1_zip, "{sizes:?}");
+    assert!(v2_qr <= v1_qr, "{sizes:?}");
 }
