@@ -115,6 +115,12 @@ pub struct Config {
 
 impl Config {
     fn settings(&self) -> anyhow::Result<Settings> {
+        anyhow::ensure!(
+            (self.kafka.partitions as u32) < domain::status::MAX_PARTITIONS,
+            "VAXTRAIL_PARTITIONS is {}: status lists are numbered for fewer than {} partitions",
+            self.kafka.partitions,
+            domain::status::MAX_PARTITIONS
+        );
         let topics = self.kafka.topics();
         let store = match &self.state_dir {
             // Named by the log it folds (the prefixed topic); that it is this cluster's log is
