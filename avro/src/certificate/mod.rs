@@ -377,7 +377,7 @@ fn read_fixed(value: &Value, field: &str) -> Result<Sha256, ConvertError> {
 
 /// `statusList`: a Bitstring Status List's number, null for the partition's StatusList2021 list.
 fn status_list_value(status: &StatusSlot) -> Value {
-    nullable(status.is_bitstring().then(|| Value::Int(status.list as i32)))
+    nullable(status.is_bitstring().then_some(Value::Int(status.list as i32)))
 }
 
 fn status_index(f: &Fields, partition: i32) -> Result<StatusSlot, ConvertError> {

@@ -152,12 +152,15 @@ struct Model {
     proof: Shape,
 }
 
+/// A proof configuration's hash, by the model, `created` and `verificationMethod` it was for.
+type LastConfiguration = (usize, String, String, [u8; 32]);
+
 /// The learned shapes: data model 1.1 credentials (still verified) and VC 2.0 ones.
 pub struct Compiled {
     models: [Model; 2],
     /// The hash of the last canonical proof configuration, by its (model, created, method): the
     /// same for every credential signed within a second.
-    last_configuration: std::sync::Mutex<Option<(usize, String, String, [u8; 32])>>,
+    last_configuration: std::sync::Mutex<Option<LastConfiguration>>,
 }
 
 /// The quads ssi's JSON-LD path gives a document (expansion with the bundled contexts only, then

@@ -456,7 +456,7 @@ pub async fn sign(args: &SignArgs) -> anyhow::Result<()> {
     };
     let mut credentials = Vec::with_capacity(args.count);
     let mut records = Vec::with_capacity(args.count);
-    for i in 0..args.count {
+    for (i, &status) in slots.iter().enumerate() {
         let record = RecordVaccination::parse(&body(i), &ctx).map_err(|e| anyhow::anyhow!("{e:?}"))?;
         let certificate_id = CertificateId::for_event(
             &domain::ids::IdKey::development(),
@@ -467,7 +467,7 @@ pub async fn sign(args: &SignArgs) -> anyhow::Result<()> {
             certificate_id: &certificate_id,
             record: &record,
             previous: &[],
-            status: slots[i],
+            status,
             issued_at: chrono::Utc::now(),
         }));
         records.push((record, certificate_id));
