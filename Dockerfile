@@ -15,8 +15,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
        target/release/query-api target/release/vaxctl target/release/vaxtrail-registry /out/
 
 FROM debian:bookworm-slim AS runtime
+# fonts-noto-core and fonts-noto-cjk: the fonts the query API embeds in PDFs (every script a
+# name or address may use; VAXTRAIL_PDF_FONTS).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl fonts-noto-core fonts-noto-cjk \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 vaxtrail \
  && mkdir -p /var/lib/vaxtrail/signer-state /var/lib/vaxtrail/kek \

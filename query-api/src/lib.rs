@@ -122,6 +122,14 @@ pub struct Config {
         default_value_t = 10
     )]
     pub analytics_min_cell: u64,
+    /// Directories of the fonts the PDFs embed (Debian's Noto fonts: `fonts-noto-core`, and
+    /// `fonts-noto-cjk` for Chinese, Japanese and Korean names), separated by `:`.
+    #[arg(
+        long = "pdf-fonts",
+        env = "VAXTRAIL_PDF_FONTS",
+        default_value = "/usr/share/fonts/truetype/noto:/usr/share/fonts/opentype/noto"
+    )]
+    pub pdf_fonts: String,
 }
 
 /// The issuer as the query API knows it: its DID, its published (public) keys and where it
@@ -188,6 +196,8 @@ pub struct AppState {
     pub eu_dcc_trust: Option<credentials::hcert::DocumentSigners>,
     /// The SMART Health Card keys' public halves (`None`: no card is issued here).
     pub shc_keys: Option<credentials::shc::ShcKeys>,
+    /// The PDFs' fonts.
+    pub fonts: pdf::Fonts,
 }
 
 /// The running service.
@@ -244,6 +254,12 @@ impl Application {
                 .shc
                 .keys()
                 .map_err(|e| anyhow::anyhow!("loading the SMART Health Card public keys: {e}"))?,
+            fonts: {
+                let dirs: Vec<std::path::PathBuf> = std::env::split_paths(&config.pdf_fonts).collect();
+                let fonts = pdf::Fonts::load(&dirs)?;
+                tracing::info!(fonts = fonts.loaded.len(), "PDF fonts loaded");
+                fonts
+            },
         });
         let readiness = Readiness::default()
             .with("postgres", checks::postgres(pool))

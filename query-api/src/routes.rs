@@ -287,7 +287,7 @@ pub(crate) async fn pdf_of(
     let credential: Value = serde_json::from_str(&certificate.credential).unwrap_or(Value::Null);
     let sheet = pdf::Sheet::of(&credential);
     let verify_url = format!("{}/verify", state.profile.base_url);
-    let bytes = pdf::render(&sheet, &code, &verify_url).map_err(|e| {
+    let bytes = pdf::render(&sheet, &code, &verify_url, &state.fonts).map_err(|e| {
         tracing::error!(certificate = %certificate.id, error = %e, "rendering the PDF");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,9 +1,22 @@
 //! The printable certificate: one A4 page with the WHO DDCC core data set, a table of this and the
 //! earlier doses of the programme (the template grows from 1 to N rows), and the QR code drawn as
 //! vector modules, 2.5 × 2.5 inches, so it prints sharp and scans at any printer resolution.
+//! Written with `krilla`; every text is shaped in the script it is written in, with Debian's Noto
+//! fonts embedded as subsets ([`fonts`]).
 
-use printpdf::{BuiltinFont, Color, IndirectFontRef, Line, Mm, PdfDocument, PdfLayerReference, Point, Rect, Rgb};
+pub mod fonts;
+
+use krilla::{
+    Document,
+    geom::{PathBuilder, Rect},
+    metadata::Metadata,
+    page::PageSettings,
+    paint::Fill,
+    surface::Surface,
+};
 use qrcode::{Color as Module, QrCode};
+
+pub use self::fonts::Fonts;
 use serde_json::Value;
 
 /// The QR code's printed side, without its quiet zone: 2.5 inches.
@@ -16,6 +29,8 @@ pub struct Sheet {
     pub birth: (String, String),
     pub gender: String,
     pub identifier: String,
+    /// The recipient's address, on one line.
+    pub address: String,
     pub certificate_id: String,
     pub vaccine: String,
     pub manufacturer: String,
@@ -50,6 +65,22 @@ fn masked(identifier: &str) -> String {
         .collect()
 }
 
+/// An address on one line, its parts as written.
+fn address_line(address: &Value) -> String {
+    [
+        "streetAddress",
+        "streetAddress2",
+        "district",
+        "addressRegion",
+        "postalCode",
+    ]
+    .iter()
+    .map(|k| text(&address[*k]))
+    .filter(|part| !part.trim().is_empty())
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 impl Sheet {
     /// Reads the page's fields from a credential vaxtrail signed.
     pub fn of(credential: &Value) -> Self {
@@ -81,6 +112,7 @@ impl Sheet {
             birth,
             gender: text(&subject["gender"]),
             identifier: masked(&text(&subject["id"])),
+            address: address_line(&subject["address"]),
             certificate_id: text(&evidence["certificateId"]),
             vaccine: format!("{} ({})", text(&evidence["vaccine"]), text(&evidence["prophylaxis"])),
             manufacturer: text(&evidence["manufacturer"]),
@@ -100,56 +132,70 @@ impl Sheet {
     }
 }
 
-/// Text as the PDF's built-in fonts can print it (Latin-1; anything else becomes `?`).
-fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if (' '..='~').contains(&c) || ('\u{a0}'..='\u{ff}').contains(&c) {
-                c
-            } else {
-                '?'
+/// Points per millimetre.
+const PT: f32 = 72.0 / 25.4;
+/// The page: A4, in millimetres.
+const PAGE_MM: (f32, f32) = (210.0, 297.0);
+
+/// The page being drawn, with positions in millimetres from its bottom-left corner (as the
+/// layout below is written) turned into krilla's points from the top-left.
+struct Page<'a, 'b> {
+    surface: &'a mut Surface<'b>,
+    fonts: &'a Fonts,
+}
+
+impl Page<'_, '_> {
+    fn text(&mut self, s: &str, size: f32, x: f32, y: f32, bold: bool) {
+        self.fonts
+            .draw(self.surface, s, size, x * PT, (PAGE_MM.1 - y) * PT, bold);
+    }
+
+    /// Text cut (with an ellipsis) to `width` millimetres.
+    fn cell(&mut self, s: &str, size: f32, x: f32, y: f32, width: f32) {
+        let fitted = self.fonts.fit(s, size, width * PT, false);
+        self.text(&fitted, size, x, y, false);
+    }
+
+    /// Filled rectangles, `(left, bottom, right, top)` in millimetres.
+    fn rects(&mut self, rects: impl IntoIterator<Item = (f32, f32, f32, f32)>) {
+        let mut path = PathBuilder::new();
+        for (left, bottom, right, top) in rects {
+            if let Some(rect) =
+                Rect::from_ltrb(left * PT, (PAGE_MM.1 - top) * PT, right * PT, (PAGE_MM.1 - bottom) * PT)
+            {
+                path.push_rect(rect);
             }
-        })
-        .collect()
-}
-
-struct Page {
-    layer: PdfLayerReference,
-    regular: IndirectFontRef,
-    bold: IndirectFontRef,
-}
-
-impl Page {
-    fn text(&self, s: &str, size: f32, x: f32, y: f32, bold: bool) {
-        let font = if bold { &self.bold } else { &self.regular };
-        self.layer.use_text(printable(s), size, Mm(x), Mm(y), font);
+        }
+        if let Some(path) = path.finish() {
+            self.surface.set_fill(Some(Fill::default()));
+            self.surface.draw_path(&path);
+        }
     }
 
-    fn rule(&self, x1: f32, x2: f32, y: f32) {
-        self.layer.add_line(Line {
-            points: vec![(Point::new(Mm(x1), Mm(y)), false), (Point::new(Mm(x2), Mm(y)), false)],
-            is_closed: false,
-        });
+    /// A horizontal rule, 0.5 pt.
+    fn rule(&mut self, x1: f32, x2: f32, y: f32) {
+        let half = 0.25 / PT;
+        self.rects([(x1, y - half, x2, y + half)]);
     }
 }
 
-/// Renders the certificate: A4, the fields, the dose table and the QR code of `qr`.
-pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, printpdf::Error> {
-    let (doc, page, layer) = PdfDocument::new(
-        format!("Vaccination certificate {}", sheet.certificate_id),
-        Mm(210.0),
-        Mm(297.0),
-        "certificate",
-    );
-    let page = Page {
-        layer: doc.get_page(page).get_layer(layer),
-        regular: doc.add_builtin_font(BuiltinFont::Helvetica)?,
-        bold: doc.add_builtin_font(BuiltinFont::HelveticaBold)?,
+/// Why a PDF could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("the PDF could not be written: {0:?}")]
+pub struct RenderError(krilla::error::KrillaError);
+
+/// Renders the certificate: A4, the fields, the dose table and the QR code of `qr`, every text in
+/// the script it is written in (`fonts`).
+pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str, fonts: &Fonts) -> Result<Vec<u8>, RenderError> {
+    let mut document = Document::new();
+    document.set_metadata(Metadata::new().title(format!("Vaccination certificate {}", sheet.certificate_id)));
+    let mut pdf_page =
+        document.start_page_with(PageSettings::from_wh(PAGE_MM.0 * PT, PAGE_MM.1 * PT).expect("A4 is a valid size"));
+    let mut surface = pdf_page.surface();
+    let mut page = Page {
+        surface: &mut surface,
+        fonts,
     };
-    let black = Color::Rgb(Rgb::new(0.0, 0.0, 0.0, None));
-    page.layer.set_fill_color(black.clone());
-    page.layer.set_outline_color(black);
-    page.layer.set_outline_thickness(0.5);
 
     page.text("Certificate of Vaccination", 20.0, 20.0, 275.0, true);
     page.text(
@@ -166,6 +212,7 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
         (sheet.birth.0.as_str(), sheet.birth.1.as_str()),
         ("Gender", sheet.gender.as_str()),
         ("Identifier", sheet.identifier.as_str()),
+        ("Address", sheet.address.as_str()),
         ("Vaccine", sheet.vaccine.as_str()),
         ("Manufacturer", sheet.manufacturer.as_str()),
         ("Batch", sheet.batch.as_str()),
@@ -179,14 +226,14 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
     let mut y = 252.0;
     for (label, value) in fields {
         page.text(label, 10.0, 20.0, y, true);
-        page.text(value, 10.0, 70.0, y, false);
+        page.cell(value, 10.0, 70.0, y, 120.0);
         y -= 7.0;
     }
 
     y -= 4.0;
     page.text("Doses of this programme", 12.0, 20.0, y, true);
     y -= 7.0;
-    let columns = [20.0, 42.0, 66.0, 96.0, 138.0, 160.0];
+    let columns = [20.0, 42.0, 66.0, 96.0, 138.0, 160.0, 190.0];
     for (x, head) in columns
         .iter()
         .zip(["Dose", "Date", "Vaccine", "Manufacturer", "Batch", "Centre"])
@@ -196,9 +243,8 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
     page.rule(20.0, 190.0, y - 2.0);
     for row in &sheet.doses {
         y -= 6.5;
-        for (x, cell) in columns.iter().zip(row) {
-            let cell: String = cell.chars().take(28).collect();
-            page.text(&cell, 8.5, *x, y, false);
+        for (i, cell) in row.iter().enumerate() {
+            page.cell(cell, 8.5, columns[i], y, columns[i + 1] - columns[i] - 1.5);
         }
     }
 
@@ -207,6 +253,7 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
     let module = QR_SIDE_MM / width as f32;
     let (left, bottom) = (20.0, 20.0);
     let colors = qr.to_colors();
+    let mut modules = Vec::new();
     for row in 0..width {
         let mut column = 0;
         while column < width {
@@ -216,17 +263,18 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
                     column += 1;
                 }
                 let top = bottom + QR_SIDE_MM - row as f32 * module;
-                page.layer.add_rect(Rect::new(
-                    Mm(left + start as f32 * module),
-                    Mm(top - module),
-                    Mm(left + column as f32 * module),
-                    Mm(top),
+                modules.push((
+                    left + start as f32 * module,
+                    top - module,
+                    left + column as f32 * module,
+                    top,
                 ));
             } else {
                 column += 1;
             }
         }
     }
+    page.rects(modules);
     page.text("Scan to verify, or visit", 10.0, 92.0, 70.0, true);
     page.text(verify_url, 10.0, 92.0, 64.0, false);
     page.text(
@@ -236,7 +284,9 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str) -> Result<Vec<u8>, p
         56.0,
         false,
     );
-    doc.save_to_bytes()
+    surface.finish();
+    pdf_page.finish();
+    document.finish().map_err(RenderError)
 }
 
 #[cfg(test)]
@@ -278,9 +328,31 @@ mod tests {
         assert_eq!(sheet.certificate_id, "ABCD1234EFGH");
     }
 
+    fn fonts() -> Fonts {
+        Fonts::load(&[
+            "/usr/share/fonts/truetype/noto".into(),
+            "/usr/share/fonts/opentype/noto".into(),
+        ])
+        .expect("Debian's Noto fonts (deploy/local/install)")
+    }
+
     #[test]
-    fn non_latin_text_is_printed_as_question_marks_not_dropped() {
-        assert_eq!(printable("Ananya अनन्या"), "Ananya ??????");
-        assert_eq!(printable("José"), "José");
+    fn a_name_in_any_script_is_laid_out_in_its_own_font_and_direction() {
+        let fonts = fonts();
+        // Latin, then Devanagari: two runs; Arabic within Latin: its run right to left.
+        let runs = fonts.runs("Ananya अनन्या", false);
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        assert_eq!(runs[1].1, "अनन्या");
+        assert_ne!(runs[0].0, runs[1].0);
+        let runs = fonts.runs("Ahmed أحمد علي", false);
+        assert!(runs.iter().any(|(_, s, rtl)| *rtl && s.contains("أحمد")), "{runs:?}");
+        // A conjunct is narrower than its letters drawn apart: shaping happened.
+        assert!(
+            fonts.width("क्ष", 10.0, false)
+                < fonts.width("क", 10.0, false) + fonts.width("्", 10.0, false) + fonts.width("ष", 10.0, false)
+        );
+        // Cut to fit, with an ellipsis.
+        let cut = fonts.fit(&"Vaccination centre ".repeat(10), 8.5, 100.0, false);
+        assert!(cut.ends_with('…') && fonts.width(&cut, 8.5, false) <= 100.0, "{cut}");
     }
 }

@@ -1,0 +1,153 @@
+//! A certificate every citizen can read: names and addresses in Devanagari, Tamil, Bengali,
+//! Sinhala, Arabic (right to left) and CJK print shaped, in embedded subsets of Debian's Noto
+//! fonts. Read back with real tools: `pdftotext` recovers the exact name and address (the text
+//! layer is right), tesseract (Debian's trained data) reads a Devanagari and a Tamil name off the
+//! page rendered at 300 dpi, `pdffonts` lists only embedded subsets, and the QR code still decodes
+//! at 2.5 in. The page images are kept as artifacts (`VAXTRAIL_ARTIFACTS`).
+
+use std::{path::Path, process::Command};
+
+use query_api::pdf::{Fonts, Sheet, render};
+use serde_json::{Value, json};
+use vaxtrail_tests::{Scratch, zbar_scan};
+
+/// A credential of vaxtrail's shape with this recipient (the page reads nothing else of it).
+fn credential(name: &str, street: &str, district: &str) -> Value {
+    json!({
+        "issuer": "did:web:certificates.example.gov",
+        "credentialSubject": {
+            "name": name, "dob": "1990-04-02", "gender": "Female",
+            "id": "did:in.gov.uidai.aadhaar:123456789012",
+            "address": {"streetAddress": street, "district": district, "addressRegion": "Karnataka",
+                        "addressCountry": "IND", "postalCode": "560034"},
+        },
+        "evidence": [{
+            "certificateId": "ABCD1234EFGH5678J", "dose": 1, "totalDoses": 2, "date": "2021-05-01",
+            "vaccine": "Covishield", "prophylaxis": "COVID-19 vaccine, non-replicating viral vector",
+            "manufacturer": "Serum Institute of India", "batch": "4121Z025",
+            "effectiveStart": "2021-05-01", "effectiveUntil": "2022-05-01",
+            "facility": {"name": "PHC Mysuru", "address": {"addressCountry": "IND"}},
+        }],
+    })
+}
+
+fn run(program: &str, args: &[&str], files: &[&Path]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is installed (deploy/local/install): {e}"));
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Text without the bidi controls pdftotext puts around a right-to-left run, spaces squeezed.
+fn plain(text: &str) -> String {
+    text.chars()
+        .filter(|c| !('\u{202a}'..='\u{202e}').contains(c) && !('\u{2066}'..='\u{2069}').contains(c))
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
+    let fonts = Fonts::load(&[
+        "/usr/share/fonts/truetype/noto".into(),
+        "/usr/share/fonts/opentype/noto".into(),
+    ])
+    .expect("Debian's Noto fonts (deploy/local/install)");
+    let scratch = Scratch::new("pdf-scripts");
+    // Where the pages go: `$VAXTRAIL_ARTIFACTS`, else `.vaxtrail/artifacts` in the repository.
+    let artifacts = std::env::var_os("VAXTRAIL_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.vaxtrail/artifacts"));
+    // (script, name, street, district, tesseract's language for the name)
+    let people = [
+        ("devanagari", "अनन्या क्षत्रिय", "१२ महात्मा गांधी मार्ग", "मैसूरु", Some("hin")),
+        ("tamil", "தமிழ்செல்வி இராமசாமி", "12 காந்தி சாலை", "சென்னை", Some("tam")),
+        ("bengali", "সৌমিত্র চট্টোপাধ্যায়", "৭ রবীন্দ্র সরণি", "কলকাতা", None),
+        ("sinhala", "නුවන් සිල්වා", "ගාලු පාර 21", "කොළඹ", None),
+        ("arabic", "أحمد علي", "شارع الملك 5", "دبي", None),
+        ("cjk", "王小明", "中山路 8 号", "上海", None),
+    ];
+    for (script, name, street, district, ocr) in people {
+        let credential = credential(name, street, district);
+        let text = credential.to_string();
+        let qr = query_api::qr::code(&query_api::qr::payload(&text)).unwrap();
+        let pdf = render(
+            &Sheet::of(&credential),
+            &qr,
+            "https://certificates.example.gov/verify",
+            &fonts,
+        )
+        .unwrap();
+        let file = scratch.0.join(format!("{script}.pdf"));
+        std::fs::write(&file, &pdf).unwrap();
+
+        // The text layer holds the exact name and address.
+        let layer = plain(&run("pdftotext", &["-layout"], &[&file, Path::new("-")]));
+        assert!(
+            layer.contains(name),
+            "{script}: pdftotext lost the name {name:?}:\n{layer}"
+        );
+        let address = plain(&format!("{street}, {district}, Karnataka, 560034"));
+        if script == "arabic" {
+            // A right-to-left paragraph with a left-to-right part: pdftotext gives it in visual
+            // order, so each word is looked for (the name, all Arabic, read back whole above).
+            for word in address.split([' ', ',']).filter(|w| !w.is_empty()) {
+                assert!(
+                    layer.contains(word),
+                    "{script}: {word:?} of the address is not in:\n{layer}"
+                );
+            }
+        } else {
+            assert!(
+                layer.contains(&address),
+                "{script}: the address {address:?} is not in:\n{layer}"
+            );
+        }
+
+        // Every font is an embedded subset: the page prints the same anywhere.
+        let listed = run("pdffonts", &[], &[&file]);
+        let rows: Vec<&str> = listed.lines().skip(2).collect();
+        assert!(rows.len() >= 2, "{script}: a Latin font and the script's:\n{listed}");
+        for row in rows {
+            let name = row.split_whitespace().next().unwrap_or_default();
+            assert!(
+                name.len() > 7 && name.as_bytes()[6] == b'+',
+                "{script}: not a subset: {row}"
+            );
+            assert!(
+                row.contains(" yes yes yes "),
+                "{script}: not embedded with a text map: {row}"
+            );
+        }
+
+        // The page, rendered at 300 dpi: the QR code decodes, and OCR reads the name.
+        let page = scratch.0.join(script);
+        run("pdftoppm", &["-r", "300", "-png", "-singlefile"], &[&file, &page]);
+        let png = page.with_extension("png");
+        let decoded = query_api::qr::credential_of(&zbar_scan(&png)).unwrap();
+        assert_eq!(decoded, text, "{script}: the QR code");
+        if let Some(language) = ocr {
+            let read = plain(&run(
+                "tesseract",
+                &["-l", &format!("{language}+eng")],
+                &[&png, Path::new("-")],
+            ));
+            assert!(
+                read.contains(name),
+                "{script}: tesseract ({language}) did not read {name:?}:\n{read}"
+            );
+        }
+        std::fs::create_dir_all(&artifacts).unwrap();
+        std::fs::copy(&png, artifacts.join(format!("certificate-{script}.png"))).unwrap();
+        std::fs::copy(&file, artifacts.join(format!("certificate-{script}.pdf"))).unwrap();
+    }
+}
