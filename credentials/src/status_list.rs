@@ -27,21 +27,22 @@ pub const MIN_BITS: usize = 131_072;
 /// `encodedList`: the bitstring padded to at least [`MIN_BITS`], GZIP-compressed, base64url
 /// without padding.
 pub fn encode(bits: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(gzip_padded(bits, bits.len().max(MIN_BITS / 8)))
+}
+
+/// The bits zero-padded to `bytes`, GZIP-compressed.
+fn gzip_padded(bits: &[u8], bytes: usize) -> Vec<u8> {
     let mut padded = bits.to_vec();
-    padded.resize(padded.len().max(MIN_BITS / 8), 0);
+    padded.resize(bytes, 0);
     let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
     gzip.write_all(&padded).expect("writing to memory");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(gzip.finish().expect("writing to memory"))
+    gzip.finish().expect("writing to memory")
 }
 
 /// A Bitstring Status List's `encodedList`: exactly [`LIST_SIZE`] bits, GZIP-compressed, as
 /// multibase base64url (`u`, no padding).
 pub fn encode_bitstring(bits: &[u8]) -> String {
-    let mut padded = bits.to_vec();
-    padded.resize((LIST_SIZE / 8) as usize, 0);
-    let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
-    gzip.write_all(&padded).expect("writing to memory");
-    multibase::encode(multibase::Base::Base64Url, gzip.finish().expect("writing to memory"))
+    multibase::encode(multibase::Base::Base64Url, gzip_padded(bits, (LIST_SIZE / 8) as usize))
 }
 
 /// The bitstring of an `encodedList`, StatusList2021's (base64url) or a Bitstring Status List's

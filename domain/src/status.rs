@@ -37,18 +37,23 @@ impl StatusSlot {
     /// Whether the slot is in a Bitstring Status List (a VC 2.0 credential's) rather than in a
     /// partition's `StatusList2021` list (a data model 1.1 credential's).
     pub fn is_bitstring(&self) -> bool {
-        self.list >= FIRST_BITSTRING_LIST
+        is_bitstring_list(self.list)
     }
 
     /// The `certificate-events` partition whose signer keeps the list.
     pub fn partition(&self) -> u32 {
-        self.list % FIRST_BITSTRING_LIST
+        list_partition(self.list)
     }
 }
 
 /// Whether `list` names a Bitstring Status List.
 pub fn is_bitstring_list(list: u32) -> bool {
     list >= FIRST_BITSTRING_LIST
+}
+
+/// The `certificate-events` partition whose signer keeps list number `list`.
+pub fn list_partition(list: u32) -> u32 {
+    list % FIRST_BITSTRING_LIST
 }
 
 /// Why a slot cannot be allocated.

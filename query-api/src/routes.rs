@@ -587,7 +587,7 @@ pub async fn vaccination_context(Path(version): Path<String>) -> Result<Response
 /// the log: a Bitstring Status List (from 1000 on), or a partition's StatusList2021 list of data
 /// model 1.1 credentials (the partition's number).
 pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<String>) -> Result<Response, Problem> {
-    use domain::status::{FIRST_BITSTRING_LIST, is_bitstring_list};
+    use domain::status::{FIRST_BITSTRING_LIST, is_bitstring_list, list_partition};
     let list: u32 = list.parse().ok().filter(|&l| i32::try_from(l).is_ok()).ok_or_else(|| {
         Problem::field(
             "list",
@@ -601,7 +601,7 @@ pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<St
             "No such status list was published",
         )
     };
-    if list % FIRST_BITSTRING_LIST >= state.partitions {
+    if list_partition(list) >= state.partitions {
         // A partition this deployment does not have: no store is asked.
         return Err(missing());
     }
@@ -619,7 +619,7 @@ pub async fn status_list(State(state): State<Arc<AppState>>, Path(list): Path<St
             let next = is_bitstring_list(list)
                 && state
                     .store
-                    .last_bitstring_list(list % FIRST_BITSTRING_LIST)
+                    .last_bitstring_list(list_partition(list))
                     .await
                     .map_err(|e| unavailable(&e))?
                     .map_or(list < 2 * FIRST_BITSTRING_LIST, |last| {

@@ -119,14 +119,6 @@ impl Fonts {
         Ok(fonts)
     }
 
-    /// The face, by position in the fallback order, that prints `c` (the Latin one when none does).
-    fn face_for(faces: &[Face], c: char) -> usize {
-        faces
-            .iter()
-            .position(|f| f.face().glyph_index(c).is_some())
-            .unwrap_or(0)
-    }
-
     /// The line as font runs in visual order: `(face, text, right to left)`.
     pub(crate) fn runs(&self, text: &str, bold: bool) -> Vec<(usize, String, bool)> {
         let faces = if bold { &self.bold } else { &self.regular };
@@ -134,6 +126,11 @@ impl Fonts {
         if text.is_empty() {
             return out;
         }
+        // Each face is parsed once for the line, and only when a character is looked up in it.
+        let parsed: Vec<std::cell::OnceCell<rustybuzz::Face<'_>>> = faces.iter().map(|_| Default::default()).collect();
+        let has = |f: usize, c: char| parsed[f].get_or_init(|| faces[f].face()).glyph_index(c).is_some();
+        // The face, by position in the fallback order, that prints `c` (the Latin one when none does).
+        let face_for = |c: char| (0..faces.len()).find(|&f| has(f, c)).unwrap_or(0);
         let bidi = BidiInfo::new(text, None);
         for paragraph in &bidi.paragraphs {
             let line = paragraph.range.clone();
@@ -142,13 +139,10 @@ impl Fonts {
                 let rtl = levels[run.start].is_rtl();
                 let mut pieces: Vec<(usize, String, bool)> = Vec::new();
                 for c in text[run].chars().filter(|c| *c != '\n') {
-                    let current = pieces.last().map(|p| p.0);
                     // Spaces, digits and punctuation stay in the run they are in when its font has them.
-                    let keep = current.filter(|&f| {
-                        !c.is_alphabetic() && faces[f].face().glyph_index(c).is_some()
-                            || faces[f].face().glyph_index(c).is_some() && Self::face_for(faces, c) == f
-                    });
-                    let face = keep.unwrap_or_else(|| Self::face_for(faces, c));
+                    let current = pieces.last().map(|p| p.0);
+                    let keep = current.filter(|&f| has(f, c) && (!c.is_alphabetic() || face_for(c) == f));
+                    let face = keep.unwrap_or_else(|| face_for(c));
                     match pieces.last_mut() {
                         Some((f, s, _)) if *f == face => s.push(c),
                         _ => pieces.push((face, c.to_string(), rtl)),
