@@ -42,3 +42,19 @@ pub fn documents() -> Vec<&'static str> {
         ssi_contexts::W3ID_DATA_INTEGRITY_V2,
     ]
 }
+
+/// Every context a vaxtrail credential, its proof or a status list names, by URL: what an offline
+/// verifier (the query API's verifier page) needs to canonicalize them without fetching anything.
+pub fn by_url() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (CREDENTIALS_V1, ssi_contexts::CREDENTIALS_V1),
+        (CREDENTIALS_V2, ssi_contexts::CREDENTIALS_V2),
+        (VACCINATION_V1, VACCINATION_V1_DOCUMENT),
+        (VACCINATION_V2, VACCINATION_V2_DOCUMENT),
+        (DATA_INTEGRITY_V2, ssi_contexts::W3ID_DATA_INTEGRITY_V2),
+        (
+            crate::status_list::STATUS_LIST_2021_V1,
+            ssi_contexts::STATUS_LIST_2021_V1,
+        ),
+    ]
+}

@@ -1,26 +1,24 @@
-//! The two pages: the analytics dashboard (Chart.js 4.6.1, vendored from the npm registry) and
-//! the verifier (paste a credential or a QR payload, or scan with the camera using jsQR 1.4.0,
-//! vendored likewise). Both are static HTML that call the JSON endpoints; the vendored files are
-//! served from `/assets/` with their licences next to them in `query-api/assets/vendor/`.
-
-use std::sync::Arc;
+//! The analytics dashboard (Chart.js 4.6.1, vendored from the npm registry), static HTML that
+//! calls the JSON endpoints, and the vendored scripts the pages load (Chart.js; jsQR 1.4.0 and
+//! jsonld.js 9.0.0 for the verifier page, `verifier`), served from `/assets/` with their licences
+//! next to them in `query-api/assets/vendor/`.
 
 use axum::{
-    extract::{Path, State},
+    extract::Path,
     http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 
-use crate::AppState;
-
 const CHART_JS: &str = include_str!("../assets/vendor/chart-4.6.1.umd.min.js");
 const JSQR: &str = include_str!("../assets/vendor/jsqr-1.4.0.js");
+const JSONLD: &str = include_str!("../assets/vendor/jsonld-9.0.0.min.js");
 
 /// `GET /assets/{name}`: the vendored scripts, immutable (their names carry their versions).
 pub async fn asset(Path(name): Path<String>) -> Response {
     let body = match name.as_str() {
         "chart-4.6.1.umd.min.js" => CHART_JS,
         "jsqr-1.4.0.js" => JSQR,
+        "jsonld-9.0.0.min.js" => JSONLD,
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let mut response = body.into_response();
@@ -36,16 +34,6 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 /// `GET /dashboard`.
 pub async fn page() -> Html<&'static str> {
     Html(DASHBOARD)
-}
-
-/// `GET /verify`: the verifier page, with the configured guidance on whom to contact.
-pub async fn verifier_page(State(state): State<Arc<AppState>>) -> Html<String> {
-    let help = state
-        .verifier_help
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    Html(VERIFIER.replace("{{HELP}}", &help))
 }
 
 const DASHBOARD: &str = r#"<!doctype html>
@@ -119,78 +107,5 @@ async function refresh() {
 }
 document.getElementById('filters').addEventListener('submit', e => { e.preventDefault(); refresh(); });
 refresh(); setInterval(refresh, 10000);
-</script></body></html>
-"#;
-
-const VERIFIER: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Verify a vaccination certificate</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
- body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 44rem; padding: 0 1rem; color: #222; }
- textarea { width: 100%; height: 9rem; } video { width: 100%; max-height: 20rem; background: #000; display: none; }
- #answer { margin-top: 1rem; padding: 1rem; border-radius: 8px; display: none; }
- .valid { background: #dcfce7; } .invalid, .revoked { background: #fee2e2; } .superseded { background: #fef9c3; }
- .help { color: #555; margin-top: .5rem; }
-</style></head>
-<body>
-<h1>Verify a vaccination certificate</h1>
-<p>Scan the QR code on the certificate with your camera, or paste the certificate (JSON) or the QR
-code's content (base64).</p>
-<button id="scan">Scan with the camera</button>
-<video id="video" playsinline></video><canvas id="frame" hidden></canvas>
-<p><textarea id="input" placeholder="Paste the certificate JSON, the QR payload in base64, or an EU DCC (HC1:…) or SMART Health Card (shc:/…) text"></textarea></p>
-<button id="check">Verify</button>
-<div id="answer"></div>
-<script src="/assets/jsqr-1.4.0.js"></script>
-<script>
-const HELP = "{{HELP}}";
-const words = {
-  valid: 'Valid: this certificate was issued by the programme and has not been changed.',
-  invalid: 'Not valid: this is not a certificate the programme issued, or it was changed after it was issued.',
-  revoked: 'Revoked: the programme withdrew this certificate.',
-  superseded: 'Replaced: a corrected certificate was issued for this dose; ask for the newer one.',
-};
-function show(answer) {
-  const box = document.getElementById('answer');
-  box.className = answer.outcome; box.style.display = 'block'; box.textContent = '';
-  const h = document.createElement('h2'); h.textContent = words[answer.outcome] || answer.outcome; box.append(h);
-  for (const r of answer.reasons || []) { const p = document.createElement('p'); p.textContent = r; box.append(p); }
-  if (answer.certificateId) { const p = document.createElement('p'); p.textContent = 'Certificate ' + answer.certificateId; box.append(p); }
-  if (answer.outcome !== 'valid') { const p = document.createElement('p'); p.className = 'help'; p.textContent = HELP; box.append(p); }
-}
-async function verify(body) {
-  const r = await fetch('/v1/verify', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  const answer = await r.json();
-  if (r.status === 503) { show({ outcome: 'unavailable', reasons: ['The verification service cannot check revocation right now. This does not mean the certificate is invalid: try again in a minute.'] }); return; }
-  if (!r.ok) { show({ outcome: 'invalid', reasons: (answer.errors || []).map(e => `${e.field}: ${e.rule}`).concat([answer.title]) }); return; }
-  show(answer);
-}
-document.getElementById('check').onclick = () => {
-  const text = document.getElementById('input').value.trim();
-  if (text.startsWith('{')) { try { verify(JSON.parse(text)); } catch (e) { show({ outcome: 'invalid', reasons: ['Not JSON: ' + e.message] }); } }
-  else verify({ qr: text });
-};
-document.getElementById('scan').onclick = async () => {
-  if (!navigator.mediaDevices) { show({ outcome: 'invalid', reasons: ['The camera needs this page served over HTTPS.'] }); return; }
-  const video = document.getElementById('video'); const canvas = document.getElementById('frame');
-  const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' } });
-  video.srcObject = stream; video.style.display = 'block'; await video.play();
-  const tick = () => {
-    if (video.readyState === video.HAVE_ENOUGH_DATA) {
-      canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-      const ctx = canvas.getContext('2d'); ctx.drawImage(video, 0, 0);
-      const code = jsQR(ctx.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height);
-      if (code) {
-        stream.getTracks().forEach(t => t.stop()); video.style.display = 'none';
-        // An EU DCC (HC1:) or a SMART Health Card (shc:/) is text; DIVOC's payload is a ZIP.
-        if (/^(HC1:|shc:\/)/.test(code.data)) { verify({ qr: code.data }); return; }
-        let binary = ''; for (const b of code.binaryData) binary += String.fromCharCode(b);
-        verify({ qr: btoa(binary) }); return;
-      }
-    }
-    requestAnimationFrame(tick);
-  };
-  tick();
-};
 </script></body></html>
 "#;

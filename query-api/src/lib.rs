@@ -20,6 +20,7 @@ pub mod shape;
 mod shc;
 pub mod status_list;
 pub mod store;
+pub mod verifier;
 pub mod verify;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -96,13 +97,11 @@ pub struct Config {
     /// Address and port to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long = "listen", env = "VAXTRAIL_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
-    /// What the verifier page tells people whose certificate does not verify: whom to contact.
-    #[arg(
-        long = "verifier-help",
-        env = "VAXTRAIL_VERIFIER_HELP",
-        default_value = "If you think this is wrong, ask the holder to contact the vaccination centre that issued the certificate, or the programme's helpline."
-    )]
-    pub verifier_help: String,
+    /// The verifier page's guidance (how to scan, what each result means, what to do, whom to
+    /// contact), a JSON file of texts per language; unset: the bundled English, Hindi and Tamil
+    /// (`query-api/assets/verifier/guidance.json`, the file to copy and edit).
+    #[arg(long = "verifier-guidance", env = "VAXTRAIL_VERIFIER_GUIDANCE")]
+    pub verifier_guidance: Option<std::path::PathBuf>,
     /// Where a browser reaches the command API: the master-data page (`/admin`) calls it (the
     /// command API must list this service's public origin in `VAXTRAIL_ADMIN_ORIGINS`).
     #[arg(
@@ -181,7 +180,8 @@ pub struct AppState {
     pub holder_codes: access::HolderCodes,
     pub profile: IssuerProfile,
     pub partitions: u32,
-    pub verifier_help: String,
+    /// The verifier page's guidance, per language.
+    pub verifier_guidance: verifier::Guidance,
     /// The command API's public URL, for the master-data page.
     pub command_api_url: String,
     pub clickhouse: clickhouse::Client,
@@ -238,7 +238,7 @@ impl Application {
             holder_codes: access::HolderCodes::new(config.holder_code_secret.expose().as_bytes()),
             profile,
             partitions: u32::try_from(config.kafka.partitions).unwrap_or(1).max(1),
-            verifier_help: config.verifier_help.clone(),
+            verifier_guidance: verifier::Guidance::load(config.verifier_guidance.as_deref())?,
             command_api_url: config.command_api_url.clone(),
             clickhouse: config.clickhouse.client(),
             brokers: config.kafka.brokers.clone(),
@@ -295,7 +295,10 @@ impl Application {
             .route("/v1/pipeline/lag", get(analytics::lag))
             .route("/dashboard", get(dashboard::page))
             .route("/admin", get(admin::page))
-            .route("/verify", get(dashboard::verifier_page))
+            .route("/verify", get(verifier::page))
+            .route("/verify/app.js", get(verifier::script))
+            .route("/verify/trust.json", get(verifier::trust))
+            .route("/verify-sw.js", get(verifier::worker))
             .route("/assets/{name}", get(dashboard::asset))
             .with_state(state.clone());
         // These need a token; what each role reads is `access::scope`.

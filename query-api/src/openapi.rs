@@ -255,6 +255,17 @@ fn dashboard() {}
 #[utoipa::path(get, path = "/verify", tag = "pages", responses((status = 200, content_type = "text/html")))]
 fn verifier_page() {}
 
+#[utoipa::path(get, path = "/verify/app.js", tag = "pages", responses((status = 200, content_type = "text/javascript")))]
+fn verifier_script() {}
+
+#[utoipa::path(get, path = "/verify-sw.js", tag = "pages", responses((status = 200, content_type = "text/javascript", description = "The verifier page's service worker (scope /verify)")))]
+fn verifier_worker() {}
+
+#[utoipa::path(get, path = "/verify/trust.json", tag = "pages", responses(
+    (status = 200, content_type = "application/json", description = "What the verifier page needs offline: the issuer's DID document (did), the status lists' URL prefix (listBase) and published numbers (lists), the JSON-LD contexts by URL (contexts), and the guidance per language (guidance, defaultLanguage)"),
+    (status = 503, description = "The store cannot list the status lists", content_type = "application/problem+json")))]
+fn verifier_trust() {}
+
 struct Bearer;
 
 impl Modify for Bearer {
@@ -283,7 +294,7 @@ impl Modify for Bearer {
     info(title = "vaxtrail query API", description = "Certificates, verification, status lists, analytics and audit reads."),
     paths(certificate, certificate_status, qr_png, qr_svg, eu_dcc, eu_dcc_png, eu_dcc_svg, eu_dcc_pdf, eu_dcc_trust_list, shc, shc_png, shc_svg, shc_pdf, jwks, crl, event, recipients, recipient_certificates, verify,
           status_list, did_document, vaccination_context, doses, certificates, signing_latency, lag,
-          audit_events, audit_checkpoints, dashboard, verifier_page),
+          audit_events, audit_checkpoints, dashboard, verifier_page, verifier_script, verifier_worker, verifier_trust),
     components(schemas(Problem, FieldProblem, VerifyAnswer)),
     modifiers(&Bearer)
 )]

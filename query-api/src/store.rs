@@ -397,6 +397,16 @@ impl Store {
         self.trusted(found).await
     }
 
+    /// The status lists published so far, newest numbers last, at most `limit` of them (the
+    /// lowest numbers first: StatusList2021 lists, then Bitstring lists in order).
+    pub async fn published_status_lists(&self, limit: i64) -> Result<Vec<u32>, Unavailable> {
+        let found: Vec<i32> = sqlx::query_scalar("SELECT list FROM status_lists ORDER BY list LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(found.into_iter().map(|l| l as u32).collect())
+    }
+
     /// The highest Bitstring Status List a partition published (`None`: none yet).
     pub async fn last_bitstring_list(&self, partition: u32) -> Result<Option<u32>, Unavailable> {
         let found: Option<i32> =

@@ -217,6 +217,16 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
+/// Where tests keep what CI shows (screenshots, rendered pages): `$VAXTRAIL_ARTIFACTS`, else
+/// `.vaxtrail/artifacts` in the repository. Created.
+pub fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("VAXTRAIL_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".vaxtrail/artifacts"));
+    std::fs::create_dir_all(&dir).expect("the artifacts directory");
+    dir
+}
+
 /// The directory holding the workspace's built binaries (beside this test executable).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");

@@ -339,13 +339,6 @@ async fn master_data_is_managed_over_the_api_and_applies_without_a_restart() {
     assert_eq!(status, 403);
 }
 
-/// Where the screenshot goes: `$VAXTRAIL_ARTIFACTS`, else `.vaxtrail/artifacts` in the repository.
-fn artifacts() -> std::path::PathBuf {
-    std::env::var_os("VAXTRAIL_ARTIFACTS")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.vaxtrail/artifacts"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_page_defines_a_programme_and_activates_a_facility_in_a_real_browser() {
     let stack = TestStack::new().await;
@@ -366,8 +359,7 @@ async fn the_admin_page_defines_a_programme_and_activates_a_facility_in_a_real_b
     .await;
     let admin = api.auth.bearer("ministry", &[Role::Admin]);
 
-    let dir = artifacts();
-    std::fs::create_dir_all(&dir).expect("the artifacts directory");
+    let dir = vaxtrail_tests::artifacts();
     let screenshot = dir.join("admin.png");
     let _ = std::fs::remove_file(&screenshot);
     let script = vaxtrail_tests::repo_root().join("tests/browser/admin.mjs");

@@ -63,10 +63,7 @@ fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
     ])
     .expect("Debian's Noto fonts (deploy/local/install)");
     let scratch = Scratch::new("pdf-scripts");
-    // Where the pages go: `$VAXTRAIL_ARTIFACTS`, else `.vaxtrail/artifacts` in the repository.
-    let artifacts = std::env::var_os("VAXTRAIL_ARTIFACTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.vaxtrail/artifacts"));
+    let artifacts = vaxtrail_tests::artifacts();
     // (script, name, street, district, tesseract's language for the name)
     let people = [
         ("devanagari", "अनन्या क्षत्रिय", "१२ महात्मा गांधी मार्ग", "मैसूरु", Some("hin")),
@@ -146,7 +143,6 @@ fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
                 "{script}: tesseract ({language}) did not read {name:?}:\n{read}"
             );
         }
-        std::fs::create_dir_all(&artifacts).unwrap();
         std::fs::copy(&png, artifacts.join(format!("certificate-{script}.png"))).unwrap();
         std::fs::copy(&file, artifacts.join(format!("certificate-{script}.pdf"))).unwrap();
     }
