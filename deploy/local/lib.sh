@@ -53,6 +53,9 @@ export VAXTRAIL_DEV_TOKEN_KEY=${VAXTRAIL_DEV_TOKEN_KEY:-$STATE/keys/dev-token-ke
 export VAXTRAIL_ISSUER_KEYS=${VAXTRAIL_ISSUER_KEYS:-$STATE/keys/issuer}
 # The query API gets the public halves only (`vaxctl keys` keeps this directory in step).
 export VAXTRAIL_ISSUER_PUBLIC_KEYS=${VAXTRAIL_ISSUER_PUBLIC_KEYS:-$STATE/keys/issuer-public}
+# The local programme prints its certificates' labels in English and Hindi (the query API's
+# VAXTRAIL_PDF_LANGUAGES; set it empty for English only).
+export VAXTRAIL_PDF_LANGUAGES="${VAXTRAIL_PDF_LANGUAGES-*=hi}"
 # EU DCC document signers (P-256 keys and their certificates, `vaxctl dsc`): the signers sign
 # with them; the query API gets the certificates only, and serves them as the trust list.
 export VAXTRAIL_EU_DCC_SIGNERS=${VAXTRAIL_EU_DCC_SIGNERS:-$STATE/keys/eu-dcc}

@@ -129,6 +129,14 @@ pub struct Config {
         default_value = "/usr/share/fonts/truetype/noto:/usr/share/fonts/opentype/noto"
     )]
     pub pdf_fonts: String,
+    /// A directory of label files (`<language code>.json`, as `query-api/assets/labels/`) that
+    /// add languages to the bundled English, Hindi, Tamil and Sinhala, or replace their texts.
+    #[arg(long = "pdf-labels", env = "VAXTRAIL_PDF_LABELS")]
+    pub pdf_labels: Option<std::path::PathBuf>,
+    /// The languages each programme's certificates print after English: `programme=code,code;…`,
+    /// `*` for every other programme (`*=hi;measles=ta,si`). Empty: English only.
+    #[arg(long = "pdf-languages", env = "VAXTRAIL_PDF_LANGUAGES", default_value = "")]
+    pub pdf_languages: String,
 }
 
 /// The issuer as the query API knows it: its DID, its published (public) keys and where it
@@ -198,6 +206,8 @@ pub struct AppState {
     pub shc_keys: Option<credentials::shc::ShcKeys>,
     /// The PDFs' fonts.
     pub fonts: pdf::Fonts,
+    /// The PDFs' labels, per programme.
+    pub labels: pdf::Labels,
 }
 
 /// The running service.
@@ -254,6 +264,8 @@ impl Application {
                 .shc
                 .keys()
                 .map_err(|e| anyhow::anyhow!("loading the SMART Health Card public keys: {e}"))?,
+            labels: pdf::Labels::load(config.pdf_labels.as_deref(), &config.pdf_languages)
+                .map_err(|e| anyhow::anyhow!(e))?,
             fonts: {
                 let dirs: Vec<std::path::PathBuf> = std::env::split_paths(&config.pdf_fonts).collect();
                 let fonts = pdf::Fonts::load(&dirs)?;

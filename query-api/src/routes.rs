@@ -287,7 +287,17 @@ pub(crate) async fn pdf_of(
     let credential: Value = serde_json::from_str(&certificate.credential).unwrap_or(Value::Null);
     let sheet = pdf::Sheet::of(&credential);
     let verify_url = format!("{}/verify", state.profile.base_url);
-    let bytes = pdf::render(&sheet, &code, &verify_url, &state.fonts).map_err(|e| {
+    // The labels' languages follow the certificate's programme; while Postgres cannot say which
+    // (the certificate came from the cache), the deployment's default languages print.
+    let programme = match state.store.certificate_programme(&certificate.id).await {
+        Ok(programme) => programme,
+        Err(e) => {
+            tracing::warn!(certificate = %certificate.id, error = %e, "the certificate's programme is unknown: default PDF languages");
+            None
+        }
+    };
+    let words = state.labels.for_programme(programme.as_deref());
+    let bytes = pdf::render(&sheet, &code, &verify_url, &state.fonts, &words).map_err(|e| {
         tracing::error!(certificate = %certificate.id, error = %e, "rendering the PDF");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

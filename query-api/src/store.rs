@@ -418,6 +418,16 @@ impl Store {
         Ok(found.map(|l| l as u32))
     }
 
+    /// The programme a certificate belongs to (Postgres; `None` before it has read the
+    /// certificate).
+    pub async fn certificate_programme(&self, id: &str) -> Result<Option<String>, Unavailable> {
+        let found = sqlx::query_scalar("SELECT programme FROM certificates WHERE certificate_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.trusted(found).await
+    }
+
     /// The source system that recorded the vaccination a certificate answers: `None` while
     /// Postgres has not read the certificate yet (the cache can be ahead of it), `Some(None)` for
     /// a row projected before source systems were kept.

@@ -6,7 +6,11 @@
 //! result means, what to do, whom to contact) is a JSON file a programme edits
 //! (`VAXTRAIL_VERIFIER_GUIDANCE`; the bundled one has English, Hindi and Tamil), checked at start.
 
-use std::{collections::BTreeSet, path::Path, sync::Arc};
+use std::{
+    collections::BTreeSet,
+    path::Path,
+    sync::{Arc, LazyLock},
+};
 
 use axum::{
     extract::State,
@@ -28,6 +32,19 @@ pub const DEFAULT_GUIDANCE: &str = include_str!("../assets/verifier/guidance.jso
 
 /// The most published lists the trust bundle names (the page fetches the newest of them).
 const MAX_LISTED: i64 = 100_000;
+
+/// Every context a credential or a list names, by URL, parsed once.
+static CONTEXTS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
+    credentials::contexts::by_url()
+        .into_iter()
+        .map(|(url, text)| {
+            (
+                url.to_owned(),
+                serde_json::from_str(text).expect("a bundled context is JSON"),
+            )
+        })
+        .collect()
+});
 
 /// The page's Content-Security-Policy: its own scripts only (no inline script), the camera's
 /// stream, and nothing framed.
@@ -174,20 +191,11 @@ pub async fn trust(State(state): State<Arc<AppState>>) -> Result<Response, Probl
         .published_status_lists(MAX_LISTED)
         .await
         .map_err(|e| unavailable(&e))?;
-    let contexts: Map<String, Value> = credentials::contexts::by_url()
-        .into_iter()
-        .map(|(url, text)| {
-            (
-                url.to_owned(),
-                serde_json::from_str(text).expect("a bundled context is JSON"),
-            )
-        })
-        .collect();
     let body = json!({
         "did": state.verifier_keys.did_document(),
         "listBase": format!("{}/v1/status-lists/", state.profile.base_url),
         "lists": lists,
-        "contexts": contexts,
+        "contexts": &*CONTEXTS,
         "defaultLanguage": state.verifier_guidance.default_language,
         "guidance": state.verifier_guidance.languages,
     });

@@ -7,7 +7,7 @@
 
 use std::{path::Path, process::Command};
 
-use query_api::pdf::{Fonts, Sheet, render};
+use query_api::pdf::{Fonts, Labels, Sheet, render};
 use serde_json::{Value, json};
 use vaxtrail_tests::{Scratch, zbar_scan};
 
@@ -64,16 +64,43 @@ fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
     .expect("Debian's Noto fonts (deploy/local/install)");
     let scratch = Scratch::new("pdf-scripts");
     let artifacts = vaxtrail_tests::artifacts();
-    // (script, name, street, district, tesseract's language for the name)
+    // Labels: English, plus Hindi for programme "hi", Tamil for "ta", Sinhala and Tamil for "si".
+    let labels = Labels::load(None, "hi=hi; ta=ta; si=si,ta").unwrap();
+    // (script, name, street, district, tesseract's language for the name, the programme, a label
+    // the programme's languages print)
     let people = [
-        ("devanagari", "अनन्या क्षत्रिय", "१२ महात्मा गांधी मार्ग", "मैसूरु", Some("hin")),
-        ("tamil", "தமிழ்செல்வி இராமசாமி", "12 காந்தி சாலை", "சென்னை", Some("tam")),
-        ("bengali", "সৌমিত্র চট্টোপাধ্যায়", "৭ রবীন্দ্র সরণি", "কলকাতা", None),
-        ("sinhala", "නුවන් සිල්වා", "ගාලු පාර 21", "කොළඹ", None),
-        ("arabic", "أحمد علي", "شارع الملك 5", "دبي", None),
-        ("cjk", "王小明", "中山路 8 号", "上海", None),
+        (
+            "devanagari",
+            "अनन्या क्षत्रिय",
+            "१२ महात्मा गांधी मार्ग",
+            "मैसूरु",
+            Some("hin"),
+            "hi",
+            Some("टीकाकरण प्रमाणपत्र"),
+        ),
+        (
+            "tamil",
+            "தமிழ்செல்வி இராமசாமி",
+            "12 காந்தி சாலை",
+            "சென்னை",
+            Some("tam"),
+            "ta",
+            Some("தடுப்பூசி சான்றிதழ்"),
+        ),
+        ("bengali", "সৌমিত্র চট্টোপাধ্যায়", "৭ রবীন্দ্র সরণি", "কলকাতা", None, "-", None),
+        (
+            "sinhala",
+            "නුවන් සිල්වා",
+            "ගාලු පාර 21",
+            "කොළඹ",
+            None,
+            "si",
+            Some("එන්නත්කරණ සහතිකය"),
+        ),
+        ("arabic", "أحمد علي", "شارع الملك 5", "دبي", None, "-", None),
+        ("cjk", "王小明", "中山路 8 号", "上海", None, "-", None),
     ];
-    for (script, name, street, district, ocr) in people {
+    for (script, name, street, district, ocr, programme, local_title) in people {
         let credential = credential(name, street, district);
         let text = credential.to_string();
         let qr = query_api::qr::code(&query_api::qr::payload(&text)).unwrap();
@@ -82,6 +109,7 @@ fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
             &qr,
             "https://certificates.example.gov/verify",
             &fonts,
+            &labels.for_programme(Some(programme)),
         )
         .unwrap();
         let file = scratch.0.join(format!("{script}.pdf"));
@@ -108,6 +136,23 @@ fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
                 layer.contains(&address),
                 "{script}: the address {address:?} is not in:\n{layer}"
             );
+        }
+
+        // The labels: English always, and the programme's language(s) when it has them.
+        for english in [
+            "Certificate of Vaccination",
+            "Date of vaccination",
+            "Scan to verify, or visit",
+        ] {
+            assert!(layer.contains(english), "{script}: {english:?} is not in:\n{layer}");
+        }
+        match local_title {
+            Some(title) => assert!(layer.contains(title), "{script}: {title:?} is not in:\n{layer}"),
+            None => assert!(!layer.contains("नाम"), "{script}: English only:\n{layer}"),
+        }
+        if programme == "si" {
+            // Sinhala and Tamil, one after the other under each English label.
+            assert!(layer.contains("නම / பெயர்"), "{script}: both languages:\n{layer}");
         }
 
         // Every font is an embedded subset: the page prints the same anywhere.
@@ -145,5 +190,74 @@ fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
         }
         std::fs::copy(&png, artifacts.join(format!("certificate-{script}.png"))).unwrap();
         std::fs::copy(&file, artifacts.join(format!("certificate-{script}.pdf"))).unwrap();
+    }
+}
+
+/// One template for 1..N doses: a history longer than the first page holds continues on a second
+/// page under the table's head again, every dose row read back in order.
+#[test]
+fn a_long_dose_history_continues_on_a_further_page() {
+    let fonts = Fonts::load(&[
+        "/usr/share/fonts/truetype/noto".into(),
+        "/usr/share/fonts/opentype/noto".into(),
+    ])
+    .expect("Debian's Noto fonts (deploy/local/install)");
+    let labels = Labels::load(None, "*=hi").unwrap();
+    let scratch = Scratch::new("pdf-doses");
+    for (doses, pages) in [(1_usize, 1_usize), (5, 1), (12, 2)] {
+        let mut credential = credential("Ananya Iyer", "12 MG Road", "Mysuru");
+        let dose = |n: usize| {
+            json!({"dose": n, "totalDoses": doses, "date": format!("2021-{:02}-01", n), "vaccine": "Covishield",
+                   "manufacturer": "Serum Institute of India", "batch": format!("BATCH{n:02}"),
+                   "facility": {"name": "PHC Mysuru"}})
+        };
+        let evidence = &mut credential["evidence"][0];
+        evidence["dose"] = json!(doses);
+        evidence["totalDoses"] = json!(doses);
+        evidence["date"] = json!(format!("2021-{doses:02}-01"));
+        evidence["batch"] = json!(format!("BATCH{doses:02}"));
+        evidence["previousDoses"] = (1..doses).map(dose).collect();
+        let text = credential.to_string();
+        let qr = query_api::qr::code(&query_api::qr::payload(&text)).unwrap();
+        let pdf = render(
+            &Sheet::of(&credential),
+            &qr,
+            "https://certificates.example.gov/verify",
+            &fonts,
+            &labels.for_programme(None),
+        )
+        .unwrap();
+        let file = scratch.0.join(format!("doses-{doses}.pdf"));
+        std::fs::write(&file, &pdf).unwrap();
+        let info = run("pdfinfo", &[], &[&file]);
+        assert!(
+            info.lines()
+                .any(|l| l.split_whitespace().eq(["Pages:", &pages.to_string()])),
+            "{doses} doses: {pages} page(s):\n{info}"
+        );
+        let layer = plain(&run("pdftotext", &["-layout"], &[&file, Path::new("-")]));
+        let mut at = 0;
+        for n in 1..=doses {
+            let batch = format!("BATCH{n:02}");
+            let found = layer[at..]
+                .find(&batch)
+                .unwrap_or_else(|| panic!("{doses} doses: {batch} after {at}:\n{layer}"));
+            at += found + batch.len();
+        }
+        if pages > 1 {
+            let second = plain(&run(
+                "pdftotext",
+                &["-f", "2", "-l", "2", "-layout"],
+                &[&file, Path::new("-")],
+            ));
+            assert!(
+                second.contains("Doses of this programme") && second.contains("Manufacturer"),
+                "{second}"
+            );
+            assert!(
+                second.contains(&format!("BATCH{doses:02}")),
+                "the last dose on page 2:\n{second}"
+            );
+        }
     }
 }

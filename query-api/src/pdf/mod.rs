@@ -5,6 +5,7 @@
 //! fonts embedded as subsets ([`fonts`]).
 
 pub mod fonts;
+pub mod labels;
 
 use krilla::{
     Document,
@@ -16,7 +17,10 @@ use krilla::{
 };
 use qrcode::{Color as Module, QrCode};
 
-pub use self::fonts::Fonts;
+pub use self::{
+    fonts::Fonts,
+    labels::{Labels, Words},
+};
 use serde_json::Value;
 
 /// The QR code's printed side, without its quiet zone: 2.5 inches.
@@ -26,7 +30,8 @@ pub const QR_SIDE_MM: f32 = 63.5;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Sheet {
     pub name: String,
-    pub birth: (String, String),
+    /// The label key (`dateOfBirth` or `age`) and the value.
+    pub birth: (&'static str, String),
     pub gender: String,
     pub identifier: String,
     /// The recipient's address, on one line.
@@ -88,7 +93,7 @@ impl Sheet {
         let evidence = domain::credential::first_evidence(credential).unwrap_or(&Value::Null);
         let dose_row = |e: &Value| {
             [
-                format!("{} of {}", text(&e["dose"]), text(&e["totalDoses"])),
+                format!("{} / {}", text(&e["dose"]), text(&e["totalDoses"])),
                 text(&e["date"]),
                 text(&e["vaccine"]),
                 text(&e["manufacturer"]),
@@ -103,9 +108,9 @@ impl Sheet {
         };
         doses.push(dose_row(evidence));
         let birth = if subject["dob"].is_string() {
-            ("Date of birth".to_owned(), text(&subject["dob"]))
+            ("dateOfBirth", text(&subject["dob"]))
         } else {
-            ("Age".to_owned(), text(&subject["age"]))
+            ("age", text(&subject["age"]))
         };
         Self {
             name: text(&subject["name"]),
@@ -118,12 +123,12 @@ impl Sheet {
             manufacturer: text(&evidence["manufacturer"]),
             batch: text(&evidence["batch"]),
             date: text(&evidence["date"]),
-            dose: format!("{} of {}", text(&evidence["dose"]), text(&evidence["totalDoses"])),
+            dose: format!("{} / {}", text(&evidence["dose"]), text(&evidence["totalDoses"])),
             country: text(&evidence["facility"]["address"]["addressCountry"]),
             centre: text(&evidence["facility"]["name"]),
             issuer: text(&credential["issuer"]),
             valid: format!(
-                "{} to {}",
+                "{} – {}",
                 text(&evidence["effectiveStart"]),
                 text(&evidence["effectiveUntil"])
             ),
@@ -184,71 +189,173 @@ impl Page<'_, '_> {
 #[error("the PDF could not be written: {0:?}")]
 pub struct RenderError(krilla::error::KrillaError);
 
-/// Renders the certificate: A4, the fields, the dose table and the QR code of `qr`, every text in
-/// the script it is written in (`fonts`).
-pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str, fonts: &Fonts) -> Result<Vec<u8>, RenderError> {
+/// The lowest a dose row may sit on the first page: above the QR code and its text.
+const TABLE_FLOOR_MM: f32 = 20.0 + QR_SIDE_MM + 2.0;
+
+/// A label in every language: English, then the others joined, on a second, smaller line.
+fn label<'w>(words: &[&'w Words], key: &str) -> (&'w str, String) {
+    let text = |w: &&'w Words| w.get(key).map_or("", String::as_str);
+    let english = words.first().map_or("", text);
+    let others = words[1.min(words.len())..]
+        .iter()
+        .map(text)
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    (english, others)
+}
+
+/// Renders the certificate: A4, labels in English and the programme's languages (`words`,
+/// English first), the fields, the dose table (onto further pages when it is longer than the
+/// first page holds) and the QR code of `qr`, every text in the script it is written in (`fonts`).
+pub fn render(
+    sheet: &Sheet,
+    qr: &QrCode,
+    verify_url: &str,
+    fonts: &Fonts,
+    words: &[&Words],
+) -> Result<Vec<u8>, RenderError> {
     let mut document = Document::new();
     document.set_metadata(Metadata::new().title(format!("Vaccination certificate {}", sheet.certificate_id)));
-    let mut pdf_page =
-        document.start_page_with(PageSettings::from_wh(PAGE_MM.0 * PT, PAGE_MM.1 * PT).expect("A4 is a valid size"));
+    let settings = || PageSettings::from_wh(PAGE_MM.0 * PT, PAGE_MM.1 * PT).expect("A4 is a valid size");
+    let mut pdf_page = document.start_page_with(settings());
     let mut surface = pdf_page.surface();
     let mut page = Page {
         surface: &mut surface,
         fonts,
     };
+    let bilingual = words.len() > 1;
+    // A label's second line sits this far below its first.
+    const SECOND: f32 = 3.6;
 
-    page.text("Certificate of Vaccination", 20.0, 20.0, 275.0, true);
+    let (title, title_local) = label(words, "title");
+    page.text(title, 20.0, 20.0, 275.0, true);
+    let mut y = 267.0;
+    if bilingual {
+        page.cell(&title_local, 14.0, 20.0, 268.0, 170.0);
+        y = 260.0;
+    }
     page.text(
-        &format!("Certificate ID: {}", sheet.certificate_id),
+        &format!("{}: {}", label(words, "certificateId").0, sheet.certificate_id),
         11.0,
         20.0,
-        267.0,
+        y,
         false,
     );
-    page.rule(20.0, 190.0, 262.0);
+    page.rule(20.0, 190.0, y - 5.0);
 
     let fields = [
-        ("Name", sheet.name.as_str()),
-        (sheet.birth.0.as_str(), sheet.birth.1.as_str()),
-        ("Gender", sheet.gender.as_str()),
-        ("Identifier", sheet.identifier.as_str()),
-        ("Address", sheet.address.as_str()),
-        ("Vaccine", sheet.vaccine.as_str()),
-        ("Manufacturer", sheet.manufacturer.as_str()),
-        ("Batch", sheet.batch.as_str()),
-        ("Date of vaccination", sheet.date.as_str()),
-        ("Dose", sheet.dose.as_str()),
-        ("Country", sheet.country.as_str()),
-        ("Vaccination centre", sheet.centre.as_str()),
-        ("Valid", sheet.valid.as_str()),
-        ("Issuer", sheet.issuer.as_str()),
+        ("name", sheet.name.as_str()),
+        (sheet.birth.0, sheet.birth.1.as_str()),
+        ("gender", sheet.gender.as_str()),
+        ("identifier", sheet.identifier.as_str()),
+        ("address", sheet.address.as_str()),
+        ("vaccine", sheet.vaccine.as_str()),
+        ("manufacturer", sheet.manufacturer.as_str()),
+        ("batch", sheet.batch.as_str()),
+        ("date", sheet.date.as_str()),
+        ("dose", sheet.dose.as_str()),
+        ("country", sheet.country.as_str()),
+        ("centre", sheet.centre.as_str()),
+        ("valid", sheet.valid.as_str()),
+        ("issuer", sheet.issuer.as_str()),
     ];
-    let mut y = 252.0;
-    for (label, value) in fields {
-        page.text(label, 10.0, 20.0, y, true);
+    let step = if bilingual { 8.0 } else { 7.0 };
+    y -= 13.0;
+    for (key, value) in fields {
+        let (english, local) = label(words, key);
+        page.text(english, 10.0, 20.0, y, true);
+        if bilingual {
+            page.cell(&local, 7.5, 20.0, y - SECOND, 48.0);
+        }
         page.cell(value, 10.0, 70.0, y, 120.0);
-        y -= 7.0;
+        y -= step;
     }
 
-    y -= 4.0;
-    page.text("Doses of this programme", 12.0, 20.0, y, true);
+    y -= 3.0;
+    let (doses, doses_local) = label(words, "doses");
+    page.text(doses, 12.0, 20.0, y, true);
+    if bilingual {
+        page.cell(
+            &doses_local,
+            9.0,
+            20.0 + fonts.width(doses, 12.0, true) / PT + 3.0,
+            y,
+            100.0,
+        );
+    }
     y -= 7.0;
     let columns = [20.0, 42.0, 66.0, 96.0, 138.0, 160.0, 190.0];
-    for (x, head) in columns
-        .iter()
-        .zip(["Dose", "Date", "Vaccine", "Manufacturer", "Batch", "Centre"])
-    {
-        page.text(head, 9.0, *x, y, true);
-    }
-    page.rule(20.0, 190.0, y - 2.0);
-    for row in &sheet.doses {
+    let heads = ["dose", "doseDate", "vaccine", "manufacturer", "batch", "doseCentre"];
+    let table_head = |page: &mut Page<'_, '_>, y: f32| -> f32 {
+        for (i, key) in heads.iter().enumerate() {
+            let (english, local) = label(words, key);
+            let width = columns[i + 1] - columns[i] - 1.5;
+            page.cell(english, 9.0, columns[i], y, width);
+            if bilingual {
+                page.cell(&local, 7.0, columns[i], y - SECOND + 0.4, width);
+            }
+        }
+        let bottom = if bilingual { y - SECOND - 2.0 } else { y - 2.0 };
+        page.rule(20.0, 190.0, bottom);
+        bottom
+    };
+    y = table_head(&mut page, y);
+
+    // The QR code (and the rows that fit above it) on the first page.
+    draw_qr(&mut page, qr, verify_url, words);
+    let mut rows = sheet.doses.iter().peekable();
+    let mut floor = TABLE_FLOOR_MM;
+    let mut continued = Vec::new();
+    while let Some(row) = rows.next() {
+        if y - 6.5 < floor {
+            // The rest on a further page, under the table's head again.
+            continued.push(row);
+            continued.extend(rows.by_ref());
+            break;
+        }
         y -= 6.5;
         for (i, cell) in row.iter().enumerate() {
             page.cell(cell, 8.5, columns[i], y, columns[i + 1] - columns[i] - 1.5);
         }
     }
+    surface.finish();
+    pdf_page.finish();
 
-    // The QR code: dark modules as filled squares, runs merged per row.
+    let mut pending = continued.as_slice();
+    while !pending.is_empty() {
+        let mut pdf_page = document.start_page_with(settings());
+        let mut surface = pdf_page.surface();
+        let mut page = Page {
+            surface: &mut surface,
+            fonts,
+        };
+        page.text(
+            &format!("{} · {}", doses, sheet.certificate_id),
+            12.0,
+            20.0,
+            275.0,
+            true,
+        );
+        y = table_head(&mut page, 266.0);
+        floor = 20.0;
+        let fit = (((y - floor) / 6.5) as usize).max(1).min(pending.len());
+        for row in &pending[..fit] {
+            y -= 6.5;
+            for (i, cell) in row.iter().enumerate() {
+                page.cell(cell, 8.5, columns[i], y, columns[i + 1] - columns[i] - 1.5);
+            }
+        }
+        pending = &pending[fit..];
+        surface.finish();
+        pdf_page.finish();
+    }
+    document.finish().map_err(RenderError)
+}
+
+/// The QR code, bottom left (dark modules as filled squares, runs merged per row), and what it
+/// is for, beside it.
+fn draw_qr(page: &mut Page<'_, '_>, qr: &QrCode, verify_url: &str, words: &[&Words]) {
     let width = qr.width();
     let module = QR_SIDE_MM / width as f32;
     let (left, bottom) = (20.0, 20.0);
@@ -275,18 +382,24 @@ pub fn render(sheet: &Sheet, qr: &QrCode, verify_url: &str, fonts: &Fonts) -> Re
         }
     }
     page.rects(modules);
-    page.text("Scan to verify, or visit", 10.0, 92.0, 70.0, true);
-    page.text(verify_url, 10.0, 92.0, 64.0, false);
-    page.text(
-        "The QR code holds the signed credential; a verifier checks it offline.",
-        8.5,
-        92.0,
-        56.0,
-        false,
-    );
-    surface.finish();
-    pdf_page.finish();
-    document.finish().map_err(RenderError)
+    // Each language on its own line: these are sentences, too long to join.
+    let lines = |key: &str| -> Vec<&str> { words.iter().filter_map(|w| w.get(key).map(String::as_str)).collect() };
+    let mut y = 76.0;
+    for (i, line) in lines("scan").into_iter().enumerate() {
+        if i == 0 {
+            page.text(line, 10.0, 92.0, y, true);
+        } else {
+            page.cell(line, 9.0, 92.0, y, 98.0);
+        }
+        y -= 4.5;
+    }
+    y -= 1.5;
+    page.text(verify_url, 10.0, 92.0, y, false);
+    y -= 8.0;
+    for (i, line) in lines("qrNote").into_iter().enumerate() {
+        page.cell(line, if i == 0 { 8.5 } else { 7.5 }, 92.0, y, 98.0);
+        y -= 4.5;
+    }
 }
 
 #[cfg(test)]
@@ -320,7 +433,7 @@ mod tests {
         for previous in 0..3 {
             let sheet = Sheet::of(&credential(previous));
             assert_eq!(sheet.doses.len(), previous + 1);
-            assert_eq!(sheet.doses.last().unwrap()[0], format!("{} of 3", previous + 1));
+            assert_eq!(sheet.doses.last().unwrap()[0], format!("{} / 3", previous + 1));
         }
         let sheet = Sheet::of(&credential(2));
         assert_eq!(sheet.doses[0][1], "2021-01-01");
