@@ -266,7 +266,7 @@ pub fn render(
         let (english, local) = label(words, key);
         page.text(english, 10.0, 20.0, y, true);
         if bilingual {
-            page.cell(&local, 7.5, 20.0, y - SECOND, 48.0);
+            page.cell(&local, 8.0, 20.0, y - SECOND, 48.0);
         }
         page.cell(value, 10.0, 70.0, y, 120.0);
         y -= step;
