@@ -44,6 +44,7 @@ pub async fn describe(
                 event_type,
                 recipient_key,
                 why,
+                ..
             }) => {
                 out["eventId"] = json!(event_id);
                 out["eventType"] = json!(event_type);

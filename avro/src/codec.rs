@@ -44,6 +44,8 @@ pub enum CodecError {
         /// The payload record's name (`VaccinationRecorded`, `VaccinationCorrected`).
         event_type: String,
         recipient_key: RecipientKey,
+        /// The data key that sealed it (which the log names in the clear).
+        key_id: privacy::KeyId,
         why: Unreadable,
     },
 }

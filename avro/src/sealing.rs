@@ -255,6 +255,7 @@ pub(crate) async fn open_vaccination(value: &mut Value, keys: Option<&dyn DataKe
                     event_id: event_id.clone(),
                     event_type,
                     recipient_key: recipient.clone(),
+                    key_id: sealed.key_id,
                     why,
                 });
             }

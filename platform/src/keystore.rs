@@ -1,22 +1,30 @@
-//! The key store: every recipient's data key, wrapped by the deployment's key-encryption key, in
-//! PostgreSQL tables of their own (schema `keystore` by default), outside the log. Erasing a
-//! person deletes their keys here; the sealed records in the log can then never be opened again.
+//! The key store: the data keys that seal personal data in the log, wrapped by the deployment's
+//! key-encryption key, in PostgreSQL tables of their own (schema `keystore` by default), outside
+//! the log. Erasing a person deletes their keys here; the sealed records in the log can then never
+//! be opened again.
 //!
-//! - `data_keys`: one current key per recipient (`recipient_key` is unique). A write for a
-//!   recipient without one creates it; after an erasure the next vaccination gets a new key.
+//! - `data_keys`: one row per key, with the recipient it is **bound** to. Intake seals each record
+//!   with a fresh key from a pool this process created ahead, in bulk ([`POOL_BATCH`] keys a
+//!   statement, durable before any is used), so a vaccination costs no key-store round trip; the
+//!   key is then bound to its recipient in the background ([`BIND_BATCH`] a statement). A record's
+//!   AEAD binds its ciphertext to the recipient, so a pooled key opens nothing else.
+//! - Binding is completed **in the log's order** by the one consumer that reads every record of a
+//!   recipient in order, the signer ([`KeyStore::read_in_log_order`]): it binds the key of each
+//!   record it opens that intake had not bound yet (a crash lost the background binding), and at a
+//!   recipient's `RecipientErased` deletes every key bound to them ([`KeyStore::erase_bound`]).
+//!   Every record before the erasure then has its key gone; records after it (a later
+//!   vaccination) have new keys. The erasure request itself ([`KeyStore::erase`]) deletes the keys
+//!   already bound at once.
 //! - `erasures`: who was erased, when, by whom, and which key ids went. It holds no personal data
-//!   (recipient keys are keyed hashes), so a key-store backup restored later can be made to forget
-//!   again (`vaxctl keystore restore` deletes every key named here).
+//!   (recipient keys are keyed hashes). A key-store backup restored later is made to forget again
+//!   by `vaxctl keystore reapply-erasures`, which deletes the keys of every record the log shows
+//!   before each erasure ([`KeyStore::reapply_erasures`]).
 //!
-//! Writes ask the store every time (a key created or erased is seen by the next write at once);
-//! concurrent writes share one statement (group commit, [`write_batches`]). Reads cache unwrapped
-//! keys for at most [`READ_CACHE_TTL`], and forget a recipient's keys as soon as their
-//! `RecipientErased` event is read (the codecs call [`DataKeys::forget`]). The signer, which reads
-//! each recipient's records in order, seals what it writes with the key that opened the record it
-//! answers ([`KeyStore::seal_with_opened_keys`]).
+//! Reads cache unwrapped keys for at most [`READ_CACHE_TTL`], and forget a recipient's keys as soon
+//! as their `RecipientErased` event is read (the codecs call [`DataKeys::forget`]). The signer
+//! seals what it writes with the key that opened the record it answers.
 
 use std::{
-    collections::HashMap,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -33,14 +41,16 @@ use crate::{EnvironmentArgs, config::SecretUrl};
 /// Longest an unwrapped key is reused without asking the store again.
 pub const READ_CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// Most recipients one write statement looks up or creates.
-const WRITE_BATCH: usize = 256;
-/// Write statements in flight at once. One: while it runs, the next batch gathers (measured with
-/// `vaxctl bench ingest`: one in flight made batches of ~4 and cost least; four made batches of ~1).
-/// The pool holds more connections for reads and erasures.
-const WRITES_IN_FLIGHT: usize = 1;
-/// Write requests waiting beyond those: a sender waits when it is full.
-const WRITE_QUEUE: usize = 4096;
+/// Keys one pool statement creates (unbound, durable before any is handed out).
+pub const POOL_BATCH: usize = 512;
+/// The pool is refilled in the background when it holds fewer keys than this.
+const POOL_LOW: usize = 128;
+/// Most bindings one background statement writes.
+pub const BIND_BATCH: usize = 1024;
+/// How long the background binder gathers bindings before a statement.
+const BIND_GATHER: Duration = Duration::from_millis(20);
+/// Bindings waiting beyond those: intake waits when it is full (the store is down).
+const BIND_QUEUE: usize = 65_536;
 
 /// Key store settings.
 #[derive(Clone, Debug, Args)]
@@ -97,18 +107,20 @@ impl KeystoreArgs {
 
 /// The key store over PostgreSQL.
 pub struct KeyStore {
-    pool: sqlx::PgPool,
+    db: sqlx::PgPool,
     schema: String,
     kek: Arc<dyn Kek>,
     prepared: tokio::sync::OnceCell<()>,
     read_cache: quick_cache::sync::Cache<KeyId, (RecipientKey, DataKey, Instant)>,
-    /// The batch writer's queue, started on first use (it needs a runtime; it stops when the
-    /// store is dropped).
-    writes: std::sync::OnceLock<tokio::sync::mpsc::Sender<WriteRequest>>,
-    /// Write statements run so far (each answers a batch).
-    write_statements: Arc<std::sync::atomic::AtomicU64>,
-    /// Set by [`KeyStore::seal_with_opened_keys`]: each recipient's key that last opened one of
-    /// their records, which then seals what is written for them.
+    /// Keys created ahead for writing, and what refills them.
+    pool: Arc<Pool>,
+    /// The background binder's queue, started on first use (it needs a runtime; it stops when
+    /// the store is dropped).
+    bindings: std::sync::OnceLock<tokio::sync::mpsc::Sender<(KeyId, RecipientKey)>>,
+    /// Statements that created pooled keys.
+    pool_statements: Arc<std::sync::atomic::AtomicU64>,
+    /// Set by [`KeyStore::read_in_log_order`]: each recipient's key that last opened one of
+    /// their records, which then seals what is written for them; and every key opened is bound.
     opened: std::sync::OnceLock<quick_cache::sync::Cache<RecipientKey, (KeyId, DataKey)>>,
 }
 
@@ -130,6 +142,61 @@ fn binding(recipient: &RecipientKey, id: KeyId) -> Vec<u8> {
     format!("vaxtrail data key|{}|{id}", recipient.as_str()).into_bytes()
 }
 
+/// What a pooled key's wrapping is bound to: its id (it is created before its recipient is known;
+/// the record's own AEAD binds the ciphertext to the recipient).
+fn pooled_binding(id: KeyId) -> Vec<u8> {
+    format!("vaxtrail pooled data key|{id}").into_bytes()
+}
+
+/// Keys created ahead, handed out one per record.
+struct Pool {
+    db: sqlx::PgPool,
+    kek: Arc<dyn Kek>,
+    keys: std::sync::Mutex<std::collections::VecDeque<(KeyId, DataKey)>>,
+    /// Held while a statement refills the pool: one refill at a time.
+    refilling: Arc<tokio::sync::Mutex<()>>,
+    statements: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Pool {
+    fn take(&self) -> Option<(KeyId, DataKey)> {
+        self.keys.lock().expect("the pool's lock").pop_front()
+    }
+
+    fn len(&self) -> usize {
+        self.keys.lock().expect("the pool's lock").len()
+    }
+
+    /// Creates [`POOL_BATCH`] keys in one statement and adds them once they are durable.
+    async fn refill(&self) -> Result<(), KeysError> {
+        let started = Instant::now();
+        let fresh: Vec<(KeyId, DataKey)> = (0..POOL_BATCH).map(|_| (KeyId::random(), DataKey::random())).collect();
+        let ids: Vec<uuid::Uuid> = fresh.iter().map(|(id, _)| id.0).collect();
+        let wrapped: Vec<Vec<u8>> = fresh
+            .iter()
+            .map(|(id, key)| self.kek.wrap(key, &pooled_binding(*id)))
+            .collect();
+        self.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let outcome = sqlx::query(
+            "INSERT INTO data_keys (key_id, kek_id, wrapped, pooled)
+             SELECT key_id, $3, wrapped, true FROM unnest($1::uuid[], $2::bytea[]) AS i(key_id, wrapped)",
+        )
+        .bind(&ids)
+        .bind(&wrapped)
+        .bind(self.kek.id())
+        .execute(&self.db)
+        .await
+        .map_err(unavailable);
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::histogram!("vaxtrail_keystore_seconds", "op" => "pool", "result" => result)
+            .record(started.elapsed().as_secs_f64());
+        outcome?;
+        metrics::counter!("vaxtrail_keystore_keys_created_total").increment(POOL_BATCH as u64);
+        self.keys.lock().expect("the pool's lock").extend(fresh);
+        Ok(())
+    }
+}
+
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyStore")
@@ -141,47 +208,59 @@ impl std::fmt::Debug for KeyStore {
 
 impl KeyStore {
     pub fn new(pool: sqlx::PgPool, schema: &str, kek: Arc<dyn Kek>) -> Self {
+        let pool_statements = Arc::<std::sync::atomic::AtomicU64>::default();
         Self {
-            pool,
+            pool: Arc::new(Pool {
+                db: pool.clone(),
+                kek: kek.clone(),
+                keys: std::sync::Mutex::default(),
+                refilling: Arc::default(),
+                statements: pool_statements.clone(),
+            }),
+            pool_statements,
+            db: pool,
             schema: schema.to_owned(),
             kek,
             prepared: tokio::sync::OnceCell::new(),
             read_cache: quick_cache::sync::Cache::new(100_000),
-            writes: std::sync::OnceLock::new(),
-            write_statements: Arc::default(),
+            bindings: std::sync::OnceLock::new(),
             opened: std::sync::OnceLock::new(),
         }
     }
 
-    /// Creates the schema and tables if missing (under an advisory lock: several services may
-    /// start at once).
+    /// Creates the schema and tables if missing, and brings tables of the earlier layout (one key
+    /// per recipient) to this one (under an advisory lock: several services may start at once).
     async fn prepare(&self) -> Result<(), KeysError> {
         self.prepared
             .get_or_try_init(|| async {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.db.begin().await.map_err(unavailable)?;
                 sqlx::query("SELECT pg_advisory_xact_lock(7307202612)")
                     .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;
+                let schema = &self.schema;
                 let statements = [
-                    format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema),
+                    format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
                     format!(
-                        "CREATE TABLE IF NOT EXISTS {}.data_keys (
-                            key_id uuid PRIMARY KEY, recipient_key text NOT NULL UNIQUE,
+                        "CREATE TABLE IF NOT EXISTS {schema}.data_keys (
+                            key_id uuid PRIMARY KEY, recipient_key text,
                             kek_id text NOT NULL, wrapped bytea NOT NULL,
-                            created_at timestamptz NOT NULL DEFAULT now())",
-                        self.schema
+                            pooled boolean NOT NULL DEFAULT false,
+                            created_at timestamptz NOT NULL DEFAULT now())"
                     ),
+                    // The earlier layout: a recipient's one key, bound at creation.
                     format!(
-                        "CREATE TABLE IF NOT EXISTS {}.erasures (
+                        "ALTER TABLE {schema}.data_keys ADD COLUMN IF NOT EXISTS pooled boolean NOT NULL DEFAULT false"
+                    ),
+                    format!("ALTER TABLE {schema}.data_keys ALTER COLUMN recipient_key DROP NOT NULL"),
+                    format!("ALTER TABLE {schema}.data_keys DROP CONSTRAINT IF EXISTS data_keys_recipient_key_key"),
+                    format!("CREATE INDEX IF NOT EXISTS data_keys_by_recipient ON {schema}.data_keys (recipient_key)"),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {schema}.erasures (
                             recipient_key text NOT NULL, key_ids uuid[] NOT NULL,
-                            actor text NOT NULL, erased_at timestamptz NOT NULL DEFAULT now())",
-                        self.schema
+                            actor text NOT NULL, erased_at timestamptz NOT NULL DEFAULT now())"
                     ),
-                    format!(
-                        "CREATE INDEX IF NOT EXISTS erasures_by_recipient ON {}.erasures (recipient_key)",
-                        self.schema
-                    ),
+                    format!("CREATE INDEX IF NOT EXISTS erasures_by_recipient ON {schema}.erasures (recipient_key)"),
                 ];
                 for statement in statements {
                     sqlx::query(sqlx::AssertSqlSafe(statement))
@@ -193,10 +272,6 @@ impl KeyStore {
             })
             .await
             .map(|_| ())
-    }
-
-    fn unwrap(&self, recipient: &RecipientKey, id: KeyId, wrapped: &[u8]) -> Result<DataKey, KeysError> {
-        Ok(self.kek.unwrap(wrapped, &binding(recipient, id))?)
     }
 
     async fn timed<T>(
@@ -212,36 +287,78 @@ impl KeyStore {
         outcome
     }
 
-    /// The recipient's data key for writing: looked up or created by the batch writer, which
-    /// answers every request waiting at the time in one statement.
+    /// A key for writing the recipient's record: the one that opened their latest record (the
+    /// signer), else a fresh one from the pool, bound to them in the background (intake) or at
+    /// once (the signer, which must have every key of a recipient bound before it reads their
+    /// erasure).
     async fn write_key(&self, recipient: &RecipientKey) -> Result<(KeyId, DataKey), KeysError> {
         if let Some(found) = self.opened.get().and_then(|opened| opened.get(recipient)) {
             return Ok(found);
         }
         self.prepare().await?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let writes = self.writes.get_or_init(|| {
-            let (sender, receiver) = tokio::sync::mpsc::channel(WRITE_QUEUE);
-            tokio::spawn(write_batches(
-                BatchWriter {
-                    pool: self.pool.clone(),
-                    kek: self.kek.clone(),
-                    statements: self.write_statements.clone(),
-                },
-                receiver,
-            ));
+        let (id, key) = self.pooled().await?;
+        if self.opened.get().is_some() {
+            self.bind_now(id, recipient).await?;
+            self.opened_with(recipient, id, &key);
+        } else {
+            self.bind_later(id, recipient).await?;
+        }
+        Ok((id, key))
+    }
+
+    /// A key from the pool: refilled in the background when it runs low, and at once (one
+    /// statement for everyone waiting) when it is empty.
+    async fn pooled(&self) -> Result<(KeyId, DataKey), KeysError> {
+        loop {
+            if let Some(key) = self.pool.take() {
+                if self.pool.len() < POOL_LOW
+                    && let Ok(guard) = self.pool.refilling.clone().try_lock_owned()
+                {
+                    let pool = self.pool.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = pool.refill().await {
+                            tracing::warn!(%error, "refilling the data-key pool in the background");
+                        }
+                        drop(guard);
+                    });
+                }
+                return Ok(key);
+            }
+            let _refilling = self.pool.refilling.lock().await;
+            if self.pool.len() == 0 {
+                self.pool.refill().await?;
+            }
+        }
+    }
+
+    /// Binds a key to its recipient in the background: a statement per [`BIND_BATCH`] bindings
+    /// or [`BIND_GATHER`], retried until the store answers. Waits only when the queue is full.
+    async fn bind_later(&self, id: KeyId, recipient: &RecipientKey) -> Result<(), KeysError> {
+        let queue = self.bindings.get_or_init(|| {
+            let (sender, receiver) = tokio::sync::mpsc::channel(BIND_QUEUE);
+            tokio::spawn(bind_batches(self.db.clone(), receiver));
             sender
         });
-        writes
-            .send(WriteRequest {
-                recipient: recipient.clone(),
-                reply,
-            })
+        queue
+            .send((id, recipient.clone()))
             .await
-            .map_err(|_| KeysError::Unavailable("the key store's batch writer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| KeysError::Unavailable("the key store's batch writer dropped a request".into()))?
+            .map_err(|_| KeysError::Unavailable("the key store's binder stopped".into()))
+    }
+
+    /// Binds a key to `recipient` now, unless it is bound already. `false`: it is bound to someone
+    /// else, or gone.
+    async fn bind_now(&self, id: KeyId, recipient: &RecipientKey) -> Result<bool, KeysError> {
+        let bound = sqlx::query(
+            "UPDATE data_keys SET recipient_key = $2
+             WHERE key_id = $1 AND (recipient_key IS NULL OR recipient_key = $2)",
+        )
+        .bind(id.0)
+        .bind(recipient.as_str())
+        .execute(&self.db)
+        .await
+        .map_err(unavailable)?;
+        metrics::counter!("vaxtrail_keystore_bound_in_log_order_total").increment(1);
+        Ok(bound.rows_affected() == 1)
     }
 
     async fn read_key(&self, recipient: &RecipientKey, id: KeyId) -> Result<Option<DataKey>, KeysError> {
@@ -253,17 +370,29 @@ impl KeyStore {
             return Ok(Some(key));
         }
         self.prepare().await?;
-        let row = sqlx::query("SELECT wrapped FROM data_keys WHERE key_id = $1 AND recipient_key = $2")
+        let row = sqlx::query("SELECT wrapped, recipient_key, pooled FROM data_keys WHERE key_id = $1")
             .bind(id.0)
-            .bind(recipient.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await
             .map_err(unavailable)?;
-        let Some(row) = row else {
+        let owner: Option<Option<String>> = row.as_ref().map(|row| row.get("recipient_key"));
+        let readable = match owner.as_ref() {
+            None => false,
+            Some(Some(owner)) => owner == recipient.as_str(),
+            // Not bound yet: the signer binds it before going on (it reads in the log's order);
+            // any other reader opens it, the record's own AEAD binding it to the recipient.
+            Some(None) => self.opened.get().is_none() || self.bind_now(id, recipient).await?,
+        };
+        let Some(row) = row.filter(|_| readable) else {
             self.read_cache.remove(&id);
             return Ok(None);
         };
-        let key = self.unwrap(recipient, id, row.get::<&[u8], _>("wrapped"))?;
+        let wrapped = row.get::<&[u8], _>("wrapped");
+        let key = if row.get::<bool, _>("pooled") {
+            self.kek.unwrap(wrapped, &pooled_binding(id))?
+        } else {
+            self.kek.unwrap(wrapped, &binding(recipient, id))?
+        };
         self.read_cache
             .insert(id, (recipient.clone(), key.clone(), Instant::now()));
         self.opened_with(recipient, id, &key);
@@ -276,33 +405,52 @@ impl KeyStore {
         }
     }
 
-    /// For a consumer that reads a recipient's records in the log's order and writes what it
-    /// derives from them (the signer): what is written for a recipient is sealed with the key that
-    /// opened their latest record, so writing costs no round trip, and what is derived from a
-    /// record stays readable exactly as long as the record does. A recipient's `RecipientErased`,
-    /// read in order, makes the store forget that key ([`DataKeys::forget`]); a recipient without
-    /// an opened key (records written in the clear) gets their key from the store as usual.
-    pub fn seal_with_opened_keys(&self) {
+    /// For the one consumer that reads every recipient's records in the log's order and writes
+    /// what it derives from them (the signer): every key it opens is bound to its recipient
+    /// before it goes on (intake binds in the background, and a crash can lose that), so its
+    /// [`KeyStore::erase_bound`] at a recipient's `RecipientErased` deletes the keys of all their
+    /// earlier records; and what it writes for a recipient is sealed with the key that opened
+    /// their latest record, so it stays readable exactly as long as that record does. A
+    /// recipient's `RecipientErased`, read in order, makes the store forget that key
+    /// ([`DataKeys::forget`]).
+    pub fn read_in_log_order(&self) {
         self.opened.get_or_init(|| quick_cache::sync::Cache::new(100_000));
     }
 
-    /// How many write statements have answered this store's requests for writing keys (each
-    /// answers every request waiting at the time).
-    pub fn write_statements(&self) -> u64 {
-        self.write_statements.load(std::sync::atomic::Ordering::Relaxed)
+    /// How many statements have created pooled keys (each creates [`POOL_BATCH`]).
+    pub fn pool_statements(&self) -> u64 {
+        self.pool_statements.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Erases a recipient: deletes their data keys and records the erasure, in one transaction.
+    /// Erases a recipient: deletes the data keys bound to them and records the erasure, in one
+    /// transaction. Keys of their records not bound yet go when the signer reads the
+    /// `RecipientErased` this is followed by ([`KeyStore::erase_bound`]).
     pub async fn erase(&self, recipient: &RecipientKey, actor: &str) -> Result<Erasure, KeysError> {
-        self.timed("erase", async {
-            self.prepare().await?;
-            let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            let ids: Vec<uuid::Uuid> =
-                sqlx::query_scalar("DELETE FROM data_keys WHERE recipient_key = $1 RETURNING key_id")
-                    .bind(recipient.as_str())
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+        self.timed("erase", self.delete_bound(recipient, actor)).await
+    }
+
+    /// At a recipient's `RecipientErased`, read in the log's order (the signer): deletes every key
+    /// still bound to them (those of their records intake had not bound when the erasure was
+    /// asked), recording them as erased. Idempotent.
+    pub async fn erase_bound(&self, recipient: &RecipientKey) -> Result<Erasure, KeysError> {
+        self.timed("erase_bound", async {
+            self.forget(recipient);
+            self.delete_bound(recipient, "signer (RecipientErased in the log)")
+                .await
+        })
+        .await
+    }
+
+    async fn delete_bound(&self, recipient: &RecipientKey, actor: &str) -> Result<Erasure, KeysError> {
+        self.prepare().await?;
+        let mut tx = self.db.begin().await.map_err(unavailable)?;
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar("DELETE FROM data_keys WHERE recipient_key = $1 RETURNING key_id")
+                .bind(recipient.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if !ids.is_empty() || !actor.starts_with("signer") {
             sqlx::query("INSERT INTO erasures (recipient_key, key_ids, actor) VALUES ($1, $2, $3)")
                 .bind(recipient.as_str())
                 .bind(&ids)
@@ -310,20 +458,22 @@ impl KeyStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-            self.forget(recipient);
+        }
+        tx.commit().await.map_err(unavailable)?;
+        self.forget(recipient);
+        if !actor.starts_with("signer") {
             metrics::counter!("vaxtrail_keystore_erasures_total").increment(1);
-            Ok(Erasure {
-                recipient: recipient.clone(),
-                key_ids: ids.into_iter().map(KeyId).collect(),
-            })
+        }
+        Ok(Erasure {
+            recipient: recipient.clone(),
+            key_ids: ids.into_iter().map(KeyId).collect(),
         })
-        .await
     }
 
     /// Deletes again every data key an erasure named: those the key store's own `erasures` table
-    /// records, and `logged` (the key ids of the log's `RecipientErased` events, which a key-store
-    /// backup taken before the erasure does not know of). Returns how many keys went.
+    /// records, and `logged` (the keys of every record the log shows before its recipient's
+    /// `RecipientErased`, which a key-store backup taken before the erasure still holds).
+    /// Returns how many keys went.
     pub async fn reapply_erasures(&self, logged: &[KeyId]) -> Result<u64, KeysError> {
         self.prepare().await?;
         let logged: Vec<uuid::Uuid> = logged.iter().map(|k| k.0).collect();
@@ -332,182 +482,74 @@ impl KeyStore {
              WHERE key_id = ANY($1) OR key_id IN (SELECT unnest(key_ids) FROM erasures)",
         )
         .bind(&logged)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await
         .map_err(unavailable)?;
         Ok(gone.rows_affected())
     }
-}
 
-/// A request for a recipient's key for writing, answered by [`write_batches`].
-struct WriteRequest {
-    recipient: RecipientKey,
-    reply: tokio::sync::oneshot::Sender<Result<(KeyId, DataKey), KeysError>>,
-}
-
-/// What the batch writer needs of the store.
-#[derive(Clone)]
-struct BatchWriter {
-    pool: sqlx::PgPool,
-    kek: Arc<dyn Kek>,
-    statements: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// Group commit for key writes: takes every request waiting (up to [`WRITE_BATCH`]) and answers
-/// them with one statement, with up to [`WRITES_IN_FLIGHT`] statements at once. Concurrent intake
-/// thus costs one round trip and one commit per batch rather than per vaccination; a lone request
-/// goes at once, so an idle store adds no delay. Ends when the store (every sender) is dropped.
-async fn write_batches(writer: BatchWriter, mut requests: tokio::sync::mpsc::Receiver<WriteRequest>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(WRITES_IN_FLIGHT));
-    loop {
-        // A slot first: while every statement is in flight, requests gather into the next batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::new();
-        if requests.recv_many(&mut batch, WRITE_BATCH).await == 0 {
-            return;
-        }
-        let writer = writer.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            metrics::histogram!("vaxtrail_keystore_write_batch_size").record(batch.len() as f64);
-            let outcome = writer.answer(batch).await;
-            let result = if outcome { "ok" } else { "error" };
-            metrics::histogram!("vaxtrail_keystore_seconds", "op" => "write_batch", "result" => result)
-                .record(started.elapsed().as_secs_f64());
-            drop(slot);
-        });
-    }
-}
-
-impl BatchWriter {
-    /// Looks up or creates the key of every recipient in the batch in one statement, and answers
-    /// each request. Returns whether the statement succeeded.
-    async fn answer(&self, batch: Vec<WriteRequest>) -> bool {
-        // One fresh key per distinct recipient (a recipient may be asked for twice in a batch).
-        let mut fresh: HashMap<RecipientKey, (KeyId, DataKey)> = HashMap::new();
-        for request in &batch {
-            fresh
-                .entry(request.recipient.clone())
-                .or_insert_with(|| (KeyId::random(), DataKey::random()));
-        }
-        let mut ids = Vec::with_capacity(fresh.len());
-        let mut recipients = Vec::with_capacity(fresh.len());
-        let mut wrapped = Vec::with_capacity(fresh.len());
-        for (recipient, (id, key)) in &fresh {
-            ids.push(id.0);
-            recipients.push(recipient.as_str().to_owned());
-            wrapped.push(self.kek.wrap(key, &binding(recipient, *id)));
-        }
-        self.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut found = self.write(&ids, &recipients, &wrapped).await;
-        if let Ok(rows) = &mut found
-            && rows.len() < fresh.len()
-        {
-            // A recipient without a row: another statement (a batch in flight beside this one, or
-            // another service) inserted their key after this one's snapshot. Read it.
-            let missing: Vec<String> = {
-                let seen: std::collections::HashSet<&RecipientKey> = rows.iter().map(|(r, _, _)| r).collect();
-                fresh
-                    .keys()
-                    .filter(|r| !seen.contains(r))
-                    .map(|r| r.as_str().to_owned())
-                    .collect()
-            };
-            match self.current(&missing).await {
-                Ok(more) => rows.extend(more),
-                Err(error) => found = Err(error),
-            }
-        }
-        let ok = found.is_ok();
-        let mut answers: HashMap<RecipientKey, Result<(KeyId, DataKey), KeysError>> = HashMap::new();
-        let mut created = 0_u64;
-        match found {
-            Ok(rows) => {
-                for (recipient, id, wrapped) in rows {
-                    let answer = match fresh.get(&recipient) {
-                        Some((fresh_id, key)) if *fresh_id == id => {
-                            created += 1;
-                            Ok((id, key.clone()))
-                        }
-                        _ => self
-                            .kek
-                            .unwrap(&wrapped, &binding(&recipient, id))
-                            .map(|key| (id, key))
-                            .map_err(KeysError::from),
-                    };
-                    answers.insert(recipient, answer);
-                }
-            }
-            Err(error) => {
-                for request in &batch {
-                    answers.insert(request.recipient.clone(), Err(error.clone()));
-                }
-            }
-        }
-        metrics::counter!("vaxtrail_keystore_keys_created_total").increment(created);
-        for request in batch {
-            // Still no row: another writer's key was erased between the two statements.
-            let answer = answers
-                .get(&request.recipient)
-                .cloned()
-                .unwrap_or(Err(KeysError::Erasing));
-            // The requester may have gone (a cancelled HTTP request): nothing to answer.
-            let _ = request.reply.send(answer);
-        }
-        ok
-    }
-
-    /// The current keys of `recipients` (those that have one).
-    async fn current(&self, recipients: &[String]) -> Result<Vec<(RecipientKey, KeyId, Vec<u8>)>, KeysError> {
-        let rows = sqlx::query("SELECT key_id, recipient_key, wrapped FROM data_keys WHERE recipient_key = ANY($1)")
-            .bind(recipients)
-            .fetch_all(&self.pool)
+    /// Keys bound to each of `recipients` (tests and drills look).
+    pub async fn bound_keys(&self, recipient: &RecipientKey) -> Result<Vec<KeyId>, KeysError> {
+        self.prepare().await?;
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT key_id FROM data_keys WHERE recipient_key = $1")
+            .bind(recipient.as_str())
+            .fetch_all(&self.db)
             .await
             .map_err(unavailable)?;
-        rows.into_iter().map(keyed_row).collect()
-    }
-
-    /// One round trip: each recipient's key if they have one, else the fresh one inserted (and
-    /// made durable) in the same statement. A fresh key is wasted when one exists: generating and
-    /// wrapping it costs about a microsecond, a second round trip far more.
-    async fn write(
-        &self,
-        ids: &[uuid::Uuid],
-        recipients: &[String],
-        wrapped: &[Vec<u8>],
-    ) -> Result<Vec<(RecipientKey, KeyId, Vec<u8>)>, KeysError> {
-        let rows = sqlx::query(
-            "WITH input AS (
-                    SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS i(key_id, recipient_key, wrapped)),
-                  existing AS (
-                    SELECT key_id, recipient_key, wrapped FROM data_keys
-                    WHERE recipient_key = ANY($2)),
-                  created AS (
-                    INSERT INTO data_keys (key_id, recipient_key, kek_id, wrapped)
-                    SELECT key_id, recipient_key, $4, wrapped FROM input
-                    WHERE recipient_key NOT IN (SELECT recipient_key FROM existing)
-                    ON CONFLICT (recipient_key) DO NOTHING
-                    RETURNING key_id, recipient_key, wrapped)
-             SELECT key_id, recipient_key, wrapped FROM existing
-             UNION ALL SELECT key_id, recipient_key, wrapped FROM created",
-        )
-        .bind(ids)
-        .bind(recipients)
-        .bind(wrapped)
-        .bind(self.kek.id())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        rows.into_iter().map(keyed_row).collect()
+        Ok(ids.into_iter().map(KeyId).collect())
     }
 }
 
-fn keyed_row(row: sqlx::postgres::PgRow) -> Result<(RecipientKey, KeyId, Vec<u8>), KeysError> {
-    let recipient = RecipientKey::parse("recipientKey", row.get::<&str, _>("recipient_key"))
-        .map_err(|e| KeysError::Unavailable(format!("the key store holds a malformed recipient key: {e:?}")))?;
-    Ok((recipient, KeyId(row.get("key_id")), row.get("wrapped")))
+/// The background binder: gathers bindings for [`BIND_GATHER`] (or until [`BIND_BATCH`] wait)
+/// and writes each batch in one statement, retrying a failed one (intake goes on meanwhile; the
+/// signer binds in the log's order whatever is left). Ends when the store is dropped.
+async fn bind_batches(db: sqlx::PgPool, mut queue: tokio::sync::mpsc::Receiver<(KeyId, RecipientKey)>) {
+    let mut batch = Vec::new();
+    loop {
+        if queue.recv_many(&mut batch, BIND_BATCH).await == 0 {
+            return;
+        }
+        tokio::time::sleep(BIND_GATHER).await;
+        let room = BIND_BATCH.saturating_sub(batch.len());
+        if room > 0 {
+            let mut more = Vec::new();
+            while let Ok(binding) = queue.try_recv() {
+                more.push(binding);
+                if more.len() == room {
+                    break;
+                }
+            }
+            batch.extend(more);
+        }
+        let ids: Vec<uuid::Uuid> = batch.iter().map(|(id, _)| id.0).collect();
+        let recipients: Vec<&str> = batch.iter().map(|(_, r)| r.as_str()).collect();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let outcome = sqlx::query(
+                "UPDATE data_keys d SET recipient_key = b.recipient_key
+                 FROM unnest($1::uuid[], $2::text[]) AS b(key_id, recipient_key)
+                 WHERE d.key_id = b.key_id AND d.recipient_key IS NULL",
+            )
+            .bind(&ids)
+            .bind(&recipients)
+            .execute(&db)
+            .await;
+            let result = if outcome.is_ok() { "ok" } else { "error" };
+            metrics::histogram!("vaxtrail_keystore_seconds", "op" => "bind", "result" => result)
+                .record(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, bindings = ids.len(), "binding data keys to their recipients; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics::histogram!("vaxtrail_keystore_bind_batch_size").record(batch.len() as f64);
+        batch.clear();
+    }
 }
 
 impl DataKeys for KeyStore {

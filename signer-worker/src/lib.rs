@@ -153,13 +153,14 @@ impl Config {
             max_poll_interval: Duration::from_millis(self.max_poll_interval_ms.max(self.session_timeout_ms)),
             crash_point: self.crash_point,
             store,
-            // The signer answers one record at a time, in order: what it writes for a recipient
-            // is sealed with the key that opened the record it answers (no key-store round trip
-            // per certificate; erased with the record's key).
+            // The signer answers one record at a time, in order: it binds every key it opens to
+            // its recipient (and deletes them at the recipient's erasure), and what it writes for
+            // a recipient is sealed with the key that opened the record it answers (no key-store
+            // round trip per certificate; erased with the record's key).
             keys: self
                 .keystore
                 .open(&self.environment)?
-                .inspect(|keys| keys.seal_with_opened_keys()),
+                .inspect(|keys| keys.read_in_log_order()),
             eu_dcc: self
                 .eu_dcc
                 .issuer()

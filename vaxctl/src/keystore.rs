@@ -77,8 +77,11 @@ pub async fn run(kafka: &platform::KafkaArgs, action: Action) -> anyhow::Result<
     }
 }
 
-/// The data key ids every `RecipientErased` event of `vaccination-events` names, read as a
-/// stream (batches handed from the reading thread, decoded here).
+/// The data key ids every erasure in `vaccination-events` deleted: those each `RecipientErased`
+/// event names, and the keys of every record of that recipient the log holds before it (read in
+/// each partition's order; a recipient's records all share one partition). Read as a stream
+/// (batches handed from the reading thread, decoded here), without the key store: the key that
+/// sealed a record is named in the clear.
 async fn logged_erasures(kafka: &platform::KafkaArgs) -> anyhow::Result<Vec<privacy::KeyId>> {
     let topic = kafka.topics().vaccination_events;
     let spans = platform::log::watermarks_async(&kafka.brokers, std::slice::from_ref(&topic))
@@ -87,22 +90,33 @@ async fn logged_erasures(kafka: &platform::KafkaArgs) -> anyhow::Result<Vec<priv
         .map(platform::log::Watermarks::span)
         .collect();
     let (mut batches, reader) = platform::log::stream_spans(&kafka.brokers, spans, None, 1000);
-    // No keys: an erasure carries no personal data, and sealed records are passed over.
     let codec = avro::codec::VaccinationCodec::new(&kafka.schema_registry_url, &topic);
     let mut ids = Vec::new();
+    // Each recipient's keys since their last erasure.
+    let mut since: std::collections::HashMap<domain::values::RecipientKey, Vec<privacy::KeyId>> =
+        std::collections::HashMap::new();
     while let Some(batch) = batches.recv().await {
         for record in &batch {
-            let Ok(envelope) = codec
+            match codec
                 .decode(rdkafka::Message::payload(record).unwrap_or_default())
                 .await
-            else {
-                continue;
-            };
-            if let domain::events::VaccinationPayload::RecipientErased { erased_keys } = envelope.event.payload {
-                ids.extend(erased_keys.iter().filter_map(|k| privacy::KeyId::parse(k)));
+            {
+                Ok(envelope) => {
+                    if let domain::events::VaccinationPayload::RecipientErased { erased_keys } = envelope.event.payload
+                    {
+                        ids.extend(erased_keys.iter().filter_map(|k| privacy::KeyId::parse(k)));
+                        ids.extend(since.remove(&envelope.event.recipient_key).unwrap_or_default());
+                    }
+                }
+                Err(avro::codec::CodecError::Sealed {
+                    recipient_key, key_id, ..
+                }) => since.entry(recipient_key).or_default().push(key_id),
+                Err(_) => {}
             }
         }
     }
     reader.await??;
+    ids.sort_by_key(|k| k.0);
+    ids.dedup();
     Ok(ids)
 }

@@ -342,7 +342,8 @@ async function start() {
     ]);
   }
   await refreshLists();
-  document.body.dataset.ready = String(navigator.serviceWorker && navigator.serviceWorker.controller !== null);
+  // "true": the service worker controls the page, so it keeps working offline.
+  document.body.dataset.ready = String(Boolean(navigator.serviceWorker && navigator.serviceWorker.controller));
 }
 
 document.getElementById('check').onclick = async () => {

@@ -118,7 +118,23 @@ impl Worker {
         let slot = state.next_slot()?;
         let decided = outcomes(&lineage, event, &self.settings.policy, slot);
         if let (VaccinationPayload::RecipientErased { .. }, Some(keys)) = (&event.payload, &self.settings.keys) {
-            privacy::DataKeys::forget(keys.as_ref(), &event.recipient_key);
+            // Every earlier record of the recipient was read (and its key bound) before this one:
+            // delete every key bound to them, retrying while the key store cannot answer.
+            let erased = Backoff::REGISTRY
+                .retry(
+                    stop,
+                    || keys.erase_bound(&event.recipient_key),
+                    privacy::KeysError::is_retriable,
+                )
+                .await?
+                .map_err(|e| anyhow::anyhow!("erasing the recipient's keys: {e}"))?;
+            if !erased.key_ids.is_empty() {
+                tracing::info!(
+                    recipient_key = event.recipient_key.as_str(),
+                    keys = erased.key_ids.len(),
+                    "deleted the keys intake had not bound when the erasure was asked"
+                );
+            }
         }
         if decided.is_empty() {
             // The same event appended twice: it was answered already.
