@@ -48,7 +48,7 @@ const POOL_LOW: usize = 128;
 /// Most bindings one background statement writes.
 pub const BIND_BATCH: usize = 1024;
 /// How long the background binder gathers bindings before a statement.
-const BIND_GATHER: Duration = Duration::from_millis(20);
+const BIND_GATHER: Duration = Duration::from_millis(100);
 /// Bindings waiting beyond those: intake waits when it is full (the store is down).
 const BIND_QUEUE: usize = 65_536;
 
