@@ -116,6 +116,8 @@ enum Bench {
     /// The signer's partition state at population scale: memory against the cache bound, and a
     /// restart from the local store vs. a full rebuild.
     SignerState(bench::signer_state::SignerStateArgs),
+    /// Certificate PDFs (Latin, Devanagari with Hindi labels, twelve doses) vs. the QR code alone.
+    Pdf(bench::pdf::PdfArgs),
 }
 
 #[tokio::main]
@@ -160,5 +162,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             which: Bench::SignerState(args),
         } => tokio::task::spawn_blocking(move || bench::signer_state::run(&args)).await?,
+        Command::Bench {
+            which: Bench::Pdf(args),
+        } => tokio::task::spawn_blocking(move || bench::pdf::run(&args)).await?,
     }
 }

@@ -47,7 +47,8 @@ async function networkFirst(request, url) {
   try {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), 5000);
-    response = await fetch(request, { signal: controller.signal, cache: 'no-store' });
+    // By URL: a navigation's own Request cannot be fetched with options.
+    response = await fetch(request.url, { signal: controller.signal, cache: 'no-store' });
     clearTimeout(timer);
   } catch (e) {
     response = null;

@@ -12,6 +12,7 @@
 
 pub mod backup;
 pub mod e2e;
+pub mod pdf;
 pub mod replay;
 pub mod signer_state;
 pub mod verify;
