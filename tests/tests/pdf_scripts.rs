@@ -8,27 +8,12 @@
 use std::{path::Path, process::Command};
 
 use query_api::pdf::{Fonts, Labels, Sheet, render};
-use serde_json::{Value, json};
+use serde_json::Value;
 use vaxtrail_tests::{Scratch, zbar_scan};
 
-/// A credential of vaxtrail's shape with this recipient (the page reads nothing else of it).
+/// A credential of vaxtrail's shape with this recipient, dose 1 of 1.
 fn credential(name: &str, street: &str, district: &str) -> Value {
-    json!({
-        "issuer": "did:web:certificates.example.gov",
-        "credentialSubject": {
-            "name": name, "dob": "1990-04-02", "gender": "Female",
-            "id": "did:in.gov.uidai.aadhaar:123456789012",
-            "address": {"streetAddress": street, "district": district, "addressRegion": "Karnataka",
-                        "addressCountry": "IND", "postalCode": "560034"},
-        },
-        "evidence": [{
-            "certificateId": "ABCD1234EFGH5678J", "dose": 1, "totalDoses": 2, "date": "2021-05-01",
-            "vaccine": "Covishield", "prophylaxis": "COVID-19 vaccine, non-replicating viral vector",
-            "manufacturer": "Serum Institute of India", "batch": "4121Z025",
-            "effectiveStart": "2021-05-01", "effectiveUntil": "2022-05-01",
-            "facility": {"name": "PHC Mysuru", "address": {"addressCountry": "IND"}},
-        }],
-    })
+    vaxctl::synthetic::printable_credential(name, street, district, 1)
 }
 
 fn run(program: &str, args: &[&str], files: &[&Path]) -> String {
@@ -205,18 +190,7 @@ fn a_long_dose_history_continues_on_a_further_page() {
     let labels = Labels::load(None, "*=hi").unwrap();
     let scratch = Scratch::new("pdf-doses");
     for (doses, pages) in [(1_usize, 1_usize), (5, 1), (12, 2)] {
-        let mut credential = credential("Ananya Iyer", "12 MG Road", "Mysuru");
-        let dose = |n: usize| {
-            json!({"dose": n, "totalDoses": doses, "date": format!("2021-{:02}-01", n), "vaccine": "Covishield",
-                   "manufacturer": "Serum Institute of India", "batch": format!("BATCH{n:02}"),
-                   "facility": {"name": "PHC Mysuru"}})
-        };
-        let evidence = &mut credential["evidence"][0];
-        evidence["dose"] = json!(doses);
-        evidence["totalDoses"] = json!(doses);
-        evidence["date"] = json!(format!("2021-{doses:02}-01"));
-        evidence["batch"] = json!(format!("BATCH{doses:02}"));
-        evidence["previousDoses"] = (1..doses).map(dose).collect();
+        let credential = vaxctl::synthetic::printable_credential("Ananya Iyer", "12 MG Road", "Mysuru", doses);
         let text = credential.to_string();
         let qr = query_api::qr::code(&query_api::qr::payload(&text)).unwrap();
         let pdf = render(
@@ -238,7 +212,7 @@ fn a_long_dose_history_continues_on_a_further_page() {
         let layer = plain(&run("pdftotext", &["-layout"], &[&file, Path::new("-")]));
         let mut at = 0;
         for n in 1..=doses {
-            let batch = format!("BATCH{n:02}");
+            let batch = format!("4121Z{n:03}");
             let found = layer[at..]
                 .find(&batch)
                 .unwrap_or_else(|| panic!("{doses} doses: {batch} after {at}:\n{layer}"));
@@ -255,7 +229,7 @@ fn a_long_dose_history_continues_on_a_further_page() {
                 "{second}"
             );
             assert!(
-                second.contains(&format!("BATCH{doses:02}")),
+                second.contains(&format!("4121Z{doses:03}")),
                 "the last dose on page 2:\n{second}"
             );
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::Args;
 use query_api::pdf::{Fonts, Labels, Sheet, render};
-use serde_json::{Value, json};
+use vaxctl::synthetic::printable_credential as credential;
 
 #[derive(Args, Debug)]
 pub struct PdfArgs {
@@ -22,33 +22,6 @@ pub struct PdfArgs {
         default_value = "/usr/share/fonts/truetype/noto:/usr/share/fonts/opentype/noto"
     )]
     pub fonts: String,
-}
-
-fn credential(name: &str, street: &str, district: &str, doses: usize) -> Value {
-    let dose = |n: usize| {
-        json!({"dose": n, "totalDoses": doses, "date": format!("2021-{n:02}-01"), "vaccine": "Covishield",
-               "manufacturer": "Serum Institute of India", "batch": format!("4121Z{n:03}"),
-               "facility": {"name": "PHC Mysuru"}})
-    };
-    let mut evidence = dose(doses);
-    evidence["certificateId"] = json!("ABCD1234EFGH5678J");
-    evidence["prophylaxis"] = json!("COVID-19 vaccine, non-replicating viral vector");
-    evidence["effectiveStart"] = json!("2021-05-01");
-    evidence["effectiveUntil"] = json!("2022-05-01");
-    evidence["facility"]["address"] = json!({"addressCountry": "IND"});
-    if doses > 1 {
-        evidence["previousDoses"] = (1..doses).map(dose).collect();
-    }
-    json!({
-        "issuer": "did:web:certificates.example.gov",
-        "credentialSubject": {
-            "name": name, "dob": "1990-04-02", "gender": "Female",
-            "id": "did:in.gov.uidai.aadhaar:123456789012",
-            "address": {"streetAddress": street, "district": district, "addressRegion": "Karnataka",
-                        "addressCountry": "IND", "postalCode": "560034"},
-        },
-        "evidence": [evidence],
-    })
 }
 
 pub fn run(args: &PdfArgs) -> anyhow::Result<()> {
