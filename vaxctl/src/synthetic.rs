@@ -127,6 +127,37 @@ impl Person {
     }
 }
 
+/// A credential of vaxtrail's shape as the certificate PDF reads it (issuer, subject with address,
+/// this dose's evidence listing the earlier ones): dose `doses` of `doses`, batches `4121Z001`…,
+/// for the PDF benchmark and the PDF tests. Not signed: the page reads nothing else of it.
+pub fn printable_credential(name: &str, street: &str, district: &str, doses: usize) -> Value {
+    let doses = doses.max(1);
+    let dose = |n: usize| {
+        json!({"dose": n, "totalDoses": doses, "date": format!("2021-{:02}-01", n.min(12)),
+               "vaccine": "Covishield", "manufacturer": "Serum Institute of India",
+               "batch": format!("4121Z{n:03}"), "facility": {"name": "PHC Mysuru"}})
+    };
+    let mut evidence = dose(doses);
+    evidence["certificateId"] = json!("ABCD1234EFGH5678J");
+    evidence["prophylaxis"] = json!("COVID-19 vaccine, non-replicating viral vector");
+    evidence["effectiveStart"] = json!("2021-05-01");
+    evidence["effectiveUntil"] = json!("2022-05-01");
+    evidence["facility"]["address"] = json!({"addressCountry": "IND"});
+    if doses > 1 {
+        evidence["previousDoses"] = (1..doses).map(dose).collect();
+    }
+    json!({
+        "issuer": "did:web:certificates.example.gov",
+        "credentialSubject": {
+            "name": name, "dob": "1990-04-02", "gender": "Female",
+            "id": "did:in.gov.uidai.aadhaar:123456789012",
+            "address": {"streetAddress": street, "district": district, "addressRegion": "Karnataka",
+                        "addressCountry": "IND", "postalCode": "560034"},
+        },
+        "evidence": [evidence],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use domain::{
@@ -172,35 +203,4 @@ mod tests {
             Person::new(8, today, 60).certify_request(1, "")["recipient"]
         );
     }
-}
-
-/// A credential of vaxtrail's shape as the certificate PDF reads it (issuer, subject with address,
-/// this dose's evidence listing the earlier ones): dose `doses` of `doses`, batches `4121Z001`…,
-/// for the PDF benchmark and the PDF tests. Not signed: the page reads nothing else of it.
-pub fn printable_credential(name: &str, street: &str, district: &str, doses: usize) -> Value {
-    let doses = doses.max(1);
-    let dose = |n: usize| {
-        json!({"dose": n, "totalDoses": doses, "date": format!("2021-{:02}-01", n.min(12)),
-               "vaccine": "Covishield", "manufacturer": "Serum Institute of India",
-               "batch": format!("4121Z{n:03}"), "facility": {"name": "PHC Mysuru"}})
-    };
-    let mut evidence = dose(doses);
-    evidence["certificateId"] = json!("ABCD1234EFGH5678J");
-    evidence["prophylaxis"] = json!("COVID-19 vaccine, non-replicating viral vector");
-    evidence["effectiveStart"] = json!("2021-05-01");
-    evidence["effectiveUntil"] = json!("2022-05-01");
-    evidence["facility"]["address"] = json!({"addressCountry": "IND"});
-    if doses > 1 {
-        evidence["previousDoses"] = (1..doses).map(dose).collect();
-    }
-    json!({
-        "issuer": "did:web:certificates.example.gov",
-        "credentialSubject": {
-            "name": name, "dob": "1990-04-02", "gender": "Female",
-            "id": "did:in.gov.uidai.aadhaar:123456789012",
-            "address": {"streetAddress": street, "district": district, "addressRegion": "Karnataka",
-                        "addressCountry": "IND", "postalCode": "560034"},
-        },
-        "evidence": [evidence],
-    })
 }
