@@ -426,22 +426,31 @@ impl KeyStore {
     /// transaction. Keys of their records not bound yet go when the signer reads the
     /// `RecipientErased` this is followed by ([`KeyStore::erase_bound`]).
     pub async fn erase(&self, recipient: &RecipientKey, actor: &str) -> Result<Erasure, KeysError> {
-        self.timed("erase", self.delete_bound(recipient, actor)).await
+        let erased = self.timed("erase", self.delete_bound(recipient, actor, true)).await?;
+        metrics::counter!("vaxtrail_keystore_erasures_total").increment(1);
+        Ok(erased)
     }
 
     /// At a recipient's `RecipientErased`, read in the log's order (the signer): deletes every key
     /// still bound to them (those of their records intake had not bound when the erasure was
     /// asked), recording them as erased. Idempotent.
     pub async fn erase_bound(&self, recipient: &RecipientKey) -> Result<Erasure, KeysError> {
-        self.timed("erase_bound", async {
-            self.forget(recipient);
-            self.delete_bound(recipient, "signer (RecipientErased in the log)")
-                .await
-        })
+        self.timed(
+            "erase_bound",
+            self.delete_bound(recipient, "signer (RecipientErased in the log)", false),
+        )
         .await
     }
 
-    async fn delete_bound(&self, recipient: &RecipientKey, actor: &str) -> Result<Erasure, KeysError> {
+    /// Deletes the keys bound to `recipient` and records them as erased by `actor`: always for an
+    /// erasure asked (`record_none`: the request is on record even when no key was bound), only
+    /// when some went for the signer's.
+    async fn delete_bound(
+        &self,
+        recipient: &RecipientKey,
+        actor: &str,
+        record_none: bool,
+    ) -> Result<Erasure, KeysError> {
         self.prepare().await?;
         let mut tx = self.db.begin().await.map_err(unavailable)?;
         let ids: Vec<uuid::Uuid> =
@@ -450,7 +459,7 @@ impl KeyStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-        if !ids.is_empty() || !actor.starts_with("signer") {
+        if record_none || !ids.is_empty() {
             sqlx::query("INSERT INTO erasures (recipient_key, key_ids, actor) VALUES ($1, $2, $3)")
                 .bind(recipient.as_str())
                 .bind(&ids)
@@ -461,9 +470,6 @@ impl KeyStore {
         }
         tx.commit().await.map_err(unavailable)?;
         self.forget(recipient);
-        if !actor.starts_with("signer") {
-            metrics::counter!("vaxtrail_keystore_erasures_total").increment(1);
-        }
         Ok(Erasure {
             recipient: recipient.clone(),
             key_ids: ids.into_iter().map(KeyId).collect(),
@@ -486,17 +492,6 @@ impl KeyStore {
         .await
         .map_err(unavailable)?;
         Ok(gone.rows_affected())
-    }
-
-    /// Keys bound to each of `recipients` (tests and drills look).
-    pub async fn bound_keys(&self, recipient: &RecipientKey) -> Result<Vec<KeyId>, KeysError> {
-        self.prepare().await?;
-        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT key_id FROM data_keys WHERE recipient_key = $1")
-            .bind(recipient.as_str())
-            .fetch_all(&self.db)
-            .await
-            .map_err(unavailable)?;
-        Ok(ids.into_iter().map(KeyId).collect())
     }
 }
 

@@ -82,15 +82,12 @@ pub enum KeysError {
     /// or tampering). Not retriable.
     #[error("a data key could not be unwrapped: {0}")]
     Unwrap(#[from] KekError),
-    /// Writing for a recipient whose data was erased moments ago raced with the erasure.
-    #[error("the recipient's data is being erased")]
-    Erasing,
 }
 
 impl KeysError {
     /// Whether trying again may succeed.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Erasing)
+        matches!(self, Self::Unavailable(_))
     }
 }
 

@@ -227,6 +227,25 @@ pub fn artifacts() -> PathBuf {
     dir
 }
 
+/// Runs `tests/browser/<script>` under node (playwright-core driving Debian's Chromium) with
+/// `env`: the one JSON line it prints of what the page showed. Fails the test, with the script's
+/// output, when it exits non-zero.
+pub async fn browser_script(script: &str, env: &[(&str, &std::ffi::OsStr)]) -> serde_json::Value {
+    let run = tokio::process::Command::new("node")
+        .arg(repo_root().join("tests/browser").join(script))
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("node runs (deploy/local/install installs it and playwright-core)");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{script}: the page did not do what was asked:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("the script's JSON line")
+}
+
 /// The directory holding the workspace's built binaries (beside this test executable).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");

@@ -21,13 +21,6 @@ use vaxtrail_tests::{
 
 const PEOPLE: u64 = 40;
 
-/// Where the screenshot goes: `$VAXTRAIL_ARTIFACTS`, else `.vaxtrail/artifacts` in the repository.
-fn artifacts() -> std::path::PathBuf {
-    std::env::var_os("VAXTRAIL_ARTIFACTS")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.vaxtrail/artifacts"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
     let stack = TestStack::new().await;
@@ -217,8 +210,7 @@ async fn analytics_count_what_was_posted_and_the_dashboard_renders() {
     .await;
 
     // The dashboard in headless Chromium: the charts render (the page marks itself), screenshot.
-    let dir = artifacts();
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = vaxtrail_tests::artifacts();
     let chromium = |args: &[&str]| {
         let (url, args) = (
             format!("{url}/dashboard"),

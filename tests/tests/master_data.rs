@@ -362,24 +362,18 @@ async fn the_admin_page_defines_a_programme_and_activates_a_facility_in_a_real_b
     let dir = vaxtrail_tests::artifacts();
     let screenshot = dir.join("admin.png");
     let _ = std::fs::remove_file(&screenshot);
-    let script = vaxtrail_tests::repo_root().join("tests/browser/admin.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("ADMIN_URL", format!("{}/admin", query.url))
-        .env("TOKEN", admin.trim_start_matches("Bearer "))
-        .env("SCREENSHOT", &screenshot)
-        .env("PROGRAMME", "adm-1")
-        .env("FACILITY", "phc-admin")
-        .output()
-        .await
-        .expect("node runs (deploy/local/install installs it and playwright-core)");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "the page did not do what was asked:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
+    let page = format!("{}/admin", query.url);
+    let seen = vaxtrail_tests::browser_script(
+        "admin.mjs",
+        &[
+            ("ADMIN_URL", page.as_ref()),
+            ("TOKEN", admin.trim_start_matches("Bearer ").as_ref()),
+            ("SCREENSHOT", screenshot.as_os_str()),
+            ("PROGRAMME", "adm-1".as_ref()),
+            ("FACILITY", "phc-admin".as_ref()),
+        ],
+    )
+    .await;
     assert_eq!(seen["registered"], "suspended", "{seen}");
     assert_eq!(seen["activated"], "active", "{seen}");
     assert!(

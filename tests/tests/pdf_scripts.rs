@@ -30,6 +30,15 @@ fn run(program: &str, args: &[&str], files: &[&Path]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
+/// Debian's Noto fonts, where the query API finds them by default.
+fn fonts() -> Fonts {
+    Fonts::load(&[
+        "/usr/share/fonts/truetype/noto".into(),
+        "/usr/share/fonts/opentype/noto".into(),
+    ])
+    .expect("Debian's Noto fonts (deploy/local/install)")
+}
+
 /// Text without the bidi controls pdftotext puts around a right-to-left run, spaces squeezed.
 fn plain(text: &str) -> String {
     text.chars()
@@ -42,11 +51,7 @@ fn plain(text: &str) -> String {
 
 #[test]
 fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
-    let fonts = Fonts::load(&[
-        "/usr/share/fonts/truetype/noto".into(),
-        "/usr/share/fonts/opentype/noto".into(),
-    ])
-    .expect("Debian's Noto fonts (deploy/local/install)");
+    let fonts = fonts();
     let scratch = Scratch::new("pdf-scripts");
     let artifacts = vaxtrail_tests::artifacts();
     // Labels: English, plus Hindi for programme "hi", Tamil for "ta", Sinhala and Tamil for "si".
@@ -182,11 +187,7 @@ fn names_and_addresses_in_every_script_print_shaped_and_read_back() {
 /// page under the table's head again, every dose row read back in order.
 #[test]
 fn a_long_dose_history_continues_on_a_further_page() {
-    let fonts = Fonts::load(&[
-        "/usr/share/fonts/truetype/noto".into(),
-        "/usr/share/fonts/opentype/noto".into(),
-    ])
-    .expect("Debian's Noto fonts (deploy/local/install)");
+    let fonts = fonts();
     let labels = Labels::load(None, "*=hi").unwrap();
     let scratch = Scratch::new("pdf-doses");
     for (doses, pages) in [(1_usize, 1_usize), (5, 1), (12, 2)] {

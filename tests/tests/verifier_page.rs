@@ -53,24 +53,14 @@ fn camera(file: &Path, credential: &str) {
 
 /// Runs tests/browser/verifier.mjs once: what the page showed.
 async fn scan(url: &str, profile: &Path, camera: &Path, env: &[(&str, &str)], screenshot: &Path) -> Value {
-    let script = vaxtrail_tests::repo_root().join("tests/browser/verifier.mjs");
-    let run = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("VERIFY_URL", url)
-        .env("PROFILE", profile)
-        .env("CAMERA", camera)
-        .env("SCREENSHOT", screenshot)
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("node runs (deploy/local/install installs it and playwright-core)");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "the page did not answer:\n{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
+    let mut all: Vec<(&str, &std::ffi::OsStr)> = vec![
+        ("VERIFY_URL", url.as_ref()),
+        ("PROFILE", profile.as_os_str()),
+        ("CAMERA", camera.as_os_str()),
+        ("SCREENSHOT", screenshot.as_os_str()),
+    ];
+    all.extend(env.iter().map(|(k, v)| (*k, v.as_ref())));
+    let seen = vaxtrail_tests::browser_script("verifier.mjs", &all).await;
     assert_eq!(seen["errors"], serde_json::json!([]), "errors on the page: {seen}");
     assert!(
         std::fs::metadata(screenshot).is_ok_and(|m| m.len() > 10_000),

@@ -302,27 +302,25 @@ pub fn render(
     };
     y = table_head(&mut page, y);
 
-    // The QR code (and the rows that fit above it) on the first page.
+    const ROW: f32 = 6.5;
+    let draw_rows = |page: &mut Page<'_, '_>, mut y: f32, rows: &[[String; 6]]| {
+        for row in rows {
+            y -= ROW;
+            for (i, cell) in row.iter().enumerate() {
+                page.cell(cell, 8.5, columns[i], y, columns[i + 1] - columns[i] - 1.5);
+            }
+        }
+    };
+
+    // The QR code, and the rows that fit above it, on the first page.
     draw_qr(&mut page, qr, verify_url, words);
-    let mut rows = sheet.doses.iter().peekable();
-    let mut floor = TABLE_FLOOR_MM;
-    let mut continued = Vec::new();
-    while let Some(row) = rows.next() {
-        if y - 6.5 < floor {
-            // The rest on a further page, under the table's head again.
-            continued.push(row);
-            continued.extend(rows.by_ref());
-            break;
-        }
-        y -= 6.5;
-        for (i, cell) in row.iter().enumerate() {
-            page.cell(cell, 8.5, columns[i], y, columns[i + 1] - columns[i] - 1.5);
-        }
-    }
+    let first = (((y - TABLE_FLOOR_MM) / ROW).max(0.0) as usize).min(sheet.doses.len());
+    draw_rows(&mut page, y, &sheet.doses[..first]);
     surface.finish();
     pdf_page.finish();
 
-    let mut pending = continued.as_slice();
+    // The rest on further pages, under the table's head again.
+    let mut pending = &sheet.doses[first..];
     while !pending.is_empty() {
         let mut pdf_page = document.start_page_with(settings());
         let mut surface = pdf_page.surface();
@@ -337,15 +335,9 @@ pub fn render(
             275.0,
             true,
         );
-        y = table_head(&mut page, 266.0);
-        floor = 20.0;
-        let fit = (((y - floor) / 6.5) as usize).max(1).min(pending.len());
-        for row in &pending[..fit] {
-            y -= 6.5;
-            for (i, cell) in row.iter().enumerate() {
-                page.cell(cell, 8.5, columns[i], y, columns[i + 1] - columns[i] - 1.5);
-            }
-        }
+        let y = table_head(&mut page, 266.0);
+        let fit = (((y - 20.0) / ROW) as usize).max(1).min(pending.len());
+        draw_rows(&mut page, y, &pending[..fit]);
         pending = &pending[fit..];
         surface.finish();
         pdf_page.finish();
